@@ -1,0 +1,1 @@
+"""Loaders: one module per inbox input, each replacing its tables idempotently."""

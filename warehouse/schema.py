@@ -1,0 +1,285 @@
+"""The warehouse schema: versioned DDL for every table PV Trace keeps in DuckDB.
+
+Tables follow DESIGN.md §3. Case tables keep *every* version of a case (nothing is lost);
+``is_latest`` marks the version statistics use, and the ``latest_*`` views expose only those.
+Patients appear only as salted pseudonymous keys (``patient_key``).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+_DDL = [
+    """
+    CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER NOT NULL,
+        applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    # ---- reference --------------------------------------------------------------------
+    """
+    CREATE TABLE IF NOT EXISTS manufacturer (
+        manufacturer_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        country VARCHAR,
+        region VARCHAR,
+        alert_email VARCHAR,
+        alert_webhook_url VARCHAR
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS product (
+        product_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        manufacturer_id VARCHAR NOT NULL,
+        ingredient VARCHAR NOT NULL,
+        atc_code VARCHAR,
+        form VARCHAR,
+        strength VARCHAR,
+        route VARCHAR,
+        region VARCHAR,
+        gtin VARCHAR,
+        ndc VARCHAR,
+        nmpa_drug_code VARCHAR,
+        storage_min_c DOUBLE,
+        storage_max_c DOUBLE,
+        additional_monitoring BOOLEAN
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS batch (
+        batch_id VARCHAR PRIMARY KEY,
+        product_id VARCHAR NOT NULL,
+        lot_number VARCHAR NOT NULL,
+        site VARCHAR,
+        manufactured_on DATE,
+        expiry_on DATE,
+        released_on DATE,
+        units_released BIGINT,
+        recall_status VARCHAR
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS pack (
+        pack_code VARCHAR PRIMARY KEY,
+        code_system VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        serial VARCHAR,
+        gtin VARCHAR,
+        nmpa_drug_code VARCHAR,
+        commissioned_at TIMESTAMP
+    )""",
+    # ---- supply chain (EPCIS 2.0 shaped) -----------------------------------------------
+    """
+    CREATE TABLE IF NOT EXISTS supply_event (
+        event_id VARCHAR PRIMARY KEY,
+        event_type VARCHAR NOT NULL,
+        action VARCHAR,
+        biz_step VARCHAR,
+        disposition VARCHAR,
+        event_time TIMESTAMPTZ NOT NULL,
+        read_point VARCHAR,
+        biz_location VARCHAR,
+        source_location VARCHAR,
+        destination_location VARCHAR,
+        epc_class VARCHAR,
+        gtin VARCHAR,
+        nmpa_drug_code VARCHAR,
+        lot_number VARCHAR,
+        batch_id VARCHAR,
+        quantity DOUBLE,
+        consignment_id VARCHAR,
+        region VARCHAR,
+        min_temp_c DOUBLE,
+        max_temp_c DOUBLE,
+        source_file VARCHAR
+    )""",
+    # ---- exposure -----------------------------------------------------------------------
+    """
+    CREATE TABLE IF NOT EXISTS delivery (
+        delivery_id VARCHAR PRIMARY KEY,
+        delivered_at TIMESTAMPTZ NOT NULL,
+        pack_code VARCHAR NOT NULL,
+        code_system VARCHAR,
+        batch_id VARCHAR NOT NULL,
+        product_id VARCHAR NOT NULL,
+        patient_key VARCHAR NOT NULL,
+        pharmacy_id VARCHAR,
+        region VARCHAR,
+        country VARCHAR,
+        quantity INTEGER NOT NULL,
+        source_file VARCHAR
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS medication_log (
+        log_id VARCHAR PRIMARY KEY,
+        patient_key VARCHAR NOT NULL,
+        delivery_id VARCHAR NOT NULL,
+        week_start DATE NOT NULL,
+        doses_taken INTEGER,
+        doses_missed INTEGER
+    )""",
+    # ---- cases: every version kept --------------------------------------------------------
+    """
+    CREATE TABLE IF NOT EXISTS case_report (
+        case_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        is_latest BOOLEAN NOT NULL,
+        received_on DATE NOT NULL,
+        source VARCHAR NOT NULL,
+        reporter_qualification VARCHAR,
+        country VARCHAR,
+        patient_key VARCHAR,
+        age_years DOUBLE,
+        sex VARCHAR,
+        serious BOOLEAN,
+        seriousness VARCHAR[],
+        outcome VARCHAR,
+        narrative VARCHAR,
+        duplicate_of VARCHAR,
+        source_file VARCHAR,
+        PRIMARY KEY (case_id, version)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS case_drug (
+        case_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        drug_seq INTEGER NOT NULL,
+        role VARCHAR NOT NULL,
+        product_name_reported VARCHAR,
+        product_id VARCHAR,
+        ingredient VARCHAR,
+        mapping_method VARCHAR,
+        lot_reported VARCHAR,
+        pack_code_reported VARCHAR,
+        start_date DATE,
+        PRIMARY KEY (case_id, version, drug_seq)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS case_reaction (
+        case_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        reaction_seq INTEGER NOT NULL,
+        pt VARCHAR NOT NULL,
+        soc VARCHAR,
+        onset_date DATE,
+        PRIMARY KEY (case_id, version, reaction_seq)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS case_batch_link (
+        case_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        drug_seq INTEGER NOT NULL,
+        batch_id VARCHAR,
+        product_id VARCHAR,
+        method VARCHAR NOT NULL,
+        confidence DOUBLE NOT NULL,
+        candidates VARCHAR[],
+        reason VARCHAR,
+        PRIMARY KEY (case_id, version, drug_seq)
+    )""",
+    # ---- bad input and lineage ------------------------------------------------------------
+    """
+    CREATE TABLE IF NOT EXISTS quarantine (
+        stage VARCHAR NOT NULL,
+        source_file VARCHAR,
+        record_key VARCHAR,
+        reason VARCHAR NOT NULL,
+        detail VARCHAR,
+        raw VARCHAR,
+        quarantined_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS ingested_file (
+        path VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL,
+        n_bytes BIGINT NOT NULL,
+        loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (path, kind)
+    )""",
+    # ---- derived: scores and the signal register -------------------------------------------
+    """
+    CREATE TABLE IF NOT EXISTS disproportionality_score (
+        level VARCHAR NOT NULL,
+        drug VARCHAR NOT NULL,
+        event VARCHAR NOT NULL,
+        n11 BIGINT, n1_ BIGINT, n_1 BIGINT, n BIGINT, e DOUBLE,
+        prr DOUBLE, prr_lo95 DOUBLE, prr_hi95 DOUBLE,
+        chi2 DOUBLE, chi2_yates DOUBLE,
+        ror DOUBLE, ror_lo95 DOUBLE, ror_hi95 DOUBLE,
+        ic DOUBLE, ic025 DOUBLE, ic975 DOUBLE,
+        ebgm DOUBLE, eb05 DOUBLE, eb95 DOUBLE,
+        rules_fired VARCHAR[],
+        data_lock_point DATE,
+        PRIMARY KEY (level, drug, event)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS signal (
+        signal_id VARCHAR PRIMARY KEY,
+        level VARCHAR NOT NULL,
+        product_id VARCHAR,
+        ingredient VARCHAR,
+        pt VARCHAR NOT NULL,
+        batch_id VARCHAR,
+        methods VARCHAR[],
+        figures JSON,
+        first_detected DATE NOT NULL,
+        last_detected DATE NOT NULL,
+        status VARCHAR NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS signal_history (
+        signal_id VARCHAR NOT NULL,
+        changed_at TIMESTAMP NOT NULL,
+        from_status VARCHAR,
+        to_status VARCHAR NOT NULL,
+        actor VARCHAR NOT NULL,
+        comment VARCHAR,
+        run_id VARCHAR
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS alert (
+        alert_id VARCHAR PRIMARY KEY,
+        manufacturer_id VARCHAR NOT NULL,
+        signal_ids VARCHAR[] NOT NULL,
+        batch_ids VARCHAR[],
+        content_hash VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        json_path VARCHAR,
+        html_path VARCHAR
+    )""",
+    # ---- views: what statistics read --------------------------------------------------------
+    """
+    CREATE OR REPLACE VIEW latest_case AS
+        SELECT * FROM case_report WHERE is_latest""",
+    """
+    CREATE OR REPLACE VIEW latest_case_drug AS
+        SELECT d.* FROM case_drug d JOIN case_report c USING (case_id, version) WHERE c.is_latest""",
+    """
+    CREATE OR REPLACE VIEW latest_case_reaction AS
+        SELECT r.* FROM case_reaction r JOIN case_report c USING (case_id, version) WHERE c.is_latest""",
+]
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table and view that does not exist yet; record the schema version once."""
+    for statement in _DDL:
+        con.execute(statement)
+    (have,) = con.execute("SELECT count(*) FROM schema_version WHERE version = ?", [SCHEMA_VERSION]).fetchone()
+    if not have:
+        newer = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        if newer is not None and newer > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"warehouse schema version {newer} is newer than this code's {SCHEMA_VERSION}; upgrade PV Trace"
+            )
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
+
+
+def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file (creating the schema unless read-only).
+
+    DuckDB allows one writing process per file; readers such as the dashboard open read-only.
+    """
+    con = duckdb.connect(str(path), read_only=read_only)
+    if not read_only:
+        ensure_schema(con)
+    return con
