@@ -1,0 +1,758 @@
+"""Batch heterogeneity: does one batch of a product report more than the product's other batches?
+
+PV Trace knows the real exposure of every batch (packs delivered or person-time, from the
+delivery logs), so a batch's reporting *rate* is observed, not guessed.  This module compares,
+within each (product, event) group, every batch with the rest of that product:
+
+* :func:`batch_rate_tests` — exact conditional test (binomial given the group total), exact
+  conditional rate-ratio CI, empirical-Bayes Poisson–gamma shrunken rate ratio, and
+  Benjamini–Hochberg q-values;
+* :func:`batch_overdispersion` — intercept-only negative-binomial model across the batches of a
+  group (log-exposure offset): dispersion, standardised residuals, NB tail p-values;
+* :func:`funnel_limits` — funnel-plot data with exact Poisson control limits (Spiegelhalter 2005);
+* :func:`onset_comparison` — time-to-onset of a batch's cases vs the rest of the product
+  (medians, one-sided Kolmogorov–Smirnov and Mann–Whitney U);
+* :func:`batch_heterogeneity` — all of the above joined per batch, with a configurable ``flagged``.
+
+Input (``frame``): one row per (``product``, ``event``, ``batch``) with ``cases`` (reports of that
+event linked to that batch, integer >= 0) and ``exposure`` (> 0, finite).  Extra columns are
+kept by :func:`batch_rate_tests`.  Events may be PTs or SOCs; the caller decides.  Every batch of
+the product that had exposure should appear, also with ``cases == 0`` — batches left out are
+invisible to the comparison.
+
+Everything is vectorised over all groups at once (group sums with ``np.bincount`` on a dense
+group index).  Values that are undefined (a product with one batch, a group with no case, an
+unbounded upper limit) are returned as null, never inf/NaN.
+
+Pure statistics: polars/numpy/scipy/statsmodels only, no I/O.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import special, stats
+
+__all__ = [
+    "FlagRule",
+    "batch_rate_tests",
+    "batch_overdispersion",
+    "funnel_limits",
+    "onset_comparison",
+    "batch_heterogeneity",
+    "benjamini_hochberg",
+]
+
+GROUP_KEYS = ["product", "event"]
+BATCH_KEYS = ["product", "event", "batch"]
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Groups:
+    """Sorted frame plus the dense group index and per-row group totals (all numpy)."""
+
+    frame: pl.DataFrame  # sorted by product, event, batch
+    gid: np.ndarray  # dense (product, event) index per row, 0..n_groups-1
+    n_groups: int
+    y: np.ndarray  # cases, float64
+    x: np.ndarray  # exposure, float64
+    n_batches: np.ndarray  # per row: batches in its group
+    cases_total: np.ndarray  # per row: N, group total of cases
+    exposure_total: np.ndarray  # per row: X, group total of exposure
+
+
+def _dense_group_index(sorted_frame: pl.DataFrame, keys: list[str]) -> np.ndarray:
+    """0-based index that increments whenever any key changes in a frame sorted by ``keys``."""
+    if sorted_frame.height == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = pl.lit(False)
+    for k in keys:
+        change = change | (pl.col(k) != pl.col(k).shift(1)).fill_null(True)
+    return (
+        sorted_frame.select(change.cast(pl.Int64).cum_sum() - 1).to_series().to_numpy().astype(np.int64)
+    )
+
+
+def _prepare(frame: pl.DataFrame) -> _Groups:
+    missing = [c for c in [*BATCH_KEYS, "cases", "exposure"] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"batch frame lacks column(s) {missing}; needs {BATCH_KEYS + ['cases', 'exposure']}")
+    for k in BATCH_KEYS:
+        if frame[k].null_count():
+            raise ValueError(f"column {k!r} has {frame[k].null_count()} null value(s)")
+    expo = frame["exposure"].cast(pl.Float64)
+    bad_x = ~(expo.is_finite().fill_null(False) & (expo > 0).fill_null(False))
+    if bad_x.any():
+        example = frame.filter(bad_x).head(3).select([*BATCH_KEYS, "exposure"]).to_dicts()
+        raise ValueError(
+            f"exposure must be finite and > 0 for every batch; {int(bad_x.sum())} row(s) are not, "
+            f"e.g. {example}. A batch with no exposure cannot have a rate: drop it upstream "
+            "(and quarantine any case linked to it)."
+        )
+    cases = frame["cases"].cast(pl.Float64)
+    bad_y = ~((cases >= 0) & (cases == cases.floor())).fill_null(False)
+    if bad_y.any():
+        example = frame.filter(bad_y).head(3).select([*BATCH_KEYS, "cases"]).to_dicts()
+        raise ValueError(f"cases must be non-negative integers; {int(bad_y.sum())} row(s) are not, e.g. {example}")
+    if frame.select(pl.struct(BATCH_KEYS).is_duplicated().any()).item():
+        raise ValueError("duplicate (product, event, batch) rows; aggregate cases/exposure first")
+
+    f = frame.sort(BATCH_KEYS, maintain_order=True)
+    gid = _dense_group_index(f, GROUP_KEYS)
+    n_groups = int(gid.max()) + 1 if gid.size else 0
+    y = f["cases"].cast(pl.Float64).to_numpy()
+    x = f["exposure"].cast(pl.Float64).to_numpy()
+    nb = np.bincount(gid, minlength=n_groups)
+    N = np.bincount(gid, weights=y, minlength=n_groups)
+    X = np.bincount(gid, weights=x, minlength=n_groups)
+    return _Groups(f, gid, n_groups, y, x, nb[gid].astype(np.int64), N[gid], X[gid])
+
+
+def _col(values: np.ndarray, valid: np.ndarray | None = None, name: str = "") -> pl.Series:
+    """Float64 series with null wherever ``valid`` is False or the value is not finite."""
+    v = np.array(values, dtype=np.float64)
+    bad = ~np.isfinite(v)
+    if valid is not None:
+        bad |= ~np.asarray(valid, dtype=bool)
+    v[bad] = np.nan
+    return pl.Series(name, v).fill_nan(None)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Multiple testing
+# --------------------------------------------------------------------------------------------
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg (1995) q-values over the non-NaN entries of ``p``; NaN stays NaN.
+
+    q_(i) = min_{j >= i} m p_(j) / j, computed with
+    ``statsmodels.stats.multitest.multipletests(method="fdr_bh")``.  Rejecting q < Q controls the
+    false discovery rate at Q for independent or positively dependent tests (Benjamini &
+    Hochberg 1995; Benjamini & Yekutieli 2001).  With discrete (exact) p-values it is conservative.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = multipletests(np.clip(p[ok], 0.0, 1.0), method="fdr_bh")[1]
+    return q
+
+
+# --------------------------------------------------------------------------------------------
+# 1 + 2. Exact conditional test and empirical-Bayes shrinkage
+# --------------------------------------------------------------------------------------------
+def _exact_conditional(y, x, N, X, defined, ci_level):
+    """Exact one-sided p-value and conditional CI for the rate ratio batch vs rest (see caller)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pi = x / X
+        p = np.where(defined, stats.binom.sf(y - 1, N, pi), np.nan)
+        a = 1.0 - ci_level
+        # Clopper–Pearson limits for the binomial proportion y/N
+        p_lo = np.where(y > 0, special.betaincinv(y, N - y + 1, a / 2), 0.0)
+        p_hi = np.where(y < N, special.betaincinv(y + 1, N - y, 1 - a / 2), 1.0)
+        odds_to_rr = (X - x) / x
+        rr_lo = np.where(defined, p_lo / (1 - p_lo) * odds_to_rr, np.nan)
+        rr_hi = np.where(defined & (y < N), p_hi / (1 - p_hi) * odds_to_rr, np.nan)
+    return p, rr_lo, rr_hi
+
+
+def _eb_prior_shape(g: _Groups, prior_shape_max: float, min_batches: int):
+    """Per-group Poisson–gamma prior shape alpha (prior mean = pooled rate) and how it was chosen.
+
+    Method of moments of Clayton & Kaldor (1987) in the exposure-weighted form of Marshall (1991):
+        m  = N / X                                 (pooled rate; prior mean = alpha / beta)
+        s2 = sum_b x_b (y_b/x_b - m)^2 / X         (exposure-weighted variance of batch rates)
+        A  = s2 - m / xbar,  xbar = X / n_batches  (between-batch variance of the true rates)
+        alpha = m^2 / A,  beta = m / A.
+    Fallback (documented choice): when there are fewer than ``min_batches`` batches, or A <= 0
+    (no overdispersion visible), or m^2/A > ``prior_shape_max``, alpha = ``prior_shape_max``:
+    the prior's coefficient of variation never drops below 1/sqrt(prior_shape_max) (20% for the
+    default 25).  A moment estimate from ~10 sparse batches is noisy and truncating A at zero
+    would claim total shrinkage, i.e. zero-width intervals at exactly 1.
+    """
+    k = g.n_groups
+    nb_g = np.bincount(g.gid, minlength=k)
+    N_g = np.bincount(g.gid, weights=g.y, minlength=k)
+    X_g = np.bincount(g.gid, weights=g.x, minlength=k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m_g = N_g / X_g
+        r = g.y / g.x
+        s2_g = np.bincount(g.gid, weights=g.x * (r - m_g[g.gid]) ** 2, minlength=k) / X_g
+        A_g = s2_g - m_g / (X_g / nb_g)
+        alpha_mom = m_g**2 / A_g
+    method = np.full(k, "mom", dtype=object)
+    alpha = alpha_mom.copy()
+    few = nb_g < min_batches
+    no_od = ~few & ~(A_g > 0)
+    capped = ~few & (A_g > 0) & ~(alpha_mom <= prior_shape_max)
+    method[few] = "fallback_few_batches"
+    method[no_od] = "fallback_no_overdispersion"
+    method[capped] = "capped"
+    alpha[few | no_od | capped] = prior_shape_max
+    undefined = (nb_g < 2) | (N_g <= 0)
+    method[nb_g < 2] = "undefined_single_batch"
+    method[(nb_g >= 2) & (N_g <= 0)] = "undefined_no_cases"
+    alpha[undefined] = np.nan
+    return alpha, method, undefined
+
+
+def batch_rate_tests(
+    frame: pl.DataFrame,
+    *,
+    ci_level: float = 0.95,
+    cred_level: float = 0.90,
+    prior_shape_max: float = 25.0,
+    min_batches_eb: int = 3,
+) -> pl.DataFrame:
+    """Exact conditional test, conditional rate-ratio CI, EB shrunken rate ratio, BH q-values.
+
+    For batch b of a (product, event) group with ``y`` cases and exposure ``x``, group totals
+    N = sum cases and X = sum exposure, rest = the product's other batches:
+
+    **Exact conditional test** (Breslow & Day 1987, vol. II §7.x "comparison of two rates";
+    Ulm 1990 for exact Poisson limits).  Conditional on N, under H0 (equal rates) the batch count
+    is ``K ~ Binomial(N, pi)`` with pi = x / X.  One-sided p-value (batch reports *more*):
+        p_exact = P(K >= y) = binom.sf(y - 1, N, pi).
+    Rate ratio batch vs rest: rr = (y / x) / ((N - y) / (X - x)).  Its exact conditional CI
+    (``ci_level``, two-sided, default 95%) transforms the Clopper–Pearson interval [p_L, p_U] of
+    the proportion y / N:  RR = p / (1 - p) * (X - x) / x.  Note: one-sided p < (1-ci_level)/2
+    iff rr_lo > 1.  Null when undefined: one batch only, or N = 0 (p, rr, CI); y = N (rr and
+    rr_hi, the interval is unbounded above); y = N - y = 0.
+
+    **Empirical-Bayes shrunken rate ratio** (Clayton & Kaldor 1987; Marshall 1991).
+    rate_b ~ Gamma(alpha, beta) across the product's batches with prior mean the pooled rate
+    m = N / X (beta = alpha / m); alpha by method of moments (see ``_eb_prior_shape``: fewer than
+    ``min_batches_eb`` batches or no overdispersion -> alpha = ``prior_shape_max``).  Posterior
+    rate_b | y ~ Gamma(alpha + y, beta + x), so the ratio to the pooled rate is
+        RR_b / m ~ Gamma(shape = alpha + y, rate = alpha + e),   e = m x = expected cases,
+        rr_shrunk = (alpha + y) / (alpha + e),
+    with an equal-tailed ``cred_level`` credible interval (default **90%**: rr_shrunk_lo is the
+    5th posterior percentile, the "EB05" convention of DuMouchel 1999).  It is a plug-in EB
+    interval: the uncertainty in alpha and m is ignored, so it is somewhat too narrow
+    (Laird & Louis 1987).
+
+    **Multiple testing**: q_exact = Benjamini–Hochberg over every batch with a defined p_exact
+    (groups with >= 2 batches and >= 1 case; groups with N = 0 have a degenerate conditional
+    test and are not counted as tests).
+
+    Returns the input (sorted by product, event, batch; extra columns kept) plus: n_batches,
+    cases_total, exposure_total, rate, rate_rest, expected (N pi), rr, rr_lo, rr_hi, p_exact,
+    q_exact, eb_alpha, eb_method, rr_shrunk, rr_shrunk_lo, rr_shrunk_hi.  Rates are per unit of
+    ``exposure``.
+    """
+    g = _prepare(frame)
+    y, x, N, X, nb = g.y, g.x, g.cases_total, g.exposure_total, g.n_batches
+    defined = (nb >= 2) & (N > 0)
+    x_rest, y_rest = X - x, N - y
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = y / x
+        rate_rest = y_rest / x_rest
+        rr = rate / rate_rest
+    p, rr_lo, rr_hi = _exact_conditional(y, x, N, X, defined, ci_level)
+    q = benjamini_hochberg(p)
+
+    alpha_g, method_g, _ = _eb_prior_shape(g, prior_shape_max, min_batches_eb)
+    a_eb = alpha_g[g.gid]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = N * x / X  # expected cases under the pooled rate
+        shape, rate_post = a_eb + y, a_eb + e
+        tail = (1 - cred_level) / 2
+        rr_s = shape / rate_post
+        rr_s_lo = stats.gamma.ppf(tail, shape) / rate_post
+        rr_s_hi = stats.gamma.isf(tail, shape) / rate_post
+
+    return g.frame.with_columns(
+        pl.Series("n_batches", nb, dtype=pl.Int64),
+        pl.Series("cases_total", N).cast(pl.Int64),
+        pl.Series("exposure_total", X),
+        _col(rate, name="rate"),
+        _col(rate_rest, nb >= 2, "rate_rest"),
+        _col(e, nb >= 2, "expected"),
+        _col(rr, defined & (y_rest > 0), "rr"),
+        _col(rr_lo, defined, "rr_lo"),
+        _col(rr_hi, defined, "rr_hi"),
+        _col(p, defined, "p_exact"),
+        _col(q, defined, "q_exact"),
+        _col(a_eb, defined, "eb_alpha"),
+        pl.Series("eb_method", method_g[g.gid].astype(str), dtype=pl.String),
+        _col(rr_s, defined, "rr_shrunk"),
+        _col(rr_s_lo, defined, "rr_shrunk_lo"),
+        _col(rr_s_hi, defined, "rr_shrunk_hi"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Overdispersion across batches: negative binomial, intercept only, log-exposure offset
+# --------------------------------------------------------------------------------------------
+def _nb_loglik(y, mu, theta, gid, k):
+    """Per-group NB2 log-likelihood, theta = 1/alpha (var = mu + mu^2/theta)."""
+    ll = (
+        special.gammaln(y + theta)
+        - special.gammaln(theta)
+        - special.gammaln(y + 1)
+        + theta * np.log(theta / (theta + mu))
+        + special.xlogy(y, mu / (theta + mu))
+    )
+    return np.bincount(gid, weights=ll, minlength=k)
+
+
+def _fit_nb_vectorized(y, x, gid, k, *, max_iter=200, tol=1e-9):
+    """ML fit of y_b ~ NB2(mu_b = x_b exp(b0), alpha) for every group at once.
+
+    Alternates a Fisher-scoring step for b0 with a damped Newton step for phi = log(theta),
+    theta = 1 / alpha (b0 and alpha are orthogonal in the NB2 information, Lawless 1987), each
+    vectorised over the groups still iterating.  Boundary handling (Dean & Lawless 1989): the
+    score for alpha at alpha = 0 is  T = 1/2 sum[(y - mu0)^2 - y]  with mu0 the Poisson fit;
+    when T <= 0 the likelihood is maximised at alpha = 0 and we return the Poisson model.
+    Returns per-group (b0, alpha, status) with status 'negbin', 'no_overdispersion',
+    'alpha_at_boundary' or 'not_converged'.
+    """
+    N = np.bincount(gid, weights=y, minlength=k)
+    X = np.bincount(gid, weights=x, minlength=k)
+    with np.errstate(divide="ignore"):
+        b0 = np.log(N / X)
+    mu0 = x * np.exp(b0)[gid]
+    T = np.bincount(gid, weights=(y - mu0) ** 2 - y, minlength=k)
+    S2 = np.bincount(gid, weights=mu0**2, minlength=k)
+    status = np.full(k, "negbin", dtype=object)
+    status[~(T > 0)] = "no_overdispersion"
+    alpha = np.zeros(k)
+    active = T > 0
+    # moment start: E[(y - mu)^2 - y] = alpha mu^2
+    phi = np.full(k, np.nan)
+    phi[active] = -np.log(np.maximum(T[active] / S2[active], 1e-4))
+    groups = np.flatnonzero(active)
+    # restrict the work arrays to rows of active groups
+    rows = np.flatnonzero(active[gid])
+    remap = np.full(k, -1)
+    remap[groups] = np.arange(groups.size)
+    gy, gx, gg = y[rows], x[rows], remap[gid[rows]]
+    kk = groups.size
+    b = b0[groups].copy()
+    ph = phi[groups].copy()
+    done = np.zeros(kk, bool)
+    boundary = np.zeros(kk, bool)
+    logx = np.log(gx)
+    for _ in range(max_iter):
+        if done.all():
+            break
+        it = ~done
+        # operate on all rows; converged groups get zero steps (simpler than re-indexing)
+        theta = np.exp(ph)
+        mu = np.exp(b[gg] + logx)
+        w = mu / (1 + mu / theta[gg])
+        U = np.bincount(gg, weights=(gy - mu) / (1 + mu / theta[gg]), minlength=kk)
+        I = np.bincount(gg, weights=w, minlength=kk)
+        db = np.where(it, U / I, 0.0)
+        b = b + db
+        mu = np.exp(b[gg] + logx)
+        th = theta[gg]
+        l_t = np.bincount(
+            gg, weights=special.digamma(gy + th) - special.digamma(th) + np.log(th / (th + mu)) + (mu - gy) / (th + mu),
+            minlength=kk,
+        )
+        l_tt = np.bincount(
+            gg,
+            weights=special.polygamma(1, gy + th) - special.polygamma(1, th) + 1 / th - 1 / (th + mu)
+            - (mu - gy) / (th + mu) ** 2,
+            minlength=kk,
+        )
+        g1 = theta * l_t  # d l / d phi
+        g2 = theta * l_t + theta**2 * l_tt  # d2 l / d phi2
+        step = np.where(g2 < 0, -g1 / g2, np.sign(g1))  # Newton where concave, else unit ascent
+        step = np.clip(step, -2.0, 2.0)
+        step = np.where(it, step, 0.0)
+        # step halving on the profile (b fixed) log-likelihood
+        ll0 = _nb_loglik(gy, mu, theta[gg], gg, kk)
+        for _h in range(20):
+            new = ph + step
+            ll1 = _nb_loglik(gy, mu, np.exp(new)[gg], gg, kk)
+            worse = it & ~(ll1 >= ll0 - 1e-12)
+            if not worse.any():
+                break
+            step = np.where(worse, step / 2, step)
+        ph = ph + step
+        boundary |= it & (ph > np.log(1e8))  # theta -> inf: alpha -> 0
+        conv = (np.abs(step) < tol * 10) & (np.abs(db) < tol)
+        done |= conv | boundary
+    alpha_active = np.exp(-ph)
+    st = np.where(done, "negbin", "not_converged").astype(object)
+    st[boundary] = "alpha_at_boundary"
+    status[groups] = st
+    alpha[groups] = np.where(st == "negbin", alpha_active, 0.0)
+    b0[groups] = np.where(st == "negbin", b, b0[groups])
+    return b0, alpha, status
+
+
+def _fit_nb_statsmodels(y, x, gid, k, fit_groups):
+    """Reference engine: one ``statsmodels`` NegativeBinomial (NB2, ML alpha) fit per group."""
+    import statsmodels.api as sm
+
+    N = np.bincount(gid, weights=y, minlength=k)
+    X = np.bincount(gid, weights=x, minlength=k)
+    with np.errstate(divide="ignore"):
+        b0 = np.log(N / X)
+    alpha = np.zeros(k)
+    status = np.full(k, "no_overdispersion", dtype=object)
+    order = np.argsort(gid, kind="stable")
+    bounds = np.searchsorted(gid[order], np.arange(k + 1))
+    for j in np.flatnonzero(fit_groups):
+        idx = order[bounds[j] : bounds[j + 1]]
+        yy, xx = y[idx], x[idx]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = sm.NegativeBinomial(
+                    yy, np.ones((yy.size, 1)), offset=np.log(xx), loglike_method="nb2"
+                ).fit(start_params=[b0[j], 0.1], disp=0, maxiter=200)
+            a = float(res.params[-1])
+            if not res.mle_retvals.get("converged", False) or not np.isfinite(a):
+                status[j] = "not_converged"
+            elif a < 1e-8:
+                status[j] = "alpha_at_boundary"
+            else:
+                status[j], alpha[j], b0[j] = "negbin", a, float(res.params[0])
+        except Exception as exc:  # noqa: BLE001 - statsmodels raises many kinds; record and fall back
+            status[j] = f"error: {type(exc).__name__}"
+    return b0, alpha, status
+
+
+def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized") -> pl.DataFrame:
+    """Negative-binomial model of the batch counts of each (product, event) group.
+
+    Model (intercept only, log link, log-exposure offset; NB2, Cameron & Trivedi 2013 §3.3):
+        y_b ~ NB(mu_b, alpha),  log mu_b = log x_b + b0,  Var y_b = mu_b + alpha mu_b^2,
+    fitted by maximum likelihood for b0 and alpha (``nb_alpha``, the dispersion; 0 = Poisson).
+    Per batch: Pearson residual (y - mu) / sqrt(mu + alpha mu^2); deviance residual
+    sign(y - mu) sqrt(2 [y log(y/mu) - (y + 1/alpha) log((1 + alpha y)/(1 + alpha mu))]);
+    one-sided tail ``p_nb`` = P(Y >= y) under the fitted NB, ``q_nb`` its BH q-value.  The batch
+    is part of its own fit (not leave-one-out), so a single outlying batch inflates alpha and
+    its own p_nb is conservative — this is a dispersion-aware *screen*, the exact test is in
+    :func:`batch_rate_tests`.
+
+    Fallback to Poisson (mu_b = x_b N / X, alpha = 0) with the reason in ``fit_note`` when the
+    ML alpha is 0 (score test for overdispersion T = sum[(y - mu)^2 - y] <= 0, Dean & Lawless
+    1989: 'no_overdispersion'), alpha tends to 0 ('alpha_at_boundary') or the fit fails
+    ('not_converged', 'error: ...').  Groups with one batch or no case are not fitted
+    (``model`` null, note 'single_batch' / 'no_cases').
+
+    ``engine="vectorized"`` (default) solves all groups at once (alternating Fisher scoring for
+    b0 / damped Newton for log(1/alpha)); ``engine="statsmodels"`` loops one
+    ``statsmodels.discrete.NegativeBinomial`` fit per group — same model, ~1000x slower, kept as
+    the reference (the tests check both agree).
+    """
+    g = _prepare(frame)
+    k, gid, y, x = g.n_groups, g.gid, g.y, g.x
+    nb_g = np.bincount(gid, minlength=k)
+    N_g = np.bincount(gid, weights=y, minlength=k)
+    fit = (nb_g >= 2) & (N_g > 0)
+    if engine == "vectorized":
+        sub = fit[gid]
+        b0, alpha, status = np.full(k, np.nan), np.zeros(k), np.full(k, "", dtype=object)
+        if sub.any():
+            grp = np.flatnonzero(fit)
+            remap = np.full(k, -1)
+            remap[grp] = np.arange(grp.size)
+            b_s, a_s, s_s = _fit_nb_vectorized(y[sub], x[sub], remap[gid[sub]], grp.size)
+            b0[grp], alpha[grp], status[grp] = b_s, a_s, s_s
+    elif engine == "statsmodels":
+        b0, alpha, status = _fit_nb_statsmodels(y, x, gid, k, fit)
+    else:
+        raise ValueError(f"engine must be 'vectorized' or 'statsmodels', not {engine!r}")
+    status = status.astype(object)
+    status[(nb_g < 2)] = "single_batch"
+    status[(nb_g >= 2) & (N_g <= 0)] = "no_cases"
+    model = np.where(status == "negbin", "negbin", "poisson").astype(object)
+    model[~fit] = None
+
+    a = alpha[gid]
+    ok = fit[gid]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mu = x * np.exp(b0[gid])
+        var = mu + a * mu**2
+        pearson = (y - mu) / np.sqrt(var)
+        pois_dev = 2 * (special.xlogy(y, y / mu) - (y - mu))
+        th = 1 / a
+        nb_dev = 2 * (special.xlogy(y, y / mu) - (y + th) * np.log((1 + a * y) / (1 + a * mu)))
+        dev = np.where(a > 0, nb_dev, pois_dev)
+        deviance = np.sign(y - mu) * np.sqrt(np.maximum(dev, 0.0))
+        p_nb = np.where(
+            a > 0, stats.nbinom.sf(y - 1, th, 1 / (1 + a * mu)), stats.poisson.sf(y - 1, mu)
+        )
+    p_nb = np.where(ok, p_nb, np.nan)
+    q_nb = benjamini_hochberg(p_nb)
+    notes = status[gid]
+    return g.frame.select(*BATCH_KEYS, "cases", "exposure").with_columns(
+        pl.Series("model", model[gid], dtype=pl.String),
+        pl.Series("fit_note", notes.astype(str), dtype=pl.String),
+        _col(a, ok & (model[gid] == "negbin"), "nb_alpha"),
+        _col(mu, ok, "expected_nb"),
+        _col(pearson, ok, "resid_pearson"),
+        _col(deviance, ok, "resid_deviance"),
+        _col(p_nb, ok, "p_nb"),
+        _col(q_nb, ok, "q_nb"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Funnel plot
+# --------------------------------------------------------------------------------------------
+_FUNNEL_P = {"lo998": 0.001, "lo95": 0.025, "hi95": 0.975, "hi998": 0.999}
+
+
+def _poisson_limit(p: float, lam: np.ndarray, interpolate: bool) -> np.ndarray:
+    """Exact Poisson control limit for counts at probability p (Spiegelhalter 2005, App. A.1).
+
+    r_p = smallest r with F(r) >= p (``poisson.ppf``).  With ``interpolate`` the step is
+    smoothed as in Spiegelhalter: y_p = r_p - (F(r_p) - p) / (F(r_p) - F(r_p - 1)), clipped
+    at 0, so the funnel is a smooth curve rather than a staircase.
+    """
+    r = stats.poisson.ppf(p, lam)
+    if not interpolate:
+        return r
+    F_r = stats.poisson.cdf(r, lam)
+    pmf = stats.poisson.pmf(r, lam)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        yp = r - np.where(pmf > 0, (F_r - p) / pmf, 0.0)
+    return np.maximum(yp, 0.0)
+
+
+def funnel_limits(
+    frame: pl.DataFrame, *, grid_points: int = 50, interpolate: bool = True
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Funnel-plot data: batch rate vs exposure with exact Poisson limits around the pooled rate.
+
+    Spiegelhalter DJ (2005) "Funnel plots for comparing institutional performance", Stat Med
+    24:1185–1202.  Target = the product-event pooled rate theta0 = N / X.  For exposure x the
+    count under H0 is Poisson(theta0 x); the limits on the rate scale are y_p / x with y_p the
+    (interpolated, see ``_poisson_limit``) Poisson quantile at p = 0.025/0.975 (95%) and
+    0.001/0.999 (99.8%).  ``interpolate=False`` gives the plain ``poisson.ppf`` staircase.
+
+    Returns ``(per_batch, grid)``.  per_batch: product, event, batch, cases, exposure, rate,
+    target_rate, lo95, hi95, lo998, hi998 (rates), above_95, above_998, below_95, below_998
+    (observed count beyond the count limit); null limits for single-batch groups.  grid: for
+    every group with >= 2 batches and >= 1 case, ``grid_points`` exposures geometrically spaced
+    from half the smallest to 1.2x the largest batch exposure, with target_rate and the same four
+    limits — the smooth funnel to draw.  Groups with no case have target 0 and are omitted.
+    """
+    g = _prepare(frame)
+    y, x, N, X, nb = g.y, g.x, g.cases_total, g.exposure_total, g.n_batches
+    ok = nb >= 2
+    theta0 = N / X
+    lam = theta0 * x
+    cols = []
+    flags = {}
+    for name, p in _FUNNEL_P.items():
+        cnt = _poisson_limit(p, lam, interpolate)
+        cols.append(_col(cnt / x, ok, name))
+        flags[name] = cnt
+    out = g.frame.select(*BATCH_KEYS, "cases", "exposure").with_columns(
+        _col(y / x, name="rate"),
+        _col(theta0, ok, "target_rate"),
+        *cols,
+    )
+    okS = pl.Series(ok)
+    out = out.with_columns(
+        pl.Series("above_95", y > flags["hi95"]).zip_with(okS, pl.Series([None], dtype=pl.Boolean)),
+        pl.Series("above_998", y > flags["hi998"]).zip_with(okS, pl.Series([None], dtype=pl.Boolean)),
+        pl.Series("below_95", y < flags["lo95"]).zip_with(okS, pl.Series([None], dtype=pl.Boolean)),
+        pl.Series("below_998", y < flags["lo998"]).zip_with(okS, pl.Series([None], dtype=pl.Boolean)),
+    )
+
+    # smooth grid per group
+    k = g.n_groups
+    nb_g = np.bincount(g.gid, minlength=k)
+    N_g = np.bincount(g.gid, weights=y, minlength=k)
+    X_g = np.bincount(g.gid, weights=x, minlength=k)
+    xmin = np.full(k, np.inf)
+    xmax = np.zeros(k)
+    np.minimum.at(xmin, g.gid, x)
+    np.maximum.at(xmax, g.gid, x)
+    sel = np.flatnonzero((nb_g >= 2) & (N_g > 0))
+    first = np.searchsorted(g.gid, sel)  # first row of each selected group (frame is sorted)
+    t = np.linspace(0.0, 1.0, grid_points)
+    lo, hi = np.log(xmin[sel] / 2), np.log(xmax[sel] * 1.2)
+    ex = np.exp(lo[:, None] + (hi - lo)[:, None] * t[None, :]).ravel()
+    th = np.repeat(N_g[sel] / X_g[sel], grid_points)
+    lam_g = th * ex
+    keys = g.frame.select(GROUP_KEYS)[np.repeat(first, grid_points)] if sel.size else g.frame.select(GROUP_KEYS).head(0)
+    grid = keys.with_columns(
+        pl.Series("exposure", ex),
+        pl.Series("target_rate", th),
+        *[pl.Series(n, _poisson_limit(p, lam_g, interpolate) / ex) for n, p in _FUNNEL_P.items()],
+    )
+    return out, grid
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Time to onset, batch vs rest
+# --------------------------------------------------------------------------------------------
+def onset_comparison(cases_frame: pl.DataFrame) -> pl.DataFrame:
+    """Time-to-onset of each batch's cases vs the rest of the product, per (product, event).
+
+    Input: one row per case with product, event, batch, onset_days (>= 0; null rows are
+    dropped).  Quality defects often show as *short* onset, so the tests are one-sided
+    (batch shorter):
+
+    * Mann–Whitney U (Mann & Whitney 1947): U = R_b - n_b (n_b + 1) / 2 with R_b the sum of the
+      batch's mid-ranks in the pooled group sample; normal approximation with tie correction
+      and continuity correction, identical to ``scipy.stats.mannwhitneyu(batch, rest,
+      alternative='less', method='asymptotic')``.
+    * Kolmogorov–Smirnov two-sample (Smirnov 1939): D+ = max_t [F_batch(t) - F_rest(t)]
+      (evaluated at the batch's own tie-block ends, O(n)), p-value by Hodges' (1958) eq. 5.3
+      approximation, identical to ``scipy.stats.ks_2samp(batch, rest, alternative='greater',
+      method='asymp')``.
+
+    Both p-values are asymptotic: they are approximations for very small samples (scipy's
+    default would use the exact distributions there).  Null when the batch or the rest has no
+    case, or all onsets in the group are tied (MWU).
+
+    Returns product, event, batch, n_onset, n_onset_rest (cases with onset), median_batch, median_rest, ks_stat, p_ks,
+    mwu_u, p_mwu, q_mwu (BH over defined p_mwu).
+    """
+    missing = [c for c in [*BATCH_KEYS, "onset_days"] if c not in cases_frame.columns]
+    if missing:
+        raise ValueError(f"cases frame lacks column(s) {missing}")
+    f = cases_frame.select(*BATCH_KEYS, pl.col("onset_days").cast(pl.Float64)).drop_nulls()
+    if (f["onset_days"] < 0).any() or not f["onset_days"].is_finite().all():
+        raise ValueError("onset_days must be finite and >= 0")
+    f = f.sort([*BATCH_KEYS, "onset_days"])
+    f = f.with_columns(
+        _g=pl.struct(GROUP_KEYS).rank("dense").cast(pl.Int64) - 1,
+        _b=pl.struct(BATCH_KEYS).rank("dense").cast(pl.Int64) - 1,
+    ).with_columns(
+        _rank_avg=pl.col("onset_days").rank("average").over("_g"),
+        _le_all=pl.col("onset_days").rank("max").over("_g"),  # count of group onsets <= v
+        _lt_all=pl.col("onset_days").rank("min").over("_g") - 1,  # count < v
+        _le_b=pl.col("onset_days").rank("max").over("_b"),
+        _lt_b=pl.col("onset_days").rank("min").over("_b") - 1,
+        _n=pl.len().over("_g"),
+        _nb=pl.len().over("_b"),
+    )
+    ties = (
+        f.group_by("_g", "onset_days")
+        .len()
+        .group_by("_g")
+        .agg(_tie=((pl.col("len").cast(pl.Float64) ** 3) - pl.col("len")).sum())
+    )
+    per = (
+        f.group_by(*BATCH_KEYS, "_g", "_b")
+        .agg(
+            n_batch=pl.len(),
+            n_group=pl.col("_n").first(),
+            median_batch=pl.col("onset_days").median(),
+            _R=pl.col("_rank_avg").sum(),
+            _dplus=(
+                pl.col("_le_b") / pl.col("_nb") - (pl.col("_le_all") - pl.col("_le_b")) / (pl.col("_n") - pl.col("_nb"))
+            ).max(),
+        )
+        .join(ties, on="_g", how="left")
+        .sort(BATCH_KEYS)
+    )
+    # median of the rest: pair each case with every *other* batch of its group
+    batches = per.select("_g", "_b")
+    rest_median = (
+        f.select("_g", _case_b="_b", v="onset_days")
+        .join(batches, on="_g")
+        .filter(pl.col("_case_b") != pl.col("_b"))
+        .group_by("_b")
+        .agg(median_rest=pl.col("v").median())
+    )
+    per = per.join(rest_median, on="_b", how="left")
+
+    n1 = per["n_batch"].cast(pl.Float64).to_numpy()
+    n = per["n_group"].cast(pl.Float64).to_numpy()
+    n2 = n - n1
+    R = per["_R"].to_numpy()
+    tie = per["_tie"].to_numpy()
+    ok = (n1 > 0) & (n2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        U1 = R - n1 * (n1 + 1) / 2
+        U2 = n1 * n2 - U1
+        s = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie / (n * (n - 1))))
+        z = (U2 - n1 * n2 / 2 - 0.5) / s
+        p_mwu = np.where(ok & (s > 0), stats.norm.sf(z), np.nan)
+        p_mwu = np.clip(p_mwu, 0, 1)
+        d = np.clip(per["_dplus"].to_numpy(), 0, 1)
+        m_, n_ = np.maximum(n1, n2), np.minimum(n1, n2)
+        en = m_ * n_ / (m_ + n_)
+        zk = np.sqrt(en) * d
+        p_ks = np.clip(np.exp(-2 * zk**2 - 2 * zk * (m_ + 2 * n_) / np.sqrt(m_ * n_ * (m_ + n_)) / 3.0), 0, 1)
+    q_mwu = benjamini_hochberg(np.where(ok & (s > 0), p_mwu, np.nan))
+    return per.select(
+        *BATCH_KEYS,
+        pl.col("n_batch").cast(pl.Int64).alias("n_onset"),
+        pl.Series("n_onset_rest", n2).cast(pl.Int64),
+        "median_batch",
+        pl.when(pl.Series(ok)).then(pl.col("median_rest")).alias("median_rest"),
+        _col(d, ok, "ks_stat"),
+        _col(p_ks, ok, "p_ks"),
+        _col(U1, ok, "mwu_u"),
+        _col(p_mwu, ok & (s > 0), "p_mwu"),
+        _col(q_mwu, ok & (s > 0), "q_mwu"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Everything, per batch, with a flag
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlagRule:
+    """When a batch is ``flagged`` by :func:`batch_heterogeneity`.
+
+    flagged = q_exact < q_max  and  rr_shrunk_lo > rr_shrunk_lo_min  and  cases >= min_cases
+    (and, if ``onset_q_max`` is set and onset data were given, additionally q_mwu < onset_q_max).
+    Defaults: BH FDR 5% on the exact test, the EB05 (5th posterior percentile of the shrunken
+    rate ratio) above 1, and at least 3 reports — the exact test alone can fire on a single
+    batch of a huge product with a tiny excess; the shrinkage and the case floor keep those quiet.
+    """
+
+    q_max: float = 0.05
+    rr_shrunk_lo_min: float = 1.0
+    min_cases: int = 3
+    onset_q_max: float | None = None
+
+
+def batch_heterogeneity(
+    frame: pl.DataFrame,
+    onsets: pl.DataFrame | None = None,
+    *,
+    rule: FlagRule = FlagRule(),
+    with_overdispersion: bool = True,
+    with_funnel: bool = True,
+    **rate_kwargs,
+) -> pl.DataFrame:
+    """All batch statistics joined per (product, event, batch), with a boolean ``flagged``.
+
+    Columns of :func:`batch_rate_tests`, then (if requested) of :func:`batch_overdispersion`
+    (model, fit_note, nb_alpha, expected_nb, resid_pearson, resid_deviance, p_nb, q_nb), of
+    :func:`funnel_limits` per batch (target_rate, lo95, hi95, lo998, hi998, above_95, above_998,
+    below_95, below_998) and of :func:`onset_comparison` (null where the batch had no onset data),
+    and ``flagged`` by ``rule`` (see :class:`FlagRule`).  ``rate_kwargs`` go to
+    :func:`batch_rate_tests`.
+    """
+    out = batch_rate_tests(frame, **rate_kwargs)
+    if with_overdispersion:
+        od = batch_overdispersion(frame).drop("cases", "exposure")
+        out = out.join(od, on=BATCH_KEYS, how="left", maintain_order="left")
+    if with_funnel:
+        fb, _ = funnel_limits(frame, grid_points=2)
+        out = out.join(fb.drop("cases", "exposure", "rate"), on=BATCH_KEYS, how="left", maintain_order="left")
+    if onsets is not None:
+        oc = onset_comparison(onsets)
+        out = out.join(oc, on=BATCH_KEYS, how="left", maintain_order="left")
+    flag = (
+        (pl.col("q_exact") < rule.q_max)
+        & (pl.col("rr_shrunk_lo") > rule.rr_shrunk_lo_min)
+        & (pl.col("cases") >= rule.min_cases)
+    )
+    if rule.onset_q_max is not None and onsets is not None:
+        flag = flag & (pl.col("q_mwu") < rule.onset_q_max)
+    return out.with_columns(flagged=flag.fill_null(False))
