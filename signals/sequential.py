@@ -1,0 +1,545 @@
+"""Exact Poisson MaxSPRT: critical values, operating characteristics and a vectorised monitor.
+
+The maximized sequential probability ratio test (MaxSPRT) of Kulldorff, Davis, Kolczak,
+Lewis, Lieu & Platt (2011), *A Maximized Sequential Probability Ratio Test for Drug and
+Vaccine Safety Surveillance*, Sequential Analysis 30:58-78, monitors a count ``c`` of
+adverse events against the count ``mu`` expected under H0 (relative risk 1) with the
+one-sided Poisson log-likelihood ratio
+
+    LLR(c, mu) = c * ln(c / mu) - (c - mu)    if c > mu,   else 0,
+
+and signals the first time ``LLR >= CV`` (and ``c >= M``, Kulldorff & Silva 2015).
+Surveillance ends when ``mu`` reaches the planned length ``T`` (expected events under
+H0).  The flat boundary ``CV`` is chosen so that the probability of ever signalling under
+H0 equals ``alpha``; everything here is computed exactly from the Poisson process (no
+simulation, no asymptotics), following the algorithms of the R package *Sequential*
+(Silva & Kulldorff; functions ``CV.Poisson``, ``Performance.Poisson``, ``CV.G.Poisson``).
+
+Continuous monitoring (Kulldorff et al. 2011, section 3)
+    The LLR jumps up at each event and decays between events, so the test can only cross
+    its boundary at an event.  With ``k`` events it is crossed while ``mu <= mu_k``, where
+    ``mu_k < k`` solves ``k ln(k/mu_k) - (k - mu_k) = CV``; in closed form
+    ``mu_k = -k * W0(-exp(-1 - CV/k))`` (W0 the principal Lambert-W branch).  The
+    ``mu_k`` increase with ``k``; H0 is rejected iff ``N(mu_k) >= k`` for some ``k >= M``
+    with ``mu_k < T``, or ``N(T) >= k_max`` for the first ``k_max`` with ``mu_k >= T``.
+    The distribution of the count among paths that have not signalled is carried from
+    boundary time to boundary time with independent Poisson increments; the absorbed mass
+    summed over all steps is the type I error (or the power under RR != 1).
+
+Group sequential monitoring (Kulldorff & Silva 2015; R ``CV.G.Poisson``)
+    Tests only at looks with cumulative expected counts ``mu_1 < ... < mu_n = T``.  At look
+    ``i`` H0 is rejected iff ``N(mu_i) >= a_i``, ``a_i = max(M, min{c : LLR(c, mu_i) >=
+    CV})``; the same forward recursion over counts at the looks gives alpha.  Alpha is then
+    a step function of CV, so the returned CV is the smallest one with alpha <= nominal.
+
+Pure numpy/scipy; no I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import optimize, special, stats
+
+__all__ = [
+    "maxsprt_poisson_llr",
+    "maxsprt_poisson_cv",
+    "maxsprt_poisson_alpha",
+    "maxsprt_poisson_performance",
+    "maxsprt_poisson_group_cv",
+    "maxsprt_poisson_group_performance",
+    "maxsprt_poisson_monitor",
+    "MaxSPRTPerformance",
+    "MaxSPRTMonitorResult",
+]
+
+# Poisson kernels are truncated where the remaining tail is below ~1e-30: far below the
+# 1e-8 alpha precision the R package aims for, and far below double rounding of alpha.
+_KERNEL_SD = 12.0
+_KERNEL_PAD = 30
+
+
+# --------------------------------------------------------------------------------------
+# log-likelihood ratio
+# --------------------------------------------------------------------------------------
+def maxsprt_poisson_llr(observed, expected):
+    """One-sided Poisson log-likelihood ratio of the MaxSPRT (Kulldorff et al. 2011, eq. 2).
+
+    ``LLR(c, mu) = c ln(c/mu) - (c - mu)`` when ``c > mu`` and 0 otherwise (in particular
+    0 for ``c = 0``).  Vectorised with numpy broadcasting: scalars in give a ``float``,
+    arrays in give an ``ndarray``.  NaN inputs propagate as NaN.
+    """
+    c = np.asarray(observed, dtype=float)
+    mu = np.asarray(expected, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        above = c > mu
+        safe_c = np.where(above, c, 1.0)
+        safe_mu = np.where(above, mu, 1.0)
+        val = safe_c * np.log(safe_c / safe_mu) - (safe_c - safe_mu)
+        out = np.where(above, val, 0.0)
+        out = np.where(np.isnan(c) | np.isnan(mu), np.nan, out)
+    if out.ndim == 0:
+        return float(out)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Poisson helpers
+# --------------------------------------------------------------------------------------
+def _pois_kernel(lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """pmf[j] = P(X=j), j < L, and tail[m] = P(X >= m), m <= L (tail[L] = 0), X~Pois(lam).
+
+    Truncated where the remaining tail is negligible (< ~1e-30); tails are reverse
+    cumulative sums of positive terms, so small tails keep full relative precision (no
+    ``1 - cdf`` cancellation).
+    """
+    L = int(lam + _KERNEL_SD * math.sqrt(lam) + _KERNEL_PAD)
+    j = np.arange(L, dtype=float)
+    if lam > 0:
+        pmf = np.exp(j * math.log(lam) - lam - special.gammaln(j + 1.0))
+    else:
+        pmf = np.zeros(L)
+        pmf[0] = 1.0
+    tail = np.empty(L + 1)
+    tail[L] = 0.0
+    tail[:L] = np.cumsum(pmf[::-1])[::-1]
+    return pmf, tail
+
+
+def _boundary_times(cv: float, kmax: int) -> np.ndarray:
+    """mu_k (k = 1..kmax): expected count at which k events stop crossing LLR = cv.
+
+    Smaller root of ``k ln(k/mu) - (k - mu) = cv``: ``mu_k = -k W0(-exp(-1 - cv/k))``
+    (R Sequential computes the same product-log by series + Newton), polished by Newton
+    steps on the defining equation.
+    """
+    k = np.arange(1, kmax + 1, dtype=float)
+    w = special.lambertw(-np.exp(-1.0 - cv / k), 0).real
+    mu = -k * w
+    for _ in range(2):
+        f = k * np.log(k / mu) - (k - mu) - cv
+        fp = 1.0 - k / mu
+        step = np.where(np.abs(fp) > 1e-8, f / np.where(fp == 0, 1.0, fp), 0.0)
+        mu = np.clip(mu - step, mu * 0.5, k)
+    return mu
+
+
+def _boundary_times_until(cv: float, T: float) -> np.ndarray:
+    """Boundary times mu_1..mu_K with mu_K >= T (K the first such index)."""
+    kmax = int(T + 2.0 * math.sqrt(2.0 * cv * max(T, 1.0)) + 2.0 * cv + 10)
+    while True:
+        mu = _boundary_times(cv, kmax)
+        if mu[-1] >= T:
+            K = int(np.searchsorted(mu, T, side="left")) + 1
+            return mu[:K]
+        kmax *= 2
+
+
+# --------------------------------------------------------------------------------------
+# continuous MaxSPRT
+# --------------------------------------------------------------------------------------
+def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[float, float]:
+    """Exact P(signal) and E[signal time ; signal] for continuous Poisson MaxSPRT.
+
+    Kulldorff et al. (2011) / R ``Performance.Poisson`` recursion, with D = 0.  Events arrive
+    as a Poisson process of rate ``rr`` per unit of H0-expected count.  ``p`` holds the
+    probability of k events (and no signal yet) at the current boundary time.  The time of
+    a signal in an interval is the m-th arrival after its start, a Gamma(m, rr) time, so
+    ``E[tau_m ; tau_m <= d] = (m/rr) P(Pois(rr d) >= m+1)`` gives the expected time exactly.
+    Returns (power, E[time * 1{signal}]) with times in expected-count units.
+    """
+    mu = _boundary_times_until(cv, T)
+    imax = len(mu)  # first k with mu_k >= T (1-based)
+    if imax <= M:
+        # no boundary time for k >= M before T: signal iff the M-th event arrives by T
+        lam = rr * T
+        return float(stats.poisson.sf(M - 1, lam)), float(M / rr * stats.poisson.sf(M, lam))
+
+    lam = rr * mu[M - 1]
+    p = stats.poisson.pmf(np.arange(M), lam)
+    power = float(stats.poisson.sf(M - 1, lam))
+    etime = float(M / rr * stats.poisson.sf(M, lam))
+
+    def step(p, i, d, t0):
+        # advance from count vector p (counts 0..len(p)-1) over an increment of d;
+        # absorb paths reaching >= i events; returns new p (counts 0..i-1), absorbed, E[time]
+        pmf, tail = _pois_kernel(rr * d)
+        L = len(pmf)
+        n = len(p)
+        k0 = max(0, i - (L - 1))
+        if k0 < n:
+            ks = np.arange(k0, n)
+            r = i - ks  # arrivals still needed, >= 1
+            pk = p[k0:]
+            t_r = tail[r]
+            t_r1 = tail[np.minimum(r + 1, L)]
+            absorbed = float(pk @ t_r)
+            et = float(t0 * absorbed + (pk * (r / rr)) @ t_r1)
+        else:
+            absorbed = 0.0
+            et = 0.0
+        q = np.convolve(p, pmf[:i])
+        if len(q) < i:
+            q = np.concatenate([q, np.zeros(i - len(q))])
+        return q[:i], absorbed, et
+
+    for i in range(M + 1, imax):  # boundary times mu_i < T
+        p, a, et = step(p, i, mu[i - 1] - mu[i - 2], mu[i - 2])
+        power += a
+        etime += et
+    # last stretch (mu_{imax-1}, T]: the imax-th event signals if it arrives by T
+    _, a, et = step(p, imax, T - mu[imax - 2], mu[imax - 2])
+    power += a
+    etime += et
+    return power, etime
+
+
+def maxsprt_poisson_alpha(cv: float, expected_total: float, min_events: int = 1) -> float:
+    """Exact type I error of continuous Poisson MaxSPRT with flat boundary ``cv``.
+
+    Probability under H0 that ``LLR(N(t), t) >= cv`` with ``N(t) >= min_events`` for some
+    ``t <= expected_total`` (Kulldorff et al. 2011; R Sequential's ``Perror_I``).
+    """
+    return _continuous_path(float(cv), float(expected_total), int(min_events), 1.0)[0]
+
+
+def _check_common(T: float, alpha: float, M: int) -> None:
+    if not (T > 0 and math.isfinite(T)):
+        raise ValueError(f"expected_total must be a positive finite number, got {T!r}")
+    if not (1e-7 <= alpha <= 0.5):
+        raise ValueError(f"alpha must be in [1e-7, 0.5], got {alpha!r}")
+    if M < 1 or int(M) != M:
+        raise ValueError(f"min_events must be a positive integer, got {M!r}")
+
+
+def _solve_decreasing(fun, target: float, start: float) -> float:
+    """Root of a continuous decreasing ``fun(cv) = target`` on cv > 0 (log scale, Brent)."""
+    g = lambda cv: math.log(max(fun(cv), 1e-300)) - math.log(target)  # noqa: E731
+    hi = start
+    ghi = g(hi)
+    while ghi > 0:
+        hi *= 1.5
+        ghi = g(hi)
+    lo = hi / 1.5 if hi > start else start / 1.5
+    glo = g(lo)
+    while glo < 0:
+        lo /= 1.5
+        if lo < 1e-12:
+            raise ValueError("no critical value reaches the requested alpha")
+        glo = g(lo)
+    if ghi == 0:
+        return hi
+    return optimize.brentq(g, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps, maxiter=200)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cv_cached(T: float, M: int, alpha: float) -> float:
+    _check_common(T, alpha, M)
+    p_max = float(stats.poisson.sf(M - 1, T))  # alpha when only "M events by T" matters
+    if p_max < alpha:
+        raise ValueError(
+            f"no critical value: P(N(T) >= M) = {p_max:.4g} < alpha for T={T}, M={M}; "
+            "the test cannot reach this alpha (R Sequential: 'Does not have solution')"
+        )
+    start = 2.0 + 0.35 * math.log(max(T, 0.05)) + 0.5 * math.log(0.05 / alpha)
+    return _solve_decreasing(lambda cv: _continuous_path(cv, T, M)[0], alpha, max(start, 0.5))
+
+
+def maxsprt_poisson_cv(expected_total: float, alpha: float = 0.05, min_events: int = 1) -> float:
+    """Critical value (flat LLR boundary) of the continuous Poisson MaxSPRT.
+
+    Kulldorff, Davis, Kolczak, Lewis, Lieu & Platt (2011), Sequential Analysis 30:58-78;
+    minimum events to signal ``M`` from Kulldorff & Silva (2015).  Equals R Sequential's
+    ``CV.Poisson(SampleSize=expected_total, D=0, M=min_events, alpha=alpha)``
+    (e.g. 3.4679 for T=10, M=1, alpha=0.05).
+
+    Exact: the type I error ``P_H0(exists k >= M: N(mu_k) >= k, mu_k < T, or N(T) >= k_max)``
+    with boundary times ``mu_k`` solving ``k ln(k/mu_k) - (k - mu_k) = CV`` is evaluated by
+    the forward Poisson recursion over ``k`` (see the module docstring), and ``CV`` is solved
+    by Brent's method on ``log alpha(CV) = log alpha`` to ~1e-12.  Cached by (T, M, alpha).
+
+    Raises ``ValueError`` when ``P(N(T) >= M) < alpha`` (no boundary can spend that alpha).
+    """
+    return _cv_cached(float(expected_total), int(min_events), float(alpha))
+
+
+@dataclass(frozen=True)
+class MaxSPRTPerformance:
+    """Operating characteristics under a relative risk (R ``Performance.Poisson`` outputs).
+
+    power: P(reject H0); expected_signal_time: E[time of signal | signal];
+    expected_sample_size: E[min(time of signal, T)]; times in H0-expected-count units.
+    """
+
+    power: float
+    expected_signal_time: float
+    expected_sample_size: float
+
+
+def maxsprt_poisson_performance(
+    expected_total: float, cv: float, min_events: int = 1, rr: float = 2.0
+) -> MaxSPRTPerformance:
+    """Exact power, expected time to signal and expected length of surveillance.
+
+    As R Sequential's ``Performance.Poisson(SampleSize=T, D=0, M, cv, RR)``: events are a
+    Poisson process with intensity ``rr`` per H0-expected event; the same boundary-time
+    recursion as :func:`maxsprt_poisson_cv` gives the absorbed (signal) probability, and
+    signal times are Gamma arrival times within each interval, integrated in closed form.
+    With ``rr=1`` the power is the type I error.
+    """
+    T = float(expected_total)
+    if not (rr > 0):
+        raise ValueError("rr must be positive")
+    power, etime = _continuous_path(float(cv), T, int(min_events), float(rr))
+    est = etime / power if power > 0 else float("nan")
+    return MaxSPRTPerformance(power, est, etime + (1.0 - power) * T)
+
+
+# --------------------------------------------------------------------------------------
+# group sequential MaxSPRT
+# --------------------------------------------------------------------------------------
+def _group_thresholds(cv: float, mu: np.ndarray, M: int) -> np.ndarray:
+    """a_i = max(M, smallest integer c with LLR(c, mu_i) >= cv) at each look."""
+    if cv <= 0:
+        return np.full(mu.shape, M, dtype=np.int64)
+    # continuous root c* > mu of c ln(c/mu) - c + mu = cv: c* = mu exp(1 + W0((cv/mu - 1)/e))
+    cstar = mu * np.exp(1.0 + special.lambertw((cv / mu - 1.0) / math.e, 0).real)
+    a = np.maximum(np.ceil(cstar).astype(np.int64), 0)
+    # guard against rounding of the closed form: make a exactly the smallest integer
+    for _ in range(3):
+        down = (a > 0) & (maxsprt_poisson_llr(np.maximum(a - 1, 0), mu) >= cv)
+        a = a - down
+        up = maxsprt_poisson_llr(a, mu) < cv
+        a = a + up
+    return np.maximum(a, M)
+
+
+def _group_path(cv: float, mu: np.ndarray, M: int, rr: float = 1.0,
+                early_stop: float | None = None) -> tuple[float, float]:
+    """Exact P(signal) and E[signal look time ; signal] for group sequential MaxSPRT.
+
+    Forward recursion over the count distribution of not-yet-signalled paths at each look
+    (R Sequential ``CV.G.Poisson`` / ``Performance.G.Poisson``), increments Pois(rr * dmu).
+    """
+    a = _group_thresholds(cv, mu, M)
+    p = np.ones(1)  # count 0 at time 0
+    prev = 0.0
+    power = 0.0
+    etime = 0.0
+    for i in range(len(mu)):
+        ai = int(a[i])
+        pmf, tail = _pois_kernel(rr * (mu[i] - prev))
+        L = len(pmf)
+        r = ai - np.arange(len(p))  # arrivals still needed (>= 1 since thresholds grow)
+        absorbed = float(p @ tail[np.minimum(r, L)])
+        q = np.convolve(p, pmf[:ai])
+        if len(q) < ai:
+            q = np.concatenate([q, np.zeros(ai - len(q))])
+        p = q[:ai]
+        power += absorbed
+        etime += mu[i] * absorbed
+        prev = mu[i]
+        if early_stop is not None and power > early_stop:
+            break
+    return power, etime
+
+
+def _looks_from(expected_total, looks, group_sizes) -> np.ndarray:
+    if group_sizes is not None:
+        g = np.asarray(group_sizes, dtype=float)
+        if g.ndim != 1 or len(g) == 0 or np.any(~np.isfinite(g)) or np.any(g <= 0):
+            raise ValueError("group_sizes must be a non-empty 1-D sequence of positive numbers")
+        mu = np.cumsum(g)
+        if expected_total is not None and not math.isclose(mu[-1], expected_total, rel_tol=1e-9):
+            raise ValueError("group_sizes must sum to expected_total")
+        return mu
+    if looks is None or int(looks) != looks or looks < 1:
+        raise ValueError("give looks (a positive integer) or group_sizes")
+    T = float(expected_total)
+    mu = T / looks * np.arange(1, int(looks) + 1)
+    mu[-1] = T
+    return mu
+
+
+def _group_solve(mu: np.ndarray, M: int, alpha: float) -> float:
+    T = float(mu[-1])
+    _check_common(T, alpha, M)
+    # R CV.G.Poisson: when even "M events by T" has probability <= alpha, any boundary
+    # keeps alpha; it returns LLR(M, T), the boundary that signals as soon as M events occur.
+    if stats.poisson.sf(0, T) < alpha or stats.poisson.sf(M - 1, T) <= alpha:
+        return float(maxsprt_poisson_llr(M, T))
+    fun = lambda cv: _group_path(cv, mu, M, early_stop=alpha)[0]  # noqa: E731
+    lo, hi = 0.0, 3.0
+    while fun(hi) > alpha:
+        lo, hi = hi, hi * 1.5
+    # alpha(cv) is a left-continuous non-increasing step function; bisection brackets the
+    # jump from > alpha to <= alpha, then snap to the jump, which is an attained LLR value.
+    while hi - lo > 1e-10 * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        if fun(mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    a = _group_thresholds(hi, mu, M)
+    cand = a - 1
+    ok = cand >= M
+    jump = float(np.max(maxsprt_poisson_llr(cand[ok], mu[ok]))) if ok.any() else 0.0
+    jump = max(jump, lo)
+    # smallest CV with alpha <= nominal is just above the jump (LLR >= CV rejects on equality)
+    return jump + 1e-9 * max(1.0, jump)
+
+
+@functools.lru_cache(maxsize=1024)
+def _group_cv_cached(mu_key: tuple, M: int, alpha: float) -> float:
+    return _group_solve(np.asarray(mu_key, dtype=float), M, alpha)
+
+
+def maxsprt_poisson_group_cv(
+    expected_total: float | None = None,
+    looks: int | None = None,
+    alpha: float = 0.05,
+    min_events: int = 1,
+    group_sizes: Sequence[float] | None = None,
+) -> float:
+    """Critical value of the group-sequential Poisson MaxSPRT, computed exactly.
+
+    Looks at cumulative H0-expected counts ``mu_1 < ... < mu_n = T``: either ``looks``
+    equally spaced looks (R Sequential ``CV.G.Poisson(SampleSize=T, alpha, Looks, M)``) or
+    arbitrary positive per-look increments ``group_sizes`` (the ``GroupSizes`` form of older
+    ``CV.G.Poisson`` versions), e.g. weekly expected counts.  At look i H0 is rejected iff
+    ``N(mu_i) >= a_i = max(M, min{c : c ln(c/mu_i) - (c - mu_i) >= CV})``; the type I error is
+    the forward recursion of the Poisson count distribution over looks (Kulldorff & Silva
+    2015).  As alpha(CV) is a step function, the result is the smallest CV giving alpha <=
+    nominal: an attained LLR value plus 1e-9 relative (R returns it + ~1e-6).  When
+    ``P(N(T) >= M) <= alpha`` every CV works and, as R, ``LLR(M, T)`` is returned.
+    """
+    mu = _looks_from(expected_total, looks, group_sizes)
+    key = tuple(np.round(mu, 12).tolist())
+    return _group_cv_cached(key, int(min_events), float(alpha))
+
+
+def maxsprt_poisson_group_performance(
+    cv: float,
+    expected_total: float | None = None,
+    looks: int | None = None,
+    min_events: int = 1,
+    rr: float = 1.0,
+    group_sizes: Sequence[float] | None = None,
+) -> MaxSPRTPerformance:
+    """Exact power / expected signal look time of group-sequential MaxSPRT (R
+    ``Performance.G.Poisson``-style); with ``rr=1`` the power is the achieved alpha."""
+    mu = _looks_from(expected_total, looks, group_sizes)
+    power, etime = _group_path(float(cv), mu, int(min_events), float(rr))
+    est = etime / power if power > 0 else float("nan")
+    return MaxSPRTPerformance(power, est, etime + (1.0 - power) * float(mu[-1]))
+
+
+# --------------------------------------------------------------------------------------
+# vectorised monitor
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaxSPRTMonitorResult:
+    """Per-stream outcome of :func:`maxsprt_poisson_monitor`.
+
+    first_look: index of the first look with a signal, -1 if none (int64, shape (S,)).
+    llr: LLR at that look; for streams without a signal the LLR at their last tested look
+    (NaN if no look was testable).  cv: critical value applied to each stream (NaN where
+    the stream's T is missing/non-positive).  T_used: the rounded T the CV was computed for.
+    """
+
+    first_look: np.ndarray
+    llr: np.ndarray
+    cv: np.ndarray
+    T_used: np.ndarray
+
+    @property
+    def signalled(self) -> np.ndarray:
+        return self.first_look >= 0
+
+
+def _round_T_up(T: np.ndarray, per_decade: int) -> np.ndarray:
+    """Round T up onto a log grid of ``per_decade`` points per decade.
+
+    CV increases with T, so the CV of the rounded-up T is conservative for the stream; with
+    50 points a decade T moves by < 4.7 %, which moves CV by < ~0.02.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.ceil(np.log10(T) * per_decade - 1e-9)
+        return np.round(10.0 ** (e / per_decade), 12)
+
+
+def _cv_for_monitor(T: float, M: int, alpha: float) -> float:
+    try:
+        return maxsprt_poisson_cv(T, alpha, M)
+    except ValueError:
+        # too little expected information to spend alpha: any boundary is valid (alpha is
+        # at most P(N(T) >= M) < alpha); LLR(M, T) signals as soon as M events occur.
+        _check_common(T, alpha, M)
+        return float(maxsprt_poisson_llr(M, T))
+
+
+def maxsprt_poisson_monitor(
+    observed,
+    expected,
+    expected_total,
+    alpha: float = 0.05,
+    min_events: int = 1,
+    t_grid_per_decade: int | None = 50,
+) -> MaxSPRTMonitorResult:
+    """Run continuous-boundary Poisson MaxSPRT over many streams at once.
+
+    ``observed`` and ``expected`` are (streams x looks) arrays of *cumulative* observed and
+    H0-expected counts at each look (e.g. weekly); ``expected_total`` is each stream's
+    planned surveillance length T (scalar or shape (streams,)).  A stream signals at the first
+    look with ``LLR(c, mu) >= CV(T, M, alpha)`` and ``c >= M`` (Kulldorff et al. 2011), where
+    ``LLR = c ln(c/mu) - (c - mu)`` for ``c > mu``.  Looks whose expected count exceeds T
+    (surveillance over) or is missing are not tested.
+
+    Critical values come from :func:`maxsprt_poisson_cv` (continuous monitoring; testing at
+    discrete looks with it is conservative) and are computed once per distinct rounded
+    (T, M, alpha): T is rounded *up* onto a log grid with ``t_grid_per_decade`` points per
+    decade (conservative, < 4.7 % in T at the default 50); pass ``None`` for exact T (one
+    CV per distinct T value).  Streams where even ``P(N(T) >= M) < alpha`` get
+    ``CV = LLR(M, T)``: alpha is then safe for any boundary, so they signal on M events.
+    """
+    obs = np.asarray(observed, dtype=float)
+    exp_ = np.asarray(expected, dtype=float)
+    if obs.ndim == 1:
+        obs = obs[None, :]
+    if exp_.ndim == 1:
+        exp_ = exp_[None, :]
+    if obs.shape != exp_.shape:
+        raise ValueError(f"observed {obs.shape} and expected {exp_.shape} differ in shape")
+    S, _ = obs.shape
+    T = np.broadcast_to(np.asarray(expected_total, dtype=float), (S,)).copy()
+    M = int(min_events)
+
+    valid_T = np.isfinite(T) & (T > 0)
+    T_used = np.full(S, np.nan)
+    if t_grid_per_decade:
+        T_used[valid_T] = _round_T_up(T[valid_T], int(t_grid_per_decade))
+    else:
+        T_used[valid_T] = T[valid_T]
+    cv = np.full(S, np.nan)
+    uniq, inv = np.unique(T_used[valid_T], return_inverse=True)
+    cv_uniq = np.array([_cv_for_monitor(float(t), M, float(alpha)) for t in uniq])
+    cv[valid_T] = cv_uniq[inv]
+
+    llr = maxsprt_poisson_llr(obs, exp_)
+    testable = np.isfinite(llr) & (exp_ > 0) & (exp_ <= T[:, None] * (1 + 1e-9))
+    testable &= valid_T[:, None]
+    hit = testable & (obs >= M) & (llr >= cv[:, None])
+    any_hit = hit.any(axis=1)
+    first = np.where(any_hit, hit.argmax(axis=1), -1).astype(np.int64)
+
+    # last tested look, for the LLR reported by streams that did not signal
+    n_looks = testable.shape[1]
+    last = np.where(testable.any(axis=1), n_looks - 1 - testable[:, ::-1].argmax(axis=1), -1)
+    at = np.where(any_hit, first, last)
+    rows = np.arange(S)
+    llr_out = np.where(at >= 0, llr[rows, np.maximum(at, 0)], np.nan)
+    return MaxSPRTMonitorResult(first, llr_out, cv, T_used)
