@@ -83,7 +83,8 @@ def load_deliveries(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> d
     )
     frame = frame.with_columns(reason.alias("_reason")).sort("_at", "delivery_id", nulls_last=True)
     # The same pack dispensed twice: the first delivery stands, later ones are quarantined.
-    pack_key = pl.coalesce(pl.col("_pack"), pl.concat_str("_gtin", "_serial", separator="|"))
+    pack_key = pl.when(pl.col("_system") == "nmpa").then(pl.col("_scan")).otherwise(
+        pl.concat_str("_gtin", "_serial", separator="|"))
     frame = frame.with_columns(
         pl.when(pl.col("_reason").is_null() & (pl.int_range(pl.len()).over(pl.when(pl.col("_reason").is_null()).then(pack_key)) > 0))
         .then(pl.lit("pack_already_dispensed")).otherwise(pl.col("_reason")).alias("_reason")

@@ -58,7 +58,7 @@ def _cast(frame: pl.DataFrame, schema: dict[str, pl.DataType], key: str, source:
         exprs.append(cast.alias(col))
         bad.append(pl.when(text.is_not_null() & cast.is_null()).then(pl.lit(f"bad {col}")))
     flags = pl.concat_str(bad, separator="; ", ignore_nulls=True) if bad else pl.lit("")
-    typed = frame.with_columns(exprs).with_columns(flags.alias("_bad"))
+    typed = frame.with_columns(flags.alias("_bad")).with_columns(exprs)
     rejected = typed.filter(pl.col("_bad").is_not_null() & (pl.col("_bad") != ""))
     kept = typed.filter(pl.col("_bad").is_null() | (pl.col("_bad") == "")).drop("_bad")
     quarantine = rejected.select(

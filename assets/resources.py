@@ -1,0 +1,78 @@
+"""Dagster resources: where the warehouse, the inbox and the outputs live.
+
+Defaults come from environment variables so that ``pvtrace run``, ``dagster dev`` and the
+schedules agree: ``PVTRACE_WAREHOUSE`` (DuckDB file), ``PVTRACE_INBOX`` and ``PVTRACE_OUTPUT``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+
+from warehouse.pseudonym import load_salt
+from warehouse.schema import connect
+
+DEFAULT_INBOX = "inbox"
+DEFAULT_OUTPUT = "output"
+DEFAULT_WAREHOUSE = "output/pvtrace.duckdb"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file. DuckDB allows one writing process: the job runs in process."""
+
+    path: str
+
+    @contextmanager
+    def connect(self, read_only: bool = False):
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = connect(self.path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self):
+        """A connection inside one transaction: a failing step leaves the warehouse as it was."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def pseudonym_salt(self) -> str:
+        return load_salt(self.path)
+
+
+class InboxResource(dg.ConfigurableResource):
+    path: str
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.path)
+
+
+class OutputResource(dg.ConfigurableResource):
+    path: str
+
+    def folder(self, *parts: str) -> Path:
+        folder = Path(self.path, *parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def default_resources(
+    inbox: str | None = None, warehouse: str | None = None, output: str | None = None
+) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "warehouse": WarehouseResource(path=warehouse or os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE)),
+        "inbox": InboxResource(path=inbox or os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX)),
+        "output": OutputResource(path=output or os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT)),
+    }
