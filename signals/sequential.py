@@ -57,10 +57,10 @@ __all__ = [
     "MaxSPRTMonitorResult",
 ]
 
-# Poisson kernels are truncated where the remaining tail is below ~1e-30: far below the
+# Poisson kernels are truncated where the remaining tail is below ~1e-25: far below the
 # 1e-8 alpha precision the R package aims for, and far below double rounding of alpha.
-_KERNEL_SD = 12.0
-_KERNEL_PAD = 30
+_KERNEL_SD = 10.0
+_KERNEL_PAD = 22
 
 
 # --------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def maxsprt_poisson_llr(observed, expected):
 def _pois_kernel(lam: float) -> tuple[np.ndarray, np.ndarray]:
     """pmf[j] = P(X=j), j < L, and tail[m] = P(X >= m), m <= L (tail[L] = 0), X~Pois(lam).
 
-    Truncated where the remaining tail is negligible (< ~1e-30); tails are reverse
+    Truncated where the remaining tail is negligible (< ~1e-25); tails are reverse
     cumulative sums of positive terms, so small tails keep full relative precision (no
     ``1 - cdf`` cancellation).
     """
@@ -108,6 +108,17 @@ def _pois_kernel(lam: float) -> tuple[np.ndarray, np.ndarray]:
     tail[L] = 0.0
     tail[:L] = np.cumsum(pmf[::-1])[::-1]
     return pmf, tail
+
+
+def _pois_kernels(lams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise :func:`_pois_kernel` for many means at once (common truncation length)."""
+    lmax = float(np.max(lams))
+    L = int(lmax + _KERNEL_SD * math.sqrt(lmax) + _KERNEL_PAD)
+    j = np.arange(L, dtype=float)
+    pmfs = np.exp(j[None, :] * np.log(lams)[:, None] - lams[:, None] - special.gammaln(j + 1.0)[None, :])
+    tails = np.zeros((len(lams), L + 1))
+    tails[:, :L] = np.cumsum(pmfs[:, ::-1], axis=1)[:, ::-1]
+    return pmfs, tails
 
 
 def _boundary_times(cv: float, kmax: int) -> np.ndarray:
@@ -164,37 +175,31 @@ def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[floa
     power = float(stats.poisson.sf(M - 1, lam))
     etime = float(M / rr * stats.poisson.sf(M, lam))
 
-    def step(p, i, d, t0):
-        # advance from count vector p (counts 0..len(p)-1) over an increment of d;
-        # absorb paths reaching >= i events; returns new p (counts 0..i-1), absorbed, E[time]
-        pmf, tail = _pois_kernel(rr * d)
-        L = len(pmf)
+    # steps i = M+1..imax: from mu_{i-1} to mu_i (to T for the last one, where the
+    # imax-th event signals if it arrives by T); all Poisson kernels built in one go
+    t0 = mu[M - 1 : imax - 1]
+    t1 = np.append(mu[M : imax - 1], T)
+    pmfs, tails = _pois_kernels(rr * (t1 - t0))
+    L = pmfs.shape[1]
+    r_all = np.arange(imax + 2, dtype=float) / rr
+    for s, i in enumerate(range(M + 1, imax + 1)):
+        # p: counts 0..i-2 without signal at t0[s]; a path with k counts signals in this
+        # step iff it gets r = i - k >= 2 more arrivals (tail[r]); only k >= i-(L-1) can
         n = len(p)
         k0 = max(0, i - (L - 1))
+        tail = tails[s]
         if k0 < n:
-            ks = np.arange(k0, n)
-            r = i - ks  # arrivals still needed, >= 1
             pk = p[k0:]
-            t_r = tail[r]
-            t_r1 = tail[np.minimum(r + 1, L)]
-            absorbed = float(pk @ t_r)
-            et = float(t0 * absorbed + (pk * (r / rr)) @ t_r1)
-        else:
-            absorbed = 0.0
-            et = 0.0
-        q = np.convolve(p, pmf[:i])
-        if len(q) < i:
-            q = np.concatenate([q, np.zeros(i - len(q))])
-        return q[:i], absorbed, et
-
-    for i in range(M + 1, imax):  # boundary times mu_i < T
-        p, a, et = step(p, i, mu[i - 1] - mu[i - 2], mu[i - 2])
-        power += a
-        etime += et
-    # last stretch (mu_{imax-1}, T]: the imax-th event signals if it arrives by T
-    _, a, et = step(p, imax, T - mu[imax - 2], mu[imax - 2])
-    power += a
-    etime += et
+            hi = i - k0
+            absorbed = float(pk @ tail[hi:1:-1])  # tail[r] for r = i-k0 .. 2
+            power += absorbed
+            # E[t0 + tau_r ; tau_r <= d] = t0 P(X>=r) + (r/rr) P(X>=r+1)
+            etime += t0[s] * absorbed + float((pk * r_all[hi:1:-1]) @ tail[hi + 1 : 2 : -1])
+        if i < imax:
+            q = np.convolve(p, pmfs[s, :i])
+            if len(q) < i:
+                q = np.concatenate([q, np.zeros(i - len(q))])
+            p = q[:i]
     return power, etime
 
 
@@ -216,24 +221,48 @@ def _check_common(T: float, alpha: float, M: int) -> None:
         raise ValueError(f"min_events must be a positive integer, got {M!r}")
 
 
-def _solve_decreasing(fun, target: float, start: float) -> float:
-    """Root of a continuous decreasing ``fun(cv) = target`` on cv > 0 (log scale, Brent)."""
-    g = lambda cv: math.log(max(fun(cv), 1e-300)) - math.log(target)  # noqa: E731
-    hi = start
-    ghi = g(hi)
-    while ghi > 0:
-        hi *= 1.5
-        ghi = g(hi)
-    lo = hi / 1.5 if hi > start else start / 1.5
-    glo = g(lo)
-    while glo < 0:
-        lo /= 1.5
-        if lo < 1e-12:
-            raise ValueError("no critical value reaches the requested alpha")
-        glo = g(lo)
-    if ghi == 0:
-        return hi
-    return optimize.brentq(g, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps, maxiter=200)
+def _solve_decreasing(fun, target: float, start: float, tol: float = 1e-12) -> float:
+    """Root of continuous decreasing ``fun(cv) = target`` on cv > 0.
+
+    Works on ``g = log fun - log target``, which is close to linear in cv with slope near -1
+    (alpha ~ exp(-cv) for flat LLR boundaries), by secant steps safeguarded by bisection
+    inside the bracket found so far; typically 4-6 evaluations of ``fun``.
+    """
+    def g(cv):
+        return math.log(max(fun(cv), 1e-300)) - math.log(target)
+
+    lo, hi = 0.0, math.inf  # g(lo) > 0 > g(hi)
+    x0, g0 = start, g(start)
+    if g0 == 0:
+        return x0
+    if g0 > 0:
+        lo = x0
+    else:
+        hi = x0
+    x1 = max(x0 + g0, 0.5 * x0)  # slope -1 first guess
+    for _ in range(200):
+        g1 = g(x1)
+        if g1 == 0:
+            return x1
+        if g1 > 0:
+            lo = max(lo, x1)
+        else:
+            hi = min(hi, x1)
+        if g1 != g0:
+            x2 = x1 - g1 * (x1 - x0) / (g1 - g0)
+        else:
+            x2 = math.nan
+        if not (lo < x2 < hi) or not math.isfinite(x2):
+            if math.isinf(hi):
+                x2 = 2.0 * max(lo, 0.25)
+            elif lo == 0.0 and g1 < 0 and x1 < 1e-12:
+                raise ValueError("no critical value reaches the requested alpha")
+            else:
+                x2 = 0.5 * (lo + hi)
+        if abs(x2 - x1) <= tol * max(1.0, abs(x2)):
+            return x2
+        x0, g0, x1 = x1, g1, x2
+    raise RuntimeError("critical value search did not converge")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -245,8 +274,10 @@ def _cv_cached(T: float, M: int, alpha: float) -> float:
             f"no critical value: P(N(T) >= M) = {p_max:.4g} < alpha for T={T}, M={M}; "
             "the test cannot reach this alpha (R Sequential: 'Does not have solution')"
         )
-    start = 2.0 + 0.35 * math.log(max(T, 0.05)) + 0.5 * math.log(0.05 / alpha)
-    return _solve_decreasing(lambda cv: _continuous_path(cv, T, M)[0], alpha, max(start, 0.5))
+    # starting guess: a fit to R Sequential's tabled CVs (M=1, alpha=0.05), shifted for alpha
+    lt = math.log(max(T, 0.5))
+    start = 2.854 + 0.283 * lt - 0.0107 * lt * lt + math.log(0.05 / alpha) - 0.1 * (M - 1)
+    return _solve_decreasing(lambda cv: _continuous_path(cv, T, M)[0], alpha, max(start, 0.3))
 
 
 def maxsprt_poisson_cv(expected_total: float, alpha: float = 0.05, min_events: int = 1) -> float:
@@ -296,7 +327,7 @@ def maxsprt_poisson_performance(
         raise ValueError("rr must be positive")
     power, etime = _continuous_path(float(cv), T, int(min_events), float(rr))
     est = etime / power if power > 0 else float("nan")
-    return MaxSPRTPerformance(power, est, etime + (1.0 - power) * T)
+    return MaxSPRTPerformance(float(power), float(est), float(etime + (1.0 - power) * T))
 
 
 # --------------------------------------------------------------------------------------
@@ -341,7 +372,7 @@ def _group_path(cv: float, mu: np.ndarray, M: int, rr: float = 1.0,
             q = np.concatenate([q, np.zeros(ai - len(q))])
         p = q[:ai]
         power += absorbed
-        etime += mu[i] * absorbed
+        etime += float(mu[i]) * absorbed
         prev = mu[i]
         if early_stop is not None and power > early_stop:
             break
@@ -376,18 +407,22 @@ def _group_solve(mu: np.ndarray, M: int, alpha: float) -> float:
     lo, hi = 0.0, 3.0
     while fun(hi) > alpha:
         lo, hi = hi, hi * 1.5
-    # alpha(cv) is a left-continuous non-increasing step function; bisection brackets the
-    # jump from > alpha to <= alpha, then snap to the jump, which is an attained LLR value.
-    while hi - lo > 1e-10 * max(1.0, hi):
+    # alpha(cv) is a left-continuous non-increasing step function that only jumps at
+    # attained values v = LLR(c, mu_i) (at cv = v, c events at look i still reject).  Bisect
+    # until [lo, hi) holds a single candidate jump, which is then the exact answer.
+    a_lo, a_hi = _group_thresholds(lo, mu, M), _group_thresholds(hi, mu, M)
+    while True:
+        diff = a_hi - a_lo
+        if diff.sum() <= 1 or hi - lo <= 1e-12 * max(1.0, hi):
+            break
         mid = 0.5 * (lo + hi)
         if fun(mid) > alpha:
-            lo = mid
+            lo, a_lo = mid, _group_thresholds(mid, mu, M)
         else:
-            hi = mid
-    a = _group_thresholds(hi, mu, M)
-    cand = a - 1
-    ok = cand >= M
-    jump = float(np.max(maxsprt_poisson_llr(cand[ok], mu[ok]))) if ok.any() else 0.0
+            hi, a_hi = mid, _group_thresholds(mid, mu, M)
+    cand = a_hi - 1
+    ok = cand >= a_lo
+    jump = float(np.max(maxsprt_poisson_llr(cand[ok], mu[ok]))) if ok.any() else lo
     jump = max(jump, lo)
     # smallest CV with alpha <= nominal is just above the jump (LLR >= CV rejects on equality)
     return jump + 1e-9 * max(1.0, jump)
@@ -435,7 +470,7 @@ def maxsprt_poisson_group_performance(
     mu = _looks_from(expected_total, looks, group_sizes)
     power, etime = _group_path(float(cv), mu, int(min_events), float(rr))
     est = etime / power if power > 0 else float("nan")
-    return MaxSPRTPerformance(power, est, etime + (1.0 - power) * float(mu[-1]))
+    return MaxSPRTPerformance(float(power), float(est), float(etime + (1.0 - power) * mu[-1]))
 
 
 # --------------------------------------------------------------------------------------
