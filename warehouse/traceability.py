@@ -12,7 +12,8 @@ Two entry points read codes:
   caller (the GTIN check digit is reported, not raised; AI requirements such as "10 and
   21 require 01" are not checked by biip).
 - :func:`parse_pack_codes` does the same for a whole column: the well-formed majority
-  (canonical HRI ``(01)(17)(10)[(21)]`` and NMPA codes) with polars string expressions,
+  (canonical HRI ``(01)(17)(10)[(21)]``, the raw ``01 17 10<GS>21`` and Digital Link
+  ``/01/…/10/…/21/…?17=`` forms our inbox writes, NMPA codes) with polars expressions,
   everything else per distinct code through :func:`parse_pack_code`. Both paths give the
   same result for every input (tested).
 
@@ -283,9 +284,18 @@ _PACK_SCHEMA = {
 }
 # GS1 CSET 82 (biip's own class) without "(" and ")", which end an HRI field
 _CSET82_NO_PAREN = r"""[!"%&'*+,\-./0-9:;<=>?A-Z_a-z]"""
-_HRI_FAST_RE = (
-    r"^\(01\)(\d{14})\(17\)(\d{6})\(10\)(" + _CSET82_NO_PAREN + r"{1,20})"
-    r"(?:\(21\)(" + _CSET82_NO_PAREN + r"{1,20}))?$"
+# ... and without "<", so that a textual "<GS>" cannot hide inside a raw lot
+_CSET82_RAW = r"""[!"%&'()*+,\-./0-9:;=>?A-Z_a-z]"""
+# Digital Link: unreserved URI characters only (no percent-encoding, no delimiters)
+_DL_SAFE = r"[A-Za-z0-9\-._]"
+# The canonical forms our inbox writes; anything else goes to biip.
+_FAST_FORMS = (
+    r"^\(01\)(?P<gtin>\d{14})\(17\)(?P<date>\d{6})\(10\)(?P<lot>" + _CSET82_NO_PAREN
+    + r"{1,20})(?:\(21\)(?P<serial>" + _CSET82_NO_PAREN + r"{1,20}))?$",
+    r"^(?:\]d2)?01(?P<gtin>\d{14})17(?P<date>\d{6})10(?P<lot>" + _CSET82_RAW
+    + r"{1,20})(?:<GS>|\x1d)21(?P<serial>" + _CSET82_RAW + r"{1,20})$",
+    r"^https?://[A-Za-z0-9.\-]+(?::\d+)?/01/(?P<gtin>\d{14})/10/(?P<lot>" + _DL_SAFE
+    + r"{1,20})/21/(?P<serial>" + _DL_SAFE + r"{1,20})\?17=(?P<date>\d{6})$",
 )
 _FAST_STRIP = " \t\r\n"  # a subset of what str.strip() removes, so both paths agree
 
@@ -319,20 +329,21 @@ def parse_pack_codes(codes: pl.Series | list[str | None]) -> pl.DataFrame:
 
     Columns: code (the input), system, gtin, serial, lot, expiry, nmpa_drug_code,
     error_reason (null when the code is valid, else an ``InvalidPackCode.reason``).
-    Canonical HRI ``(01)(17)(10)[(21)]`` and NMPA codes are parsed with polars
-    expressions; every other row goes once per distinct code through
+    Canonical HRI ``(01)(17)(10)[(21)]``, raw ``[]d2]01…17…10…<GS>21…`` (or real GS),
+    plain Digital Link ``https://host/01/…/10/…/21/…?17=…`` and NMPA codes are parsed with
+    polars expressions; every other row goes once per distinct code through
     :func:`parse_pack_code`. The result equals ``parse_pack_code`` row by row.
     """
     series = codes if isinstance(codes, pl.Series) else pl.Series(codes, dtype=pl.String)
     frame = pl.DataFrame({"code": series.cast(pl.String).rename("code")})
     stripped = pl.col("code").str.strip_chars(_FAST_STRIP)
-    hri = stripped.str.extract_groups(_HRI_FAST_RE)
+    forms = [stripped.str.extract_groups(form) for form in _FAST_FORMS]
     frame = frame.with_columns(
         _s=stripped,
-        _gtin=hri.struct.field("1"),
-        _date=hri.struct.field("2"),
-        _lot=hri.struct.field("3"),
-        _serial=hri.struct.field("4"),
+        **{
+            f"_{field}": pl.coalesce(form.struct.field(field) for form in forms)
+            for field in ("gtin", "date", "lot", "serial")
+        },
     )
     yy = pl.col("_date").str.slice(0, 2).cast(pl.Int32)
     mm = pl.col("_date").str.slice(2, 2).cast(pl.Int32)

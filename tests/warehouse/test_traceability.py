@@ -227,7 +227,8 @@ def _random_codes(n: int, seed: int = 7) -> list[str | None]:
         lot = "".join(rng.choice(CSET82) for _ in range(rng.choice([1, 5, 20, 21])))
         serial = "".join(rng.choice(CSET82) for _ in range(rng.randint(1, 20)))
         nmpa = "8" + "".join(rng.choice("0123456789") for _ in range(19))
-        kind = rng.randrange(10)
+        safe = "".join(rng.choice("AZaz09-._") for _ in range(rng.choice([1, 8, 20, 21])))
+        kind = rng.randrange(13)
         if kind <= 3:
             code = f"(01){gtin}(17){date}(10){lot}(21){serial}"
         elif kind == 4:
@@ -240,6 +241,12 @@ def _random_codes(n: int, seed: int = 7) -> list[str | None]:
             code = rng.choice([nmpa, nmpa[:19], "7" + nmpa[1:], nmpa[:10] + "X" + nmpa[11:]])
         elif kind == 8:
             code = f"(01){gtin}(10){lot}(17){date}(21){serial}"
+        elif kind == 10:
+            code = f"https://example.org:8443/01/{gtin}/10/{safe}/21/{safe[::-1]}?17={date}"
+        elif kind == 11:
+            code = rng.choice(["]d2", ""]) + f"01{gtin}17{date}10{safe}{GS}21{lot}"
+        elif kind == 12:
+            code = f"01{gtin}17{date}10{lot}<GS>21{safe}" + rng.choice(["", "<GS>", GS, " "])
         else:
             code = rng.choice([None, "", " ", "garbage", f" (01){gtin}(17){date}(10)A ",
                                f"(01){gtin}(17){date}(10)A\t", f"(01){gtin}(17){date}(10)A(21)"])
