@@ -147,3 +147,29 @@ def test_impossible_table_raises():
         score(f)
     with pytest.raises(ValueError, match="missing"):
         score(f.drop("n"))
+
+
+# ---------------------------------------------------------------- multiplicity
+def test_fisher_one_sided_matches_scipy_fisher_exact():
+    from signals.multiplicity import fisher_one_sided
+
+    tables = [(10, 90, 20, 880), (3, 5, 7, 1000), (0, 4, 6, 50), (2, 2, 2, 2)]
+    a, b, c, d = (np.array(x) for x in zip(*tables))
+    p = fisher_one_sided(a, a + b, a + c, a + b + c + d)
+    for (ai, bi, ci, di), pi in zip(tables, p):
+        assert pi == pytest.approx(stats.fisher_exact([[ai, bi], [ci, di]], alternative="greater").pvalue, rel=1e-9)
+    mid = fisher_one_sided(a, a + b, a + c, a + b + c + d, mid_p=True)
+    hg = stats.hypergeom(110 + 890, 100, 30)
+    assert mid[0] == pytest.approx(hg.sf(10) + 0.5 * hg.pmf(10), rel=1e-12)
+
+
+def test_benjamini_hochberg_by_hand():
+    from signals.multiplicity import add_fdr, benjamini_hochberg
+
+    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+    rej, q = benjamini_hochberg(p, alpha=0.05)
+    # sorted p: .005 .01 .03 .04 (m=4) -> q = min over k>=i of p_k*m/k
+    assert q[:4] == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert rej.tolist() == [True, True, True, True, False] and np.isnan(q[4])
+    out = add_fdr(frame([(10, 90, 20, 880), (1, 9, 99, 891)]))
+    assert out["fdr_signal"].to_list() == [True, False]
