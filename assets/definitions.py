@@ -5,7 +5,6 @@ the in-process executor (DESIGN.md §5). ``dagster dev`` loads this module (pypr
 ``[tool.dagster]``).
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Counts → scores → the signal register. Statistics come from ``signals``; storage from ``warehouse``."""
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl

@@ -1,10 +1,10 @@
+# Dagster validates context annotations at definition time, so no `from __future__ import annotations` here.
 """Inbox → warehouse: one asset per input, each a thin call into ``warehouse.loaders``.
 
 Every asset runs its load inside one transaction and reports its row and quarantine counts
 as metadata; the asset checks below guard each hop.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl
@@ -165,8 +165,8 @@ def linkage_rate(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             """
             SELECT c.source, count(*) AS drugs, count(l.batch_id) AS linked,
                    round(count(l.batch_id) / count(*), 4) AS rate
-            FROM latest_case_drug d JOIN latest_case c USING (case_id)
-            LEFT JOIN case_batch_link l USING (case_id, version, drug_seq)
+            FROM latest_case_drug d JOIN latest_case c ON c.case_id = d.case_id
+            LEFT JOIN case_batch_link l ON l.case_id = d.case_id AND l.version = d.version AND l.drug_seq = d.drug_seq
             WHERE d.role <> 'concomitant' GROUP BY 1 ORDER BY 1
             """
         ).pl()

@@ -1,6 +1,5 @@
 """Signal register → the periodic report and manufacturer alerts (rendered by ``reports``)."""
 
-from __future__ import annotations
 
 import datetime as dt
 from importlib.metadata import PackageNotFoundError, version

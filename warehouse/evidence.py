@@ -58,9 +58,12 @@ def signal_batches(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
             WHERE s.product_id IS NOT NULL
         ),
         per_batch AS (
-            SELECT signal_id, batch_id, count(DISTINCT case_id) AS linked_cases,
-                   map_from_entries(list((link_method, n))) AS cases_by_method
-            FROM (SELECT signal_id, batch_id, link_method, count(DISTINCT case_id) AS n, list(case_id) AS ids
+            SELECT signal_id, batch_id, count(DISTINCT case_id) AS linked_cases
+            FROM hits WHERE batch_id IS NOT NULL GROUP BY ALL
+        ),
+        by_method AS (
+            SELECT signal_id, batch_id, string_agg(link_method || ': ' || n, ', ' ORDER BY link_method) AS cases_by_method
+            FROM (SELECT signal_id, batch_id, link_method, count(DISTINCT case_id) AS n
                   FROM hits WHERE batch_id IS NOT NULL GROUP BY ALL)
             GROUP BY ALL
         ),
@@ -80,9 +83,10 @@ def signal_batches(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
                b.released_on, b.units_released, b.recall_status,
                coalesce(d.units_delivered, 0) AS units_delivered, d.regions, d.first_delivery, d.last_delivery,
                coalesce(x.excursions, 0) AS cold_chain_excursions, x.max_temp_c,
-               pb.linked_cases, pb.cases_by_method::VARCHAR AS cases_by_method,
+               pb.linked_cases, bm.cases_by_method,
                round(1e4 * pb.linked_cases / nullif(d.units_delivered, 0), 2) AS cases_per_10k_packs
         FROM per_batch pb
+        JOIN by_method bm USING (signal_id, batch_id)
         JOIN batch b USING (batch_id)
         LEFT JOIN delivered d USING (batch_id)
         LEFT JOIN excursions x USING (batch_id)
