@@ -12,8 +12,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def fmt_num(value, digits: int = 2) -> str:
-    """A statistic for a table: '–' when undefined (null), fixed digits otherwise."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """A statistic for a table: '–' when undefined (null, or not computed in this run), fixed digits otherwise."""
+    if value is None or isinstance(value, jinja2.Undefined) or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, int):
         return f"{value:,}"
@@ -21,7 +21,7 @@ def fmt_num(value, digits: int = 2) -> str:
 
 
 def fmt_ci(lo, hi, digits: int = 2) -> str:
-    if lo is None or hi is None:
+    if lo is None or hi is None or isinstance(lo, jinja2.Undefined) or isinstance(hi, jinja2.Undefined):
         return "–"
     return f"{fmt_num(lo, digits)}–{fmt_num(hi, digits)}"
 

@@ -1,0 +1,49 @@
+"""The signal register keeps ids stable, never overwrites an analyst's status, and is idempotent."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from warehouse.schema import connect
+from warehouse.signal_register import signal_id, update_register
+
+
+def detections(*rows):
+    return pl.DataFrame(
+        [{"level": "product", "product_id": p, "ingredient": None, "pt": pt, "batch_id": None, "methods": m,
+          "figures": {"n11": n}} for p, pt, m, n in rows],
+        schema={"level": pl.String, "product_id": pl.String, "ingredient": pl.String, "pt": pl.String,
+                "batch_id": pl.String, "methods": pl.List(pl.String), "figures": pl.Object},
+    )
+
+
+def test_signal_id_is_stable_and_case_insensitive_in_pt():
+    assert signal_id("product", "P1", "Nausea", None) == signal_id("product", "P1", "nausea", None)
+    assert signal_id("product", "P1", "Nausea", None) != signal_id("product", "P1", "Nausea", "B1")
+    assert signal_id("product", "P1", "Nausea", None).startswith("SIG-")
+
+
+def test_new_then_refreshed_then_idempotent():
+    con = connect(":memory:")
+    d1 = dt.date(2025, 1, 31)
+    first = update_register(con, detections(("P1", "Nausea", ["evans"], 5)), d1, "run1")
+    assert first == {"new": 1, "refreshed": 0, "total": 1}
+    d2 = dt.date(2025, 2, 28)
+    second = update_register(con, detections(("P1", "Nausea", ["evans", "ema_sdr"], 9), ("P2", "Rash", ["who_umc"], 4)), d2, "run2")
+    assert second == {"new": 1, "refreshed": 1, "total": 2}
+    row = con.sql("SELECT first_detected, last_detected, methods, figures->>'n11' FROM signal WHERE product_id='P1'").fetchone()
+    assert row == (d1, d2, ["evans", "ema_sdr"], "9")
+    history = con.sql("SELECT count(*) FROM signal_history").fetchone()[0]
+    again = update_register(con, detections(("P1", "Nausea", ["evans", "ema_sdr"], 9), ("P2", "Rash", ["who_umc"], 4)), d2, "run3")
+    assert again == {"new": 0, "refreshed": 2, "total": 2}
+    assert con.sql("SELECT count(*) FROM signal_history").fetchone()[0] == history
+
+
+def test_detection_does_not_overwrite_an_analyst_status():
+    con = connect(":memory:")
+    update_register(con, detections(("P1", "Nausea", ["evans"], 5)), dt.date(2025, 1, 31), "run1")
+    con.execute("UPDATE signal SET status = 'refuted'")
+    update_register(con, detections(("P1", "Nausea", ["evans"], 6)), dt.date(2025, 2, 28), "run2")
+    assert con.sql("SELECT status FROM signal").fetchone()[0] == "refuted"
