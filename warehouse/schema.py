@@ -196,6 +196,43 @@ _DDL = [
         loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (path, kind)
     )""",
+    # ---- external case sources (warehouse.ingest: FAERS, VAERS, E2B(R3), openFDA) -------------
+    """
+    CREATE TABLE IF NOT EXISTS case_deleted (
+        case_id VARCHAR PRIMARY KEY,
+        source_file VARCHAR,
+        deleted_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS case_reaction_meddra (
+        case_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        reaction_seq INTEGER NOT NULL,
+        meddra_code VARCHAR,
+        meddra_version VARCHAR,
+        PRIMARY KEY (case_id, version, reaction_seq)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS case_duplicate_suggestion (
+        case_id VARCHAR NOT NULL,
+        candidate_of VARCHAR NOT NULL,
+        score DOUBLE NOT NULL,
+        basis VARCHAR NOT NULL,
+        PRIMARY KEY (case_id, candidate_of)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS vaers_lot_counts (
+        source_sha256 VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        vax_type VARCHAR NOT NULL,
+        vax_manu VARCHAR NOT NULL,
+        lot VARCHAR NOT NULL,
+        reports BIGINT NOT NULL,
+        serious_reports BIGINT NOT NULL,
+        deaths BIGINT NOT NULL,
+        measure VARCHAR NOT NULL,
+        PRIMARY KEY (source_sha256, vax_type, vax_manu, lot)
+    )""",
     # ---- derived: scores and the signal register -------------------------------------------
     """
     CREATE TABLE IF NOT EXISTS disproportionality_score (
