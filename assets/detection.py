@@ -16,7 +16,10 @@ from warehouse.signal_register import update_register
 
 GROUP = "detection"
 STRATA = ["sex", "age_band", "report_year"]
-# statistics quoted with each signal in the register (and so in reports and alerts)
+# Statistics quoted with each signal in the register (and so in reports and alerts), to
+# FIGURE_SIG_DIGITS significant digits: DuckDB's parallel float sums are not bit-reproducible,
+# and a last-bit change must not make an unchanged signal look changed (new alert hash).
+FIGURE_SIG_DIGITS = 6
 FIGURES = ["n11", "e", "prr", "prr_lo95", "prr_hi95", "chi2", "ror", "ror_lo95", "ror_hi95", "ic", "ic025", "ic975",
            "ebgm", "eb05", "eb95"]
 
@@ -61,7 +64,9 @@ def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             pl.col("event").alias("pt"),
             pl.lit(None, dtype=pl.String).alias("batch_id"),
             pl.col("rules_fired").alias("methods"),
-            pl.struct(FIGURES).struct.json_encode().alias("figures"),
+            pl.struct(
+                pl.col(c).round_sig_figs(FIGURE_SIG_DIGITS) if scores.schema[c].is_float() else pl.col(c) for c in FIGURES
+            ).struct.json_encode().alias("figures"),
         )
-        counts = update_register(con, detections, dlp, context.run_id)
+        counts = update_register(con, detections, dlp, context.run.run_id)
     return dg.MaterializeResult(metadata={**counts, "data_lock_point": str(dlp)})

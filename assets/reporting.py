@@ -39,7 +39,7 @@ def periodic_signal_report(context: dg.AssetExecutionContext, warehouse: Warehou
         dlp = data_lock_point(con)
         report = PeriodicReport(
             title="PV Trace periodic signal report",
-            data_lock_point=dlp, run_id=context.run_id, generated_at=_now(), code_version=code_version(),
+            data_lock_point=dlp, run_id=context.run.run_id, generated_at=_now(), code_version=code_version(),
             summary=warehouse_summary(con), signals=signal_overview(con), batches=signal_batches(con),
             lineage=input_lineage(con),
         )
