@@ -3,6 +3,8 @@
     pvtrace generate --out inbox [--seed 42] [--scale 1.0]   write a synthetic world
     pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output
     pvtrace demo                                             generate, then run, then say where things are
+    pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
+                                                             load public adverse-event files
 """
 
 from __future__ import annotations
@@ -71,6 +73,27 @@ def _summary(warehouse: str, output: str) -> None:
     print(f"  alerts    : {Path(output, 'alerts').resolve()}  ({alerts} alerts for {len(alert_dirs)} manufacturers)")
 
 
+def _ingest(args) -> int:
+    import json
+
+    from warehouse.ingest import IngestError, ingest
+
+    try:
+        counts = ingest(args.path, args.format, args.warehouse, harmonisation=args.harmonisation)
+    except IngestError as exc:
+        print(f"pvtrace ingest: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(counts, default=str))
+    else:
+        print(f"{args.format}: {counts['cases']:,} cases ({counts['case_versions']:,} versions), {counts['drugs']:,} drugs, "
+              f"{counts['reactions']:,} reactions, {counts['lots']:,} usable lots, {counts['quarantined']:,} quarantined "
+              f"-> {Path(args.warehouse).resolve()}")
+        for warning in counts.get("warnings", []):
+            print(f"  warning: {warning}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,7 +112,16 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--scale", type=float, default=1.0)
 
+    ing = sub.add_parser("ingest", help="load a FAERS/VAERS/E2B(R3)/openFDA file, zip or folder into the warehouse")
+    ing.add_argument("path")
+    ing.add_argument("--format", required=True, help="faers, vaers, e2b or openfda")
+    ing.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    ing.add_argument("--harmonisation", help="openFDA harmonisation JSON (brand/generic name -> substance)")
+    ing.add_argument("--json", action="store_true", help="print the counts as one JSON line (the last line)")
+
     args = parser.parse_args(argv)
+    if args.command == "ingest":
+        return _ingest(args)
     if args.command in ("generate", "demo"):
         from sample_data.world import generate_world
 
