@@ -74,6 +74,23 @@ def mean_background_reactions() -> float:
     return float(1 + (k * pk).sum())
 
 
+class BaseRate:
+    """Background reports of each PT per delivery, by the delivery's market.
+
+    Kept as a (market x PT) table plus a market index per delivery: a dense deliveries x PTs
+    matrix would need gigabytes at scale 10.
+    """
+
+    def __init__(self, market: np.ndarray, market_base: dict[str, np.ndarray]):
+        names = sorted(market_base)
+        self.table = np.stack([market_base[m] for m in names])
+        self.market_ix = np.searchsorted(np.array(names), market)
+
+    def of(self, rows: np.ndarray, pts: list[int]) -> np.ndarray:
+        """rows x pts array of per-delivery base rates."""
+        return self.table[self.market_ix[rows]][:, pts]
+
+
 @dataclass
 class CaseOutput:
     lines_by_month: dict[str, list[str]]
@@ -92,11 +109,11 @@ class CaseOutput:
 # --------------------------------------------------------------------------------------------
 
 def draw_reactions(rng: np.random.Generator, d: pl.DataFrame, products: pl.DataFrame, plan,
-                   base_rate: np.ndarray) -> pl.DataFrame:
+                   base_rate: "BaseRate") -> pl.DataFrame:
     """All reaction events: (delivery row, PT index, onset days after delivery, cause).
 
-    ``base_rate[i, j]`` is the per-delivery background rate of PT j for delivery i's market
-    (a vector per market, broadcast on use). Causes: 0 background, 1 labelled ADR, 2 product
+    ``base_rate`` is a :class:`BaseRate`: the per-delivery background rate of each PT in each
+    delivery's market. Causes: 0 background, 1 labelled ADR, 2 product
     signal, 3 batch defect, 4 cold chain.
     """
     n = d.height
@@ -122,7 +139,7 @@ def draw_reactions(rng: np.random.Generator, d: pl.DataFrame, products: pl.DataF
     def planted(mask: np.ndarray, pt: str, rr: float, onset: np.ndarray | None, cause: int,
                 extra_base: float = 0.0):
         idx = np.flatnonzero(mask)
-        extra = (rr - 1.0) * (base_rate[idx, PT_INDEX[pt]] + extra_base)
+        extra = (rr - 1.0) * (base_rate.of(idx, [PT_INDEX[pt]])[:, 0] + extra_base)
         hit = idx[rng.random(len(idx)) < extra]
         if onset is None:
             on = rng.integers(0, 2, len(hit)).astype(float)      # 0-1 day: batch defect
@@ -212,8 +229,12 @@ def app_scan_form(rng: np.random.Generator, r: dict) -> str:
 # Assembly
 # --------------------------------------------------------------------------------------------
 
+_ISO_DAYS = [str(x) for x in np.arange(np.datetime64("2024-01-01"), np.datetime64("2026-12-31"))]
+
+
 def _iso(day: int) -> str:
-    return str(np.datetime64("2024-01-01") + np.timedelta64(int(day), "D"))
+    """ISO date of a world day (0 = 2024-01-01); a lookup, as it runs once per date field."""
+    return _ISO_DAYS[int(day)]
 
 
 def build_cases(rng: np.random.Generator, d: pl.DataFrame, patients: pl.DataFrame,
@@ -236,7 +257,7 @@ def build_cases(rng: np.random.Generator, d: pl.DataFrame, patients: pl.DataFram
     shares = background_shares()
     mean_k = mean_background_reactions()
     market_base = {m: r * mean_k * shares for m, r in BACKGROUND_CASE_RATE.items()}
-    base_rate = np.stack([market_base[m] for m in d["market"].to_list()])
+    base_rate = BaseRate(d["market"].to_numpy(), market_base)
     ev = draw_reactions(rng, d, products, plan, base_rate)
 
     # ---- one case per delivery with at least one reaction
@@ -263,9 +284,12 @@ def build_cases(rng: np.random.Generator, d: pl.DataFrame, patients: pl.DataFram
     conc = _concomitants(d, cases)
 
     prod = products.to_dicts()
-    drow = d.select("n", "pt", "p", "b", "c", "day", "delivered_at", "delivery_id",
-                    "patient_ref", "country", "code_system", "serialised_code", "gtin", "exp6",
-                    "lot_number", "serial", "batch_id").to_dicts()
+    # only the deliveries behind a case (as suspect or concomitant) become Python dicts
+    needed = set(cases["row"].to_list()) | set(conc.values())
+    drow = {r["n"]: r for r in d.filter(pl.col("n").is_in(sorted(needed))).select(
+        "n", "pt", "p", "b", "c", "day", "delivered_at", "delivery_id", "patient_ref", "country",
+        "code_system", "serialised_code", "gtin", "exp6", "lot_number", "serial",
+        "batch_id").iter_rows(named=True)}
     pats = patients.select("age_years", "sex").to_dicts()
     source_names = ["patient_app", "hcp", "pharmacist"]
 
@@ -383,7 +407,7 @@ def _suspect_entry(rng, r: dict, pr: dict, source: str) -> dict:
             "start_date": r["delivered_at"][:10]}
 
 
-def _add_concomitants(rng, records: list[dict], drow: list[dict], prod: list[dict]) -> None:
+def _add_concomitants(rng, records: list[dict], drow: dict[int, dict], prod: list[dict]) -> None:
     """Append the concomitant drug (and its true batch) to cases of two-product patients."""
     for rec in records:
         c = rec["_conc"]
@@ -400,7 +424,7 @@ def _add_concomitants(rng, records: list[dict], drow: list[dict], prod: list[dic
         rec["_truth"].append((r["batch_id"], pr["product_id"]))
 
 
-def _make_duplicates(rng, records: list[dict], drow: list[dict], prod: list[dict],
+def _make_duplicates(rng, records: list[dict], drow: dict[int, dict], prod: list[dict],
                      n_days: int) -> list[tuple[dict, dict]]:
     """~2% of events reported again by another source under another case id."""
     out = []
@@ -488,7 +512,7 @@ def _public(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if not k.startswith("_")}
 
 
-def _observed(d: pl.DataFrame, cases: pl.DataFrame, plan, base_rate: np.ndarray) -> dict:
+def _observed(d: pl.DataFrame, cases: pl.DataFrame, plan, base_rate: "BaseRate") -> dict:
     """Initial cases behind each planted signal and their expected background count."""
     dd = d.select("n", "p", "b", "c", "day")
     flat = cases.select("row", "pt_i").explode("pt_i")
@@ -499,7 +523,7 @@ def _observed(d: pl.DataFrame, cases: pl.DataFrame, plan, base_rate: np.ndarray)
 
     def expected(mask: np.ndarray, pts, extra_per_delivery: float = 0.0):
         idx = np.flatnonzero(mask)
-        return round(float(base_rate[idx][:, [PT_INDEX[x] for x in pts]].sum()
+        return round(float(base_rate.of(idx, [PT_INDEX[x] for x in pts]).sum()
                            + extra_per_delivery * len(idx)), 1)
 
     p, b, c, day = (d[x].to_numpy() for x in ("p", "b", "c", "day"))

@@ -602,10 +602,9 @@ def build_medication_logs(rng: np.random.Generator, d: pl.DataFrame, patients: p
     adherence = patients["adherence"].to_numpy()[d["pt"].to_numpy()][rep]
     taken = rng.binomial(planned, adherence)
     logged = week_start <= WORLD_END
-    out = pl.DataFrame({"patient_ref": d["patient_ref"].to_numpy()[rep],
-                        "delivery_id": d["delivery_id"].to_numpy()[rep],
-                        "week_start": week_start, "doses_taken": taken,
-                        "doses_missed": planned - taken}).filter(pl.Series(logged))
+    out = d.select("patient_ref", "delivery_id")[rep].with_columns(
+        week_start=pl.Series(week_start), doses_taken=pl.Series(taken),
+        doses_missed=pl.Series(planned - taken)).filter(pl.Series(logged))
     out = out.with_columns(pl.col("week_start").cast(pl.Date)).sort(["week_start", "delivery_id"])
     return out.with_row_index("n").select(
         log_id=pl.format("LOG-{}", pl.col("n").add(1).cast(pl.String).str.pad_start(9, "0")),
