@@ -247,3 +247,19 @@ def test_planted_signals_consistent(world):
 
     assert len(truth["negative_controls"]) >= 5
     assert truth["known_adrs"]
+
+
+def test_epcis_documents_validate_against_the_schema(world):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema_path = Path(__file__).resolve().parents[3] / "shared" / "data" / "epcis" / "EPCIS-JSON-Schema.json"
+    if not schema_path.exists():
+        pytest.skip("EPCIS JSON schema not available")
+    validator = jsonschema.Draft7Validator(json.loads(schema_path.read_text()))
+    docs = sorted((world[0] / "supply").glob("epcis_*.jsonld"))
+    steps = set()
+    for path in docs[::3]:                       # a sample keeps the test fast
+        doc = json.loads(path.read_text())
+        errors = list(validator.iter_errors(doc))
+        assert not errors, (path.name, errors[0].message[:200])
+        steps |= {e["bizStep"] for e in doc["epcisBody"]["eventList"]}
+    assert steps == {"commissioning", "shipping", "receiving"}
