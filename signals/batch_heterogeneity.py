@@ -469,8 +469,7 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized") -> 
     status = status.astype(object)
     status[(nb_g < 2)] = "single_batch"
     status[(nb_g >= 2) & (N_g <= 0)] = "no_cases"
-    model = np.where(status == "negbin", "negbin", "poisson").astype(object)
-    model[~fit] = None
+    model = np.where(fit, np.where(status == "negbin", "negbin", "poisson"), "")
 
     a = alpha[gid]
     ok = fit[gid]
@@ -490,9 +489,9 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized") -> 
     q_nb = benjamini_hochberg(p_nb)
     notes = status[gid]
     return g.frame.select(*BATCH_KEYS, "cases", "exposure").with_columns(
-        pl.Series("model", model[gid], dtype=pl.String),
+        pl.Series("model", model[gid].astype(str), dtype=pl.String).replace("", None),
         pl.Series("fit_note", notes.astype(str), dtype=pl.String),
-        _col(a, ok & (model[gid] == "negbin"), "nb_alpha"),
+        _col(a, model[gid] == "negbin", "nb_alpha"),
         _col(mu, ok, "expected_nb"),
         _col(pearson, ok, "resid_pearson"),
         _col(deviance, ok, "resid_deviance"),
@@ -507,6 +506,34 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized") -> 
 _FUNNEL_P = {"lo998": 0.001, "lo95": 0.025, "hi95": 0.975, "hi998": 0.999}
 
 
+def _poisson_cdf(r: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """P(Y <= r), Y ~ Poisson(lam), via the regularised upper incomplete gamma Q(r + 1, lam)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(r < 0, 0.0, special.gammaincc(np.maximum(r, 0) + 1, lam))
+
+
+def _poisson_ppf(p: float, lam: np.ndarray) -> np.ndarray:
+    """Smallest integer r with P(Y <= r) >= p — same values as ``scipy.stats.poisson.ppf``
+    (checked on 1e6 rates in 6e-6..8e3), ~5x faster: Cornish–Fisher start, then vectorised unit
+    steps on the entries not yet settled (usually 1–2 steps)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    z = stats.norm.ppf(p)
+    r = np.maximum(np.floor(lam + z * np.sqrt(lam) + (z * z - 1) / 6), 0.0)
+    r[lam == 0] = 0.0
+    idx = np.flatnonzero(lam > 0)
+    while idx.size:  # step up while F(r) < p
+        up = _poisson_cdf(r[idx], lam[idx]) < p
+        idx = idx[up]
+        r[idx] += 1
+    idx = np.flatnonzero((lam > 0) & (r > 0))
+    while idx.size:  # step down while F(r - 1) >= p
+        down = _poisson_cdf(r[idx] - 1, lam[idx]) >= p
+        idx = idx[down]
+        r[idx] -= 1
+        idx = idx[r[idx] > 0]
+    return r
+
+
 def _poisson_limit(p: float, lam: np.ndarray, interpolate: bool) -> np.ndarray:
     """Exact Poisson control limit for counts at probability p (Spiegelhalter 2005, App. A.1).
 
@@ -514,11 +541,11 @@ def _poisson_limit(p: float, lam: np.ndarray, interpolate: bool) -> np.ndarray:
     smoothed as in Spiegelhalter: y_p = r_p - (F(r_p) - p) / (F(r_p) - F(r_p - 1)), clipped
     at 0, so the funnel is a smooth curve rather than a staircase.
     """
-    r = stats.poisson.ppf(p, lam)
+    r = _poisson_ppf(p, lam)
     if not interpolate:
         return r
-    F_r = stats.poisson.cdf(r, lam)
-    pmf = stats.poisson.pmf(r, lam)
+    F_r = _poisson_cdf(r, lam)
+    pmf = F_r - _poisson_cdf(r - 1, lam)
     with np.errstate(divide="ignore", invalid="ignore"):
         yp = r - np.where(pmf > 0, (F_r - p) / pmf, 0.0)
     return np.maximum(yp, 0.0)
