@@ -96,6 +96,7 @@ def ingest_into(con: duckdb.DuckDBPyConnection, path: str | Path, fmt: str, *,
     """:func:`ingest` on an open connection (schema already ensured)."""
     t0 = time.perf_counter()
     reader = importlib.import_module(f"warehouse.formats.{fmt}")
+    con.execute("SET enable_progress_bar = false")  # the --json line must stay the last thing printed
     with InputSet(path) as inputs:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -270,7 +271,7 @@ def _write(con: duckdb.DuckDBPyConnection, fmt: str, inputs: InputSet, info: Sta
     con.execute(
         """INSERT INTO case_reaction_meddra (case_id, version, reaction_seq, meddra_code, meddra_version)
         SELECT case_id, version, reaction_seq, meddra_code, meddra_version FROM stg_reaction
-        WHERE meddra_code IS NOT NULL OR meddra_version IS NOT NULL"""
+        WHERE meddra_code IS NOT NULL"""
     )
     # deleted / nullified cases, then is_latest for every case this input touched
     con.execute(

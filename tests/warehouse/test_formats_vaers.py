@@ -1,0 +1,97 @@
+"""VAERS ingest on the real 1990 files and the 2019 partial set (no VAERSDATA), counts checked
+against the raw CSVs read here with Python's csv module."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from warehouse.formats.vaers import vaers_lot_counts
+from warehouse.ingest import ingest
+from warehouse.traceability import normalise_lot
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "vaers"
+Y1990 = DATA / "1990"
+Y2019 = DATA / "2019_partial"
+
+pytestmark = [pytest.mark.realdata, pytest.mark.skipif(not Y1990.exists(), reason="../shared/data not available")]
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open(encoding="latin-1", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def w1990(tmp_path_factory):
+    db = tmp_path_factory.mktemp("vaers") / "w.duckdb"
+    return db, ingest(Y1990, "vaers", db)
+
+
+def test_1990_counts_match_the_raw_files(w1990):
+    db, counts = w1990
+    data = rows(Y1990 / "1990VAERSDATA.csv")
+    vax = rows(Y1990 / "1990VAERSVAX.csv")
+    sym = rows(Y1990 / "1990VAERSSYMPTOMS.csv")
+    assert len(data[0]) == 29  # the older layout
+    assert counts["cases"] == counts["case_versions"] == len({r["VAERS_ID"] for r in data}) == 2106
+    assert counts["drugs"] == len(vax)
+    # symptoms are spread over several rows of five: count the non-empty cells
+    assert counts["reactions"] == sum(bool((r[f"SYMPTOM{k}"] or "").strip()) for r in sym for k in range(1, 6))
+    assert counts["lots"] == sum(bool(normalise_lot(r["VAX_LOT"])) for r in vax)
+    assert counts["quarantined"] == 0
+    con = duckdb.connect(str(db), read_only=True)
+    deaths = {int(r["VAERS_ID"]) for r in data if r["DIED"] == "Y"}
+    got = {int(r[0][6:]) for r in con.execute("SELECT case_id FROM latest_case WHERE outcome = 'fatal'").fetchall()}
+    assert got == deaths
+    # a report with more than five symptoms keeps all of them
+    many = [i for i in {r["VAERS_ID"] for r in sym} if sum(r["VAERS_ID"] == i for r in sym) > 1]
+    if many:
+        i = many[0]
+        want = [r[f"SYMPTOM{k}"] for r in sym if r["VAERS_ID"] == i for k in range(1, 6) if r[f"SYMPTOM{k}"].strip()]
+        got_pts = [r[0] for r in con.execute(
+            "SELECT pt FROM case_reaction WHERE case_id = ? ORDER BY reaction_seq", [f"VAERS-{int(i)}"]).fetchall()]
+        assert got_pts == want
+
+
+def test_1990_lot_reporting_counts(w1990):
+    db, _ = w1990
+    con = duckdb.connect(str(db), read_only=True)
+    hep = vaers_lot_counts(con, "586A4")
+    assert hep.height == 1 and hep["reports"][0] == 78 and hep["vax_type"][0] == "HEP"
+    dtp = vaers_lot_counts(con, "0G11097")
+    assert dtp["reports"][0] == 43 and dtp["deaths"][0] == 1 and dtp["vax_manu"][0] == "CONNAUGHT LABORATORIES"
+    assert "no exposure denominator" in dtp["measure"][0]
+    # independently from the raw files
+    vax = rows(Y1990 / "1990VAERSVAX.csv")
+    assert len({r["VAERS_ID"] for r in vax if r["VAX_LOT"].strip().upper() == "586A4"}) == 78
+
+
+def test_2019_partial_without_data_file(tmp_path):
+    vax = rows(Y2019 / "2019VAERSVAX.csv")
+    sym = rows(Y2019 / "2019VAERSSYMPTOMS.csv")
+    counts = ingest(Y2019, "vaers", tmp_path / "w.duckdb")
+    ids = {r["VAERS_ID"] for r in vax} | {r["VAERS_ID"] for r in sym}
+    assert counts["cases"] == len(ids)
+    assert counts["drugs"] == len(vax) == 35345
+    assert counts["lots"] == sum(bool(normalise_lot(r["VAX_LOT"])) for r in vax)
+    assert counts["reactions"] == sum(bool((r[f"SYMPTOM{k}"] or "").strip()) for r in sym for k in range(1, 6))
+    assert any("no VAERSDATA file" in w for w in counts["warnings"])
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM latest_case WHERE sex IS NOT NULL OR serious IS NOT NULL").fetchone()[0] == 0
+
+
+def test_reingest_is_idempotent_including_lot_counts(tmp_path):
+    db = tmp_path / "w.duckdb"
+    a = ingest(Y1990, "vaers", db)
+    con = duckdb.connect(str(db), read_only=True)
+    lot_rows = con.execute("SELECT count(*), sum(reports) FROM vaers_lot_counts").fetchone()
+    con.close()
+    b = ingest(Y1990, "vaers", db)
+    assert b["warehouse"] == a["warehouse"]
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*), sum(reports) FROM vaers_lot_counts").fetchone() == lot_rows
+    con.close()
