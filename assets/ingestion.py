@@ -7,7 +7,6 @@ as metadata; the asset checks below guard each hop.
 
 
 import dagster as dg
-import polars as pl
 
 from assets.resources import InboxResource, WarehouseResource
 from warehouse.linkage import link_case_to_batch

@@ -1,0 +1,38 @@
+"""Scores → the signal register (stable ids, methods that fired, history). Storage in ``warehouse.signal_register``."""
+
+import dagster as dg
+import polars as pl
+
+from assets.detection import disproportionality_scores
+from assets.resources import WarehouseResource
+from warehouse.evidence import data_lock_point
+from warehouse.signal_register import update_register
+
+GROUP = "detection"
+# Statistics quoted with each signal in the register (and so in reports and alerts), to
+# FIGURE_SIG_DIGITS significant digits: DuckDB's parallel float sums are not bit-reproducible,
+# and a last-bit change must not make an unchanged signal look changed (new alert hash).
+FIGURE_SIG_DIGITS = 6
+FIGURES = ["n11", "e", "prr", "prr_lo95", "prr_hi95", "chi2", "ror", "ror_lo95", "ror_hi95", "ic", "ic025", "ic975",
+           "ebgm", "eb05", "eb95"]
+
+
+@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[disproportionality_scores],
+          description="Stable signals with the methods that fired, first/last detection and status history.")
+def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.transaction() as con:
+        scores = con.sql("SELECT * FROM disproportionality_score WHERE len(rules_fired) > 0").pl()
+        dlp = data_lock_point(con)
+        detections = scores.select(
+            "level",
+            pl.when(pl.col("level") == "product").then(pl.col("drug")).alias("product_id"),
+            pl.when(pl.col("level") == "ingredient").then(pl.col("drug")).alias("ingredient"),
+            pl.col("event").alias("pt"),
+            pl.lit(None, dtype=pl.String).alias("batch_id"),
+            pl.col("rules_fired").alias("methods"),
+            pl.struct(
+                pl.col(c).round_sig_figs(FIGURE_SIG_DIGITS) if scores.schema[c].is_float() else pl.col(c) for c in FIGURES
+            ).struct.json_encode().alias("figures"),
+        )
+        counts = update_register(con, detections, dlp, context.run.run_id)
+    return dg.MaterializeResult(metadata={**counts, "data_lock_point": str(dlp)})

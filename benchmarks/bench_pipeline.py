@@ -1,0 +1,107 @@
+"""Scale benchmark of the whole pipeline: build a large synthetic world, run every stage, print figures.
+
+    python benchmarks/bench_pipeline.py [--scale 10] [--seed 42] [--workdir benchmarks/out/pipeline]
+
+Each stage (world generation, then every Dagster asset in dependency order) runs in its own
+child process, so the peak resident memory printed is that stage's own (ru_maxrss of the
+child), and the wall time includes the child's start-up; the start-up cost alone (importing
+Dagster and the project) is printed first so it can be subtracted. Prints figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_rss_mb_after(cmd: list[str]) -> tuple[float, float, str]:
+    """Run a child process; return (wall seconds, its peak RSS in MB, its last output line)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"stage failed: {' '.join(cmd)}")
+    # RUSAGE_CHILDREN reports the largest child so far; stages are run largest-last rarely, so also
+    # ask the child itself (it prints its own ru_maxrss as the last line).
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(after, before) / 1024, last
+
+
+def run_stage(stage: str, inbox: str, warehouse: str, output: str) -> None:
+    """Child mode: materialise one asset (its upstream already stored in the warehouse)."""
+    import dagster as dg
+
+    from assets.definitions import ALL_ASSETS, ALL_CHECKS
+    from assets.resources import default_resources
+
+    t0 = time.perf_counter()
+    if stage != "__startup__":
+        dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=[stage], raise_on_error=True,
+                       resources=default_resources(inbox=inbox, warehouse=warehouse, output=output))
+    print(json.dumps({"stage_seconds": time.perf_counter() - t0,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def stage_order() -> list[str]:
+    from assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return [key.to_user_string() for key in graph.toposorted_asset_keys]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "out" / "pipeline"))
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--inbox", help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        run_stage(args.stage, args.inbox, args.warehouse, args.output)
+        return
+
+    work = Path(args.workdir)
+    inbox, output = work / "inbox", work / "output"
+    warehouse = output / "pvtrace.duckdb"
+    for p in (warehouse, Path(f"{warehouse}.wal")):
+        p.unlink(missing_ok=True)
+    py = sys.executable
+    print(f"PV Trace pipeline benchmark: scale {args.scale}, seed {args.seed}, {os.cpu_count()} cores")
+    print(f"{'stage':<28}{'wall s':>9}{'in-stage s':>12}{'peak RSS MB':>13}")
+
+    wall, _, last = child_rss_mb_after([py, "-m", "sample_data", "--out", str(inbox), "--seed", str(args.seed),
+                                        "--scale", str(args.scale)])
+    print(f"{'generate world':<28}{wall:>9.1f}{'':>12}{'':>13}")
+    truth = json.loads((inbox / "ground_truth.json").read_text())
+    print("   world: " + ", ".join(f"{k} {v:,}" for k, v in truth["counts"].items()))
+
+    stages = ["__startup__", *stage_order()]
+    total = 0.0
+    for stage in stages:
+        wall, _, last = child_rss_mb_after([py, __file__, "--stage", stage, "--inbox", str(inbox),
+                                            "--warehouse", str(warehouse), "--output", str(output)])
+        info = json.loads(last)
+        total += info["stage_seconds"]
+        name = "(start-up: imports only)" if stage == "__startup__" else stage
+        print(f"{name:<28}{wall:>9.1f}{info['stage_seconds']:>12.1f}{info['peak_rss_mb']:>13.0f}")
+    size = warehouse.stat().st_size / 2**20
+    print(f"{'all asset stages':<28}{'':>9}{total:>12.1f}")
+    print(f"warehouse file: {size:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
