@@ -117,21 +117,28 @@ def ingest_into(con: duckdb.DuckDBPyConnection, path: str | Path, fmt: str, *,
 def _validate(con: duckdb.DuckDBPyConnection) -> None:
     """Generic checks on the staged rows: whatever the case tables cannot hold is quarantined."""
     con.execute(
+        """CREATE OR REPLACE TEMP TABLE stg_case_ranked AS
+        SELECT *, row_number() OVER (PARTITION BY case_id, version ORDER BY _doc DESC NULLS LAST) AS _n,
+               case_id IS NULL OR version IS NULL OR received_on IS NULL OR
+               row_number() OVER (PARTITION BY case_id, version ORDER BY _doc DESC NULLS LAST) > 1 AS _bad
+        FROM stg_case"""
+    )
+    con.execute(
         """INSERT INTO stg_quarantine
         SELECT source_file, case_id || ' v' || coalesce(version::VARCHAR, '?'),
                CASE WHEN case_id IS NULL OR version IS NULL THEN 'missing_case_key'
                     WHEN received_on IS NULL THEN 'missing_received_date' ELSE 'duplicate_case_version' END,
                CASE WHEN case_id IS NULL OR version IS NULL THEN 'no case id or version'
                     WHEN received_on IS NULL THEN 'no received date'
-                    ELSE 'the same case version twice in this input; the first read is kept' END, NULL
-        FROM (SELECT *, row_number() OVER (PARTITION BY case_id, version) AS _n FROM stg_case)
-        WHERE case_id IS NULL OR version IS NULL OR received_on IS NULL OR _n > 1"""
+                    ELSE 'the same case version again later in this input: the later document is kept' END
+                   || CASE WHEN _doc IS NOT NULL THEN ' (this document''s drugs and reactions are set aside with it)'
+                           ELSE '' END,
+               NULL
+        FROM stg_case_ranked WHERE _bad"""
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE stg_case AS
-        SELECT * EXCLUDE (_n) FROM (SELECT *, row_number() OVER (PARTITION BY case_id, version) AS _n FROM stg_case)
-        WHERE case_id IS NOT NULL AND version IS NOT NULL AND received_on IS NOT NULL AND _n = 1"""
-    )
+    for table in ("stg_drug", "stg_reaction"):
+        con.execute(f"""DELETE FROM {table} WHERE _doc IN (SELECT _doc FROM stg_case_ranked WHERE _bad AND _doc IS NOT NULL)""")
+    con.execute("CREATE OR REPLACE TEMP TABLE stg_case AS SELECT * EXCLUDE (_n, _bad) FROM stg_case_ranked WHERE NOT _bad")
     for table, what, seq in (("stg_drug", "drug", "drug_seq"), ("stg_reaction", "reaction", "reaction_seq")):
         missing_value = "role IS NULL" if what == "drug" else "pt IS NULL OR trim(pt) = ''"
         reason_value = "'invalid_role'" if what == "drug" else "'missing_pt'"

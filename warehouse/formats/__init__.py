@@ -14,6 +14,11 @@ writes the case tables in one transaction. The staged shape:
 ``stg_quarantine`` source_file, record_key, reason, detail, raw
 ``stg_deleted``   case_id, source_file  (cases the source says were deleted or nullified)
 
+``_doc`` (case, drug and reaction tables; optional) numbers the source document a row came
+from (one ICSR, one openFDA report) in reading order: when one input carries the same case
+version twice, the last document wins and the earlier one is quarantined *with* its drugs and
+reactions. Readers that resolve such repeats themselves (FAERS, VAERS) leave it null.
+
 Case ids carry a format prefix (``FAERS-``, ``AERS-``, ``VAERS-``, ``E2B-``, ``OPENFDA-``) so
 that cases from different sources never collide and a second file of the same source adds
 to, or updates, the first (see :mod:`warehouse.ingest`).
@@ -112,16 +117,16 @@ STAGING_DDL = {
             case_id VARCHAR, version INTEGER, received_on DATE, source VARCHAR,
             reporter_qualification VARCHAR, country VARCHAR, age_years DOUBLE, sex VARCHAR,
             serious BOOLEAN, seriousness VARCHAR[], outcome VARCHAR, narrative VARCHAR,
-            onset_date DATE, source_file VARCHAR)""",
+            onset_date DATE, source_file VARCHAR, _doc BIGINT)""",
     "stg_drug": """
         CREATE OR REPLACE TEMP TABLE stg_drug (
             case_id VARCHAR, version INTEGER, drug_seq INTEGER, role VARCHAR,
             product_name_reported VARCHAR, ingredient_reported VARCHAR, ingredient_method VARCHAR,
-            lot_raw VARCHAR, start_date DATE)""",
+            lot_raw VARCHAR, start_date DATE, _doc BIGINT)""",
     "stg_reaction": """
         CREATE OR REPLACE TEMP TABLE stg_reaction (
             case_id VARCHAR, version INTEGER, reaction_seq INTEGER, pt VARCHAR, soc VARCHAR,
-            onset_date DATE, meddra_code VARCHAR, meddra_version VARCHAR)""",
+            onset_date DATE, meddra_code VARCHAR, meddra_version VARCHAR, _doc BIGINT)""",
     "stg_quarantine": """
         CREATE OR REPLACE TEMP TABLE stg_quarantine (
             source_file VARCHAR, record_key VARCHAR, reason VARCHAR, detail VARCHAR, raw VARCHAR)""",
@@ -134,16 +139,16 @@ STAGING_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "case_id": pl.String, "version": pl.Int32, "received_on": pl.Date, "source": pl.String,
         "reporter_qualification": pl.String, "country": pl.String, "age_years": pl.Float64, "sex": pl.String,
         "serious": pl.Boolean, "seriousness": pl.List(pl.String), "outcome": pl.String, "narrative": pl.String,
-        "onset_date": pl.Date, "source_file": pl.String,
+        "onset_date": pl.Date, "source_file": pl.String, "_doc": pl.Int64,
     },
     "stg_drug": {
         "case_id": pl.String, "version": pl.Int32, "drug_seq": pl.Int32, "role": pl.String,
         "product_name_reported": pl.String, "ingredient_reported": pl.String, "ingredient_method": pl.String,
-        "lot_raw": pl.String, "start_date": pl.Date,
+        "lot_raw": pl.String, "start_date": pl.Date, "_doc": pl.Int64,
     },
     "stg_reaction": {
         "case_id": pl.String, "version": pl.Int32, "reaction_seq": pl.Int32, "pt": pl.String, "soc": pl.String,
-        "onset_date": pl.Date, "meddra_code": pl.String, "meddra_version": pl.String,
+        "onset_date": pl.Date, "meddra_code": pl.String, "meddra_version": pl.String, "_doc": pl.Int64,
     },
     "stg_quarantine": {"source_file": pl.String, "record_key": pl.String, "reason": pl.String, "detail": pl.String,
                        "raw": pl.String},

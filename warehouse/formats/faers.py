@@ -174,7 +174,7 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
                r.reporter_qualification, r.country,
                CASE WHEN r.age_years BETWEEN 0 AND 130 THEN round(r.age_years, 3) END, r.sex,
                coalesce(len(s.seriousness), 0) > 0, coalesce(s.seriousness, []::VARCHAR[]),
-               CASE WHEN list_contains(s.seriousness, 'death') THEN 'fatal' END, NULL, r.onset_date, r._file
+               CASE WHEN list_contains(s.seriousness, 'death') THEN 'fatal' END, NULL, r.onset_date, r._file, NULL
         FROM faers_report r LEFT JOIN faers_serious s USING (rid) LEFT JOIN faers_lit l USING (rid)"""
     )
 
@@ -213,7 +213,7 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
         SELECT '{prefix}' || d.caseid, d.version,
                row_number() OVER (PARTITION BY d.rid ORDER BY try_cast(d.drug_seq_raw AS BIGINT), d.drug_seq_raw),
                {_map_sql('d.role_cod', ROLE)}, coalesce(d.drugname, d.prod_ai), d.prod_ai,
-               CASE WHEN d.prod_ai IS NOT NULL THEN 'faers_prod_ai' END, d.lot_num, t.start_date
+               CASE WHEN d.prod_ai IS NOT NULL THEN 'faers_prod_ai' END, d.lot_num, t.start_date, NULL
         FROM faers_drug_k d LEFT JOIN faers_start t ON t.rid = d.rid AND t.drug_seq = d.drug_seq_raw
         WHERE d.has_demo AND NOT (d.drugname IS NULL AND d.prod_ai IS NULL) AND d.role_cod IN ('PS', 'SS', 'C', 'I')"""
     )
@@ -237,7 +237,7 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
     con.execute(
         f"""INSERT INTO stg_reaction
         SELECT '{prefix}' || caseid, version, row_number() OVER (PARTITION BY rid ORDER BY _row), pt, NULL,
-               onset_date, NULL, NULL
+               onset_date, NULL, NULL, NULL
         FROM faers_reac_k WHERE has_demo AND pt IS NOT NULL"""
     )
 

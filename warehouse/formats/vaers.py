@@ -134,7 +134,7 @@ def _stage_group(con: duckdb.DuckDBPyConnection, group: str, kinds: dict[str, In
             """INSERT INTO stg_case
             SELECT case_id, 1, received_on, 'regulator', NULL, country,
                    CASE WHEN age_years BETWEEN 0 AND 130 THEN age_years END, sex,
-                   len(seriousness) > 0, seriousness, outcome, narrative, onset_date, _file
+                   len(seriousness) > 0, seriousness, outcome, narrative, onset_date, _file, NULL
             FROM vaers_case"""
         )
     else:
@@ -157,7 +157,7 @@ def _stage_group(con: duckdb.DuckDBPyConnection, group: str, kinds: dict[str, In
             con.execute(
                 f"""INSERT INTO stg_case
                 SELECT case_id, 1, make_date({int(year.group(0))}, 1, 1), 'regulator', NULL, NULL, NULL, NULL,
-                       NULL, []::VARCHAR[], NULL, NULL, NULL, _file
+                       NULL, []::VARCHAR[], NULL, NULL, NULL, _file, NULL
                 FROM vaers_case"""
             )
             (n,) = con.execute("SELECT count(*) FROM vaers_case").fetchone()
@@ -193,7 +193,7 @@ def _stage_group(con: duckdb.DuckDBPyConnection, group: str, kinds: dict[str, In
     con.execute(
         """INSERT INTO stg_drug
         SELECT case_id, 1, drug_seq, 'suspect', coalesce(vax_name, vax_type), vax_type,
-               CASE WHEN vax_type IS NOT NULL THEN 'vaers_vax_type' END, vax_lot, vax_date
+               CASE WHEN vax_type IS NOT NULL THEN 'vaers_vax_type' END, vax_lot, vax_date, NULL
         FROM vaers_vax_ok"""
     )
     con.execute(
@@ -223,7 +223,7 @@ def _stage_group(con: duckdb.DuckDBPyConnection, group: str, kinds: dict[str, In
     con.execute(
         """INSERT INTO stg_reaction
         SELECT s.case_id, 1, row_number() OVER (PARTITION BY s.case_id ORDER BY s._row, s.pos), s.pt, NULL,
-               c.onset_date, NULL, s.meddra_version
+               c.onset_date, NULL, s.meddra_version, NULL
         FROM vaers_sym_long s JOIN vaers_case c USING (case_id)
         WHERE s.pt IS NOT NULL"""
     )
