@@ -124,7 +124,20 @@ def apply_rules(
         else:
             exprs.append(rule.criterion(th, cols).fill_null(False).alias(name))
     out = scored.with_columns(exprs)
-    fired = pl.concat_list(
-        [pl.when(pl.col(n)).then(pl.lit(n)).otherwise(None) for n in names]
-    ).list.drop_nulls() if names else pl.lit([], dtype=pl.List(pl.String))
-    return out.with_columns(fired.alias("rules_fired"))
+    # rules_fired through a bitmask and a 2^k-row lookup table: building a
+    # list per row with concat_list/drop_nulls is ~10x slower at millions of rows
+    mask = pl.sum_horizontal(
+        [pl.col(n).fill_null(False).cast(pl.UInt32) * (1 << i) for i, n in enumerate(names)]
+    ) if names else pl.lit(0, dtype=pl.UInt32)
+    lookup = pl.DataFrame(
+        {
+            "_mask": pl.Series(range(1 << len(names)), dtype=pl.UInt32),
+            "rules_fired": [[n for i, n in enumerate(names) if m >> i & 1] for m in range(1 << len(names))],
+        },
+        schema={"_mask": pl.UInt32, "rules_fired": pl.List(pl.String)},
+    )
+    return (
+        out.with_columns(mask.cast(pl.UInt32).alias("_mask"))
+        .join(lookup, on="_mask", how="left", maintain_order="left")
+        .drop("_mask")
+    )
