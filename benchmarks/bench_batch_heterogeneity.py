@@ -5,7 +5,7 @@
 The synthetic world (seeded): every product has 6-14 batches with exposure U(2k, 50k) packs,
 the same for every PT; PT base rates are log-normal (median 2e-6 per pack, sd 1.5 on the log
 scale) times a product factor, so most product-PT groups have 0-2 reports — sparse, as in real
-data; 0.2% of product-PTs get one 10x batch (with short onset).  One row per case (onset days,
+data; 1% of the product-PTs expecting >= 3 reports get one 10x batch (with short onset).  One row per case (onset days,
 exponential, mean 20; 3 for the planted batches) feeds the onset comparison.
 
 Each part runs in a fresh *spawned* interpreter that reads the world from a temp parquet file,
@@ -44,7 +44,9 @@ def make_world(n_products: int, n_pts: int, seed: int = 20240601) -> tuple[pl.Da
     B, E = B.ravel(), E.ravel()
     prod = bp[B]
     lam = pt_rate[E] * prod_factor[prod] * bexp[B]
-    planted_pe = rng.random(n_products * n_pts) < 0.002
+    # plant where a 10x batch is detectable at all: product-PTs expecting >= 3 reports in total
+    expect_pe = np.outer(prod_factor * np.bincount(bp, weights=bexp, minlength=n_products), pt_rate).ravel()
+    planted_pe = (rng.random(n_products * n_pts) < 0.01) & (expect_pe >= 3)
     planted = planted_pe[prod * n_pts + E] & (bidx[B] == 0)
     lam = np.where(planted, lam * 10, lam)
     y = rng.poisson(lam)
