@@ -92,6 +92,34 @@ _DDL = [
         max_temp_c DOUBLE,
         source_file VARCHAR
     )""",
+    # EPCIS event id, role of the row's items in the event (object/parent/child/input/output),
+    # the parent of an aggregation, instance EPCs counted, temperature readings (loaders.supply)
+    "ALTER TABLE supply_event ADD COLUMN IF NOT EXISTS epcis_event_id VARCHAR",
+    "ALTER TABLE supply_event ADD COLUMN IF NOT EXISTS role VARCHAR",
+    "ALTER TABLE supply_event ADD COLUMN IF NOT EXISTS parent_id VARCHAR",
+    "ALTER TABLE supply_event ADD COLUMN IF NOT EXISTS epc_count INTEGER",
+    "ALTER TABLE supply_event ADD COLUMN IF NOT EXISTS sensor_readings INTEGER",
+    """
+    CREATE TABLE IF NOT EXISTS cold_chain_excursion (
+        batch_id VARCHAR NOT NULL,
+        product_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        event_time TIMESTAMPTZ NOT NULL,
+        biz_step VARCHAR,
+        consignment_id VARCHAR,
+        region VARCHAR,
+        min_temp_c DOUBLE,
+        max_temp_c DOUBLE,
+        storage_min_c DOUBLE,
+        storage_max_c DOUBLE,
+        readings INTEGER,
+        readings_out_of_range INTEGER,
+        first_out_of_range_at TIMESTAMPTZ,
+        last_out_of_range_at TIMESTAMPTZ,
+        peak_at TIMESTAMPTZ,
+        duration_minutes DOUBLE,
+        PRIMARY KEY (event_id, batch_id)
+    )""",
     # ---- exposure -----------------------------------------------------------------------
     """
     CREATE TABLE IF NOT EXISTS delivery (
@@ -283,6 +311,46 @@ _DDL = [
         created_at TIMESTAMP NOT NULL,
         json_path VARCHAR,
         html_path VARCHAR
+    )""",
+    # ---- manufacturer alerts: a transactional outbox (warehouse.alert_log) ---------------------
+    # the alert's state (signals, statuses, implicated batches), the exact document delivered
+    # on every channel, and the alert it updates
+    "ALTER TABLE alert ADD COLUMN IF NOT EXISTS supersedes VARCHAR",
+    "ALTER TABLE alert ADD COLUMN IF NOT EXISTS state JSON",
+    "ALTER TABLE alert ADD COLUMN IF NOT EXISTS document VARCHAR",
+    # optional channel settings per manufacturer (docs/inbox-format.md); never secrets
+    "ALTER TABLE manufacturer ADD COLUMN IF NOT EXISTS alert_channels VARCHAR",
+    "ALTER TABLE manufacturer ADD COLUMN IF NOT EXISTS alert_webhook_secret_env VARCHAR",
+    """
+    CREATE TABLE IF NOT EXISTS alert_delivery (
+        alert_id VARCHAR NOT NULL,
+        channel VARCHAR NOT NULL,
+        manufacturer_id VARCHAR NOT NULL,
+        idempotency_key VARCHAR NOT NULL,
+        destination VARCHAR,
+        state VARCHAR NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TIMESTAMP NOT NULL,
+        next_attempt_at TIMESTAMP,
+        last_attempt_at TIMESTAMP,
+        sent_at TIMESTAMP,
+        last_error VARCHAR,
+        response_code VARCHAR,
+        message_id VARCHAR,
+        PRIMARY KEY (alert_id, channel)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS alert_delivery_attempt (
+        alert_id VARCHAR NOT NULL,
+        channel VARCHAR NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        outcome VARCHAR NOT NULL,
+        response_code VARCHAR,
+        message_id VARCHAR,
+        error VARCHAR,
+        run_id VARCHAR
     )""",
     # ---- views: what statistics read --------------------------------------------------------
     """
