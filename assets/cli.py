@@ -28,7 +28,7 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False):
+def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO"):
     """Materialise the whole graph in this process; return the Dagster result."""
     import dagster as dg
 
@@ -42,8 +42,15 @@ def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False
         resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
         instance=_instance(),
         raise_on_error=False,
+        # Dagster's step events are DEBUG; INFO keeps what the assets themselves report
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     if not quiet:
+        for ev in result.get_asset_materialization_events():
+            mat = ev.event_specific_data.materialization
+            counts = ", ".join(f"{k} {v.value:,}" for k, v in mat.metadata.items()
+                               if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool))
+            print(f"  asset {mat.asset_key.to_user_string():<28} {counts}")
         for ev in result.get_asset_check_evaluations():
             status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
             print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} {status}")

@@ -205,30 +205,42 @@ def load_cases(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[s
 
 
 def flag_duplicates(con: duckdb.DuckDBPyConnection, window_days: int = DUPLICATE_ONSET_WINDOW_DAYS) -> int:
-    """Flag latest cases that repeat an earlier case of the same patient.
+    """Flag latest cases that repeat an earlier case; return how many are flagged.
 
-    Same pseudonymous patient, a shared suspect product and a shared PT with onsets within
-    ``window_days``: the case received later (ties: higher case id) gets ``duplicate_of`` = the
-    earlier one. A flag, never a deletion — statistics exclude flagged cases, analysts can undo.
+    Two rules, both requiring a shared suspect/interacting ingredient and a shared PT:
+
+    - *same patient*: the same pseudonymous patient key, onsets within ``window_days``;
+    - *same patient profile* (a patient key missing on either side, as in most HCP and
+      pharmacist reports): the same onset date, country and sex, ages within one year
+      (a missing sex or age does not contradict).
+
+    The case received later (ties: higher case id) gets ``duplicate_of`` = the earliest match.
+    A flag, never a deletion: statistics exclude flagged cases; an analyst can clear the flag.
     """
     con.execute("UPDATE case_report SET duplicate_of = NULL")
     con.execute(
         f"""
         WITH keyed AS (
-            SELECT c.case_id, c.received_on, c.patient_key, d.product_id, r.pt, r.onset_date
+            SELECT DISTINCT c.case_id, c.received_on, c.patient_key, c.country, c.sex, c.age_years,
+                   d.ingredient, r.pt, r.onset_date
             FROM latest_case c
             JOIN latest_case_drug d USING (case_id)
             JOIN latest_case_reaction r USING (case_id)
-            WHERE c.patient_key IS NOT NULL AND d.product_id IS NOT NULL AND d.role <> 'concomitant'
+            WHERE d.ingredient IS NOT NULL AND d.role <> 'concomitant'
         ),
         pairs AS (
             SELECT b.case_id AS dup, a.case_id AS orig,
                    row_number() OVER (PARTITION BY b.case_id ORDER BY a.received_on, a.case_id) AS rk
             FROM keyed a JOIN keyed b
-              ON a.patient_key = b.patient_key AND a.product_id = b.product_id AND a.pt = b.pt
-             AND a.case_id <> b.case_id
+              ON a.ingredient = b.ingredient AND a.pt = b.pt AND a.case_id <> b.case_id
              AND (a.received_on < b.received_on OR (a.received_on = b.received_on AND a.case_id < b.case_id))
-             AND abs(date_diff('day', coalesce(a.onset_date, a.received_on), coalesce(b.onset_date, b.received_on))) <= {int(window_days)}
+            WHERE (a.patient_key = b.patient_key
+                   AND abs(date_diff('day', coalesce(a.onset_date, a.received_on),
+                                     coalesce(b.onset_date, b.received_on))) <= {int(window_days)})
+               OR ((a.patient_key IS NULL OR b.patient_key IS NULL)
+                   AND a.onset_date = b.onset_date AND a.country IS NOT DISTINCT FROM b.country
+                   AND (a.sex IS NULL OR b.sex IS NULL OR a.sex = b.sex)
+                   AND (a.age_years IS NULL OR b.age_years IS NULL OR abs(a.age_years - b.age_years) <= 1))
         )
         UPDATE case_report SET duplicate_of = pairs.orig
         FROM pairs WHERE pairs.rk = 1 AND case_report.case_id = pairs.dup AND case_report.is_latest
