@@ -253,31 +253,35 @@ def _write(con: duckdb.DuckDBPyConnection, fmt: str, inputs: InputSet, info: Sta
              AND m.ingredient_reported IS NOT DISTINCT FROM d.ingredient_reported
              AND m.ingredient_method IS NOT DISTINCT FROM d.ingredient_method"""
     )
-    # replace exactly the case versions this input carries
-    con.execute("CREATE OR REPLACE TEMP TABLE stg_keys AS SELECT DISTINCT case_id, version FROM stg_case")
+    # Replace exactly the case versions this input carries — and only those whose content
+    # differs from what is stored: deleting rows from DuckDB tables with a primary key is slow
+    # (index maintenance), and an unchanged re-delivery should cost a read, not a rewrite.
+    _changed_keys(con)
     for table in ("case_drug", "case_reaction", "case_reaction_meddra", "case_report"):
-        con.execute(f"DELETE FROM {table} t USING stg_keys k WHERE t.case_id = k.case_id AND t.version = k.version")
+        con.execute(f"DELETE FROM {table} t USING stg_replace k WHERE t.case_id = k.case_id AND t.version = k.version")
     con.execute(
         """INSERT INTO case_report (case_id, version, is_latest, received_on, source, reporter_qualification, country,
                                     patient_key, age_years, sex, serious, seriousness, outcome, narrative,
                                     duplicate_of, source_file)
         SELECT case_id, version, false, received_on, source, reporter_qualification, country, NULL, age_years, sex,
                serious, seriousness, outcome, narrative, NULL, source_file
-        FROM stg_case"""
+        FROM stg_case SEMI JOIN stg_write USING (case_id, version)"""
     )
     con.execute(
         """INSERT INTO case_drug (case_id, version, drug_seq, role, product_name_reported, product_id, ingredient,
                                   mapping_method, lot_reported, pack_code_reported, start_date)
         SELECT case_id, version, drug_seq, role, product_name_reported, product_id, ingredient, mapping_method,
-               lot_reported, pack_code_reported, start_date FROM stg_drug_final"""
+               lot_reported, pack_code_reported, start_date FROM stg_drug_final SEMI JOIN stg_write USING (case_id, version)"""
     )
     con.execute(
         """INSERT INTO case_reaction (case_id, version, reaction_seq, pt, soc, onset_date)
-        SELECT case_id, version, reaction_seq, trim(pt), soc, onset_date FROM stg_reaction"""
+        SELECT case_id, version, reaction_seq, trim(pt), soc, onset_date FROM stg_reaction
+        SEMI JOIN stg_write USING (case_id, version)"""
     )
     con.execute(
         """INSERT INTO case_reaction_meddra (case_id, version, reaction_seq, meddra_code, meddra_version)
         SELECT case_id, version, reaction_seq, meddra_code, meddra_version FROM stg_reaction
+        SEMI JOIN stg_write USING (case_id, version)
         WHERE meddra_code IS NOT NULL"""
     )
     # deleted / nullified cases, then is_latest for every case this input touched
@@ -314,6 +318,37 @@ def _write(con: duckdb.DuckDBPyConnection, fmt: str, inputs: InputSet, info: Sta
 
         info.extra["vaers_lot_counts"] = store_lot_counts(con, inputs)
     return _counts(con, fmt, info, duplicates)
+
+
+_CASE_HASH = ("received_on, source, reporter_qualification, country, age_years, sex, serious, seriousness, outcome, "
+              "narrative, source_file")
+_DRUG_HASH = ("drug_seq, role, product_name_reported, product_id, ingredient, mapping_method, lot_reported, "
+              "pack_code_reported, start_date")
+_REACTION_HASH = "reaction_seq, trim(pt), soc, onset_date"
+
+
+def _changed_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """``stg_write``: staged case versions to (re)write; ``stg_replace``: those already stored."""
+    def digest(case_table: str, drug_table: str, reaction_table: str, scope: str) -> str:
+        return f"""
+            SELECT c.case_id, c.version, hash({_CASE_HASH}) AS hc, coalesce(d.hd, 0) AS hd, coalesce(r.hr, 0) AS hr
+            FROM {case_table} c {scope}
+            LEFT JOIN (SELECT case_id, version, bit_xor(hash({_DRUG_HASH})) AS hd FROM {drug_table} {scope}
+                       GROUP BY ALL) d USING (case_id, version)
+            LEFT JOIN (SELECT case_id, version, bit_xor(hash({_REACTION_HASH})) AS hr FROM {reaction_table} {scope}
+                       GROUP BY ALL) r USING (case_id, version)"""
+
+    scope = "SEMI JOIN stg_case_keys USING (case_id, version)"
+    con.execute("CREATE OR REPLACE TEMP TABLE stg_case_keys AS SELECT DISTINCT case_id, version FROM stg_case")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE stg_digest_new AS {digest('stg_case', 'stg_drug_final', 'stg_reaction', '')}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE stg_digest_old AS {digest('case_report', 'case_drug', 'case_reaction', scope)}")
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE stg_write AS
+        SELECT n.case_id, n.version, o.case_id IS NOT NULL AS stored
+        FROM stg_digest_new n LEFT JOIN stg_digest_old o USING (case_id, version)
+        WHERE o.case_id IS NULL OR (n.hc, n.hd, n.hr) IS DISTINCT FROM (o.hc, o.hd, o.hr)"""
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE stg_replace AS SELECT case_id, version FROM stg_write WHERE stored")
 
 
 def _flag_duplicates(con: duckdb.DuckDBPyConnection, prefixes: tuple[str, ...]) -> int:

@@ -37,9 +37,13 @@ def read_delimited(
         part = f"{table}_{next(_counter)}"
         _read_one(con, f, part, delim=delim, quote=quote, encoding=encoding)
         parts.append(part)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts))
-    for p in parts:
-        con.execute(f"DROP TABLE {p}")
+    con.execute(f"DROP TABLE IF EXISTS {table}")
+    if len(parts) == 1:
+        con.execute(f"ALTER TABLE {parts[0]} RENAME TO {table}")
+    else:
+        con.execute(f"CREATE TEMP TABLE {table} AS " + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts))
+        for p in parts:
+            con.execute(f"DROP TABLE {p}")
     return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
@@ -48,12 +52,18 @@ def _read_one(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, *, delim
     rej, scan = f"{table}_rej", f"{table}_rejscan"
     escape = "''" if quote == "" else sql_str(quote)
 
+    def source(enc: str) -> str:
+        return (f"read_csv({sql_str(f.local)}, delim={sql_str(delim)}, header=true, all_varchar=true, "
+                f"quote={sql_str(quote)}, escape={escape}, null_padding=true, encoding={sql_str(enc)}")
+
     def scan_into(enc: str) -> None:
+        # names first (the sniffer only), then one pass that lower-cases them and adds the lineage
+        columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source(enc)})").fetchall()]
+        select = ", ".join(f'"{c}" AS "{c.strip().lower()}"' for c in columns)
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {table}_raw AS
-            SELECT * FROM read_csv({sql_str(f.local)}, delim={sql_str(delim)}, header=true, all_varchar=true,
-                quote={sql_str(quote)}, escape={escape}, null_padding=true, encoding={sql_str(enc)},
-                store_rejects=true, rejects_table={sql_str(rej)}, rejects_scan={sql_str(scan)})"""
+            f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT {select}, {sql_str(f.name)} AS _file
+            FROM {source(enc)}, store_rejects=true, rejects_table={sql_str(rej)}, rejects_scan={sql_str(scan)})"""
         )
 
     scan_into(encoding)
@@ -63,10 +73,6 @@ def _read_one(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, *, delim
             con.execute(f"DROP TABLE IF EXISTS {rej}")
             con.execute(f"DROP TABLE IF EXISTS {scan}")
             scan_into("latin-1")
-    columns = [r[0] for r in con.execute(f"DESCRIBE {table}_raw").fetchall()]
-    select = ", ".join(f'"{c}" AS "{c.strip().lower()}"' for c in columns)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select}, {sql_str(f.name)} AS _file FROM {table}_raw")
-    con.execute(f"DROP TABLE {table}_raw")
     con.execute(
         f"""INSERT INTO stg_quarantine
         SELECT ?, 'line ' || line, 'unparsable_line', error_type || ': ' || error_message, left(csv_line, 4000)
