@@ -1,0 +1,136 @@
+"""Report↔batch linkage against the synthetic world's truth: precision and recall per method and source.
+
+    .venv/bin/python benchmarks/linkage_quality.py [--seed 42] [--scale 1.0] [--inbox DIR]
+
+The generator writes the batch each case drug really came from
+(``ground_truth_case_batches.parquet``); the linkage never sees it. Over the latest version of
+every loaded case (all drug roles):
+
+- **precision** of a method = links to the true batch / links the method made (a batch chosen);
+- **recall** of a report source = case drugs linked to their true batch / case drugs of that source;
+- ``recall_given`` = the same over the case drugs whose reporter typed a lot or scanned a code
+  (the rest cannot be linked to a batch by anyone);
+- per method, ``recall_share`` = case drugs that method linked correctly / all case drugs, so the
+  shares add up to the overall recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from warehouse.linkage import link_case_to_batch  # noqa: E402
+from warehouse.loaders.cases import load_cases  # noqa: E402
+from warehouse.loaders.packs import load_packs  # noqa: E402
+from warehouse.loaders.reference import load_reference  # noqa: E402
+from warehouse.schema import connect  # noqa: E402
+
+SALT = "linkage-quality"
+
+
+def load_world(inbox: Path, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    """Reference, packs and cases of an inbox into a warehouse, then the linkage, as the graph does."""
+    con = con or connect(":memory:")
+    load_reference(con, inbox)
+    load_packs(con, inbox)
+    load_cases(con, inbox, SALT)
+    links = link_case_to_batch(
+        con.sql("SELECT case_id, version, drug_seq, product_id, lot_reported, pack_code_reported FROM case_drug").pl(),
+        con.sql("SELECT * FROM product").pl(), con.sql("SELECT * FROM batch").pl(), con.sql("SELECT * FROM pack").pl())
+    con.register("_links", links.select("case_id", "version", "drug_seq", "batch_id", "product_id", "method",
+                                        "confidence", "candidates", "reason").to_arrow())
+    con.execute("DELETE FROM case_batch_link")
+    con.execute("INSERT INTO case_batch_link SELECT * FROM _links")
+    con.unregister("_links")
+    return con
+
+
+def scored_links(con: duckdb.DuckDBPyConnection, inbox: Path) -> pl.DataFrame:
+    """One row per case drug of the latest case versions: link, truth, and whether they agree."""
+    truth = pl.read_parquet(Path(inbox) / "ground_truth_case_batches.parquet").select(
+        pl.col("case_id").cast(pl.String), pl.col("version").cast(pl.Int32),
+        pl.col("drug_index").cast(pl.Int32).alias("drug_seq"), pl.col("batch_id").alias("true_batch_id"))
+    con.register("_truth", truth.to_arrow())
+    try:
+        return con.sql(
+            """
+            SELECT d.case_id, d.version, d.drug_seq, d.role, c.source, l.method, l.batch_id, t.true_batch_id,
+                   nullif(trim(d.lot_reported), '') IS NOT NULL OR d.pack_code_reported IS NOT NULL AS lot_or_code,
+                   l.batch_id IS NOT NULL AS linked, l.batch_id IS NOT DISTINCT FROM t.true_batch_id AS correct
+            FROM latest_case_drug d
+            JOIN latest_case c USING (case_id, version)
+            JOIN case_batch_link l USING (case_id, version, drug_seq)
+            JOIN _truth t USING (case_id, version, drug_seq)
+            """
+        ).pl()
+    finally:
+        con.unregister("_truth")
+
+
+def _table(scored: pl.DataFrame, by: str) -> pl.DataFrame:
+    total = scored.height
+    return (scored.group_by(by).agg(
+        pl.len().alias("case_drugs"),
+        pl.col("lot_or_code").sum().alias("lot_or_code"),
+        pl.col("linked").sum().alias("linked"),
+        (pl.col("linked") & pl.col("correct")).sum().alias("correct"),
+    ).with_columns(
+        (pl.col("correct") / pl.col("linked")).round(4).alias("precision"),
+        (pl.col("correct") / pl.col("case_drugs")).round(4).alias("recall"),
+        (pl.col("correct") / pl.col("lot_or_code")).round(4).alias("recall_given"),
+        (pl.col("correct") / total).round(4).alias("recall_share"),
+    ).sort("case_drugs", descending=True))
+
+
+def linkage_quality(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, pl.DataFrame | dict]:
+    scored = scored_links(con, inbox)
+    linked = int(scored["linked"].sum())
+    correct = int((scored["linked"] & scored["correct"]).sum())
+    given = int(scored["lot_or_code"].sum())
+    overall = {"case_drugs": scored.height, "lot_or_code": given, "linked": linked, "correct": correct,
+               "precision": round(correct / max(linked, 1), 4), "recall": round(correct / max(scored.height, 1), 4),
+               "recall_given": round(correct / max(given, 1), 4)}
+    return {"overall": overall, "by_method": _table(scored, "method"), "by_source": _table(scored, "source"),
+            "by_role": _table(scored, "role")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--inbox", type=Path, help="an existing synthetic inbox (else one is generated)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        inbox = args.inbox
+        if inbox is None:
+            from sample_data.world import generate_world
+
+            inbox = Path(tmp) / "inbox"
+            t = time.perf_counter()
+            generate_world(inbox, seed=args.seed, scale=args.scale)
+            print(f"world seed={args.seed} scale={args.scale} generated in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        con = load_world(inbox)
+        result = linkage_quality(con, inbox)
+        print(f"loaded and linked in {time.perf_counter() - t:.1f} s\n")
+    with pl.Config(tbl_rows=20, tbl_cols=12, tbl_width_chars=200, fmt_str_lengths=20, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
+        print("overall (latest case versions, all drug roles):", result["overall"])
+        print("\nper link method (precision = correct / linked; recall_share = correct / all case drugs)")
+        print(result["by_method"])
+        print("\nper report source")
+        print(result["by_source"])
+        print("\nper drug role")
+        print(result["by_role"])
+
+
+if __name__ == "__main__":
+    main()
