@@ -7,9 +7,10 @@ import polars as pl
 from assets.ingestion import case_batch_links, deliveries, medication_logs
 from assets.resources import WarehouseResource
 from signals.disproportionality import score
+from signals.mgps import fit_prior
 from signals.rules import apply_rules
 from warehouse.counts import contingency_counts
-from warehouse.detection_inputs import LEVELS, additional_monitoring, report_event_rows_sql, store_scores
+from warehouse.detection_inputs import LEVELS, additional_monitoring, report_event_rows_sql, store_prior, store_scores
 from warehouse.evidence import data_lock_point
 from warehouse.exposure import build_exposure
 
@@ -26,7 +27,8 @@ def exposure(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[case_batch_links],
-          description="PRR, ROR, χ², IC and rules per product × PT and ingredient × PT (stratified expected counts).")
+          description="PRR, ROR, χ², IC, MGPS (EBGM, EB05, EB95 with a fitted prior) and the regulator rules per "
+                      "product × PT and ingredient × PT; expected counts stratified by sex, age band and report year.")
 def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     metadata = {}
     with warehouse.transaction() as con:
@@ -34,8 +36,13 @@ def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: Ware
         for level in LEVELS:
             counts = contingency_counts(con, f"({report_event_rows_sql(level)})", strata=STRATA)
             counts = counts.join(additional_monitoring(con, level), on="drug", how="left")
-            scored = apply_rules(score(counts))
+            # DuMouchel's prior, fitted on this level's own pairs (n ≥ 1, stratified E)
+            prior = fit_prior(counts["n11"].to_numpy(), counts["e"].to_numpy(), min_count=1)
+            scored = apply_rules(score(counts, prior=prior))
             store_scores(con, level, scored, dlp)
+            store_prior(con, level, prior, dlp)
+            metadata[f"{level}_prior"] = dg.MetadataValue.json(
+                {k: getattr(prior, k) for k in ("alpha1", "beta1", "alpha2", "beta2", "p", "loglik", "at_bound")})
             fired = scored.filter(pl.col("rules_fired").list.len() > 0)
             metadata[f"{level}_pairs"] = scored.height
             metadata[f"{level}_pairs_with_a_rule_fired"] = fired.height

@@ -65,3 +65,13 @@ def additional_monitoring(con: duckdb.DuckDBPyConnection, level: str) -> pl.Data
         f"SELECT {key} AS drug, bool_or(coalesce(additional_monitoring, false)) AS additional_monitoring "
         f"FROM product GROUP BY {key}"
     ).pl()
+
+
+def store_prior(con: duckdb.DuckDBPyConnection, level: str, prior, data_lock_point) -> None:
+    """Keep the MGPS prior a run used, so a report can cite the hyperparameters behind EBGM/EB05."""
+    con.execute("DELETE FROM mgps_prior WHERE level = ?", [level])
+    con.execute(
+        "INSERT INTO mgps_prior VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [level, prior.alpha1, prior.beta1, prior.alpha2, prior.beta2, prior.p, prior.loglik, prior.n_pairs,
+         prior.converged, prior.at_bound, prior.method, data_lock_point],
+    )

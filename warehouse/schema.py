@@ -326,6 +326,42 @@ _DDL = [
         data_lock_point DATE,
         PRIMARY KEY (level, drug, event)
     )""",
+    # batch statistics (warehouse.batch_inputs): heterogeneity per product x PT/SOC x batch,
+    # its funnel-plot grid, and weekly MaxSPRT per batch x event of interest
+    """
+    CREATE TABLE IF NOT EXISTS batch_heterogeneity (
+        level VARCHAR NOT NULL, product_id VARCHAR NOT NULL, event VARCHAR NOT NULL, batch_id VARCHAR NOT NULL,
+        cases BIGINT, exposure DOUBLE, n_batches BIGINT, cases_total BIGINT, exposure_total DOUBLE,
+        rate DOUBLE, rate_rest DOUBLE, expected DOUBLE, rr DOUBLE, rr_lo DOUBLE, rr_hi DOUBLE,
+        p_exact DOUBLE, q_exact DOUBLE, eb_alpha DOUBLE, eb_method VARCHAR,
+        rr_shrunk DOUBLE, rr_shrunk_lo DOUBLE, rr_shrunk_hi DOUBLE,
+        model VARCHAR, nb_alpha DOUBLE, resid_pearson DOUBLE, p_nb DOUBLE, q_nb DOUBLE,
+        target_rate DOUBLE, lo95 DOUBLE, hi95 DOUBLE, lo998 DOUBLE, hi998 DOUBLE, above_95 BOOLEAN, above_998 BOOLEAN,
+        n_onset BIGINT, n_onset_rest BIGINT, median_batch DOUBLE, median_rest DOUBLE, p_ks DOUBLE, p_mwu DOUBLE,
+        q_mwu DOUBLE, flagged BOOLEAN NOT NULL, data_lock_point DATE,
+        PRIMARY KEY (level, product_id, event, batch_id)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS batch_funnel (
+        level VARCHAR NOT NULL, product_id VARCHAR NOT NULL, event VARCHAR NOT NULL, exposure DOUBLE NOT NULL,
+        target_rate DOUBLE, lo95 DOUBLE, hi95 DOUBLE, lo998 DOUBLE, hi998 DOUBLE
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS sequential_monitoring (
+        product_id VARCHAR NOT NULL, batch_id VARCHAR NOT NULL, pt VARCHAR NOT NULL, first_week DATE, looks BIGINT,
+        observed BIGINT, expected DOUBLE, llr DOUBLE, expected_total DOUBLE, alpha DOUBLE, min_events BIGINT,
+        cv DOUBLE, signalled BOOLEAN NOT NULL, crossing_look BIGINT, crossed_on DATE, observed_at_crossing BIGINT,
+        expected_at_crossing DOUBLE, cv_group DOUBLE, signalled_group BOOLEAN, crossing_look_group BIGINT,
+        crossed_on_group DATE, data_lock_point DATE,
+        PRIMARY KEY (batch_id, pt)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS mgps_prior (
+        level VARCHAR PRIMARY KEY,
+        alpha1 DOUBLE NOT NULL, beta1 DOUBLE NOT NULL, alpha2 DOUBLE NOT NULL, beta2 DOUBLE NOT NULL, p DOUBLE NOT NULL,
+        loglik DOUBLE, n_pairs BIGINT, converged BOOLEAN, at_bound BOOLEAN, method VARCHAR,
+        data_lock_point DATE
+    )""",
     """
     CREATE TABLE IF NOT EXISTS signal (
         signal_id VARCHAR PRIMARY KEY,

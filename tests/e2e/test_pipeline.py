@@ -75,7 +75,15 @@ def test_planted_product_signal_is_found(world, con):
         row = con.execute("SELECT methods FROM signal WHERE level = 'product' AND product_id = ? AND pt = ?",
                           [s["product_id"], s["pt"]]).fetchone()
         assert row is not None, f"planted signal {s['product_id']} / {s['pt']} not in the register"
-        assert "evans" in row[0]
+        # every method finds it: Evans, EMA SDR, WHO-UMC IC025 and FDA's EB05 ≥ 2
+        assert set(row[0]) == {"evans", "ema_sdr", "who_umc", "fda_mgps"}, row[0]
+
+
+def test_mgps_prior_is_stored_for_citation(con):
+    priors = dict(con.sql("SELECT level, converged FROM mgps_prior").fetchall())
+    assert priors == {"product": True, "ingredient": True}
+    (n,) = con.sql("SELECT count(*) FROM disproportionality_score WHERE eb05 IS NULL OR ebgm < eb05").fetchone()
+    assert n == 0
 
 
 def test_negative_controls_are_not_signals(world, con):
