@@ -44,6 +44,7 @@ __all__ = [
     "onset_comparison",
     "batch_heterogeneity",
     "benjamini_hochberg",
+    "tarone_benjamini_hochberg",
 ]
 
 GROUP_KEYS = ["product", "event"]
@@ -149,6 +150,35 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return q
 
 
+def tarone_benjamini_hochberg(p: np.ndarray, p_min: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+    """BH q-values over Tarone's subset of discrete tests that *can* reach significance (Gilbert 2005).
+
+    An exact test of a sparse group (e.g. one batch among ten, two reports in all) cannot give a
+    small p-value whatever the data: its smallest attainable p-value ``p_min`` is large.
+    Counting such tests in a multiplicity correction only costs power (Tarone 1990, Biometrics
+    46:515-522).  Gilbert (2005, J R Stat Soc C 54:143-158) applies BH to Tarone's subset:
+    K = the smallest integer with ``m(K) = #{i : p_min_i <= alpha / K} <= K``, then BH over the
+    ``m(K)`` tests with ``p_min <= alpha / K``, which controls the FDR at ``alpha``.  Tests
+    outside the subset get NaN (they cannot be rejected at ``alpha``).  The q-values are only
+    meaningful against the same ``alpha`` the subset was chosen for.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    p_min = np.asarray(p_min, dtype=np.float64)
+    ok = np.isfinite(p) & np.isfinite(p_min)
+    q = np.full(p.shape, np.nan)
+    m = int(ok.sum())
+    if m == 0:
+        return q
+    pm = np.sort(p_min[ok])
+    Ks = np.arange(1, m + 1)
+    counts = np.searchsorted(pm, alpha / Ks, side="right")
+    K = int(Ks[np.argmax(counts <= Ks)])
+    subset = ok & (p_min <= alpha / K)
+    if subset.any():
+        q[subset] = benjamini_hochberg(p[subset])
+    return q
+
+
 # --------------------------------------------------------------------------------------------
 # 1 + 2. Exact conditional test and empirical-Bayes shrinkage
 # --------------------------------------------------------------------------------------------
@@ -216,6 +246,7 @@ def batch_rate_tests(
     cred_level: float = 0.90,
     prior_shape_max: float = 25.0,
     min_batches_eb: int = 3,
+    discrete_fdr_alpha: float | None = None,
 ) -> pl.DataFrame:
     """Exact conditional test, conditional rate-ratio CI, EB shrunken rate ratio, BH q-values.
 
@@ -246,7 +277,10 @@ def batch_rate_tests(
 
     **Multiple testing**: q_exact = Benjamini–Hochberg over every batch with a defined p_exact
     (groups with >= 2 batches and >= 1 case; groups with N = 0 have a degenerate conditional
-    test and are not counted as tests).
+    test and are not counted as tests).  With ``discrete_fdr_alpha`` set, q_exact is instead
+    :func:`tarone_benjamini_hochberg` at that level, with the smallest attainable p-value of each
+    conditional test ``p_min = pi^N`` (all N reports in the batch): tests that cannot reach
+    significance do not dilute the others.
 
     Returns the input (sorted by product, event, batch; extra columns kept) plus: n_batches,
     cases_total, exposure_total, rate, rate_rest, expected (N pi), rr, rr_lo, rr_hi, p_exact,
@@ -262,7 +296,12 @@ def batch_rate_tests(
         rate_rest = y_rest / x_rest
         rr = rate / rate_rest
     p, rr_lo, rr_hi = _exact_conditional(y, x, N, X, defined, ci_level)
-    q = benjamini_hochberg(p)
+    if discrete_fdr_alpha is None:
+        q = benjamini_hochberg(p)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_min = np.where(defined, (x / X) ** N, np.nan)
+        q = tarone_benjamini_hochberg(p, p_min, discrete_fdr_alpha)
 
     alpha_g, method_g, _ = _eb_prior_shape(g, prior_shape_max, min_batches_eb)
     a_eb = alpha_g[g.gid]
@@ -409,7 +448,7 @@ def _fit_nb_vectorized(y, x, gid, k, *, max_iter=200, tol=1e-7):
     return b0, alpha, status
 
 
-def _fit_nb_statsmodels(y, x, gid, k, fit_groups):
+def _fit_nb_statsmodels(y, x, gid, k, fit_groups, max_iter=200):
     """Reference engine: one ``statsmodels`` NegativeBinomial (NB2, ML alpha) fit per group."""
     import statsmodels.api as sm
 
@@ -429,7 +468,7 @@ def _fit_nb_statsmodels(y, x, gid, k, fit_groups):
                 warnings.simplefilter("ignore")
                 res = sm.NegativeBinomial(
                     yy, np.ones((yy.size, 1)), offset=np.log(xx), loglike_method="nb2"
-                ).fit(start_params=[b0[j], 0.1], disp=0, maxiter=200)
+                ).fit(start_params=[b0[j], 0.1], disp=0, maxiter=max_iter)
             a = float(res.params[-1])
             if not res.mle_retvals.get("converged", False) or not np.isfinite(a):
                 status[j] = "not_converged"
@@ -442,7 +481,7 @@ def _fit_nb_statsmodels(y, x, gid, k, fit_groups):
     return b0, alpha, status
 
 
-def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized") -> pl.DataFrame:
+def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized", max_iter: int = 200) -> pl.DataFrame:
     """Negative-binomial model of the batch counts of each (product, event) group.
 
     Model (intercept only, log link, log-exposure offset; NB2, Cameron & Trivedi 2013 §3.3):
@@ -464,7 +503,8 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized") -> 
     ``engine="vectorized"`` (default) solves all groups at once (alternating Fisher scoring for
     b0 / damped Newton for log(1/alpha)); ``engine="statsmodels"`` loops one
     ``statsmodels.discrete.NegativeBinomial`` fit per group — same model, ~1000x slower, kept as
-    the reference (the tests check both agree).
+    the reference (the tests check both agree).  ``max_iter`` bounds either solver's
+    iterations; groups that hit it are 'not_converged' and get the Poisson model.
     """
     g = _prepare(frame)
     k, gid, y, x = g.n_groups, g.gid, g.y, g.x
@@ -478,10 +518,10 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized") -> 
             grp = np.flatnonzero(fit)
             remap = np.full(k, -1)
             remap[grp] = np.arange(grp.size)
-            b_s, a_s, s_s = _fit_nb_vectorized(y[sub], x[sub], remap[gid[sub]], grp.size)
+            b_s, a_s, s_s = _fit_nb_vectorized(y[sub], x[sub], remap[gid[sub]], grp.size, max_iter=max_iter)
             b0[grp], alpha[grp], status[grp] = b_s, a_s, s_s
     elif engine == "statsmodels":
-        b0, alpha, status = _fit_nb_statsmodels(y, x, gid, k, fit)
+        b0, alpha, status = _fit_nb_statsmodels(y, x, gid, k, fit, max_iter)
     else:
         raise ValueError(f"engine must be 'vectorized' or 'statsmodels', not {engine!r}")
     status = status.astype(object)
@@ -586,6 +626,11 @@ def funnel_limits(
     every group with >= 2 batches and >= 1 case, ``grid_points`` exposures geometrically spaced
     from half the smallest to 1.2x the largest batch exposure, with target_rate and the same four
     limits — the smooth funnel to draw.  Groups with no case have target 0 and are omitted.
+
+    Caveat: as in Spiegelhalter's paper the target is treated as known.  With few cases in the
+    group it is estimated mostly from the batch being judged (2 cases both in one batch of ten
+    already fall above the 99.8% limit), so for sparse groups read ``p_exact`` of
+    :func:`batch_rate_tests`, which conditions on the group total; the funnel is for display.
     """
     g = _prepare(frame)
     y, x, N, X, nb = g.y, g.x, g.cases_total, g.exposure_total, g.n_batches
@@ -754,6 +799,9 @@ class FlagRule:
 
     flagged = q_exact < q_max  and  rr_shrunk_lo > rr_shrunk_lo_min  and  cases >= min_cases
     (and, if ``onset_q_max`` is set and onset data were given, additionally q_mwu < onset_q_max).
+    With ``discrete_fdr`` q_exact is the Tarone-subset BH of :func:`tarone_benjamini_hochberg`
+    at ``q_max`` (Gilbert 2005): for scans over every PT, where most groups are too sparse to
+    ever reach significance.
     Defaults: BH FDR 5% on the exact test, the EB05 (5th posterior percentile of the shrunken
     rate ratio) above 1, and at least 3 reports — the exact test alone can fire on a single
     batch of a huge product with a tiny excess; the shrinkage and the case floor keep those quiet.
@@ -763,6 +811,7 @@ class FlagRule:
     rr_shrunk_lo_min: float = 1.0
     min_cases: int = 3
     onset_q_max: float | None = None
+    discrete_fdr: bool = False
 
 
 def batch_heterogeneity(
@@ -783,13 +832,18 @@ def batch_heterogeneity(
     and ``flagged`` by ``rule`` (see :class:`FlagRule`).  ``rate_kwargs`` go to
     :func:`batch_rate_tests`.
     """
+    if rule.discrete_fdr:
+        rate_kwargs = {"discrete_fdr_alpha": rule.q_max, **rate_kwargs}
     out = batch_rate_tests(frame, **rate_kwargs)
+    # every per-batch function returns the rows in the same order (sorted by product, event,
+    # batch; duplicates rejected), so their columns are stacked side by side — a join on three
+    # string keys would cost ~1 GB more at 3 M rows
     if with_overdispersion:
-        od = batch_overdispersion(frame).drop("cases", "exposure")
-        out = out.join(od, on=BATCH_KEYS, how="left", maintain_order="left")
+        od = batch_overdispersion(frame)
+        out = out.hstack(od.drop(*BATCH_KEYS, "cases", "exposure"))
     if with_funnel:
         fb, _ = funnel_limits(frame, grid_points=2)
-        out = out.join(fb.drop("cases", "exposure", "rate"), on=BATCH_KEYS, how="left", maintain_order="left")
+        out = out.hstack(fb.drop(*BATCH_KEYS, "cases", "exposure", "rate"))
     if onsets is not None:
         oc = onset_comparison(onsets)
         out = out.join(oc, on=BATCH_KEYS, how="left", maintain_order="left")

@@ -180,6 +180,20 @@ def test_nb_falls_back_to_poisson_with_reason():
     assert (out2["fit_note"] == "no_overdispersion").mean() > 0.3
 
 
+def test_nb_not_converged_falls_back_to_poisson():
+    rng = np.random.default_rng(14)
+    x = rng.uniform(500, 5000, 30)
+    y = rng.negative_binomial(2, 1 / (1 + 0.5 * x * 0.004))
+    df = pl.DataFrame({"product": "P", "event": "E", "batch": [f"B{i:02d}" for i in range(30)], "cases": y, "exposure": x})
+    for engine in ("vectorized", "statsmodels"):
+        out = batch_overdispersion(df, engine=engine, max_iter=1)
+        assert out["fit_note"][0] == "not_converged" and out["model"][0] == "poisson", engine
+        assert out["nb_alpha"].null_count() == 30
+        mu = x * y.sum() / x.sum()
+        np.testing.assert_allclose(out["p_nb"].to_numpy(), stats.poisson.sf(y - 1, mu), rtol=1e-10)
+        np.testing.assert_allclose(out["resid_pearson"].to_numpy(), (y - mu) / np.sqrt(mu), rtol=1e-10)
+
+
 # ----------------------------------------------------------------------------------- funnel
 def test_funnel_limits_match_poisson_ppf():
     rng = np.random.default_rng(8)
@@ -337,3 +351,40 @@ def test_single_batch_and_zero_cases_are_null_not_nan():
     assert a2["rr"] == 0.0 and a2["p_exact"] == 1.0
     empty = batch_rate_tests(df.head(0))
     assert empty.height == 0
+
+
+def test_tarone_subset_bh_matches_definition_and_keeps_fdr():
+    """Gilbert (2005) Tarone-subset BH: brute-force K, FWER over null worlds, power gain."""
+    from signals.batch_heterogeneity import benjamini_hochberg, tarone_benjamini_hochberg
+
+    rng = np.random.default_rng(15)
+    p_min = rng.uniform(0, 0.02, 500) ** 2
+    p = np.clip(p_min + rng.uniform(0, 1, 500), 0, 1)
+    q = tarone_benjamini_hochberg(p, p_min, 0.05)
+    K = next(k for k in range(1, 501) if (p_min <= 0.05 / k).sum() <= k)
+    keep = p_min <= 0.05 / K
+    np.testing.assert_array_equal(np.isfinite(q), keep)
+    np.testing.assert_allclose(q[keep], benjamini_hochberg(p[keep]))
+
+    worlds, any_q = 100, 0
+    for _ in range(worlds):
+        out = batch_rate_tests(_world(rng, 200, n_batches=10), discrete_fdr_alpha=0.05)
+        any_q += int((out["q_exact"] < 0.05).any())
+    assert any_q / worlds <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / worlds)
+    df = _world(np.random.default_rng(10), 400, n_batches=10, planted=range(0, 400, 8))
+    plain = batch_heterogeneity(df, with_overdispersion=False, with_funnel=False)
+    tarone = batch_heterogeneity(df, rule=FlagRule(discrete_fdr=True), with_overdispersion=False, with_funnel=False)
+    assert tarone.filter(pl.col("planted"))["flagged"].sum() >= plain.filter(pl.col("planted"))["flagged"].sum()
+    assert tarone.filter(~pl.col("planted"))["flagged"].sum() <= 3
+
+
+def test_joined_columns_line_up_with_the_parts():
+    rng = np.random.default_rng(16)
+    df = _world(rng, 30, n_batches=7, planted=range(3)).sample(fraction=1.0, shuffle=True, seed=1)
+    out = batch_heterogeneity(df)
+    od = batch_overdispersion(df)
+    fb, _ = funnel_limits(df)
+    j = out.join(od, on=["product", "event", "batch"], suffix="_od").join(fb, on=["product", "event", "batch"], suffix="_fb")
+    assert j.height == df.height
+    assert (j["p_nb"] == j["p_nb_od"]).fill_null(True).all() and (j["p_nb"].is_null() == j["p_nb_od"].is_null()).all()
+    assert (j["hi998"] == j["hi998_fb"]).fill_null(True).all() and (j["cases"] == j["cases_od"]).all()
