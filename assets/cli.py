@@ -5,6 +5,11 @@
     pvtrace demo                                             generate, then run, then say where things are
     pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
                                                              load public adverse-event files
+    pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
+                                                             the analysts' signal review web app
+    pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer
+                                                             create a dashboard account (password from
+                                                             PVTRACE_DASHBOARD_PASSWORD or a prompt)
 """
 
 from __future__ import annotations
@@ -28,8 +33,56 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO"):
-    """Materialise the whole graph in this process; return the Dagster result."""
+def report_months(warehouse: str, which: str) -> list[str]:
+    """Partition keys (``YYYY-MM-01``) of the monthly reports to build: the month of the last case received
+    (``latest``), every month the data covers (``all``), or none."""
+    from warehouse.report_queries import data_months
+    from warehouse.schema import connect
+
+    if which == "none":
+        return []
+    con = connect(warehouse, read_only=True)
+    try:
+        months = data_months(con)
+    finally:
+        con.close()
+    keys = [m.isoformat() for m in months]
+    return keys if which == "all" else keys[-1:]
+
+
+def run_reports(inbox: str, warehouse: str, output: str, partition_keys: list[str], *, quiet: bool = False,
+                log_level: str = "INFO") -> list:
+    """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process."""
+    import dagster as dg
+
+    from assets.definitions import ALL_ASSETS, REPORT_ASSETS
+    from assets.resources import default_resources
+
+    results = []
+    for key in partition_keys:
+        t0 = time.perf_counter()
+        result = dg.materialize(
+            [*ALL_ASSETS, *REPORT_ASSETS], selection=dg.AssetSelection.assets(*REPORT_ASSETS), partition_key=key,
+            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output), instance=_instance(),
+            raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+        if not result.success:
+            failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+            raise SystemExit(f"pvtrace: the reports for {key[:7]} failed at {failed}; see the log above")
+        if not quiet:
+            print(f"  reports {key[:7]}: {len(result.get_asset_materialization_events())} assets in "
+                  f"{time.perf_counter() - t0:.1f} s")
+        results.append(result)
+    return results
+
+
+def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO",
+                 reports: str = "latest"):
+    """Materialise the whole graph in this process, then the monthly reports (``reports``: latest, all or none).
+
+    Dagster refuses to materialise partitioned and unpartitioned assets in one call, so the
+    unpartitioned graph runs first and the report assets then run once per month partition.
+    Returns the Dagster result of the unpartitioned run."""
     import dagster as dg
 
     from assets.definitions import ALL_ASSETS, ALL_CHECKS
@@ -57,6 +110,7 @@ def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         raise SystemExit(f"pvtrace: the run failed at {failed}; see the log above")
+    run_reports(inbox, warehouse, output, report_months(warehouse, reports), quiet=quiet, log_level=log_level)
     return result
 
 
@@ -71,12 +125,16 @@ def _summary(warehouse: str, output: str) -> None:
         ).fetchone()
     finally:
         con.close()
-    reports = sorted(Path(output, "reports").glob("*.html"))
+    reports = sorted(Path(output, "reports").glob("*.pdf"))
+    e2b = sorted(Path(output, "e2b").glob("*.xml"))
+    ermr = sorted(Path(output, "ermr").glob("*/*.csv"))
     alert_dirs = sorted(p for p in Path(output, "alerts").glob("*") if p.is_dir())
     print(f"\nPV Trace: {cases:,} cases, {deliveries:,} deliveries, {signals:,} signals, {quarantined:,} rows quarantined")
     print(f"  warehouse : {Path(warehouse).resolve()}")
     for r in reports:
-        print(f"  report    : {r.resolve()}")
+        print(f"  report    : {r.resolve()}  (+ .html)")
+    print(f"  E2B(R3)   : {Path(output, 'e2b').resolve()}  ({len(e2b)} schema-valid batch files)")
+    print(f"  eRMR      : {Path(output, 'ermr').resolve()}  ({len(ermr)} CSV files, one per substance and month)")
     print(f"  alerts    : {Path(output, 'alerts').resolve()}  ({alerts} alerts for {len(alert_dirs)} manufacturers)")
 
 
@@ -101,6 +159,40 @@ def _ingest(args) -> int:
     return 0
 
 
+def _dashboard_user(args) -> int:
+    import getpass
+
+    from warehouse.review_store import add_user
+
+    password = os.environ.get("PVTRACE_DASHBOARD_PASSWORD")
+    if not password:
+        password = getpass.getpass(f"password for {args.username}: ")
+        if password != getpass.getpass("again: "):
+            print("pvtrace dashboard-user: the passwords differ", file=sys.stderr)
+            return 2
+    try:
+        add_user(args.warehouse, args.username, password, args.role)
+    except ValueError as exc:
+        print(f"pvtrace dashboard-user: {exc}", file=sys.stderr)
+        return 2
+    print(f"dashboard account {args.username!r} ({args.role}) saved for {Path(args.warehouse).resolve()}")
+    return 0
+
+
+def _demo_analyst(warehouse: str) -> None:
+    """A demo analyst with a fresh random password, printed once (only the argon2 hash is stored)."""
+    import secrets
+
+    from warehouse.review_store import add_user
+
+    password = secrets.token_urlsafe(12)
+    add_user(warehouse, "demo-analyst", password, "analyst")
+    exe = sys.argv[0] if Path(sys.argv[0]).name == "pvtrace" else "pvtrace"
+    print(f"\nSignal review dashboard:  {exe} dashboard --warehouse {warehouse} --port 8050   "
+          "(then open http://127.0.0.1:8050)")
+    print(f"  log in as  demo-analyst  /  {password}   (analyst: may triage; new password on every demo run)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--inbox", default=os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX))
         p.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
         p.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
+        p.add_argument("--reports", choices=["latest", "all", "none"], default="latest",
+                       help="monthly regulator reports to build: the last month with data (default), every month, none")
         if name == "demo":
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--scale", type=float, default=1.0)
@@ -126,9 +220,27 @@ def main(argv: list[str] | None = None) -> int:
     ing.add_argument("--harmonisation", help="openFDA harmonisation JSON (brand/generic name -> substance)")
     ing.add_argument("--json", action="store_true", help="print the counts as one JSON line (the last line)")
 
+    dash = sub.add_parser("dashboard", help="serve the signal review dashboard (reads a snapshot of the warehouse)")
+    dash.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8050)
+    du = sub.add_parser("dashboard-user", help="manage dashboard accounts")
+    du_sub = du.add_subparsers(dest="user_command", required=True)
+    du_add = du_sub.add_parser("add", help="create an account (or reset its password and role)")
+    du_add.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    du_add.add_argument("--username", required=True)
+    du_add.add_argument("--role", required=True, choices=["analyst", "viewer"])
+
     args = parser.parse_args(argv)
     if args.command == "ingest":
         return _ingest(args)
+    if args.command == "dashboard":
+        from reports.dashboard.app import serve
+
+        serve(args.warehouse, host=args.host, port=args.port)
+        return 0
+    if args.command == "dashboard-user":
+        return _dashboard_user(args)
     if args.command in ("generate", "demo"):
         from sample_data.world import generate_world
 
@@ -141,11 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return 0
     t0 = time.perf_counter()
-    run_pipeline(args.inbox, args.warehouse, args.output)
+    run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports)
     print(f"pipeline finished in {time.perf_counter() - t0:.1f} s")
     _summary(args.warehouse, args.output)
     if args.command == "demo":
         print("\nOpen the Dagster UI on this warehouse:  make ui   (then http://127.0.0.1:3000)")
+        _demo_analyst(args.warehouse)
     return 0
 
 
