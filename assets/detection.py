@@ -8,6 +8,7 @@ from assets.ingestion import case_batch_links, deliveries, medication_logs
 from assets.resources import WarehouseResource
 from signals.disproportionality import score
 from signals.mgps import fit_prior
+from signals.multiplicity import add_fdr
 from signals.rules import apply_rules
 from warehouse.counts import contingency_counts
 from warehouse.detection_inputs import LEVELS, additional_monitoring, report_event_rows_sql, store_prior, store_scores
@@ -28,7 +29,8 @@ def exposure(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[case_batch_links],
           description="PRR, ROR, χ², IC, MGPS (EBGM, EB05, EB95 with a fitted prior) and the regulator rules per "
-                      "product × PT and ingredient × PT; expected counts stratified by sex, age band and report year.")
+                      "product × PT and ingredient × PT; expected counts stratified by sex, age band and report year; "
+                      "Fisher mid-p with Benjamini–Hochberg q-values.")
 def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     metadata = {}
     with warehouse.transaction() as con:
@@ -38,7 +40,8 @@ def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: Ware
             counts = counts.join(additional_monitoring(con, level), on="drug", how="left")
             # DuMouchel's prior, fitted on this level's own pairs (n ≥ 1, stratified E)
             prior = fit_prior(counts["n11"].to_numpy(), counts["e"].to_numpy(), min_count=1)
-            scored = apply_rules(score(counts, prior=prior))
+            # one-sided Fisher mid-p and Benjamini–Hochberg q over all pairs of the level
+            scored = apply_rules(add_fdr(score(counts, prior=prior)))
             store_scores(con, level, scored, dlp)
             store_prior(con, level, prior, dlp)
             metadata[f"{level}_prior"] = dg.MetadataValue.json(

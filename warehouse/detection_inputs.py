@@ -41,7 +41,8 @@ def report_event_rows_sql(level: str) -> str:
 
 SCORE_COLUMNS = [
     "level", "drug", "event", "n11", "n1_", "n_1", "n", "e", "prr", "prr_lo95", "prr_hi95", "chi2", "chi2_yates",
-    "ror", "ror_lo95", "ror_hi95", "ic", "ic025", "ic975", "ebgm", "eb05", "eb95", "rules_fired", "data_lock_point",
+    "ror", "ror_lo95", "ror_hi95", "ic", "ic025", "ic975", "ebgm", "eb05", "eb95", "p_fisher", "q_bh", "rules_fired",
+    "data_lock_point",
 ]
 
 

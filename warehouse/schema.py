@@ -322,6 +322,7 @@ _DDL = [
         ror DOUBLE, ror_lo95 DOUBLE, ror_hi95 DOUBLE,
         ic DOUBLE, ic025 DOUBLE, ic975 DOUBLE,
         ebgm DOUBLE, eb05 DOUBLE, eb95 DOUBLE,
+        p_fisher DOUBLE, q_bh DOUBLE,
         rules_fired VARCHAR[],
         data_lock_point DATE,
         PRIMARY KEY (level, drug, event)
