@@ -22,55 +22,46 @@ GROUP = "ingestion"
 QUARANTINE_WARN_SHARE = 0.02
 
 
-def _meta(counts: dict) -> dict:
-    return {k: dg.MetadataValue.int(int(v)) for k, v in counts.items()}
+def _load(warehouse: WarehouseResource, loader, *args) -> dg.MaterializeResult:
+    """Run one loader in one transaction; its row and quarantine counts become the asset's metadata."""
+    with warehouse.transaction() as con:
+        counts = loader(con, *args)
+    return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(int(v)) for k, v in counts.items()})
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, description="Manufacturers, products and batches (reference/*.csv).")
 def reference_data(warehouse: WarehouseResource, inbox: InboxResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con:
-        counts = load_reference(con, inbox.folder)
-    return dg.MaterializeResult(metadata=_meta(counts))
+    return _load(warehouse, load_reference, inbox.folder)
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[reference_data],
           description="Pack serialisation uploads: every pack code and its batch.")
 def packs(warehouse: WarehouseResource, inbox: InboxResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con:
-        counts = load_packs(con, inbox.folder)
-    return dg.MaterializeResult(metadata=_meta(counts))
+    return _load(warehouse, load_packs, inbox.folder)
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[reference_data],
           description="EPCIS 2.0 supply-chain events at lot level, with temperature readings.")
 def supply_events(warehouse: WarehouseResource, inbox: InboxResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con:
-        counts = load_supply_events(con, inbox.folder)
-    return dg.MaterializeResult(metadata=_meta(counts))
+    return _load(warehouse, load_supply_events, inbox.folder)
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[packs],
           description="Post-delivery log: each scanned pack resolved to its batch; patients pseudonymised.")
 def deliveries(warehouse: WarehouseResource, inbox: InboxResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con:
-        counts = load_deliveries(con, inbox.folder, warehouse.pseudonym_salt())
-    return dg.MaterializeResult(metadata=_meta(counts))
+    return _load(warehouse, load_deliveries, inbox.folder, warehouse.pseudonym_salt())
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[deliveries],
           description="Patient-reported weekly medication use per delivery.")
 def medication_logs(warehouse: WarehouseResource, inbox: InboxResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con:
-        counts = load_medication_logs(con, inbox.folder, warehouse.pseudonym_salt())
-    return dg.MaterializeResult(metadata=_meta(counts))
+    return _load(warehouse, load_medication_logs, inbox.folder, warehouse.pseudonym_salt())
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[reference_data],
           description="Adverse-event case versions; latest version marked, drugs mapped, duplicates flagged.")
 def case_reports(warehouse: WarehouseResource, inbox: InboxResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con:
-        counts = load_cases(con, inbox.folder, warehouse.pseudonym_salt())
-    return dg.MaterializeResult(metadata=_meta(counts))
+    return _load(warehouse, load_cases, inbox.folder, warehouse.pseudonym_salt())
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[case_reports, packs],
