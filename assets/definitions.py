@@ -8,11 +8,11 @@ the in-process executor (DESIGN.md §5). ``dagster dev`` loads this module (pypr
 
 import dagster as dg
 
-from assets import alerting, detection, ingestion, register, reporting, traceability
+from assets import alerting, batch_signals, detection, ingestion, register, reporting, traceability
 from assets.resources import default_resources
 
-ALL_ASSETS = dg.load_assets_from_modules([ingestion, detection, register, reporting, alerting, traceability])
-ALL_CHECKS = dg.load_asset_checks_from_modules([ingestion, detection, register, reporting, alerting, traceability])
+ALL_ASSETS = dg.load_assets_from_modules([ingestion, detection, batch_signals, register, reporting, alerting, traceability])
+ALL_CHECKS = dg.load_asset_checks_from_modules([ingestion, detection, batch_signals, register, reporting, alerting, traceability])
 
 pvtrace_job = dg.define_asset_job(
     "pvtrace_job", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,

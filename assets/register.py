@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from assets.batch_signals import batch_detections, batch_heterogeneity_scores, sequential_monitoring
 from assets.detection import disproportionality_scores
 from assets.resources import WarehouseResource
 from warehouse.evidence import data_lock_point
@@ -17,8 +18,10 @@ FIGURES = ["n11", "e", "prr", "prr_lo95", "prr_hi95", "chi2", "ror", "ror_lo95",
            "ebgm", "eb05", "eb95"]
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[disproportionality_scores],
-          description="Stable signals with the methods that fired, first/last detection and status history.")
+@dg.asset(group_name=GROUP, kinds={"duckdb"},
+          deps=[disproportionality_scores, batch_heterogeneity_scores, sequential_monitoring],
+          description="Stable signals (product, ingredient and batch level) with the methods that fired, first/last "
+                      "detection and status history.")
 def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.transaction() as con:
         scores = con.sql("SELECT * FROM disproportionality_score WHERE len(rules_fired) > 0").pl()
@@ -34,5 +37,11 @@ def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResou
                 pl.col(c).round_sig_figs(FIGURE_SIG_DIGITS) if scores.schema[c].is_float() else pl.col(c) for c in FIGURES
             ).struct.json_encode().alias("figures"),
         )
+        batch = batch_detections(con, dlp)
+        detections = pl.concat([
+            detections.with_columns(pl.lit(None, dtype=pl.Date).alias("detected_on")),
+            batch.select(detections.columns + ["detected_on"]),
+        ], how="vertical_relaxed")
         counts = update_register(con, detections, dlp, context.run.run_id)
+        counts["batch_level_detections"] = batch.height
     return dg.MaterializeResult(metadata={**counts, "data_lock_point": str(dlp)})

@@ -524,6 +524,8 @@ def maxsprt_poisson_monitor(
     alpha: float = 0.05,
     min_events: int = 1,
     t_grid_per_decade: int | None = 50,
+    boundary: str = "continuous",
+    planned_looks: int = 52,
 ) -> MaxSPRTMonitorResult:
     """Run continuous-boundary Poisson MaxSPRT over many streams at once.
 
@@ -540,7 +542,17 @@ def maxsprt_poisson_monitor(
     decade (conservative, < 4.7 % in T at the default 50); pass ``None`` for exact T (one
     CV per distinct T value).  Streams where even ``P(N(T) >= M) < alpha`` get
     ``CV = LLR(M, T)``: alpha is then safe for any boundary, so they signal on M events.
+
+    ``boundary="group"`` uses instead the group-sequential critical value of
+    :func:`maxsprt_poisson_group_cv` for ``planned_looks`` equally spaced looks up to T
+    (Kulldorff & Silva 2015): smaller than the continuous CV because alpha is spent only at
+    the looks.  The signalling rule is the same (``LLR >= CV`` and ``c >= M`` at a look, which
+    is ``c >= a_i`` of the group design); alpha is exact when the looks fall at the planned
+    expected counts and approximate when the real increments are uneven (e.g. weekly
+    deliveries), so the continuous boundary is the one that is valid for any look schedule.
     """
+    if boundary not in ("continuous", "group"):
+        raise ValueError(f"boundary must be 'continuous' or 'group', got {boundary!r}")
     obs = np.asarray(observed, dtype=float)
     exp_ = np.asarray(expected, dtype=float)
     if obs.ndim == 1:
@@ -561,7 +573,11 @@ def maxsprt_poisson_monitor(
         T_used[valid_T] = T[valid_T]
     cv = np.full(S, np.nan)
     uniq, inv = np.unique(T_used[valid_T], return_inverse=True)
-    cv_uniq = np.array([_cv_for_monitor(float(t), M, float(alpha)) for t in uniq])
+    if boundary == "group":
+        cv_uniq = np.array([maxsprt_poisson_group_cv(float(t), looks=int(planned_looks), alpha=float(alpha),
+                                                     min_events=M) for t in uniq])
+    else:
+        cv_uniq = np.array([_cv_for_monitor(float(t), M, float(alpha)) for t in uniq])
     cv[valid_T] = cv_uniq[inv]
 
     llr = maxsprt_poisson_llr(obs, exp_)

@@ -29,7 +29,11 @@ def update_register(con: duckdb.DuckDBPyConnection, detections: pl.DataFrame, de
     """Merge this run's detections into ``signal``.
 
     ``detections`` columns: level, product_id, ingredient, pt, batch_id, methods (list[str]),
-    figures (dict or JSON text). Returns counts of new and refreshed signals.
+    figures (dict or JSON text), and optionally ``detected_on`` (date) per row: when the evidence
+    first crossed its threshold (e.g. the date of a MaxSPRT look), which becomes
+    ``first_detected`` of a new signal; rows without it (or frames without the column) use
+    ``detected_on``, the run's date (data lock point).  ``last_detected`` is always the run's
+    date.  Returns counts of new and refreshed signals.
     """
     if detections.height == 0:
         return {"new": 0, "refreshed": 0, "total": con.sql("SELECT count(*) FROM signal").fetchone()[0]}
@@ -42,8 +46,10 @@ def update_register(con: duckdb.DuckDBPyConnection, detections: pl.DataFrame, de
             lambda f: f if isinstance(f, str) else json.dumps(f, sort_keys=True, default=float), return_dtype=pl.String
         ),
     ).unique(subset=["signal_id"], keep="first", maintain_order=True)
+    row_date = pl.col("detected_on").cast(pl.Date) if "detected_on" in frame.columns else pl.lit(None, dtype=pl.Date)
+    frame = frame.with_columns(pl.coalesce(row_date, pl.lit(detected_on).cast(pl.Date)).alias("_first"))
     con.register("_det", frame.select("signal_id", "level", "product_id", "ingredient", "pt", "batch_id",
-                                      "methods", "figures").to_arrow())
+                                      "methods", "figures", "_first").to_arrow())
     (new,) = con.execute("SELECT count(*) FROM _det WHERE signal_id NOT IN (SELECT signal_id FROM signal)").fetchone()
     con.execute(
         """
@@ -57,10 +63,11 @@ def update_register(con: duckdb.DuckDBPyConnection, detections: pl.DataFrame, de
         """
         INSERT INTO signal (signal_id, level, product_id, ingredient, pt, batch_id, methods, figures,
                             first_detected, last_detected, status)
-        SELECT signal_id, level, product_id, ingredient, pt, batch_id, methods, figures::JSON, ?, ?, 'new'
+        SELECT signal_id, level, product_id, ingredient, pt, batch_id, methods, figures::JSON, _first,
+               greatest(_first, ?::DATE), 'new'
         FROM _det WHERE signal_id NOT IN (SELECT signal_id FROM signal)
         """,
-        [detected_on, detected_on],
+        [detected_on],
     )
     con.execute(
         """

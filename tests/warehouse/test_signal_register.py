@@ -47,3 +47,24 @@ def test_detection_does_not_overwrite_an_analyst_status():
     con.execute("UPDATE signal SET status = 'refuted'")
     update_register(con, detections(("P1", "Nausea", ["evans"], 6)), dt.date(2025, 2, 28), "run2")
     assert con.sql("SELECT status FROM signal").fetchone()[0] == "refuted"
+
+
+def test_per_row_detected_on_sets_first_detected_and_is_optional():
+    con = connect(":memory:")
+    frame = pl.DataFrame(
+        [{"level": "batch", "product_id": "P1", "ingredient": None, "pt": "Hypersensitivity", "batch_id": "B1",
+          "methods": ["maxsprt"], "figures": '{"n11": 4}', "detected_on": dt.date(2025, 5, 18)},
+         {"level": "product", "product_id": "P1", "ingredient": None, "pt": "Rash", "batch_id": None,
+          "methods": ["evans"], "figures": '{"n11": 3}', "detected_on": None}],
+        schema={"level": pl.String, "product_id": pl.String, "ingredient": pl.String, "pt": pl.String,
+                "batch_id": pl.String, "methods": pl.List(pl.String), "figures": pl.String, "detected_on": pl.Date},
+    )
+    dlp = dt.date(2025, 12, 31)
+    assert update_register(con, frame, dlp, "run1")["new"] == 2
+    got = {pt: (f, last) for pt, f, last in con.sql("SELECT pt, first_detected, last_detected FROM signal").fetchall()}
+    assert got["Hypersensitivity"] == (dt.date(2025, 5, 18), dlp)
+    assert got["Rash"] == (dlp, dlp)
+    # a later run keeps the first detection date and moves last_detected on
+    update_register(con, frame, dt.date(2026, 1, 31), "run2")
+    assert con.sql("SELECT first_detected, last_detected FROM signal WHERE pt = 'Hypersensitivity'").fetchone() == (
+        dt.date(2025, 5, 18), dt.date(2026, 1, 31))
