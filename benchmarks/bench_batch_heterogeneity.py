@@ -92,7 +92,7 @@ def _part(name: str, workdir: str, queue) -> None:
         base = _rss_mb()
         c0, t = _cpu_s(), time.perf_counter()
         out = bh.batch_rate_tests(frame)
-        dt, cpu = time.perf_counter() - t, _cpu_s() - c0
+        dt, cpu, peak = time.perf_counter() - t, _cpu_s() - c0, _rss_mb()  # peak of this call
         info = (
             f"{out['p_exact'].is_not_null().sum():,} batches tested, {(out['q_exact'] < 0.05).sum():,} with q<0.05, "
             f"flag rule hits {((out['q_exact'] < 0.05) & (out['rr_shrunk_lo'] > 1) & (out['cases'] >= 3)).sum():,} "
@@ -114,7 +114,7 @@ def _part(name: str, workdir: str, queue) -> None:
         base = _rss_mb()
         c0, t = _cpu_s(), time.perf_counter()
         out = bh.batch_overdispersion(sub)
-        dt, cpu = time.perf_counter() - t, _cpu_s() - c0
+        dt, cpu, peak = time.perf_counter() - t, _cpu_s() - c0, _rss_mb()  # peak of this call
         notes = out.group_by("product", "event").agg(pl.col("fit_note").first())["fit_note"].value_counts()
         notes = ", ".join(f"{r['fit_note']}={r['count']:,}" for r in notes.sort("count", descending=True).iter_rows(named=True))
         # the statsmodels reference engine on a sample, to extrapolate its cost
@@ -131,7 +131,7 @@ def _part(name: str, workdir: str, queue) -> None:
         base = _rss_mb()
         c0, t = _cpu_s(), time.perf_counter()
         per, grid = bh.funnel_limits(frame, grid_points=50)
-        dt, cpu = time.perf_counter() - t, _cpu_s() - c0
+        dt, cpu, peak = time.perf_counter() - t, _cpu_s() - c0, _rss_mb()  # peak of this call
         info = f"{per.height:,} batch rows, grid {grid.height:,} rows; above 99.8%: {per['above_998'].sum():,}"
     elif name == "onset":
         onsets = pl.read_parquet(os.path.join(workdir, "onsets.parquet"))
@@ -139,17 +139,17 @@ def _part(name: str, workdir: str, queue) -> None:
         base = _rss_mb()
         c0, t = _cpu_s(), time.perf_counter()
         out = bh.onset_comparison(onsets)
-        dt, cpu = time.perf_counter() - t, _cpu_s() - c0
+        dt, cpu, peak = time.perf_counter() - t, _cpu_s() - c0, _rss_mb()  # peak of this call
         info = f"{onsets.height:,} cases -> {out.height:,} batch rows, {out['p_mwu'].is_not_null().sum():,} with a test"
     elif name == "all joined (batch_heterogeneity)":
         onsets = pl.read_parquet(os.path.join(workdir, "onsets.parquet"))
         base = _rss_mb()
         c0, t = _cpu_s(), time.perf_counter()
         out = bh.batch_heterogeneity(frame, onsets)
-        dt, cpu = time.perf_counter() - t, _cpu_s() - c0
+        dt, cpu, peak = time.perf_counter() - t, _cpu_s() - c0, _rss_mb()  # peak of this call
         tp = out.filter(pl.col("planted"))["flagged"].mean()
         info = f"{out['flagged'].sum():,} flagged; planted found {tp:.0%}; false flags {out.filter(~pl.col('planted'))['flagged'].sum():,}"
-    queue.put((name, dt, cpu, base, _rss_mb(), info))
+    queue.put((name, dt, cpu, base, peak, info))
 
 
 def main() -> None:
