@@ -1,51 +1,180 @@
-"""Signal register → batch-linked alerts to manufacturers (content and channels in ``reports.alerts``)."""
+"""Signal register → batch-linked alerts to manufacturers, through a transactional outbox.
+
+1. In one transaction: for each manufacturer with signals on its own products, build the alert
+   from evidence scoped to that manufacturer (``warehouse.alert_evidence``); if its state
+   (signals, statuses, implicated batches) differs from the latest alert's, record it with one
+   pending delivery per channel (``warehouse.alert_log``). Commit.
+2. After the commit: deliver everything due — this run's alerts and whatever earlier runs left
+   pending — on the file outbox, e-mail and webhook (``reports.channels``), with bounded retries.
+
+``signal_register_sensor`` requests ``manufacturer_alerts_job`` when the register changes (an
+analyst's status change, a new or refreshed signal) or when deliveries left pending fall due.
+"""
 
 import datetime as dt
+import hashlib
+import os
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 
 from assets.detection import exposure
 from assets.ingestion import supply_events
 from assets.register import signal_register
-from assets.reporting import _now
 from assets.resources import OutputResource, WarehouseResource
-from reports.alerts import build_alert, write_alert
-from warehouse.alert_log import previous_alert, record_alert
-from warehouse.evidence import data_lock_point, signal_batches, signal_case_summaries, signal_overview
+from reports.alerts import alert_document, alert_state, build_alert, document_text, render_alert_html, render_alert_text
+from reports.channels.dispatch import RetryPolicy, deliver_pending
+from reports.channels.file import FileChannel
+from reports.channels.smtp import SmtpChannel
+from reports.channels.webhook import WebhookChannel
+from warehouse.alert_evidence import (
+    alert_batches, alert_case_summaries, alert_signals, batch_consignments, batch_excursions, batch_pharmacies,
+)
+from warehouse.alert_log import DuckDBOutbox, delivery_counts, enqueue_alert, latest_alert, utcnow
+from warehouse.evidence import data_lock_point
+from warehouse.schema import connect
 
 GROUP = "alerting"
 
 
-@dg.asset(group_name=GROUP, kinds={"json", "html"}, deps=[signal_register, exposure, supply_events],
-          description="Per-manufacturer batch-linked alerts (JSON + HTML) under output/alerts/<manufacturer>/.")
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+CHANNELS = ("file", "email", "webhook")
+
+
+def manufacturer_channels(row: dict) -> list[str]:
+    """Channels for a manufacturer: ``alert_channels`` from the reference data, else all three."""
+    wanted = [c.strip().lower() for c in (row.get("alert_channels") or "").replace(";", ",").split(",") if c.strip()]
+    return [c for c in CHANNELS if c in wanted] if wanted else list(CHANNELS)
+
+
+def default_channels(output_root: Path, env=None) -> dict:
+    return {"file": FileChannel(Path(output_root)), "email": SmtpChannel(env), "webhook": WebhookChannel(env)}
+
+
+def enqueue_alerts(con: duckdb.DuckDBPyConnection, salt: str, generated_at: str, created_at: dt.datetime) -> dict:
+    """Record a new alert (and its pending deliveries) for every manufacturer whose alert state changed."""
+    dlp = data_lock_point(con)
+    new, unchanged = [], 0
+    manufacturers = con.sql("SELECT * FROM manufacturer ORDER BY manufacturer_id").pl().to_dicts()
+    for m in manufacturers:
+        mid = m["manufacturer_id"]
+        signals = alert_signals(con, mid)
+        if signals.height == 0:
+            continue
+        batches = alert_batches(con, mid)
+        prev = latest_alert(con, mid)
+        # identity first (cheap): an unchanged state needs no cases, consignments or pharmacies
+        state = alert_state(mid, [{"signal_id": s, "status": st,
+                                   "batches": [{"batch_id": b} for b in batches.filter(pl.col("signal_id") == s)["batch_id"]]}
+                                  for s, st in signals.select("signal_id", "status").iter_rows()])
+        if prev and prev["state"] == state:
+            unchanged += 1
+            continue
+        batch_ids = batches["batch_id"].unique().to_list()
+        alert = build_alert(
+            m, signals, batches, alert_case_summaries(con, mid, salt), dlp,
+            pharmacies=batch_pharmacies(con, mid, batch_ids), consignments=batch_consignments(con, mid, batch_ids),
+            excursions=batch_excursions(con, mid, batch_ids),
+            supersedes=prev["alert_id"] if prev else None, previous_state=prev["state"] if prev else None,
+        )
+        doc = alert_document(alert, generated_at)
+        render_alert_html(doc), render_alert_text(doc)  # a template error fails the run here, not every delivery
+        document = document_text(doc)
+        if enqueue_alert(con, alert_id=alert.alert_id, manufacturer_id=mid, signal_ids=alert.signal_ids,
+                         batch_ids=alert.batch_ids, content_hash=alert.content_hash, state=alert.state,
+                         supersedes=alert.supersedes, document=document, channels=manufacturer_channels(m),
+                         created_at=created_at):
+            new.append(alert.alert_id)
+    return {"new": new, "unchanged": unchanged}
+
+
+@dg.asset(group_name=GROUP, kinds={"json", "html", "duckdb"}, deps=[signal_register, exposure, supply_events],
+          description="Per-manufacturer batch-linked alerts, recorded in the alert outbox and delivered to the file "
+                      "outbox (output/alerts/<manufacturer>/), e-mail and webhook; pending deliveries retried.")
 def manufacturer_alerts(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                         output: OutputResource) -> dg.MaterializeResult:
-    written, unchanged = [], 0
-    with warehouse.transaction() as con:
-        dlp = data_lock_point(con)
-        signals = signal_overview(con).filter(pl.col("level") == "product")
-        batches, cases = signal_batches(con), signal_case_summaries(con)
-        manufacturers = con.sql("SELECT manufacturer_id, name FROM manufacturer ORDER BY 1").pl().to_dicts()
-        for m in manufacturers:
-            own = signals.filter(pl.col("manufacturer_id") == m["manufacturer_id"])
-            if own.height == 0:
-                continue
-            ids = own["signal_id"].implode()
-            alert = build_alert(m, own, batches.filter(pl.col("signal_id").is_in(ids)),
-                                cases.filter(pl.col("signal_id").is_in(ids)), dlp)
-            prev = previous_alert(con, alert.manufacturer_id)
-            if prev and prev[0] == alert.alert_id:
-                unchanged += 1
-                continue
-            json_path, html_path = write_alert(alert, output.folder("alerts", m["manufacturer_id"]), _now(),
-                                               supersedes=prev[0] if prev else None)
-            record_alert(con, alert_id=alert.alert_id, manufacturer_id=alert.manufacturer_id,
-                         signal_ids=own["signal_id"].to_list(),
-                         batch_ids=sorted({b["batch_id"] for s in alert.content["signals"] for b in s["batches"]}),
-                         content_hash=alert.content_hash, created_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
-                         json_path=str(json_path), html_path=str(html_path))
-            written.append(str(json_path))
-    context.log.info(f"{len(written)} alerts written, {unchanged} unchanged since the last run")
-    return dg.MaterializeResult(metadata={"written": len(written), "unchanged": unchanged,
-                                          "files": dg.MetadataValue.json(written)})
+    salt = warehouse.pseudonym_salt()
+    with warehouse.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            queued = enqueue_alerts(con, salt, _now(), utcnow())
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        outbox = DuckDBOutbox(con, run_id=context.run.run_id)
+        sent = deliver_pending(outbox, default_channels(output.folder("alerts")), RetryPolicy.from_env(), log=context.log)
+        states = delivery_counts(con)
+    context.log.info(f"{len(queued['new'])} new alerts, {queued['unchanged']} unchanged; deliveries this run: {sent}")
+    return dg.MaterializeResult(metadata={
+        "new_alerts": len(queued["new"]), "unchanged": queued["unchanged"],
+        "alerts": dg.MetadataValue.json(queued["new"]), "deliveries_this_run": dg.MetadataValue.json(sent),
+        "delivery_states": dg.MetadataValue.json(states),
+    })
+
+
+@dg.asset_check(asset=manufacturer_alerts, description="No alert delivery failed permanently or waits for more than a day.")
+def alert_deliveries(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
+        failed, stale = con.execute(
+            "SELECT count(*) FILTER (WHERE state = 'failed'), "
+            "count(*) FILTER (WHERE state IN ('pending', 'sending') AND created_at < ?) FROM alert_delivery",
+            [utcnow() - dt.timedelta(days=1)],
+        ).fetchone()
+        states = delivery_counts(con)
+    return dg.AssetCheckResult(passed=failed == 0 and stale == 0, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"failed": failed, "pending_over_a_day": stale,
+                                         "states": dg.MetadataValue.json(states)})
+
+
+manufacturer_alerts_job = dg.define_asset_job(
+    "manufacturer_alerts_job", selection=dg.AssetSelection.assets(manufacturer_alerts),
+    executor_def=dg.in_process_executor,
+    description="Build alerts from the current signal register and deliver everything due.",
+)
+
+
+def register_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """A hash of what alerts depend on in the register: ids, statuses, batches, last detection."""
+    h = hashlib.sha256()
+    for row in con.execute("SELECT signal_id, status, batch_id, last_detected FROM signal ORDER BY signal_id").fetchall():
+        h.update(repr(row).encode())
+    return h.hexdigest()[:16]
+
+
+def _due_retry_marker(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> str | None:
+    row = con.execute(
+        "SELECT count(*), max(last_attempt_at) FROM alert_delivery "
+        "WHERE state IN ('pending', 'sending') AND attempts > 0 AND coalesce(next_attempt_at, created_at) <= ?",
+        [now],
+    ).fetchone()
+    return f"{row[0]}@{row[1]}" if row[0] else None
+
+
+@dg.sensor(job=manufacturer_alerts_job, minimum_interval_seconds=int(os.environ.get("PVTRACE_ALERT_SENSOR_S", "300")),
+           default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Runs manufacturer alerting when the signal register changes or a pending delivery falls due.")
+def signal_register_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    if warehouse.path != ":memory:" and not Path(warehouse.path).exists():
+        return dg.SkipReason(f"no warehouse at {warehouse.path}")
+    try:
+        con = connect(warehouse.path, read_only=True)
+    except duckdb.Error as e:  # a run holds the write lock: look again at the next tick
+        return dg.SkipReason(f"warehouse busy: {e}")
+    try:
+        fingerprint = register_fingerprint(con)
+        try:
+            retry = _due_retry_marker(con, utcnow())
+        except duckdb.CatalogException:  # a warehouse from before the outbox
+            retry = None
+    finally:
+        con.close()
+    if fingerprint != context.cursor:
+        context.update_cursor(fingerprint)
+        return dg.RunRequest(run_key=f"register-{fingerprint}", tags={"pvtrace/trigger": "signal_register"})
+    if retry:
+        return dg.RunRequest(run_key=f"retry-{fingerprint}-{retry}", tags={"pvtrace/trigger": "pending_deliveries"})
+    return dg.SkipReason("signal register unchanged, nothing due")

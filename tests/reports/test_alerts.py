@@ -1,4 +1,5 @@
-"""Alert content: scoping refuses foreign data, ids are content hashes, actions follow the evidence."""
+"""Alert content: scoping refuses foreign data, ids follow the alert state, actions follow the evidence,
+and a warehouse planted with another company's products and patient keys leaks none of them."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ import json
 import polars as pl
 import pytest
 
-from reports.alerts import build_alert, recommended_actions, write_alert
+from assets.alerting import enqueue_alerts
+from reports.alerts import alert_document, build_alert, document_text, recommended_actions, render_alert_html, write_alert
+from tests.reports.alert_fixtures import ACME, FORBIDDEN_FOR_ACME, FORBIDDEN_FOR_RIVAL, RIVAL, build_alert_warehouse
+from warehouse.alert_evidence import (
+    alert_batches, alert_case_summaries, alert_signals, batch_consignments, batch_excursions, batch_pharmacies, case_ref,
+)
+from warehouse.schema import connect
 
 SIGNALS = pl.DataFrame({
     "signal_id": ["SIG-1"], "level": ["product"], "product_id": ["P1"], "product_name": ["Glucofin"],
     "ingredient": ["metformin"], "manufacturer_id": ["M1"], "manufacturer_name": ["Acme"], "pt": ["Lactic acidosis"],
     "batch_id": [None], "methods": [["evans", "ema_sdr"]], "figures": [json.dumps({"n11": 12, "prr": 4.2})],
     "first_detected": ["2025-03-31"], "last_detected": ["2025-03-31"], "status": ["new"],
-})
+}, schema_overrides={"batch_id": pl.String})
 BATCHES = pl.DataFrame({
     "signal_id": ["SIG-1", "SIG-1", "SIG-1"], "batch_id": ["B1", "B2", "B3"], "lot_number": ["L1", "L2", "L3"],
     "product_id": ["P1", "P1", "P1"], "site": ["s"] * 3, "units_delivered": [1000, 1000, 1000],
@@ -23,9 +30,11 @@ BATCHES = pl.DataFrame({
     "regions": [["DE-BY"], ["DE-BE"], ["FR-IDF"]], "recall_status": ["none"] * 3,
 })
 CASES = pl.DataFrame({
-    "signal_id": ["SIG-1"], "case_id": ["C1"], "received_on": ["2025-03-01"], "onset_date": ["2025-02-27"],
+    "signal_id": ["SIG-1"], "case_ref": ["CASE-X1"], "received_on": ["2025-03-01"], "onset_date": ["2025-02-27"],
     "age_band": ["65-74"], "sex": ["F"], "serious": [True], "seriousness": ["hospitalisation"], "outcome": ["recovering"],
     "source": ["hcp"], "batch_id": ["B1"], "link_method": ["exact_lot"],
+    # columns an upstream change might add: the whitelist must drop them
+    "patient_key": ["PATKEY-SECRET"], "narrative": ["John Doe felt ill"], "case_id": ["CASE-ID-RAW"],
 })
 M1 = {"manufacturer_id": "M1", "name": "Acme"}
 
@@ -41,11 +50,35 @@ def test_alert_refuses_batches_of_a_foreign_product():
         build_alert(M1, SIGNALS, foreign, CASES, "2025-03-31")
 
 
-def test_same_content_same_id_and_change_gives_new_id():
+def test_alert_refuses_cases_consignments_and_pharmacies_of_foreign_batches():
+    stray_case = CASES.with_columns(pl.lit("B-RIVAL").alias("batch_id"))
+    with pytest.raises(ValueError, match="cases of batches it does not own"):
+        build_alert(M1, SIGNALS, BATCHES, stray_case, "2025-03-31")
+    pharmacies = pl.DataFrame({"batch_id": ["B-RIVAL"], "region": ["FI-18"], "pharmacy_id": ["PH-R"], "units": [1]})
+    with pytest.raises(ValueError, match="pharmacies of batches it does not own"):
+        build_alert(M1, SIGNALS, BATCHES, CASES, "2025-03-31", pharmacies=pharmacies)
+    forged = SIGNALS.with_columns(pl.lit("B-RIVAL").alias("batch_id"), pl.lit("batch").alias("level"))
+    with pytest.raises(ValueError, match="batch signals of batches it does not own"):
+        build_alert(M1, forged, BATCHES, CASES, "2025-03-31")
+
+
+def test_alert_refuses_ingredient_signals_without_a_product():
+    ingredient = SIGNALS.with_columns(pl.lit(None, pl.String).alias("product_id"))
+    with pytest.raises(ValueError, match="without a product"):
+        build_alert(M1, ingredient, BATCHES.clear(), CASES.clear(), "2025-03-31")
+
+
+def test_same_state_same_id_and_change_gives_new_id_that_supersedes():
     a = build_alert(M1, SIGNALS, BATCHES, CASES, "2025-03-31")
-    b = build_alert(M1, SIGNALS, BATCHES, CASES, "2025-03-31")
-    c = build_alert(M1, SIGNALS.with_columns(pl.lit("under_review").alias("status")), BATCHES, CASES, "2025-03-31")
+    b = build_alert(M1, SIGNALS, BATCHES, CASES, "2025-04-30")  # a later data lock point alone is no new alert
+    c = build_alert(M1, SIGNALS.with_columns(pl.lit("under_review").alias("status")), BATCHES, CASES, "2025-03-31",
+                    supersedes=a.alert_id, previous_state=a.state)
     assert a.alert_id == b.alert_id and a.alert_id != c.alert_id
+    assert c.supersedes == a.alert_id
+    assert c.content["changes"]["changed_signals"] == [
+        {"signal_id": "SIG-1", "status": ["new", "under_review"], "batches_added": [], "batches_removed": []}]
+    fewer = build_alert(M1, SIGNALS, BATCHES.filter(pl.col("batch_id") != "B3"), CASES, "2025-03-31")
+    assert fewer.alert_id != a.alert_id  # the batch set is part of the identity
 
 
 def test_recommended_actions_follow_batch_evidence():
@@ -54,11 +87,73 @@ def test_recommended_actions_follow_batch_evidence():
     assert any("Investigate lot L1" in a for a in actions)
     assert not any("lot L2" in a for a in actions)
     assert recommended_actions([]) == ["Evaluate the product-level signal; no single lot stands out in the linked cases."]
+    batch_signal = recommended_actions([{"lot_number": "L9", "implicated_by": ["batch_signal"], "linked_cases": 1}])
+    assert "Investigate lot L9" in batch_signal[0] and "recall" in batch_signal[0]
 
 
-def test_written_alert_has_no_patient_identifiers(tmp_path):
+def test_whitelist_drops_patient_keys_narratives_and_raw_case_ids(tmp_path):
     alert = build_alert(M1, SIGNALS, BATCHES, CASES, "2025-03-31")
-    json_path, html_path = write_alert(alert, tmp_path, "2025-04-01T00:00:00+00:00", supersedes=None)
+    text = document_text(alert_document(alert, "2025-04-01T00:00:00+00:00"))
+    json_path, html_path = write_alert(text, tmp_path)
     doc = json.loads(json_path.read_text())
     assert doc["alert_id"] == alert.alert_id and doc["signals"][0]["batches"][0]["lot_number"] == "L1"
-    assert "patient" not in json_path.read_text() and "Glucofin" in html_path.read_text()
+    assert doc["signals"][0]["cases"][0]["case_ref"] == "CASE-X1"
+    for leaked in ("PATKEY", "John Doe", "CASE-ID-RAW", "patient_key", "narrative"):
+        assert leaked not in json_path.read_text() and leaked not in html_path.read_text()
+    assert "Glucofin" in html_path.read_text()
+
+
+# ---- against a warehouse planted with leak traps ----------------------------------------------------
+
+@pytest.fixture()
+def trapped(tmp_path):
+    build_alert_warehouse(tmp_path / "pv.duckdb")
+    con = connect(str(tmp_path / "pv.duckdb"))
+    yield con
+    con.close()
+
+
+def test_scoped_evidence_reads_only_own_products(trapped):
+    signals = alert_signals(trapped, ACME)
+    assert sorted(signals["signal_id"]) == ["SIG-A-BATCH", "SIG-A-PROD"]  # not the forged one, not ingredient level
+    batches = alert_batches(trapped, ACME)
+    assert set(batches["batch_id"]) == {"BAT-A-101", "BAT-A-102"}
+    by_signal = {s: sorted(batches.filter(pl.col("signal_id") == s)["batch_id"]) for s in signals["signal_id"]}
+    assert by_signal == {"SIG-A-PROD": ["BAT-A-101", "BAT-A-102"], "SIG-A-BATCH": ["BAT-A-102"]}
+    cases = alert_case_summaries(trapped, ACME, "salt")
+    assert "case_id" not in cases.columns and "patient_key" not in cases.columns
+    # CASE-ID-4 links its Acmezol row to the rival's batch: the case counts, the foreign batch does not
+    assert set(cases["batch_id"].drop_nulls()) <= {"BAT-A-101", "BAT-A-102"}
+    assert case_ref("salt", ACME, "CASE-ID-4") in set(cases["case_ref"])
+    assert case_ref("salt", ACME, "CASE-ID-1") != case_ref("salt", RIVAL, "CASE-ID-1")  # no joining across companies
+    ids = ["BAT-A-101", "BAT-A-102", "BAT-B-901"]  # even when asked for a rival batch
+    assert set(batch_pharmacies(trapped, ACME, ids)["batch_id"]) == {"BAT-A-101", "BAT-A-102"}
+    assert set(batch_consignments(trapped, ACME, ids)["consignment_id"]) == {"CNS-A1", "CNS-A2"}
+    excursions = batch_excursions(trapped, ACME, ids)
+    assert excursions["event_id"].to_list() == ["E1"] and excursions["max_temp_c"].to_list() == [14.5]
+
+
+def test_alert_documents_leak_nothing_across_companies(trapped):
+    trapped.execute("BEGIN TRANSACTION")
+    queued = enqueue_alerts(trapped, "salt", "2024-07-02T00:00:00+00:00", __import__("datetime").datetime(2024, 7, 2))
+    trapped.execute("COMMIT")
+    docs = dict(trapped.sql("SELECT manufacturer_id, document FROM alert").fetchall())
+    assert set(docs) == {ACME, RIVAL} and len(queued["new"]) == 2
+    for mid, forbidden in ((ACME, FORBIDDEN_FOR_ACME), (RIVAL, FORBIDDEN_FOR_RIVAL)):
+        doc = json.loads(docs[mid])
+        rendered = docs[mid] + render_alert_html(doc)
+        for term in forbidden:
+            assert term not in rendered, f"{term!r} leaked into {mid}'s alert"
+    acme = json.loads(docs[ACME])
+    # what Acme must learn: its lots, where they went, its excursion, de-identified cases
+    t = acme["batch_traceability"]
+    assert set(t) == {"BAT-A-101", "BAT-A-102"}
+    assert {c["consignment_id"] for c in t["BAT-A-101"]["consignments"]} == {"CNS-A1"}
+    assert {p["pharmacy_id"] for p in t["BAT-A-101"]["pharmacies"]} == {"PH-A-0", "PH-A-1", "PH-A-2"}
+    assert [x["event_id"] for x in t["BAT-A-101"]["excursions"]] == ["E1"]
+    prod = next(s for s in acme["signals"] if s["signal_id"] == "SIG-A-PROD")
+    assert {c["age_band"] for c in prod["cases"]} == {"18-64"} and all(c["case_ref"].startswith("CASE-") for c in prod["cases"])
+    assert any("Quarantine remaining stock of lot LOTA1" in a for a in prod["recommended_actions"])
+    batch_sig = next(s for s in acme["signals"] if s["signal_id"] == "SIG-A-BATCH")
+    assert [b["lot_number"] for b in batch_sig["batches"]] == ["LOTA2"]
+    assert "batch_signal" in batch_sig["batches"][0]["implicated_by"]

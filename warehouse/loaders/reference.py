@@ -17,7 +17,11 @@ from warehouse.traceability import gs1_check_digit
 MANUFACTURER_SCHEMA = {
     "manufacturer_id": pl.String, "name": pl.String, "country": pl.String, "region": pl.String,
     "alert_email": pl.String, "alert_webhook_url": pl.String,
+    # optional (may be absent from the file): which alert channels, and the *name* of the
+    # environment variable holding the webhook signing secret (docs/inbox-format.md)
+    "alert_channels": pl.String, "alert_webhook_secret_env": pl.String,
 }
+OPTIONAL_COLUMNS = {"alert_channels", "alert_webhook_secret_env"}
 PRODUCT_SCHEMA = {
     "product_id": pl.String, "name": pl.String, "manufacturer_id": pl.String, "ingredient": pl.String,
     "atc_code": pl.String, "form": pl.String, "strength": pl.String, "route": pl.String, "region": pl.String,
@@ -33,11 +37,11 @@ BATCH_SCHEMA = {
 
 def _read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
-    missing = [c for c in schema if c not in header]
+    missing = [c for c in schema if c not in header and c not in OPTIONAL_COLUMNS]
     if missing:
         raise InboxError(f"{path}: missing columns {missing} (see docs/inbox-format.md)")
     frame = pl.read_csv(path, schema_overrides={c: pl.String for c in header}, infer_schema=False)
-    return frame.select(list(schema))
+    return frame.select(pl.col(c) if c in header else pl.lit(None, pl.String).alias(c) for c in schema)
 
 
 def _cast(frame: pl.DataFrame, schema: dict[str, pl.DataType], key: str, source: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
