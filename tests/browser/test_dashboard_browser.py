@@ -1,0 +1,123 @@
+"""The dashboard in a real headless browser: Debian's chromium driven by Playwright (never a downloaded
+browser). An analyst logs in, filters the list, opens a signal, escalates it and sees the audit entry;
+a viewer cannot triage. Screenshots go to tests/artifacts/ (gitignored; CI keeps them as artefacts)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.browser.world import ANALYST, SIG_P1, VIEWER, build_warehouse
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):  # CI installs chromium with apt: a missing browser there is a failure, not a skip
+        pytest.fail(f"{CHROMIUM} is missing in CI (apt-get install -y chromium)", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium); browser tests skipped",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    from reports.dashboard.app import create_app
+
+    warehouse = tmp_path_factory.mktemp("browser") / "pv.duckdb"
+    build_warehouse(warehouse)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(warehouse, secret="browser-test", quiet_s=0.5, apply_interval_s=1),
+                                        host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "dashboard did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    pw = sync_api.sync_playwright().start()
+    b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    yield b
+    b.close()
+    pw.stop()
+
+
+def _login(page, base: str, who: tuple[str, str]) -> None:
+    page.goto(base + "/")
+    assert "/login" in page.url
+    page.fill("input[name=username]", who[0])
+    page.fill("input[name=password]", who[1])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#signal-table")
+
+
+def test_analyst_filters_opens_triages_and_sees_the_audit_entry(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    _login(page, server, ANALYST)
+    assert page.locator("#signal-table tbody tr").count() == 3
+
+    page.select_option("select[name=product]", "P1")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url("**/?*product=P1*")
+    rows = page.locator("#signal-table tbody tr")
+    assert rows.count() == 1 and SIG_P1 in rows.first.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "dashboard_list_filtered.png"), full_page=True)
+
+    page.click(f"a[href='/signals/{SIG_P1}']")
+    page.wait_for_selector("#methods")
+    assert page.locator("svg.chart").count() >= 3
+    assert page.locator("svg circle.pt-out").count() >= 1  # lot L3 above the funnel's 95% limit
+
+    page.check("input[name=action][value=escalate]")
+    page.fill("textarea[name=comment]", "Lot L3 above the 99.8% funnel limit; to the safety committee")
+    page.click("form.triage button[type=submit]")
+    page.wait_for_selector("#flash")
+    assert "escalate → escalated" in page.inner_text("#flash")
+    assert page.inner_text("#current-status") == "escalated"
+    first = page.locator("#audit tbody tr").first.inner_text()
+    assert "ana" in first and "new → escalated" in first and "to the safety committee" in first
+    page.screenshot(path=str(ARTIFACTS / "dashboard_signal_triaged.png"), full_page=True)
+    context.close()
+
+
+def test_viewer_cannot_triage(server, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    _login(page, server, VIEWER)
+    page.goto(f"{server}/signals/{SIG_P1}")
+    page.wait_for_selector("#read-only-note")
+    assert page.locator("form.triage").count() == 0
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    # even a hand-made POST with the viewer's own valid CSRF token is refused
+    r = page.request.post(f"{server}/signals/{SIG_P1}/triage",
+                          form={"csrf_token": token, "action": "refute", "comment": "viewer trying"})
+    assert r.status == 403
+    page.goto(f"{server}/signals/{SIG_P1}")
+    assert "viewer trying" not in page.inner_text("#audit")
+    context.close()
