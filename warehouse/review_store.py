@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -125,7 +125,10 @@ def open_store(warehouse: str | Path, *, timeout_s: float = 3.0):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """Local wall-clock time, naive: the same clock as the register's ``current_timestamp`` rows in
+    ``signal_history`` (DuckDB casts it to TIMESTAMP in the local time zone), so one audit trail
+    and "new since last review" compare like with like."""
+    return datetime.now()
 
 
 # ---- accounts ---------------------------------------------------------------------------------

@@ -46,12 +46,24 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from reports.dashboard import charts
-from reports.dashboard.data import FILTERS, RULE_METHOD, Snapshot, SnapshotUnavailable, facet_values, filter_signals
+from reports.dashboard.data import (
+    FILTERS,
+    RULE_METHOD,
+    Snapshot,
+    SnapshotUnavailable,
+    facet_values,
+    filter_signals,
+)
 from reports.rendering import fmt_ci, fmt_num
 from warehouse import review_store as store
 from warehouse.signal_register import STATUSES
@@ -293,7 +305,7 @@ def _traceability(dash: Dashboard, batch_ids: list[str], limit: int = 5) -> list
         for b in batch_ids[:limit]:
             try:
                 out.append({"batch_id": b, "record": _split_record(batch_traceability_record(con, b)), "error": None})
-            except Exception as exc:  # e.g. an older warehouse without the supply tables
+            except Exception as exc:  # noqa: BLE001 - one bad record must not hide the page (e.g. an older warehouse)
                 out.append({"batch_id": b, "record": None, "error": str(exc)})
     finally:
         con.close()
@@ -426,8 +438,8 @@ class SecurityHeaders:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [(b"content-security-policy", b"default-src 'self'; script-src 'none'; style-src 'self'; "
-                                                         b"img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
+                headers += [(b"content-security-policy", (b"default-src 'self'; script-src 'none'; style-src 'self'; "
+                                                          b"img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")),
                             (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
                             (b"cache-control", b"no-store")]
                 message["headers"] = headers

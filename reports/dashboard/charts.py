@@ -63,7 +63,7 @@ def bar_chart(labels: list[str], values: list[float], title: str, *, y_label: st
     ymax = _nice_max(max(values))
     pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
     bw = pw / len(values)
-    to_y = lambda v: PAD_T + ph * (1 - v / ymax)  # noqa: E731
+    to_y = lambda v: PAD_T + ph * (1 - v / ymax)
     body = _y_axis(ymax, to_y)
     step = max(1, math.ceil(len(labels) / 10))
     for i, (lab, v) in enumerate(zip(labels, values)):
@@ -121,8 +121,8 @@ def funnel_plot(points: list[dict], grid: list[dict], title: str, *, highlight: 
     ys = [p["rate"] * scale for p in pts] + [g["hi95"] * scale for g in grid if g.get("hi95") is not None]
     ymax = _nice_max(max(ys) * 1.05 if ys else 1)
     pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
-    to_x = lambda v: PAD_L + pw * (math.log10(v) - x0) / (x1 - x0)  # noqa: E731
-    to_y = lambda v: PAD_T + ph * (1 - min(v, ymax) / ymax)  # noqa: E731
+    to_x = lambda v: PAD_L + pw * (math.log10(v) - x0) / (x1 - x0)
+    to_y = lambda v: PAD_T + ph * (1 - min(v, ymax) / ymax)
     body = _y_axis(ymax, to_y)
     for e in range(math.ceil(x0), math.floor(x1) + 1):
         x = to_x(10 ** e)

@@ -29,7 +29,12 @@ import duckdb
 import polars as pl
 
 from signals.batch_heterogeneity import funnel_limits
-from warehouse.evidence import COUNTED_CASE_DRUGS_SQL, signal_batches, signal_case_summaries, signal_overview
+from warehouse.evidence import (
+    COUNTED_CASE_DRUGS_SQL,
+    signal_batches,
+    signal_case_summaries,
+    signal_overview,
+)
 from warehouse.signal_register import DETECTION_ACTOR
 
 # Triage order (documented in the README): status, then batch-level before product before
@@ -146,7 +151,7 @@ class Snapshot:
         try:
             self._evidence = self._compute(self.path)
             self._signature = None  # unknown warehouse state: refresh when possible
-        except Exception as exc:  # a broken leftover snapshot: ignore it
+        except Exception as exc:  # noqa: BLE001 - a broken leftover snapshot is ignored, a new one is taken
             self.last_error = f"old snapshot unreadable: {exc}"
 
     def _take(self, sig: tuple) -> bool:
@@ -334,9 +339,8 @@ def filter_signals(signals: pl.DataFrame, f: dict, last_review: datetime | None 
         b = f["batch"].strip()
         out = out.filter((pl.col("batch_id") == b) | pl.col("batch_ids").list.contains(b)
                          | pl.col("lots").list.contains(b))
-    if f.get("since"):
-        if last_review is not None:
-            out = out.filter(pl.col("detected_at") > last_review)
+    if f.get("since") and last_review is not None:  # never reviewed: everything is new
+        out = out.filter(pl.col("detected_at") > last_review)
     return out
 
 

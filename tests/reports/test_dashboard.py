@@ -13,11 +13,18 @@ import pytest
 
 from reports.dashboard.app import create_app
 from reports.dashboard.data import Snapshot
-from tests.browser.world import ANALYST, SIG_ING, SIG_P1, SIG_P2, VIEWER, build_warehouse
+from tests.browser.world import (
+    ANALYST,
+    SIG_ING,
+    SIG_P1,
+    SIG_P2,
+    VIEWER,
+    build_warehouse,
+)
 from warehouse import review_store as store
 
 pytest.importorskip("httpx")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -83,8 +90,8 @@ class WriterProcess:
 
     def __init__(self, path: Path):
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-                                   "sys.stdin.read(); c.close()", str(path)],
+            [sys.executable, "-c", ("import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+                                    "sys.stdin.read(); c.close()"), str(path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "locked"
 
@@ -172,14 +179,14 @@ def test_list_is_in_priority_order_and_new_since_last_review(warehouse):
 
 def test_signal_page_shows_the_evidence_without_identifiers(reader):
     html = reader.get(f"/signals/{SIG_P1}").text
-    methods = re.search(r'<table id="methods">.*?</table>', html, re.S).group(0)
+    methods = re.search(r'<table id="methods">.*?</table>', html, re.DOTALL).group(0)
     for name in ("PRR", "ROR", "IC (BCPNN)", "EBGM (MGPS)", "evans", "ema_sdr", "who_umc", "fda_mgps"):
         assert name in methods
     assert "not computed" in methods  # MGPS absent from this warehouse: said so, not shown as 'no'
     assert html.count("<svg") >= 3  # cases per month, time to onset, funnel
     assert 'class="pt-out"' in html and "Above the 95% limit: <strong>L3</strong>" in html
     assert "Traceability record of batch <strong>B3</strong>" in html and "max 31.5" in html
-    cases = re.search(r'<table id="cases">.*?</table>', html, re.S).group(0)
+    cases = re.search(r'<table id="cases">.*?</table>', html, re.DOTALL).group(0)
     assert cases.count("<tr>") == 21 + 1
     assert "NARRATIVE" not in html and "secret-" not in html  # no narrative, no patient key
     assert "src=" not in html.replace('src="/static', "") and "<script" not in html  # offline: nothing remote, no JS
@@ -188,7 +195,7 @@ def test_signal_page_shows_the_evidence_without_identifiers(reader):
 def test_ingredient_signal_lists_its_cases(reader):
     html = reader.get(f"/signals/{SIG_ING}").text
     assert reader.get("/signals/SIG-NOPE").status_code == 404
-    assert re.search(r'<table id="cases">.*?</table>', html, re.S).group(0).count("<tr>") == 6 + 1
+    assert re.search(r'<table id="cases">.*?</table>', html, re.DOTALL).group(0).count("<tr>") == 6 + 1
 
 
 # ---- triage and audit ------------------------------------------------------------------------------
@@ -202,7 +209,7 @@ def test_triage_needs_a_comment_and_appends_to_the_audit_trail(warehouse):
         r = c.post(f"/signals/{SIG_P1}/triage",
                    data={"csrf_token": token(page), "action": "escalate", "comment": "Lot L3 is above the funnel"})
         assert "Recorded: escalate → escalated." in r.text
-        audit = re.search(r'<table id="audit">.*?</table>', r.text, re.S).group(0)
+        audit = re.search(r'<table id="audit">.*?</table>', r.text, re.DOTALL).group(0)
         assert "ana" in audit and "new → escalated" in audit and "Lot L3 is above the funnel" in audit
         c.post(f"/signals/{SIG_P1}/triage",
                data={"csrf_token": token(page), "action": "validate", "comment": "Confirmed by the batch review"})
@@ -274,7 +281,7 @@ def test_snapshot_waits_for_a_quiet_warehouse_and_never_serves_a_torn_copy(wareh
     assert snap.stale and snap.refresh() is False  # changed, not quiet yet: keep serving the old one
     assert snap.evidence().signal(SIG_ING)["status"] == "new"
     # a copy during which the file changes is thrown away
-    import reports.dashboard.data as data
+    from reports.dashboard import data
 
     real = data._signature
     calls = iter(range(1000))
