@@ -465,12 +465,33 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
 
 
-def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+LOCK_WAIT_SECONDS = 15.0
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    return "Could not set lock" in str(exc) or "Conflicting lock" in str(exc)
+
+
+def connect(path: str, read_only: bool = False, lock_wait: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file (creating the schema unless read-only).
 
-    DuckDB allows one writing process per file; readers such as the dashboard open read-only.
+    DuckDB lets one process hold a file at a time when any of them writes (a read-only open
+    also blocks a writer). Other processes (the dashboard applying a triage decision) hold it
+    for milliseconds, so a conflicting lock is retried with backoff for up to ``lock_wait``
+    seconds before the error is raised with what was held.
     """
-    con = duckdb.connect(str(path), read_only=read_only)
+    import time
+
+    deadline, delay = time.monotonic() + lock_wait, 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
     if not read_only:
         ensure_schema(con)
     return con
