@@ -13,6 +13,7 @@ analyst's status change, a new or refreshed signal) or when deliveries left pend
 
 import datetime as dt
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -145,36 +146,55 @@ def register_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     return h.hexdigest()[:16]
 
 
-def _due_retry_marker(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> str | None:
-    row = con.execute(
-        "SELECT count(*), max(last_attempt_at) FROM alert_delivery "
-        "WHERE state IN ('pending', 'sending') AND attempts > 0 AND coalesce(next_attempt_at, created_at) <= ?",
-        [now],
-    ).fetchone()
-    return f"{row[0]}@{row[1]}" if row[0] else None
+def _next_due(con: duckdb.DuckDBPyConnection) -> str | None:
+    """When the earliest undelivered (pending or in-doubt) delivery falls due, if any."""
+    try:
+        (due,) = con.execute("SELECT min(coalesce(next_attempt_at, created_at)) FROM alert_delivery "
+                             "WHERE state IN ('pending', 'sending')").fetchone()
+    except duckdb.CatalogException:  # a warehouse from before the outbox
+        return None
+    return due.isoformat() if due else None
+
+
+def _file_stamp(path: str) -> str:
+    """Size and mtime of the warehouse and its WAL: unchanged means nothing was written."""
+    parts = []
+    for p in (Path(path), Path(f"{path}.wal")):
+        st = p.stat() if p.exists() else None
+        parts.append(f"{st.st_mtime_ns}:{st.st_size}" if st else "-")
+    return "|".join(parts)
 
 
 @dg.sensor(job=manufacturer_alerts_job, minimum_interval_seconds=int(os.environ.get("PVTRACE_ALERT_SENSOR_S", "300")),
            default_status=dg.DefaultSensorStatus.STOPPED,
            description="Runs manufacturer alerting when the signal register changes or a pending delivery falls due.")
 def signal_register_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    if warehouse.path != ":memory:" and not Path(warehouse.path).exists():
+    """Cursor: the warehouse file stamp, the register fingerprint and when pending deliveries fall due.
+
+    DuckDB lets a reader block a writer, so the sensor opens the warehouse (read-only, for
+    milliseconds) only when the file changed since the last tick; otherwise it decides from the cursor.
+    """
+    if not Path(warehouse.path).exists():
         return dg.SkipReason(f"no warehouse at {warehouse.path}")
-    try:
-        con = connect(warehouse.path, read_only=True)
-    except duckdb.Error as e:  # a run holds the write lock: look again at the next tick
-        return dg.SkipReason(f"warehouse busy: {e}")
-    try:
-        fingerprint = register_fingerprint(con)
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    stamp, now = _file_stamp(warehouse.path), utcnow().isoformat()
+    if cursor.get("stamp") == stamp:
+        fingerprint, due = cursor["fp"], cursor.get("due")
+    else:
         try:
-            retry = _due_retry_marker(con, utcnow())
-        except duckdb.CatalogException:  # a warehouse from before the outbox
-            retry = None
-    finally:
-        con.close()
-    if fingerprint != context.cursor:
-        context.update_cursor(fingerprint)
+            con = connect(warehouse.path, read_only=True)
+        except duckdb.Error as e:  # a run holds the write lock: look again at the next tick
+            return dg.SkipReason(f"warehouse busy: {e}")
+        try:
+            fingerprint, due = register_fingerprint(con), _next_due(con)
+        finally:
+            con.close()
+    if fingerprint != cursor.get("fp"):
+        context.update_cursor(json.dumps({"stamp": stamp, "fp": fingerprint, "due": due}))
         return dg.RunRequest(run_key=f"register-{fingerprint}", tags={"pvtrace/trigger": "signal_register"})
-    if retry:
-        return dg.RunRequest(run_key=f"retry-{fingerprint}-{retry}", tags={"pvtrace/trigger": "pending_deliveries"})
+    if due and due <= now:
+        # asked once per due time; the run rewrites the file, so the next tick reads the new state
+        context.update_cursor(json.dumps({"stamp": stamp, "fp": fingerprint, "due": None}))
+        return dg.RunRequest(run_key=f"retry-{fingerprint}-{due}", tags={"pvtrace/trigger": "pending_deliveries"})
+    context.update_cursor(json.dumps({"stamp": stamp, "fp": fingerprint, "due": due}))
     return dg.SkipReason("signal register unchanged, nothing due")

@@ -87,12 +87,12 @@ def test_sensor_requests_a_run_when_the_register_changes(tmp_path):
         return signal_register_sensor(ctx), ctx.cursor
 
     first, cursor = tick(None)
-    assert isinstance(first, dg.RunRequest) and cursor and first.run_key == f"register-{cursor}"
+    assert isinstance(first, dg.RunRequest) and first.run_key == f"register-{json.loads(cursor)['fp']}"
     again, cursor2 = tick(cursor)
-    assert isinstance(again, dg.SkipReason) and cursor2 == cursor
+    assert isinstance(again, dg.SkipReason) and json.loads(cursor2)["fp"] == json.loads(cursor)["fp"]
     set_signal_status(path, "SIG-A-PROD", "under_review")  # an analyst's decision
     changed, cursor3 = tick(cursor)
-    assert isinstance(changed, dg.RunRequest) and cursor3 != cursor
+    assert isinstance(changed, dg.RunRequest) and json.loads(cursor3)["fp"] != json.loads(cursor)["fp"]
 
 
 def test_sensor_requests_a_run_for_deliveries_that_fell_due(tmp_path):
@@ -110,6 +110,11 @@ def test_sensor_requests_a_run_for_deliveries_that_fell_due(tmp_path):
     signal_register_sensor(ctx)  # first tick: the register itself
     retry = signal_register_sensor(dg.build_sensor_context(cursor=ctx.cursor, resources={"warehouse": wh}))
     assert isinstance(retry, dg.RunRequest) and retry.run_key.startswith("retry-")
+    # asked once: the next tick without any write waits for the run to change things
+    ctx2 = dg.build_sensor_context(cursor=ctx.cursor, resources={"warehouse": wh})
+    signal_register_sensor(ctx2)
+    assert isinstance(signal_register_sensor(dg.build_sensor_context(cursor=ctx2.cursor, resources={"warehouse": wh})),
+                      dg.SkipReason)
 
 
 def test_sensor_skips_while_the_warehouse_is_missing_or_locked(tmp_path):
