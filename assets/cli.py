@@ -4,6 +4,8 @@
     pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output
     pvtrace demo                                             generate, then run, then say where things are
     pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
+    pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output output]
+                                                             detection delay per planted signal and method
                                                              load public adverse-event files
     pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
                                                              the analysts' signal review web app
@@ -176,7 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     du_add.add_argument("--username", required=True)
     du_add.add_argument("--role", required=True, choices=["analyst", "viewer"])
 
+    ev = sub.add_parser("evaluate", help="detection delay, sensitivity and false alerts on a synthetic world's ground truth")
+    ev.add_argument("--inbox", default=os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX))
+    ev.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    ev.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
+
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        from assets.evaluation import run_evaluation
+
+        if not Path(args.inbox, "ground_truth.json").is_file():
+            raise SystemExit(f"pvtrace evaluate: {args.inbox!r} has no ground_truth.json (generate a world first)")
+        if not Path(args.warehouse).is_file():  # nothing to evaluate yet: run the graph first
+            run_pipeline(args.inbox, args.warehouse, args.output, quiet=True)
+        print(run_evaluation(args.warehouse, args.inbox, args.output))
+        print(f"\nwritten to {Path(args.output, 'evaluation').resolve()}/ (evaluation.md and one CSV per table)")
+        return 0
     if args.command == "ingest":
         return _ingest(args)
     if args.command == "dashboard":
