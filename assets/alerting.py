@@ -25,15 +25,33 @@ from assets.detection import exposure
 from assets.ingestion import supply_events
 from assets.register import signal_register
 from assets.resources import OutputResource, WarehouseResource
-from reports.alerts import alert_document, alert_state, build_alert, document_text, render_alert_html, render_alert_text
+from reports.alerts import (
+    alert_document,
+    alert_state,
+    build_alert,
+    document_text,
+    render_alert_html,
+    render_alert_text,
+)
 from reports.channels.dispatch import RetryPolicy, deliver_pending
 from reports.channels.file import FileChannel
 from reports.channels.smtp import SmtpChannel
 from reports.channels.webhook import WebhookChannel
 from warehouse.alert_evidence import (
-    alert_batches, alert_case_summaries, alert_signals, batch_consignments, batch_excursions, batch_pharmacies,
+    alert_batches,
+    alert_case_summaries,
+    alert_signals,
+    batch_consignments,
+    batch_excursions,
+    batch_pharmacies,
 )
-from warehouse.alert_log import DuckDBOutbox, delivery_counts, enqueue_alert, latest_alert, utcnow
+from warehouse.alert_log import (
+    DuckDBOutbox,
+    delivery_counts,
+    enqueue_alert,
+    latest_alert,
+    utcnow,
+)
 from warehouse.evidence import data_lock_point
 from warehouse.schema import connect
 
@@ -41,7 +59,9 @@ GROUP = "alerting"
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
 CHANNELS = ("file", "email", "webhook")
 
 
@@ -182,7 +202,7 @@ def signal_register_sensor(context: dg.SensorEvaluationContext, warehouse: Wareh
         fingerprint, due = cursor["fp"], cursor.get("due")
     else:
         try:
-            con = connect(warehouse.path, read_only=True)
+            con = connect(warehouse.path, read_only=True, lock_wait=0)  # never make the daemon wait
         except duckdb.Error as e:  # a run holds the write lock: look again at the next tick
             return dg.SkipReason(f"warehouse busy: {e}")
         try:

@@ -187,6 +187,9 @@ def build_alert(manufacturer: dict, signals: pl.DataFrame, batches: pl.DataFrame
                     recommended_actions=recommended_actions(sig_batches, s.get("level", "product")))
         items.append(item)
 
+    # most actionable first: batch-level signals, then signals where a lot stands out, then by id
+    default_action = recommended_actions([])
+    items.sort(key=lambda i: (i.get("level") != "batch", i["recommended_actions"] == default_action, i["signal_id"]))
     traceability = {}
     for bid in sorted(own_batches):
         traceability[bid] = {

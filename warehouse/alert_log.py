@@ -31,7 +31,7 @@ DELIVERY_STATES = ("pending", "sending", "sent", "failed", "skipped")
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def latest_alert(con: duckdb.DuckDBPyConnection, manufacturer_id: str) -> dict | None:
@@ -148,8 +148,8 @@ class DuckDBOutbox:
     def claim(self, d: Delivery) -> int:
         """Mark the delivery in flight (attempts + 1) before the network call; return the attempt number."""
         now = self.clock()
-        self._apply([("UPDATE alert_delivery SET state = 'sending', attempts = attempts + 1, last_attempt_at = ? "
-                      "WHERE alert_id = ? AND channel = ?", [now, d.alert_id, d.channel])])
+        self._apply([(("UPDATE alert_delivery SET state = 'sending', attempts = attempts + 1, last_attempt_at = ? "
+                      "WHERE alert_id = ? AND channel = ?"), [now, d.alert_id, d.channel])])
         d.attempts += 1
         d.state = "sending"
         return d.attempts
@@ -163,8 +163,8 @@ class DuckDBOutbox:
                   started_at, note: str | None = None) -> None:
         d.state = "sent"
         self._apply([
-            ("UPDATE alert_delivery SET state = 'sent', sent_at = ?, destination = ?, response_code = ?, message_id = ?, "
-             "last_error = ?, next_attempt_at = NULL WHERE alert_id = ? AND channel = ?",
+            (("UPDATE alert_delivery SET state = 'sent', sent_at = ?, destination = ?, response_code = ?, message_id = ?, "
+             "last_error = ?, next_attempt_at = NULL WHERE alert_id = ? AND channel = ?"),
              [self.clock(), destination, response_code, message_id, note, d.alert_id, d.channel]),
             self._log(d, started_at, "sent", response_code, message_id, note),
         ])
@@ -173,8 +173,8 @@ class DuckDBOutbox:
                    next_attempt_at: dt.datetime, started_at) -> None:
         d.state = "pending"
         self._apply([
-            ("UPDATE alert_delivery SET state = 'pending', destination = ?, last_error = ?, response_code = ?, "
-             "next_attempt_at = ? WHERE alert_id = ? AND channel = ?",
+            (("UPDATE alert_delivery SET state = 'pending', destination = ?, last_error = ?, response_code = ?, "
+             "next_attempt_at = ? WHERE alert_id = ? AND channel = ?"),
              [destination, error, response_code, next_attempt_at, d.alert_id, d.channel]),
             self._log(d, started_at, "retry", response_code, None, error),
         ])
@@ -183,8 +183,8 @@ class DuckDBOutbox:
                     started_at) -> None:
         d.state = "failed"
         self._apply([
-            ("UPDATE alert_delivery SET state = 'failed', destination = ?, last_error = ?, response_code = ?, "
-             "next_attempt_at = NULL WHERE alert_id = ? AND channel = ?",
+            (("UPDATE alert_delivery SET state = 'failed', destination = ?, last_error = ?, response_code = ?, "
+             "next_attempt_at = NULL WHERE alert_id = ? AND channel = ?"),
              [destination, error, response_code, d.alert_id, d.channel]),
             self._log(d, started_at, "failed", response_code, None, error),
         ])

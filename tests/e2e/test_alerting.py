@@ -9,12 +9,22 @@ import json
 import dagster as dg
 import pytest
 
-from assets.alerting import manufacturer_alerts, manufacturer_alerts_job, signal_register_sensor
+from assets.alerting import (
+    manufacturer_alerts,
+    manufacturer_alerts_job,
+    signal_register_sensor,
+)
 from assets.definitions import defs
 from assets.resources import WarehouseResource, default_resources
 from reports.channels.webhook import default_secret_env, verify
 from tests.reports.alert_fixtures import (
-    ACME, FORBIDDEN_FOR_ACME, RIVAL, SmtpReceiver, WebhookReceiver, build_alert_warehouse, set_signal_status,
+    ACME,
+    FORBIDDEN_FOR_ACME,
+    RIVAL,
+    SmtpReceiver,
+    WebhookReceiver,
+    build_alert_warehouse,
+    set_signal_status,
 )
 from warehouse.schema import connect
 

@@ -49,7 +49,7 @@ def build_alert_warehouse(path, *, webhook_url: str | None = None, email: str | 
             batch, product, pharmacy, region = (("BAT-A-101", "PRD-A1", f"PH-A-{i % 3}", "DE-BY") if i < 6 else
                                                 ("BAT-A-102", "PRD-A1", "PH-A-9", "DE-BE") if i < 9 else
                                                 ("BAT-B-901", "PRD-B1", "PH-RIVAL-1", "FI-18"))
-            deliveries.append((f"DLV-{i}", dt.datetime(2024, 5, 1 + i, tzinfo=dt.timezone.utc), f"CODE-{i}", "gs1", batch,
+            deliveries.append((f"DLV-{i}", dt.datetime(2024, 5, 1 + i, tzinfo=dt.UTC), f"CODE-{i}", "gs1", batch,
                                product, f"PATKEY-{i:04d}", pharmacy, region, region[:2], 1 + i % 2, "f.csv"))
         con.executemany("INSERT INTO delivery (delivery_id, delivered_at, pack_code, code_system, batch_id, product_id, "
                         "patient_key, pharmacy_id, region, country, quantity, source_file) "
@@ -123,7 +123,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 code = receiver.fail_status if len(receiver.requests) <= receiver.fail_first else receiver.status
@@ -162,7 +162,7 @@ class SmtpReceiver:
         receiver = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            async def handle_DATA(self, server, session, envelope):
                 receiver.calls += 1
                 if receiver.calls <= receiver.fail_first:
                     return receiver.fail_code

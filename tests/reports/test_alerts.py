@@ -9,10 +9,29 @@ import polars as pl
 import pytest
 
 from assets.alerting import enqueue_alerts
-from reports.alerts import alert_document, build_alert, document_text, recommended_actions, render_alert_html, write_alert
-from tests.reports.alert_fixtures import ACME, FORBIDDEN_FOR_ACME, FORBIDDEN_FOR_RIVAL, RIVAL, build_alert_warehouse
+from reports.alerts import (
+    alert_document,
+    build_alert,
+    document_text,
+    recommended_actions,
+    render_alert_html,
+    write_alert,
+)
+from tests.reports.alert_fixtures import (
+    ACME,
+    FORBIDDEN_FOR_ACME,
+    FORBIDDEN_FOR_RIVAL,
+    RIVAL,
+    build_alert_warehouse,
+)
 from warehouse.alert_evidence import (
-    alert_batches, alert_case_summaries, alert_signals, batch_consignments, batch_excursions, batch_pharmacies, case_ref,
+    alert_batches,
+    alert_case_summaries,
+    alert_signals,
+    batch_consignments,
+    batch_excursions,
+    batch_pharmacies,
+    case_ref,
 )
 from warehouse.schema import connect
 

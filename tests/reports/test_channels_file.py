@@ -11,7 +11,12 @@ import pytest
 from assets.alerting import default_channels, enqueue_alerts
 from reports.channels import ChannelError, Sent
 from reports.channels.dispatch import RetryPolicy, deliver_pending
-from tests.reports.alert_fixtures import ACME, RIVAL, build_alert_warehouse, set_signal_status
+from tests.reports.alert_fixtures import (
+    ACME,
+    RIVAL,
+    build_alert_warehouse,
+    set_signal_status,
+)
 from warehouse.alert_log import DuckDBOutbox, requeue_delivery
 from warehouse.schema import connect
 

@@ -11,11 +11,17 @@ import pytest
 from reports.channels import ChannelError
 from reports.channels.dispatch import RetryPolicy
 from reports.channels.smtp import SmtpChannel, message_id
-from tests.reports.alert_fixtures import ACME, FORBIDDEN_FOR_ACME, SmtpReceiver, build_alert_warehouse, set_signal_status
+from tests.reports.alert_fixtures import (
+    ACME,
+    FORBIDDEN_FOR_ACME,
+    SmtpReceiver,
+    build_alert_warehouse,
+    set_signal_status,
+)
 from tests.reports.test_channels_file import T0, Clock, rows, run
 from warehouse.alert_log import Delivery
 
-POLICY = dict(attempts_per_run=2, base_delay_s=0.01, next_run_delay_s=0)
+POLICY = {"attempts_per_run": 2, "base_delay_s": 0.01, "next_run_delay_s": 0}
 
 
 def pol() -> RetryPolicy:

@@ -8,9 +8,14 @@ import json
 import pytest
 
 from reports.channels import ChannelError
-from reports.channels.dispatch import RetryPolicy, deliver_pending
+from reports.channels.dispatch import RetryPolicy
 from reports.channels.webhook import WebhookChannel, default_secret_env, sign, verify
-from tests.reports.alert_fixtures import ACME, FORBIDDEN_FOR_ACME, WebhookReceiver, build_alert_warehouse
+from tests.reports.alert_fixtures import (
+    ACME,
+    FORBIDDEN_FOR_ACME,
+    WebhookReceiver,
+    build_alert_warehouse,
+)
 from tests.reports.test_channels_file import T0, Clock, rows, run
 from warehouse.alert_log import Delivery
 
@@ -50,9 +55,8 @@ def test_not_configured_is_a_reason_not_an_error():
 
 @pytest.mark.parametrize("status,permanent", [(503, False), (429, False), (408, False), (400, True), (404, True)])
 def test_transient_and_permanent_answers(status, permanent):
-    with WebhookReceiver(fail_first=1, fail_status=status) as rx:
-        with pytest.raises(ChannelError) as err:
-            WebhookChannel(env={SECRET_ENV: "s"}, timeout_s=5).send(delivery(rx.url))
+    with WebhookReceiver(fail_first=1, fail_status=status) as rx, pytest.raises(ChannelError) as err:
+        WebhookChannel(env={SECRET_ENV: "s"}, timeout_s=5).send(delivery(rx.url))
     assert err.value.permanent is permanent and err.value.response_code == str(status)
 
 
