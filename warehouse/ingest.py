@@ -21,8 +21,10 @@ Read → validate/quarantine → write the case tables, all in one DuckDB transa
 
 **Keys and idempotency (additive, not replace).** Case ids are namespaced by source
 (``FAERS-<caseid>``, ``AERS-<case>``, ``VAERS-<id>``, ``E2B-<C.1.1>``, ``OPENFDA-<id>``). Each
-ingest deletes, then re-inserts, exactly the (case_id, version) rows it carries, then
-recomputes ``is_latest`` for the cases it touched. So ingesting the same file twice changes
+ingest deletes, then re-inserts, exactly the (case_id, version) rows it carries — only those
+whose content (a hash of the case row and of its drug and reaction rows) differs from what is
+stored, because deleting from DuckDB tables with a primary key is slow — then recomputes
+``is_latest`` for the cases it touched. So ingesting the same file twice changes
 nothing, a second quarter adds its cases, and a newer version of a case supersedes the older
 one whichever file it came from. Quarantine rows are replaced per input file (stage
 ``ingest:<format>``), ``ingested_file`` gets one row per input file (kind ``ingest:<format>``).
@@ -32,10 +34,11 @@ one whichever file it came from. Quarantine rows are replaced per input file (st
 statistics.
 
 **Duplicates**: a probabilistic suggestion, never a deletion. Within a source namespace,
-latest cases blocked on same sex, same whole-year age and same earliest reaction onset are
-scored ``0.6 + 0.2·J(ingredients) + 0.2·J(PTs)`` (J = Jaccard overlap). Pairs scoring ≥ 0.8 go
+latest cases blocked on same sex, same whole-year age, same earliest reaction onset and the
+same first (alphabetical) suspect ingredient are scored ``0.6 + 0.2·J(ingredients) +
+0.2·J(PTs)`` (J = Jaccard overlap of all ingredients / PTs). Pairs scoring ≥ 0.8 go
 to ``case_duplicate_suggestion``; ≥ 0.9 also sets ``duplicate_of`` on the later case (received
-later, ties: higher id). Cases without sex, age or onset are never flagged.
+later, ties: higher id). Cases without sex, age, onset or a suspect drug are never flagged.
 
 **Counts returned (the ``--json`` line)** describe *this input*, taking per case its latest
 version within the input and leaving out deleted cases:
@@ -367,21 +370,24 @@ def _flag_duplicates(con: duckdb.DuckDBPyConnection, prefixes: tuple[str, ...]) 
                 SELECT r.case_id, min(r.onset_date) AS onset, list(DISTINCT lower(r.pt)) AS pts
                 FROM case_reaction r JOIN c USING (case_id, version) GROUP BY r.case_id
             ), drugs AS (
-                SELECT d.case_id, list(DISTINCT coalesce(d.ingredient, lower(d.product_name_reported))) AS ings
+                SELECT d.case_id, list(DISTINCT coalesce(d.ingredient, lower(d.product_name_reported))) AS ings,
+                       min(coalesce(d.ingredient, lower(d.product_name_reported))) FILTER (WHERE d.role = 'suspect')
+                           AS key_drug
                 FROM case_drug d JOIN c USING (case_id, version) GROUP BY d.case_id
             ), k AS (
-                SELECT c.case_id, c.received_on, c.sex, c.age, o.onset, o.pts, coalesce(d.ings, []) AS ings
-                FROM c JOIN onset o USING (case_id) LEFT JOIN drugs d USING (case_id) WHERE o.onset IS NOT NULL
+                SELECT c.case_id, c.received_on, c.sex, c.age, o.onset, o.pts, d.ings, d.key_drug
+                FROM c JOIN onset o USING (case_id) JOIN drugs d USING (case_id)
+                WHERE o.onset IS NOT NULL AND d.key_drug IS NOT NULL
             ), pairs AS (
                 SELECT b.case_id, a.case_id AS candidate_of,
                        0.6 + 0.2 * len(list_intersect(a.ings, b.ings)) / greatest(len(list_distinct(list_concat(a.ings, b.ings))), 1)
                            + 0.2 * len(list_intersect(a.pts, b.pts)) / greatest(len(list_distinct(list_concat(a.pts, b.pts))), 1)
                            AS score
-                FROM k a JOIN k b ON a.sex = b.sex AND a.age = b.age AND a.onset = b.onset
+                FROM k a JOIN k b ON a.sex = b.sex AND a.age = b.age AND a.onset = b.onset AND a.key_drug = b.key_drug
                  AND (a.received_on < b.received_on OR (a.received_on = b.received_on AND a.case_id < b.case_id))
             )
             SELECT case_id, candidate_of, round(score, 4),
-                   'same sex, age (years) and onset; 0.2 x ingredient overlap + 0.2 x PT overlap'
+                   'same sex, age (years), onset and first suspect ingredient; 0.2 x ingredient overlap + 0.2 x PT overlap'
             FROM pairs WHERE score >= {DUPLICATE_SUGGEST_SCORE}""",
             {"p": prefix},
         )
