@@ -335,29 +335,59 @@ def parse_pack_codes(codes: pl.Series | list[str | None]) -> pl.DataFrame:
     :func:`parse_pack_code`. The result equals ``parse_pack_code`` row by row.
     """
     series = codes if isinstance(codes, pl.Series) else pl.Series(codes, dtype=pl.String)
-    frame = pl.DataFrame({"code": series.cast(pl.String).rename("code")})
-    stripped = pl.col("code").str.strip_chars(_FAST_STRIP)
-    forms = [stripped.str.extract_groups(form) for form in _FAST_FORMS]
-    frame = frame.with_columns(
-        _s=stripped,
-        **{
-            f"_{field}": pl.coalesce(form.struct.field(field) for form in forms)
-            for field in ("gtin", "date", "lot", "serial")
-        },
+    series = series.cast(pl.String).rename("code")
+    if series.len() <= PARSE_CHUNK_ROWS:
+        return _parse_chunk(series)
+    # The three form regexes each leave a struct column as long as the input; parsed a chunk
+    # at a time, those intermediates stay chunk-sized and only the result is full-sized.
+    return pl.concat(
+        [_parse_chunk(series.slice(start, PARSE_CHUNK_ROWS)) for start in range(0, series.len(), PARSE_CHUNK_ROWS)],
+        rechunk=False,
     )
+
+
+#: rows parsed at once by :func:`parse_pack_codes` (bounds its intermediate memory)
+PARSE_CHUNK_ROWS = 1_000_000
+
+
+def _parse_chunk(series: pl.Series) -> pl.DataFrame:
+    frame = pl.DataFrame({"code": series})
+    frame = frame.with_columns(_s=pl.col("code").str.strip_chars(_FAST_STRIP))
+    # each form's regex runs once, into a struct column; coalescing struct fields of the bare
+    # expressions instead re-ran all three regexes for each of the four fields
+    forms = [f"_form{i}" for i in range(len(_FAST_FORMS))]
+    frame = frame.with_columns(
+        pl.col("_s").str.extract_groups(form).alias(name) for name, form in zip(forms, _FAST_FORMS)
+    )
+    frame = frame.with_columns(
+        pl.coalesce(pl.col(name).struct.field(field) for name in forms).alias(f"_{field}")
+        for field in ("gtin", "date", "lot", "serial")
+    ).drop(forms)
+    # the date fields once, as integer columns: date validity and expiry both read them
     yy = pl.col("_date").str.slice(0, 2).cast(pl.Int32)
-    mm = pl.col("_date").str.slice(2, 2).cast(pl.Int32)
-    dd = pl.col("_date").str.slice(4, 2).cast(pl.Int32)
+    frame = frame.with_columns(
+        _year=yy + _century_expr(yy),
+        _mm=pl.col("_date").str.slice(2, 2).cast(pl.Int32),
+        _dd=pl.col("_date").str.slice(4, 2).cast(pl.Int32),
+    )
+    year, mm, dd = pl.col("_year"), pl.col("_mm"), pl.col("_dd")
     month_ok = mm.is_between(1, 12)
-    year = yy + _century_expr(yy)
-    first = pl.date(year, pl.when(month_ok).then(mm).otherwise(1), 1)
-    last_day = first.dt.month_end().dt.day().cast(pl.Int32)
-    date_ok = month_ok & (dd <= last_day)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    # days in the month by arithmetic (building a date per row to take its month end was slow)
+    last_day = (
+        pl.when(mm == 2).then(pl.when(leap).then(29).otherwise(28))
+        .when(mm.is_in([4, 6, 9, 11])).then(30)
+        .otherwise(31)
+        .cast(pl.Int32)
+    )
+    frame = frame.with_columns(_last_day=pl.when(month_ok).then(last_day))
+    date_ok = month_ok & (dd <= pl.col("_last_day"))
     expiry = pl.when(date_ok).then(
-        pl.date(year, mm, pl.when(dd == 0).then(last_day).otherwise(dd))
+        pl.date(year, mm, pl.when(dd == 0).then(pl.col("_last_day")).otherwise(dd))
     )
     is_hri = pl.col("_gtin").is_not_null()
-    is_nmpa = pl.col("_s").str.contains(r"^8\d{19}$")
+    frame = frame.with_columns(_nmpa=pl.col("_s").str.contains(r"^8\d{19}$"))
+    is_nmpa = pl.col("_nmpa")
     frame = frame.with_columns(
         _fast=(is_hri | is_nmpa).fill_null(False),
         system=pl.when(is_nmpa).then(pl.lit("nmpa")).when(is_hri).then(pl.lit("gs1")),
@@ -382,17 +412,19 @@ def parse_pack_codes(codes: pl.Series | list[str | None]) -> pl.DataFrame:
         "error_reason",
         "_fast",
     )
-    slow_codes = fast.filter(~pl.col("_fast")).get_column("code").unique()
-    if slow_codes.len() == 0:
-        return fast.drop("_fast")
-    slow = _parse_slow(slow_codes)
-    fallback = fast.select("code", "_fast").join(
-        slow, on="code", how="left", nulls_equal=True, maintain_order="left"
+    slow_rows = fast.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"), "code", "_fast").filter(
+        ~pl.col("_fast")
     )
-    return fast.drop("_fast").with_columns(
-        pl.when(fallback["_fast"]).then(pl.col(c)).otherwise(fallback[c]).alias(c)
-        for c in _PACK_SCHEMA
-        if c != "code"
+    fast = fast.drop("_fast")
+    slow_codes = slow_rows.get_column("code").unique()
+    if slow_codes.len() == 0:
+        return fast
+    # only the few fallback rows are joined and written back in place (not a join of every row)
+    patch = slow_rows.join(
+        _parse_slow(slow_codes), on="code", how="left", nulls_equal=True, maintain_order="left"
+    )
+    return fast.with_columns(
+        fast.get_column(c).clone().scatter(patch["_i"], patch[c]) for c in _PACK_SCHEMA if c != "code"
     )
 
 
