@@ -35,8 +35,56 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO"):
-    """Materialise the whole graph in this process; return the Dagster result."""
+def report_months(warehouse: str, which: str) -> list[str]:
+    """Partition keys (``YYYY-MM-01``) of the monthly reports to build: the month of the last case received
+    (``latest``), every month the data covers (``all``), or none."""
+    from warehouse.report_queries import data_months
+    from warehouse.schema import connect
+
+    if which == "none":
+        return []
+    con = connect(warehouse, read_only=True)
+    try:
+        months = data_months(con)
+    finally:
+        con.close()
+    keys = [m.isoformat() for m in months]
+    return keys if which == "all" else keys[-1:]
+
+
+def run_reports(inbox: str, warehouse: str, output: str, partition_keys: list[str], *, quiet: bool = False,
+                log_level: str = "INFO") -> list:
+    """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process."""
+    import dagster as dg
+
+    from assets.definitions import ALL_ASSETS, REPORT_ASSETS
+    from assets.resources import default_resources
+
+    results = []
+    for key in partition_keys:
+        t0 = time.perf_counter()
+        result = dg.materialize(
+            [*ALL_ASSETS, *REPORT_ASSETS], selection=dg.AssetSelection.assets(*REPORT_ASSETS), partition_key=key,
+            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output), instance=_instance(),
+            raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+        if not result.success:
+            failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+            raise SystemExit(f"pvtrace: the reports for {key[:7]} failed at {failed}; see the log above")
+        if not quiet:
+            print(f"  reports {key[:7]}: {len(result.get_asset_materialization_events())} assets in "
+                  f"{time.perf_counter() - t0:.1f} s")
+        results.append(result)
+    return results
+
+
+def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO",
+                 reports: str = "latest"):
+    """Materialise the whole graph in this process, then the monthly reports (``reports``: latest, all or none).
+
+    Dagster refuses to materialise partitioned and unpartitioned assets in one call, so the
+    unpartitioned graph runs first and the report assets then run once per month partition.
+    Returns the Dagster result of the unpartitioned run."""
     import dagster as dg
 
     from assets.definitions import ALL_ASSETS, ALL_CHECKS
@@ -64,6 +112,7 @@ def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         raise SystemExit(f"pvtrace: the run failed at {failed}; see the log above")
+    run_reports(inbox, warehouse, output, report_months(warehouse, reports), quiet=quiet, log_level=log_level)
     return result
 
 
@@ -78,12 +127,16 @@ def _summary(warehouse: str, output: str) -> None:
         ).fetchone()
     finally:
         con.close()
-    reports = sorted(Path(output, "reports").glob("*.html"))
+    reports = sorted(Path(output, "reports").glob("*.pdf"))
+    e2b = sorted(Path(output, "e2b").glob("*.xml"))
+    ermr = sorted(Path(output, "ermr").glob("*/*.csv"))
     alert_dirs = sorted(p for p in Path(output, "alerts").glob("*") if p.is_dir())
     print(f"\nPV Trace: {cases:,} cases, {deliveries:,} deliveries, {signals:,} signals, {quarantined:,} rows quarantined")
     print(f"  warehouse : {Path(warehouse).resolve()}")
     for r in reports:
-        print(f"  report    : {r.resolve()}")
+        print(f"  report    : {r.resolve()}  (+ .html)")
+    print(f"  E2B(R3)   : {Path(output, 'e2b').resolve()}  ({len(e2b)} schema-valid batch files)")
+    print(f"  eRMR      : {Path(output, 'ermr').resolve()}  ({len(ermr)} CSV files, one per substance and month)")
     print(f"  alerts    : {Path(output, 'alerts').resolve()}  ({alerts} alerts for {len(alert_dirs)} manufacturers)")
 
 
@@ -156,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--inbox", default=os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX))
         p.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
         p.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
+        p.add_argument("--reports", choices=["latest", "all", "none"], default="latest",
+                       help="monthly regulator reports to build: the last month with data (default), every month, none")
         if name == "demo":
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--scale", type=float, default=1.0)
@@ -215,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return 0
     t0 = time.perf_counter()
-    run_pipeline(args.inbox, args.warehouse, args.output)
+    run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports)
     print(f"pipeline finished in {time.perf_counter() - t0:.1f} s")
     _summary(args.warehouse, args.output)
     if args.command == "demo":

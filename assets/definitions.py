@@ -8,36 +8,48 @@ the in-process executor (DESIGN.md §5). ``dagster dev`` loads this module (pypr
 
 import dagster as dg
 
-from assets import alerting, batch_signals, detection, ingestion, register, reporting, traceability
+from assets import (
+    alerting,
+    batch_signals,
+    detection,
+    ingestion,
+    register,
+    reporting,
+    traceability,
+)
 from assets.resources import default_resources
 
-ALL_ASSETS = dg.load_assets_from_modules([ingestion, detection, batch_signals, register, reporting, alerting, traceability])
+# ALL_ASSETS: the unpartitioned graph (load → score → register → alerts), materialised in one go.
+# REPORT_ASSETS: the regulator deliverables, partitioned by month (assets/reporting.py); Dagster
+# refuses to materialise both kinds in one call without a partition key, so they are kept apart.
+ALL_ASSETS = dg.load_assets_from_modules([ingestion, detection, batch_signals, register, alerting, traceability])
 ALL_CHECKS = dg.load_asset_checks_from_modules([ingestion, detection, batch_signals, register, reporting, alerting, traceability])
+REPORT_ASSETS = reporting.PARTITIONED_ASSETS
 
 pvtrace_job = dg.define_asset_job(
-    "pvtrace_job", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
-    description="The whole graph: inbox → warehouse → scores → signal register → report and alerts.",
+    "pvtrace_job", selection=dg.AssetSelection.assets(*ALL_ASSETS), executor_def=dg.in_process_executor,
+    description="The unpartitioned graph: inbox → warehouse → scores → signal register → alerts (reports: monthly_report_job).",
 )
 daily_detection_job = dg.define_asset_job(
     "daily_detection_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(reporting.periodic_signal_report),
+    selection=dg.AssetSelection.assets(*ALL_ASSETS),
     executor_def=dg.in_process_executor,
     description="Load what arrived, recompute scores and the register, send manufacturer alerts.",
 )
 monthly_report_job = dg.define_asset_job(
-    "monthly_report_job", selection=dg.AssetSelection.assets(reporting.periodic_signal_report),
-    executor_def=dg.in_process_executor, description="Render the periodic signal report from the current register.",
+    "monthly_report_job", selection=dg.AssetSelection.assets(*REPORT_ASSETS), partitions_def=reporting.MONTHLY,
+    executor_def=dg.in_process_executor,
+    description="For one month: the periodic signal report (HTML + PDF) and E2B(R3) batch per jurisdiction, the eRMR CSVs.",
 )
 
 daily_detection_schedule = dg.ScheduleDefinition(
     job=daily_detection_job, cron_schedule="0 2 * * *", execution_timezone="UTC", name="daily_detection",
 )
-monthly_report_schedule = dg.ScheduleDefinition(
-    job=monthly_report_job, cron_schedule="0 4 1 * *", execution_timezone="UTC", name="monthly_report",
-)
+# fires at 04:00 UTC on the 1st (the partitions' hour_offset) and builds the month just ended
+monthly_report_schedule = dg.build_schedule_from_partitioned_job(monthly_report_job, name="monthly_report")
 
 defs = dg.Definitions(
-    assets=ALL_ASSETS,
+    assets=[*ALL_ASSETS, *REPORT_ASSETS],
     asset_checks=ALL_CHECKS,
     jobs=[pvtrace_job, daily_detection_job, monthly_report_job, alerting.manufacturer_alerts_job],
     schedules=[daily_detection_schedule, monthly_report_schedule],

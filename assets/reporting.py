@@ -1,48 +1,209 @@
-"""Signal register → the periodic report and manufacturer alerts (rendered by ``reports``)."""
+"""Signal register → what the regulators receive, per jurisdiction and month (monthly partitions).
+
+For each jurisdiction (NMPA, EMA, FDA, PMDA) and month:
+
+* ``regulatory_report_<j>``: the periodic signal report, HTML and PDF, under ``output/reports/``
+  (``periodic_signal_report_<j>_<YYYY-MM>.{html,pdf}``), with the expedited-reporting clock also
+  written as a table (``expedited_clock_<j>_<YYYY-MM>.csv``);
+* ``e2b_icsr_batch_<j>``: the serious cases of the month as one ICH E2B(R3) batch file under
+  ``output/e2b/`` (``e2b_icsr_<j>_<YYYY-MM>.xml``), validated against the ICH schema before it is
+  written; an invalid file goes to ``output/e2b/rejected/`` with its errors, and the asset fails.
+
+And once per month, ``ermr_export``: an eRMR-style CSV per active substance under
+``output/ermr/<YYYY-MM>/``.
+
+Only these assets are partitioned; the rest of the graph is not. ``dg.materialize`` (and
+``dagster asset materialize --select '*'``) refuses a mix without a partition key, so the
+``pvtrace`` CLI materialises the unpartitioned graph first, then these assets for each month the
+data covers (DESIGN.md §5). The monthly schedule builds the month just ended.
+"""
 
 
 import datetime as dt
+import json
+import os
+import subprocess
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from assets.detection import exposure
-from assets.register import signal_register
 from assets.ingestion import supply_events
-from assets.resources import OutputResource, WarehouseResource
-from reports.periodic_report import PeriodicReport, write_periodic_report
-from warehouse.evidence import (
-    data_lock_point, input_lineage, signal_batches, signal_overview, warehouse_summary,
-)
+from assets.register import signal_register
+from assets.resources import InboxResource, OutputResource, WarehouseResource
+from reports import ermr
+from reports.e2b.validation import default_schema_path
+from reports.e2b.writer import IcsrBatch, build_batch, write_validated
+from reports.expedited import expedited_clock, write_clock_csv
+from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS, Jurisdiction
+from reports.periodic_report import ReportInputs, write_periodic_report
+from signals.disproportionality import score
+from signals.rules import RuleThresholds, apply_rules
+from warehouse import report_queries as rq
 
 GROUP = "reporting"
+# the first month a report can be asked for; the demo world's cases start in January 2024
+REPORT_START = os.environ.get("PVTRACE_REPORT_START", "2024-01-01")
+# the schedule fires at 04:00 UTC on the 1st for the month just ended (the partition's end + 4 h)
+MONTHLY = dg.MonthlyPartitionsDefinition(start_date=REPORT_START, hour_offset=4, timezone="UTC")
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str:
+    """Package version plus the git commit when the code runs from a checkout (``0.1.0+g1f7c0a4``)."""
     try:
-        return version("pvtrace")
+        v = version("pvtrace")
     except PackageNotFoundError:
-        return "unknown"
+        v = "unknown"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        return f"{v}+g{sha}{'.dirty' if dirty else ''}" if sha else v
+    except (OSError, subprocess.SubprocessError):
+        return v
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
-@dg.asset(group_name=GROUP, kinds={"html"}, deps=[signal_register, exposure, supply_events],
-          description="Periodic signal report (HTML) with the batch traceability annex, under output/reports/.")
-def periodic_signal_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                           output: OutputResource) -> dg.MaterializeResult:
-    with warehouse.connect() as con:
-        dlp = data_lock_point(con)
-        report = PeriodicReport(
-            title="PV Trace periodic signal report",
-            data_lock_point=dlp, run_id=context.run.run_id, generated_at=_now(), code_version=code_version(),
-            summary=warehouse_summary(con), signals=signal_overview(con), batches=signal_batches(con),
-            lineage=input_lineage(con),
-        )
-    path = write_periodic_report(report, output.folder("reports"), f"periodic_signal_report_{dlp}")
+def period_of(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+def _relative_lineage(lineage: pl.DataFrame, inbox: Path) -> pl.DataFrame:
+    """Input paths relative to the inbox, so the same files give the same report wherever the inbox lives."""
+    root = str(inbox.resolve()).rstrip("/") + "/"
+    return lineage.with_columns(pl.col("path").map_elements(
+        lambda p: p.removeprefix(root), return_dtype=pl.String)).sort("kind", "path")
+
+
+def data_lock_point(con, end: dt.date) -> dt.date:
+    """The period end; a period the data does not reach yet locks at the last case received."""
+    last = con.sql("SELECT max(received_on) FROM latest_case").fetchone()[0]
+    return min(end, last) if last else end
+
+
+def e2b_batch_for(con, j: Jurisdiction, start: dt.date, end: dt.date, *, run_created: dt.datetime) -> IcsrBatch | None:
+    cases = rq.expedited_cases(con, j.market_region, start, end)
+    if cases.is_empty():
+        return None
+    rows = rq.icsr_rows(con, cases["case_id"].to_list())
+    return build_batch(rows, jurisdiction=j, period_label=f"{start:%Y-%m}", created=run_created)
+
+
+def _report_asset(code: str):
+    j = JURISDICTIONS[code]
+
+    @dg.asset(
+        name=f"regulatory_report_{code}", group_name=GROUP, kinds={"html", "pdf"}, partitions_def=MONTHLY,
+        deps=[signal_register, exposure, supply_events, f"e2b_icsr_batch_{code}"],
+        description=f"Periodic signal report for {j.authority} (HTML + PDF, {' + '.join(j.languages)}), with the "
+                    "batch traceability annex and the expedited-reporting clock, under output/reports/.",
+    )
+    def regulatory_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, output: OutputResource,
+                          inbox: InboxResource) -> dg.MaterializeResult:
+        start, end = period_of(context)
+        reports = output.folder("reports")
+        with warehouse.connect(read_only=True) as con:
+            dlp = data_lock_point(con, end)
+            signals = rq.period_signals(con, j.market_region, start, dlp)
+            ids = signals["signal_id"].to_list()
+            clock = expedited_clock(rq.expedited_cases(con, j.market_region, start, dlp), j, dlp)
+            inputs = ReportInputs(
+                jurisdiction=j, period_start=start, period_end=end, data_lock_point=dlp,
+                run_id=context.run.run_id, generated_at=_now(), code_version=code_version(),
+                summary=rq.scope_summary(con, j.market_region, start, dlp), signals=signals,
+                signal_cases=rq.signal_cases(con, ids, dlp), batches=rq.signal_batch_annex(con, ids, dlp),
+                clock=clock, lineage=_relative_lineage(rq.input_lineage(con), inbox.folder),
+            )
+        clock_path = write_clock_csv(clock, reports / f"expedited_clock_{code}_{start:%Y-%m}.csv")
+        inputs.files["clock"] = clock_path.name
+        e2b_status = output.folder("e2b") / f"e2b_icsr_{code}_{start:%Y-%m}.status.json"
+        if e2b_status.exists():
+            inputs.e2b = json.loads(e2b_status.read_text())
+        paths = write_periodic_report(inputs, reports)
+        context.log.info(f"{code}: {inputs.stem} with {signals.height} signals, {clock.height} cases on the clock")
+        return dg.MaterializeResult(metadata={
+            "html": dg.MetadataValue.path(str(paths["html"])), "pdf": dg.MetadataValue.path(str(paths["pdf"])),
+            "clock": dg.MetadataValue.path(str(clock_path)), "data_lock_point": str(dlp),
+            "signals": signals.height, "new_signals": int((signals["category"] == "new").sum()) if ids else 0,
+            "expedited_cases": clock.height,
+            "overdue": int((clock["status"] == "overdue").sum()) if clock.height else 0,
+        })
+
+    return regulatory_report
+
+
+def _e2b_asset(code: str):
+    j = JURISDICTIONS[code]
+
+    @dg.asset(
+        name=f"e2b_icsr_batch_{code}", group_name=GROUP, kinds={"xml"}, partitions_def=MONTHLY,
+        deps=[signal_register],
+        description=f"ICH E2B(R3) batch file of the month's serious cases for {j.authority}, validated against the ICH "
+                    "schema before it is written to output/e2b/ (invalid: output/e2b/rejected/, and the step fails).",
+    )
+    def e2b_icsr_batch(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                       output: OutputResource) -> dg.MaterializeResult:
+        start, end = period_of(context)
+        folder = output.folder("e2b")
+        stem = f"e2b_icsr_{code}_{start:%Y-%m}"
+        status_path = folder / f"{stem}.status.json"
+        with warehouse.connect(read_only=True) as con:
+            dlp = data_lock_point(con, end)
+            # N.1.5 / C.1.2 are creation times: the end of the DLP day, so the same data gives the same file
+            created = dt.datetime.combine(dlp, dt.time(23, 59, 59), tzinfo=dt.UTC)
+            batch = e2b_batch_for(con, j, start, dlp, run_created=created)
+        if batch is None:
+            status_path.unlink(missing_ok=True)
+            return dg.MaterializeResult(metadata={"icsrs": 0, "status": "no serious case in scope"})
+        result = write_validated(batch, folder / f"{stem}.xml", schema=default_schema_path())
+        status = {"file": result.path.name, "status": "valid" if result.valid else "INVALID", "cases": batch.n_icsrs,
+                  "errors": result.errors[:50], "missing_meddra_codes": batch.missing_meddra_codes}
+        status_path.write_text(json.dumps(status, indent=1, sort_keys=True), encoding="utf-8")
+        if not result.valid:
+            raise dg.Failure(description=f"{stem}.xml failed ICH schema validation ({len(result.errors)} errors); "
+                                         f"written to {result.path} and not shipped",
+                             metadata={"errors": "\n".join(result.errors[:20])})
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(result.path)), "icsrs": batch.n_icsrs, "schema": "valid",
+            "reactions_without_meddra_code": batch.missing_meddra_codes,
+        })
+
+    return e2b_icsr_batch
+
+
+E2B_ASSETS = [_e2b_asset(code) for code in JURISDICTION_CODES]
+REPORT_ASSETS = [_report_asset(code) for code in JURISDICTION_CODES]
+
+
+@dg.asset(group_name=GROUP, kinds={"csv"}, partitions_def=MONTHLY, deps=[signal_register],
+          description="eRMR-style CSV per active substance (drug–event pairs: new/total, serious, fatal, ROR with its "
+                      "lower bound, SDR flag) under output/ermr/<YYYY-MM>/.")
+def ermr_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                output: OutputResource) -> dg.MaterializeResult:
+    start, end = period_of(context)
+    with warehouse.connect(read_only=True) as con:
+        dlp = data_lock_point(con, end)
+        counts = rq.substance_event_counts(con, start, dlp)
+    if counts.is_empty():
+        return dg.MaterializeResult(metadata={"substances": 0})
+    # ROR at the DLP from the cumulative 2x2 table (n11 = total count of the pair), EMA's SDR rule on it
+    pairs = counts.rename({"ingredient": "drug", "pt": "event"}).with_columns(n11=pl.col("total_count"))
+    scored = apply_rules(score(pairs), rules=["ema_sdr"], thresholds=RuleThresholds())
+    paths = ermr.write_ermr(scored.rename({"drug": "ingredient", "event": "pt"}), output.folder("ermr", f"{start:%Y-%m}"),
+                            period=(start, dlp))
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(path)), "data_lock_point": str(dlp),
-        "signals": report.signals.height,
+        "folder": dg.MetadataValue.path(str(output.folder("ermr", f"{start:%Y-%m}"))), "substances": len(paths),
+        "pairs": scored.height, "sdr": int(scored["ema_sdr"].fill_null(False).sum()),
     })
+
+
+PARTITIONED_ASSETS = [*E2B_ASSETS, *REPORT_ASSETS, ermr_export]

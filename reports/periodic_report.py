@@ -1,76 +1,212 @@
-"""The periodic signal report: what a scheduled run hands to a safety committee or regulator.
+"""The periodic signal report a regulator receives: one document per jurisdiction and period, HTML and PDF.
 
-Sections: summary; data and methods (data lock point, sources and counts, methods and
-thresholds); the signals with every method's statistic; for each product signal its batch
-traceability annex (the batches its cases link to, with delivery and cold-chain facts);
-data quality (quarantine); caveats; lineage (run id, input file hashes, code version).
+Sections (PBRER-like, ICH E2C(R2) §15–16 in spirit [M]): summary; data and methods (data lock point,
+sources and counts, methods and thresholds, terminology); new / ongoing / closed signals with every
+method's statistic; a page per signal with its case counts over time (SVG chart), seriousness,
+time to onset and the batch traceability annex; the expedited reporting clock; the E2B(R3)
+transmission of the period; data quality; caveats; lineage (run id, input file hashes, code version).
+
+Determinism: every table is rendered from data sorted on stable keys, charts are deterministic
+SVG, and the run id and the generation timestamp appear only inside elements marked
+``data-volatile`` (golden snapshots mask those).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import statistics
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from reports.charts import case_count_chart, monthly_case_counts
+from reports.jurisdictions import LABELS, Jurisdiction, label
 from reports.rendering import render
-from signals.rules import RULES, RuleThresholds
+from signals.rules import RULES
 
 CAVEATS = [
-    "A signal is a hypothesis about a possible causal association, not proof of causation; each needs "
-    "clinical assessment before any conclusion is drawn.",
-    "Disproportionality compares reporting proportions within spontaneous data, which has no denominators "
-    "and is subject to under-reporting, stimulated reporting and confounding by indication.",
-    "Rates per batch use the packs delivered to patients as recorded in the delivery logs; deliveries "
-    "whose pack code could not be verified are excluded and counted in the data-quality section.",
-    "Batch attribution depends on the lot or pack code given in the report; the link method is shown for "
-    "every count and lower-confidence methods (normalised or fuzzy lot) should be read accordingly.",
+    ("A report is not proof of causation: a signal is a hypothesis about a possible causal association, and each "
+     "needs clinical assessment before any conclusion is drawn."),
+    ("Spontaneous reports have no denominators: disproportionality compares reporting proportions within the "
+     "reports, and is subject to under-reporting, stimulated reporting and confounding by indication. The only "
+     "denominators in this report are the packs delivered per batch, from the dispensing platforms' delivery logs; "
+     "deliveries whose pack code could not be verified are excluded and counted under data quality."),
+    ("Batch attribution depends on the lot or pack code given in the report; the link method is shown for every "
+     "count, and lower-confidence methods (normalised or fuzzy lot) should be read accordingly."),
+    ("Signal statistics are those of the signal register at its last detection; when that is after this report's "
+     "data lock point, the figures include cases received later (flagged in the signal tables). Case counts, "
+     "charts, batch counts and the expedited clock are computed at the data lock point."),
+    ("Reaction terms are MedDRA-style preferred-term names as reported; MedDRA codes are licensed and not shipped "
+     "with PV Trace, so terms are not coded and are given in English in every language version."),
 ]
+
+VOLATILE = ("run_id", "generated_at")
 
 
 @dataclass
-class PeriodicReport:
-    title: str
+class ReportInputs:
+    """Everything one jurisdiction × period document is rendered from (frames from warehouse.report_queries)."""
+
+    jurisdiction: Jurisdiction
+    period_start: object
+    period_end: object
     data_lock_point: object
     run_id: str
     generated_at: str
     code_version: str
     summary: dict
     signals: pl.DataFrame
+    signal_cases: pl.DataFrame
     batches: pl.DataFrame
+    clock: pl.DataFrame
     lineage: pl.DataFrame
-    thresholds: RuleThresholds = field(default_factory=RuleThresholds)
+    e2b: dict = field(default_factory=dict)   # {"file", "status", "cases", "errors"}
+    files: dict = field(default_factory=dict)  # other outputs of the period (clock CSV, eRMR folder)
+
+    @property
+    def period_label(self) -> str:
+        return f"{self.period_start:%Y-%m}"
+
+    @property
+    def report_id(self) -> str:
+        return f"PVT-PSR-{self.jurisdiction.code.upper()}-{self.period_start:%Y%m}"
+
+    @property
+    def stem(self) -> str:
+        return f"periodic_signal_report_{self.jurisdiction.code}_{self.period_label}"
 
 
-def _signal_rows(signals: pl.DataFrame) -> list[dict]:
+def _tto(days: list[int]) -> dict:
+    vals = sorted(d for d in days if d is not None and d >= 0)
+    if not vals:
+        return {"n": 0}
+    q = statistics.quantiles(vals, n=4, method="inclusive") if len(vals) > 1 else [vals[0]] * 3
+    bands = [("0–1 d", 0, 1), ("2–7 d", 2, 7), ("8–30 d", 8, 30), ("31–90 d", 31, 90), ("> 90 d", 91, 10**9)]
+    return {"n": len(vals), "median": statistics.median(vals), "q1": q[0], "q3": q[2], "min": vals[0], "max": vals[-1],
+            "bands": [(name, sum(lo <= v <= hi for v in vals)) for name, lo, hi in bands]}
+
+
+def _seriousness(cases: list[dict]) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for c in cases:
+        for crit in (c["seriousness"] or "").split(", "):
+            if crit:
+                counts[crit] = counts.get(crit, 0) + 1
+    outcomes: dict[str, int] = {}
+    for c in cases:
+        outcomes[c["outcome"]] = outcomes.get(c["outcome"], 0) + 1
+    return sorted(counts.items()), sorted(outcomes.items())
+
+
+def _signal_rows(inputs: ReportInputs) -> list[dict]:
+    j = inputs.jurisdiction
     rows = []
-    for row in signals.to_dicts():
-        row["figures"] = json.loads(row["figures"]) if row.get("figures") else {}
-        rows.append(row)
+    for s in inputs.signals.sort("category", "level", "signal_id", descending=[False, True, False]).to_dicts():
+        s["figures"] = json.loads(s["figures"]) if s.get("figures") else {}
+        s["methods"] = list(s["methods"] or [])
+        s["meets_primary"] = [m for m in j.primary_rules if m in s["methods"]]
+        s["after_dlp"] = s["last_detected"] is not None and s["last_detected"] > inputs.data_lock_point
+        rows.append(s)
     return rows
 
 
-def render_periodic_report(report: PeriodicReport) -> str:
-    signals = _signal_rows(report.signals)
-    batches: dict[str, list[dict]] = {}
-    for b in report.batches.to_dicts():
-        b["cases_by_method"] = b["cases_by_method"]
-        batches.setdefault(b["signal_id"], []).append(b)
+def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
+    """One page per signal with cases up to the DLP: chart, seriousness, outcomes, time to onset, batches."""
+    by_signal = {k[0]: v for k, v in inputs.signal_cases.partition_by("signal_id", as_dict=True).items()} \
+        if not inputs.signal_cases.is_empty() else {}
+    batches = {k[0]: v.to_dicts() for k, v in inputs.batches.partition_by("signal_id", as_dict=True).items()} \
+        if not inputs.batches.is_empty() else {}
+    first = inputs.summary.get("first_received") or inputs.period_start
+    pages = []
+    for s in signals:
+        cases = by_signal.get(s["signal_id"])
+        if cases is None or cases.is_empty():
+            continue
+        rows = cases.sort("case_id").to_dicts()
+        criteria, outcomes = _seriousness(rows)
+        page = {
+            "signal": s,
+            "n_cases": len(rows),
+            "n_serious": sum(bool(r["serious"]) for r in rows),
+            "n_in_period": sum(inputs.period_start <= r["initial_received"] <= inputs.period_end for r in rows),
+            "criteria": criteria,
+            "outcomes": outcomes,
+            "tto": _tto([r["days_to_onset"] for r in rows]),
+            "batches": batches.get(s["signal_id"], []),
+        }
+        # a full page (chart, tables, batch annex) for signals on a product: those are batch-traceable; a
+        # substance-level signal spans every product and market, and gets a row with its top batches
+        if s["level"] == "product":
+            page["chart"] = case_count_chart(monthly_case_counts(cases, first, inputs.data_lock_point))
+        pages.append(page)
+    return pages
+
+
+def render_periodic_report(inputs: ReportInputs) -> str:
+    j = inputs.jurisdiction
+    signals = _signal_rows(inputs)
+    groups = {cat: [s for s in signals if s["category"] == cat] for cat in ("new", "ongoing", "closed")}
+    pages = build_pages(inputs, signals)
     return render(
-        "periodic_report.html.j2",
-        r=report,
-        product_signals=[s for s in signals if s["level"] == "product"],
-        ingredient_signals=[s for s in signals if s["level"] == "ingredient"],
-        batches=batches,
-        rules=[(name, rule.description) for name, rule in RULES.items()],
-        lineage=report.lineage.to_dicts(),
+        j.template,
+        r=inputs,
+        j=j,
+        L={key: label(key, j) for key in LABELS},
+        lang=j.languages[0],
+        groups=groups,
+        n_product=sum(s["level"] == "product" for s in signals),
+        pages=[p for p in pages if "chart" in p],
+        substance_pages=[p for p in pages if "chart" not in p],
+        clock=inputs.clock.to_dicts(),
+        overdue=inputs.clock.filter(pl.col("status") == "overdue").height if not inputs.clock.is_empty() else 0,
+        rules=[(name, rule.description, name in j.primary_rules) for name, rule in RULES.items()],
+        lineage=inputs.lineage.to_dicts(),
         caveats=CAVEATS,
     )
 
 
-def write_periodic_report(report: PeriodicReport, folder: Path, stem: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.html"
-    path.write_text(render_periodic_report(report), encoding="utf-8")
+# ---- PDF ------------------------------------------------------------------------------------------
+
+class MissingFontsError(RuntimeError):
+    pass
+
+
+def cjk_fonts_available() -> bool:
+    """True when fontconfig knows a CJK font (Debian: ``fonts-noto-cjk``)."""
+    if shutil.which("fc-list") is None:
+        return False
+    out = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True, check=False).stdout
+    return "CJK" in out or "Han" in out
+
+
+def require_fonts(jurisdiction: Jurisdiction) -> None:
+    if jurisdiction.needs_cjk and not cjk_fonts_available():
+        raise MissingFontsError(
+            f"The {jurisdiction.code.upper()} report is bilingual ({' + '.join(jurisdiction.languages)}) and its PDF needs "
+            "CJK fonts, but fontconfig lists none (fc-list :lang=zh). Install Debian's fonts-noto-cjk "
+            "(`make system-deps`, or `apt-get install -y fonts-noto-cjk`) and re-run; the HTML report was written."
+        )
+
+
+def write_pdf(html: str, path: Path, jurisdiction: Jurisdiction) -> Path:
+    """Render the HTML with WeasyPrint; refuse (clearly) when a CJK document has no CJK font to embed."""
+    require_fonts(jurisdiction)
+    import weasyprint  # slow import: only when a PDF is asked for
+
+    tmp = path.with_suffix(".pdf.part")
+    weasyprint.HTML(string=html, base_url=str(path.parent)).write_pdf(tmp)
+    tmp.replace(path)
     return path
+
+
+def write_periodic_report(inputs: ReportInputs, folder: Path, *, pdf: bool = True) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    html = render_periodic_report(inputs)
+    paths = {"html": folder / f"{inputs.stem}.html"}
+    paths["html"].write_text(html, encoding="utf-8")
+    if pdf:
+        paths["pdf"] = write_pdf(html, folder / f"{inputs.stem}.pdf", inputs.jurisdiction)
+    return paths
