@@ -20,7 +20,7 @@ WAREHOUSE ?= $(OUTPUT)/pvtrace.duckdb
 SEED ?= 42
 SCALE ?= 1.0
 
-.PHONY: setup demo test test-fast ui bench clean
+.PHONY: setup system-deps demo test test-fast ui bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -36,10 +36,27 @@ $(DAGSTER_HOME)/dagster.yaml:
 
 setup: $(VENV)/.synced $(DAGSTER_HOME)/dagster.yaml
 
-demo: setup
+# Debian packages the Python stack cannot bring: CJK fonts for the bilingual NMPA/PMDA PDFs,
+# poppler-utils (pdftotext) for the PDF tests, chromium for the dashboard's browser tests.
+# Installed only when missing and when running as root on Debian (CI); otherwise it says what
+# is missing and the steps that need them fail with their own clear message.
+DEB_PACKAGES ?= fonts-noto-cjk poppler-utils chromium
+system-deps:
+	@if ! command -v dpkg-query >/dev/null 2>&1; then \
+		echo "system-deps: not a Debian system; install $(DEB_PACKAGES) (or equivalents) yourself" >&2; exit 0; fi; \
+	missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "system-deps: installing$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	else \
+		echo "system-deps: missing Debian packages:$$missing — run as root: apt-get install -y$$missing" >&2; fi
+
+demo: setup system-deps
 	$(BIN)/pvtrace demo --inbox $(INBOX) --warehouse $(WAREHOUSE) --output $(OUTPUT) --seed $(SEED) --scale $(SCALE)
 
-test: setup
+test: setup system-deps
 	$(BIN)/pytest -n 2 --durations=15
 
 test-fast: setup
