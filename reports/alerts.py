@@ -101,9 +101,11 @@ def recommended_actions(batches: list[dict], level: str = "product") -> list[str
             )
     for b in batches:
         if b.get("cold_chain_excursions"):
+            where = (f" in consignment(s) {', '.join(b['excursion_consignments'])}" if b.get("excursion_consignments")
+                     else "")
             actions.append(
                 f"Quarantine remaining stock of lot {b['lot_number']} and investigate its {b['cold_chain_excursions']} "
-                f"cold-chain excursion(s) (max {b.get('max_temp_c')} °C) before further release."
+                f"cold-chain excursion(s){where} (max {b.get('max_temp_c')} °C) before further release."
             )
     rates = [b["cases_per_10k_packs"] for b in batches if b.get("cases_per_10k_packs") is not None]
     for b in batches:
@@ -170,6 +172,7 @@ def build_alert(manufacturer: dict, signals: pl.DataFrame, batches: pl.DataFrame
             if excursions is not None:
                 b["cold_chain_excursions"] = len(xs)
                 b["max_temp_c"] = max((x["max_temp_c"] for x in xs if x["max_temp_c"] is not None), default=None)
+                b["excursion_consignments"] = sorted({x["consignment_id"] for x in xs if x.get("consignment_id")})
             else:  # figures handed in directly (no excursion detail)
                 src = batches.filter((pl.col("signal_id") == s["signal_id"]) & (pl.col("batch_id") == b["batch_id"]))
                 for col in ("cold_chain_excursions", "max_temp_c"):

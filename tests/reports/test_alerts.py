@@ -172,7 +172,8 @@ def test_alert_documents_leak_nothing_across_companies(trapped):
     assert [x["event_id"] for x in t["BAT-A-101"]["excursions"]] == ["E1"]
     prod = next(s for s in acme["signals"] if s["signal_id"] == "SIG-A-PROD")
     assert {c["age_band"] for c in prod["cases"]} == {"18-64"} and all(c["case_ref"].startswith("CASE-") for c in prod["cases"])
-    assert any("Quarantine remaining stock of lot LOTA1" in a for a in prod["recommended_actions"])
+    assert any("Quarantine remaining stock of lot LOTA1" in a and "consignment(s) CNS-A1" in a
+               for a in prod["recommended_actions"])
     batch_sig = next(s for s in acme["signals"] if s["signal_id"] == "SIG-A-BATCH")
     assert [b["lot_number"] for b in batch_sig["batches"]] == ["LOTA2"]
     assert "batch_signal" in batch_sig["batches"][0]["implicated_by"]
