@@ -177,3 +177,26 @@ def test_alert_documents_leak_nothing_across_companies(trapped):
     batch_sig = next(s for s in acme["signals"] if s["signal_id"] == "SIG-A-BATCH")
     assert [b["lot_number"] for b in batch_sig["batches"]] == ["LOTA2"]
     assert "batch_signal" in batch_sig["batches"][0]["implicated_by"]
+
+
+def test_reference_channel_columns_are_optional(tmp_path):
+    from tests.mini_inbox import write_mini_inbox
+    from warehouse.loaders.reference import load_reference
+
+    inbox = write_mini_inbox(tmp_path / "inbox")
+    con = connect(str(tmp_path / "pv.duckdb"))
+    try:
+        load_reference(con, inbox)  # the documented columns only
+        assert con.sql("SELECT count(*) FROM manufacturer WHERE alert_channels IS NULL").fetchone()[0] > 0
+        path = inbox / "reference" / "manufacturers.csv"
+        frame = pl.read_csv(path, infer_schema=False)
+        frame.with_columns(pl.lit("file, webhook").alias("alert_channels"),
+                           pl.lit("PVTRACE_WEBHOOK_SECRET_X").alias("alert_webhook_secret_env")).write_csv(path)
+        load_reference(con, inbox)
+        assert set(con.sql("SELECT alert_channels, alert_webhook_secret_env FROM manufacturer").fetchall()) == {
+            ("file, webhook", "PVTRACE_WEBHOOK_SECRET_X")}
+    finally:
+        con.close()
+    from assets.alerting import manufacturer_channels
+    assert manufacturer_channels({"alert_channels": "file, webhook"}) == ["file", "webhook"]
+    assert manufacturer_channels({"alert_channels": None}) == ["file", "email", "webhook"]
