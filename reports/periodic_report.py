@@ -14,6 +14,7 @@ SVG, and the run id and the generation timestamp appear only inside elements mar
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -44,6 +45,12 @@ CAVEATS = [
 ]
 
 VOLATILE = ("run_id", "generated_at")
+_VOLATILE_RE = re.compile(r'(<span data-volatile="[a-z_]+">)[^<]*(</span>)')
+
+
+def mask_volatile(html: str) -> str:
+    """The report with its run id and generation time blanked: what must be identical for identical inputs."""
+    return _VOLATILE_RE.sub(r"\1…\2", html)
 
 
 @dataclass
