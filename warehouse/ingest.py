@@ -63,6 +63,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from warehouse.case_namespaces import EXTERNAL_NAMESPACES
 from warehouse.formats import FORMATS, InputSet, IngestError, StageInfo, create_staging
 from warehouse.inbox import sha256_of
 from warehouse.product_mapping import map_reported_products
@@ -71,7 +72,7 @@ from warehouse.traceability import normalise_lot_expr
 
 __all__ = ["FORMATS", "IngestError", "ingest", "ingest_into"]
 
-NAMESPACES = {"faers": ("FAERS-", "AERS-"), "vaers": ("VAERS-",), "e2b": ("E2B-",), "openfda": ("OPENFDA-",)}
+NAMESPACES = EXTERNAL_NAMESPACES
 DUPLICATE_FLAG_SCORE = 0.9
 DUPLICATE_SUGGEST_SCORE = 0.8
 TOP_UNMAPPED = 10

@@ -5,7 +5,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from tests.mini_inbox import BAD_CASE_LINES, BAD_DELIVERIES, GOOD_DELIVERIES, write_mini_inbox
+from tests.mini_inbox import (
+    BAD_CASE_LINES,
+    BAD_DELIVERIES,
+    GOOD_DELIVERIES,
+    write_mini_inbox,
+)
 from warehouse.inbox import InboxError
 from warehouse.loaders.cases import load_cases
 from warehouse.loaders.deliveries import load_deliveries, load_medication_logs
@@ -138,3 +143,38 @@ def test_missing_column_is_a_clear_error(tmp_path):
     load_packs(con, inbox)
     with pytest.raises(InboxError, match="patient_ref"):
         load_deliveries(con, inbox, SALT)
+
+
+def test_inbox_reload_keeps_cases_ingested_from_external_sources(tmp_path):
+    """`pvtrace ingest` adds FAERS cases; re-loading the inbox must not wipe them (nor their duplicate flags)."""
+    from pathlib import Path
+
+    from warehouse.ingest import ingest
+
+    faers = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "faers" / "faers_ascii_2017q2.zip"
+    if not faers.exists():
+        pytest.skip("../shared/data is not beside the project")
+    inbox = write_mini_inbox(tmp_path / "inbox")
+    path = str(tmp_path / "w.duckdb")
+    con = connect(path)
+    load_reference(con, inbox)
+    con.close()
+    ingest(faers, "faers", path)
+    con = connect(path)
+    before = con.sql("SELECT count(*) FROM case_report WHERE starts_with(case_id, 'FAERS-')").fetchone()[0]
+    assert before == 100
+    load_cases(con, inbox, SALT)
+    load_cases(con, inbox, SALT)
+    assert con.sql("SELECT count(*) FROM case_report WHERE starts_with(case_id, 'FAERS-')").fetchone()[0] == before
+    assert con.sql("SELECT count(*) FROM latest_case WHERE NOT starts_with(case_id, 'FAERS-')").fetchone()[0] == 3
+    con.close()
+
+
+def test_inbox_case_may_not_use_an_external_prefix():
+    import json
+
+    from tests.mini_inbox import case
+    from warehouse.loaders.cases import CaseRejected, parse_case_line
+
+    with pytest.raises(CaseRejected, match="reserved"):
+        parse_case_line(json.dumps(case("FAERS-123")))

@@ -15,7 +15,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from warehouse.inbox import inbox_files, quarantine_frame, record_ingested, replace_quarantine, replace_rows
+from warehouse.case_namespaces import inbox_case_sql, is_external_case_id
+from warehouse.inbox import (
+    inbox_files,
+    quarantine_frame,
+    record_ingested,
+    replace_quarantine,
+)
 from warehouse.product_mapping import map_reported_products
 from warehouse.pseudonym import pseudonymise
 
@@ -62,6 +68,8 @@ def parse_case_line(line: str) -> tuple[dict, list[dict], list[dict]]:
     case_id = _text(doc.get("case_id"))
     if not case_id:
         raise CaseRejected("missing_field", "case_id is required")
+    if is_external_case_id(case_id):
+        raise CaseRejected("invalid_value", f"case_id {case_id!r} uses a prefix reserved for ingested sources")
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CaseRejected("invalid_value", f"version={version!r} must be an integer ≥ 1")
@@ -193,15 +201,26 @@ def load_cases(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[s
     )
 
     counts = {
-        "case_versions": replace_rows(con, "case_report", cases),
-        "case_drugs": replace_rows(con, "case_drug", drugs),
-        "case_reactions": replace_rows(con, "case_reaction", reactions),
+        "case_versions": _replace_inbox_cases(con, "case_report", cases),
+        "case_drugs": _replace_inbox_cases(con, "case_drug", drugs),
+        "case_reactions": _replace_inbox_cases(con, "case_reaction", reactions),
         "quarantined": replace_quarantine(con, "cases", rejected),
     }
-    counts["cases"] = con.sql("SELECT count(*) FROM latest_case").fetchone()[0]
+    counts["cases"] = con.sql(f"SELECT count(*) FROM latest_case WHERE {inbox_case_sql()}").fetchone()[0]
     counts["duplicates_flagged"] = flag_duplicates(con)
     record_ingested(con, files)
     return counts
+
+
+def _replace_inbox_cases(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+    """Replace the inbox's rows of a case table; cases ingested from external sources stay."""
+    con.execute(f"DELETE FROM {table} WHERE {inbox_case_sql()}")
+    if frame.height:
+        con.register("_incoming", frame.to_arrow())
+        cols = ", ".join(frame.columns)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+        con.unregister("_incoming")
+    return frame.height
 
 
 def flag_duplicates(con: duckdb.DuckDBPyConnection, window_days: int = DUPLICATE_ONSET_WINDOW_DAYS) -> int:
@@ -217,7 +236,7 @@ def flag_duplicates(con: duckdb.DuckDBPyConnection, window_days: int = DUPLICATE
     The case received later (ties: higher case id) gets ``duplicate_of`` = the earliest match.
     A flag, never a deletion: statistics exclude flagged cases; an analyst can clear the flag.
     """
-    con.execute("UPDATE case_report SET duplicate_of = NULL")
+    con.execute(f"UPDATE case_report SET duplicate_of = NULL WHERE {inbox_case_sql()}")
     con.execute(
         f"""
         WITH keyed AS (
@@ -226,7 +245,7 @@ def flag_duplicates(con: duckdb.DuckDBPyConnection, window_days: int = DUPLICATE
             FROM latest_case c
             JOIN latest_case_drug d USING (case_id)
             JOIN latest_case_reaction r USING (case_id)
-            WHERE d.ingredient IS NOT NULL AND d.role <> 'concomitant'
+            WHERE d.ingredient IS NOT NULL AND d.role <> 'concomitant' AND {inbox_case_sql('c.case_id')}
         ),
         pairs AS (
             SELECT b.case_id AS dup, a.case_id AS orig,
@@ -246,4 +265,4 @@ def flag_duplicates(con: duckdb.DuckDBPyConnection, window_days: int = DUPLICATE
         FROM pairs WHERE pairs.rk = 1 AND case_report.case_id = pairs.dup AND case_report.is_latest
         """
     )
-    return con.sql("SELECT count(*) FROM latest_case WHERE duplicate_of IS NOT NULL").fetchone()[0]
+    return con.sql(f"SELECT count(*) FROM latest_case WHERE duplicate_of IS NOT NULL AND {inbox_case_sql()}").fetchone()[0]
