@@ -63,12 +63,15 @@ def deliver_pending(outbox, channels: dict, policy: RetryPolicy | None = None, l
     down: set[tuple[str, str]] = set()
     for d in outbox.due():
         channel = channels.get(d.channel)
-        reason = f"channel {d.channel!r} not available" if channel is None else channel.unavailable(d)
+        try:
+            reason = f"channel {d.channel!r} not available" if channel is None else channel.unavailable(d)
+            endpoint = None if reason else (d.channel, channel.endpoint(d))
+        except Exception as e:  # noqa: BLE001 — a broken setting (e.g. a non-numeric port) skips this channel only
+            reason = f"channel misconfigured: {type(e).__name__}: {e}"
         if reason:
             outbox.mark_skipped(d, reason)
             counts["skipped"] += 1
             continue
-        endpoint = (d.channel, channel.endpoint(d))
         if endpoint in down or time.monotonic() > deadline:
             counts["deferred"] += 1  # stays as it is (pending / in doubt) for the next run
             continue

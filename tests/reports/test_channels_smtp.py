@@ -104,3 +104,15 @@ def test_permanent_refusal_is_failed():
             SmtpChannel(env=rx.env, timeout_s=5).send(d)
     assert err.value.permanent and err.value.response_code == "554"
     assert "PVTRACE_SMTP_HOST" in SmtpChannel(env={}).unavailable(d)
+
+
+def test_a_broken_setting_skips_the_channel_with_the_reason(tmp_path):
+    path = tmp_path / "pv.duckdb"
+    build_alert_warehouse(path, channels="file,email")
+    bad = SmtpChannel(env={"PVTRACE_SMTP_HOST": "127.0.0.1", "PVTRACE_SMTP_PORT": "twenty-five"})
+    from assets.alerting import default_channels
+
+    _, counts = run(path, tmp_path / "out", channels={**default_channels(tmp_path / "out", env={}), "email": bad}, pol=pol())
+    assert counts["sent"] == 2 and counts["skipped"] == 2  # the files still go out
+    reasons = {e for (e,) in rows(path, "SELECT last_error FROM alert_delivery WHERE channel = 'email'")}
+    assert len(reasons) == 1 and "misconfigured" in reasons.pop()
