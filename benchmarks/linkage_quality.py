@@ -27,11 +27,11 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from warehouse.linkage import link_case_to_batch  # noqa: E402
-from warehouse.loaders.cases import load_cases  # noqa: E402
-from warehouse.loaders.packs import load_packs  # noqa: E402
-from warehouse.loaders.reference import load_reference  # noqa: E402
-from warehouse.schema import connect  # noqa: E402
+from warehouse.linkage import link_case_to_batch
+from warehouse.loaders.cases import load_cases
+from warehouse.loaders.packs import load_packs
+from warehouse.loaders.reference import load_reference
+from warehouse.schema import connect
 
 SALT = "linkage-quality"
 

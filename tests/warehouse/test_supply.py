@@ -14,7 +14,13 @@ import pytest
 from jsonschema import Draft7Validator
 from referencing.exceptions import NoSuchResource, Unresolvable
 
-from warehouse.loaders.epcis_schema import DEFAULT_SCHEMA, FORMAT_CHECKER, EpcisValidator, epcis_validator, local_registry
+from warehouse.loaders.epcis_schema import (
+    DEFAULT_SCHEMA,
+    FORMAT_CHECKER,
+    EpcisValidator,
+    epcis_validator,
+    local_registry,
+)
 from warehouse.loaders.supply import (
     COLD_CHAIN_EXCURSIONS_SQL,
     _gtin14,
@@ -284,3 +290,15 @@ def test_every_cold_chain_shipment_carries_readings(world):
                 "JOIN product p USING (product_id) WHERE p.storage_max_c = 8 AND s.biz_step = 'shipping'").fetchone()[0]
     assert n == 0
     assert pl.DataFrame(con.sql("SELECT DISTINCT role FROM supply_event").fetchall())[:, 0].to_list() == ["object"]
+
+
+def test_schema_location_is_configurable_and_a_wrong_one_is_an_error(tmp_path, monkeypatch):
+    inbox = tmp_path / "inbox"
+    (inbox / "supply").mkdir(parents=True)
+    shutil.copy(next(EXAMPLES.rglob("Example_9.6.1-ObjectEvent.jsonld")), inbox / "supply" / "epcis_a.jsonld")
+    con = connect(":memory:")
+    monkeypatch.setenv("PVTRACE_EPCIS_SCHEMA", str(DEFAULT_SCHEMA))
+    assert load_supply_events(con, inbox)["documents_validated"] == 1
+    monkeypatch.setenv("PVTRACE_EPCIS_SCHEMA", str(tmp_path / "missing.json"))
+    with pytest.raises(FileNotFoundError, match="PVTRACE_EPCIS_SCHEMA"):
+        load_supply_events(con, inbox)

@@ -28,10 +28,9 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-
-from datetime import datetime
 
 from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, relevance
@@ -145,7 +144,7 @@ class _Compiler:
         self.compiled[key] = fn
         return fn
 
-    def _build(self, node, resolver) -> Predicate:  # noqa: C901 - one branch per keyword
+    def _build(self, node, resolver) -> Predicate:
         if node is True or node == {}:
             return lambda x: True
         if node is False:

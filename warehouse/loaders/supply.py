@@ -48,13 +48,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from urllib.parse import unquote
 
 import duckdb
 import polars as pl
 
-from warehouse.inbox import inbox_files, quarantine_frame, record_ingested, replace_quarantine, replace_rows
+from warehouse.inbox import (
+    inbox_files,
+    quarantine_frame,
+    record_ingested,
+    replace_quarantine,
+    replace_rows,
+)
 from warehouse.loaders.epcis_schema import DEFAULT_SCHEMA, epcis_validator
 from warehouse.traceability import gs1_check_digit
 
@@ -132,7 +139,7 @@ def temperature_readings(event: dict) -> list[dict]:
         meta = element.get("sensorMetadata") or {}
         for report in element.get("sensorReport") or []:
             kind = str(report.get("type", ""))
-            if not kind.rsplit("/", 1)[-1].rsplit(":", 1)[-1] == "Temperature":
+            if kind.rsplit("/", 1)[-1].rsplit(":", 1)[-1] != "Temperature":
                 continue
             convert = _TO_CELSIUS.get(report.get("uom", "CEL"))
             values = [float(report[f]) for f in ("value", "minValue", "maxValue")
@@ -247,9 +254,26 @@ def schema_path() -> Path:
     return Path(os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA)
 
 
+def _validator(validate: bool):
+    """The compiled validator, or None when asked not to validate or when the GS1 schema is not
+    beside the repository (a fresh clone without ../shared/data): then the load goes on
+    unvalidated and says so with a warning and ``documents_validated`` = 0. A schema named in
+    PVTRACE_EPCIS_SCHEMA that does not exist is an error."""
+    if not validate:
+        return None
+    path = schema_path()
+    if not path.exists():
+        if os.environ.get(SCHEMA_ENV):
+            raise FileNotFoundError(f"{SCHEMA_ENV}={path}: no such EPCIS JSON Schema file")
+        warnings.warn(f"EPCIS JSON Schema not found at {path}; supply documents are loaded unvalidated "
+                      f"(set {SCHEMA_ENV} to EPCIS-JSON-Schema.json)", stacklevel=3)
+        return None
+    return epcis_validator(str(path))
+
+
 def read_epcis_inbox(files, *, validate: bool = True) -> tuple[dict[str, pl.DataFrame], list[dict]]:
     """Parse and validate every supply file: (events/items/readings frames, quarantine rows)."""
-    validator = epcis_validator(str(schema_path())) if validate else None
+    validator = _validator(validate)
     parts: dict[str, list[dict]] = {"events": [], "items": [], "readings": []}
     rejected: list[dict] = []
     seq = 0
@@ -282,8 +306,8 @@ def read_epcis_inbox(files, *, validate: bool = True) -> tuple[dict[str, pl.Data
             doc = _with_events(doc, [e if i not in bad_events else None for i, e in enumerate(events)])
         flat = flatten_epcis_document(doc, path, seq)
         seq += max(len(events), 1)
-        for k in parts:
-            parts[k].extend(flat[k])
+        for k, rows in parts.items():
+            rows.extend(flat[k])
     frames = {
         "events": pl.DataFrame(parts["events"], schema=_EVENT_SCHEMA),
         "items": pl.DataFrame(parts["items"], schema=_ITEM_SCHEMA),
@@ -424,6 +448,7 @@ def build_excursions(rows: pl.DataFrame, readings: pl.DataFrame, con: duckdb.Duc
 
 def load_supply_events(con: duckdb.DuckDBPyConnection, inbox: Path, *, validate: bool = True) -> dict[str, int]:
     files = inbox_files(inbox, "supply", required=False)
+    validated = len(files) if _validator(validate) is not None else 0
     frames, rejected = read_epcis_inbox(files, validate=validate)
     rows, unresolved = build_supply_rows(frames, con)
     excursions = build_excursions(rows, frames["readings"], con)
@@ -432,6 +457,7 @@ def load_supply_events(con: duckdb.DuckDBPyConnection, inbox: Path, *, validate:
         "supply_events": replace_rows(con, "supply_event", rows.drop("seq")),
         "cold_chain_excursions": replace_rows(con, "cold_chain_excursion", excursions),
         "quarantined": replace_quarantine(con, "supply", quarantine),
+        "documents_validated": validated,
     }
     record_ingested(con, files)
     return counts
