@@ -30,11 +30,6 @@ def case_ref(salt: str, manufacturer_id: str, case_id: str) -> str:
     return "CASE-" + digest[:12].upper()
 
 
-def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    q = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? UNION ALL SELECT count(*) FROM duckdb_views() WHERE view_name = ?"
-    return sum(n for (n,) in con.execute(q, [name, name]).fetchall()) > 0
-
-
 def alert_signals(con: duckdb.DuckDBPyConnection, manufacturer_id: str) -> pl.DataFrame:
     """The manufacturer's signals (product and batch level; a batch signal only if the batch is its product's)."""
     return con.execute(
@@ -179,32 +174,15 @@ def batch_consignments(con: duckdb.DuckDBPyConnection, manufacturer_id: str, bat
         con.unregister("_alert_batches")
 
 
-# labelled storage range vs readings on the batch's supply events (as warehouse/loaders/supply.py
-# COLD_CHAIN_EXCURSIONS_SQL); the cold_chain_excursion table is used instead when it exists
-_EXCURSIONS_FALLBACK_SQL = """
-    SELECT s.batch_id, s.event_id, s.event_time, s.biz_step, s.consignment_id, s.region,
-           s.min_temp_c, s.max_temp_c, p.storage_min_c, p.storage_max_c
-    FROM supply_event s JOIN batch b USING (batch_id) JOIN product p ON p.product_id = b.product_id
-    WHERE s.max_temp_c > p.storage_max_c OR s.min_temp_c < p.storage_min_c
-"""
-
-
 def batch_excursions(con: duckdb.DuckDBPyConnection, manufacturer_id: str, batch_ids: list[str]) -> pl.DataFrame:
-    """Supply-chain temperature excursions of each batch (readings outside the labelled storage range)."""
-    source = _EXCURSIONS_FALLBACK_SQL
-    if _has_relation(con, "cold_chain_excursion"):  # the loader's table wins; events it does not hold still count
-        cols = ("batch_id, event_id, event_time, biz_step, consignment_id, region, min_temp_c, max_temp_c, "
-                "storage_min_c, storage_max_c")
-        source = (f"SELECT {cols} FROM cold_chain_excursion UNION ALL SELECT * FROM ({_EXCURSIONS_FALLBACK_SQL}) f "
-                  f"WHERE NOT EXISTS (SELECT 1 FROM cold_chain_excursion c WHERE c.event_id = f.event_id "
-                  f"AND c.batch_id = f.batch_id)")
+    """Supply-chain temperature excursions of each batch (the supply loader's cold_chain_excursion table)."""
     con.register("_alert_batches", _own_batches(batch_ids).to_arrow())
     try:
         return con.execute(
-            f"""
+            """
             SELECT x.batch_id, x.event_id, x.event_time, x.biz_step, x.consignment_id, x.region,
                    x.min_temp_c, x.max_temp_c, x.storage_min_c, x.storage_max_c
-            FROM ({source}) x JOIN _alert_batches USING (batch_id)
+            FROM cold_chain_excursion x JOIN _alert_batches USING (batch_id)
             JOIN batch b ON b.batch_id = x.batch_id JOIN product p ON p.product_id = b.product_id
             WHERE p.manufacturer_id = ?
             ORDER BY x.batch_id, x.event_time, x.event_id

@@ -74,10 +74,8 @@ def signal_batches(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
             FROM delivery GROUP BY batch_id
         ),
         excursions AS (
-            SELECT s.batch_id, count(*) AS excursions, max(s.max_temp_c) AS max_temp_c
-            FROM supply_event s JOIN batch b USING (batch_id) JOIN product p USING (product_id)
-            WHERE s.max_temp_c > p.storage_max_c OR s.min_temp_c < p.storage_min_c
-            GROUP BY s.batch_id
+            SELECT batch_id, count(*) AS excursions, max(max_temp_c) AS max_temp_c
+            FROM cold_chain_excursion GROUP BY batch_id
         )
         SELECT pb.signal_id, pb.batch_id, b.lot_number, b.product_id, b.site, b.manufactured_on, b.expiry_on,
                b.released_on, b.units_released, b.recall_status,
