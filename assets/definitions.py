@@ -37,7 +37,7 @@ daily_detection_job = dg.define_asset_job(
     description="Load what arrived, recompute scores and the register, send manufacturer alerts.",
 )
 monthly_report_job = dg.define_asset_job(
-    "monthly_report_job", selection=dg.AssetSelection.assets(*REPORT_ASSETS), partitions_def=reporting.MONTHLY,
+    "monthly_report_job", selection=dg.AssetSelection.assets(*REPORT_ASSETS),
     executor_def=dg.in_process_executor,
     description="For one month: the periodic signal report (HTML + PDF) and E2B(R3) batch per jurisdiction, the eRMR CSVs.",
 )

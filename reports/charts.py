@@ -7,6 +7,7 @@ Every chart is deterministic: the data is sorted and the spec has no timestamps 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 
@@ -43,14 +44,14 @@ def monthly_case_counts(cases: pl.DataFrame, first: dt.date, dlp: dt.date) -> pl
     return counts.sort("month", "seriousness")
 
 
-def case_count_chart(counts: pl.DataFrame, width: int = 460, height: int = 120) -> str:
+def case_count_chart(counts: pl.DataFrame, width: int = 460, height: int = 90) -> str:
     """Stacked monthly bars, serious on top of non-serious; returns an SVG document as text."""
     chart = (
         alt.Chart(alt.Data(values=counts.to_dicts()))
         .mark_bar()
         .encode(
             x=alt.X("month:O", title=None, axis=alt.Axis(labelAngle=-60, labelFontSize=7, ticks=False, domain=False)),
-            y=alt.Y("cases:Q", title="cases", axis=alt.Axis(tickMinStep=1, labelFontSize=7, tickCount=3, grid=False)),
+            y=alt.Y("cases:Q", title="cases", axis=alt.Axis(tickMinStep=1, format="d", labelFontSize=7, grid=False)),
             color=alt.Color("seriousness:N", scale=alt.Scale(domain=list(COLOURS), range=list(COLOURS.values())),
                             legend=alt.Legend(orient="top", title=None, labelFontSize=8)),
             order=alt.Order("seriousness:N", sort="descending"),
@@ -66,3 +67,9 @@ def case_count_chart(counts: pl.DataFrame, width: int = 460, height: int = 120) 
 def _clean(svg: str) -> str:
     # drop the XML prolog so the SVG can be inlined in HTML; vl-convert output is otherwise stable
     return re.sub(r"^<\?xml[^>]*>\s*", "", svg).strip()
+
+
+def data_uri(svg: str) -> str:
+    """The SVG as a ``data:`` URI for an ``<img>``: the HTML stays one self-contained file, and WeasyPrint draws
+    the chart with its SVG renderer instead of styling every SVG node as HTML (four times faster)."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from reports.charts import case_count_chart, monthly_case_counts
+from reports.charts import case_count_chart, data_uri, monthly_case_counts
 from reports.jurisdictions import LABELS, Jurisdiction, label
 from reports.rendering import render
 from signals.rules import RULES
@@ -147,7 +147,7 @@ def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
         # a full page (chart, tables, batch annex) for signals on a product: those are batch-traceable; a
         # substance-level signal spans every product and market, and gets a row with its top batches
         if s["level"] == "product":
-            page["chart"] = case_count_chart(monthly_case_counts(cases, first, inputs.data_lock_point))
+            page["chart"] = data_uri(case_count_chart(monthly_case_counts(cases, first, inputs.data_lock_point)))
         pages.append(page)
     return pages
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 SCALE = 0.15
 SEED = 7
-TICK = dt.datetime(2026, 1, 1, 4, 0, tzinfo=dt.timezone.utc)
+TICK = dt.datetime(2026, 1, 1, 4, 0, tzinfo=dt.UTC)
 HL7 = {"h": "urn:hl7-org:v3"}
 
 
@@ -69,7 +69,7 @@ def con(world):
 
 def test_schedule_builds_the_month_just_ended(world):
     assert world["key"] == "2025-12-01"
-    assert scheduled_partition(dt.datetime(2025, 12, 1, 4, 0, tzinfo=dt.timezone.utc)) == "2025-11-01"
+    assert scheduled_partition(dt.datetime(2025, 12, 1, 4, 0, tzinfo=dt.UTC)) == "2025-11-01"
     mats = {e.asset_key.to_user_string() for e in world["result"].get_asset_materialization_events()}
     assert mats == {a.key.to_user_string() for a in REPORT_ASSETS}
     assert all(e.partition == "2025-12-01" for e in world["result"].get_asset_materialization_events())

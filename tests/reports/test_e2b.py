@@ -17,7 +17,7 @@ from reports.jurisdictions import JURISDICTIONS
 INSTANCES = Path(__file__).resolve().parents[3] / "shared" / "data" / "e2b_r3" / "instances_fda"
 FDA_FILES = sorted(INSTANCES.glob("FAERS2022Scenario*.xml"))
 HL7 = {"h": "urn:hl7-org:v3"}
-CREATED = dt.datetime(2025, 11, 30, 23, 59, 59, tzinfo=dt.timezone.utc)
+CREATED = dt.datetime(2025, 11, 30, 23, 59, 59, tzinfo=dt.UTC)
 
 pytestmark = pytest.mark.skipif(not default_schema_path().exists(), reason="ICH E2B(R3) schema not staged in ../shared/data")
 
@@ -99,7 +99,7 @@ def test_same_data_gives_the_same_bytes():
 
 
 def test_an_invalid_file_is_reported_not_shipped(tmp_path, monkeypatch):
-    import reports.e2b.writer as writer
+    from reports.e2b import writer
 
     batch = build_batch(rows(), jurisdiction=JURISDICTIONS["fda"], period_label="2025-11", created=CREATED)
     final = tmp_path / "e2b_icsr_fda_2025-11.xml"
