@@ -144,9 +144,9 @@ def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
             "tto": _tto([r["days_to_onset"] for r in rows]),
             "batches": batches.get(s["signal_id"], []),
         }
-        # a full page (chart, tables, batch annex) for signals on a product: those are batch-traceable; a
-        # substance-level signal spans every product and market, and gets a row with its top batches
-        if s["level"] == "product":
+        # a full page (chart, tables, batch annex) for signals on a product or one of its batches: those are
+        # batch-traceable; a substance-level signal spans every product and market, and gets a row with its top batches
+        if s["level"] in ("product", "batch"):
             page["chart"] = data_uri(case_count_chart(monthly_case_counts(cases, first, inputs.data_lock_point)))
         pages.append(page)
     return pages
@@ -155,7 +155,10 @@ def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
 def render_periodic_report(inputs: ReportInputs) -> str:
     j = inputs.jurisdiction
     signals = _signal_rows(inputs)
-    groups = {cat: [s for s in signals if s["category"] == cat] for cat in ("new", "ongoing", "closed")}
+    groups = {cat: [s for s in signals if s["category"] == cat and s["level"] != "batch"]
+              for cat in ("new", "ongoing", "closed")}
+    batch_groups = {cat: [s for s in signals if s["category"] == cat and s["level"] == "batch"]
+                    for cat in ("new", "ongoing", "closed")}
     pages = build_pages(inputs, signals)
     return render(
         j.template,
@@ -164,6 +167,8 @@ def render_periodic_report(inputs: ReportInputs) -> str:
         L={key: label(key, j) for key in LABELS},
         lang=j.languages[0],
         groups=groups,
+        batch_groups=batch_groups,
+        n_signals=len(signals),
         n_product=sum(s["level"] == "product" for s in signals),
         pages=[p for p in pages if "chart" in p],
         substance_pages=[p for p in pages if "chart" not in p],

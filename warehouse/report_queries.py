@@ -40,22 +40,24 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 def period_signals(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, end: dt.date) -> pl.DataFrame:
     """Signals in scope of a market region at a period's end, each tagged ``new`` / ``ongoing`` / ``closed``.
 
-    Product-level signals on products of the region; ingredient-level signals on an ingredient of
-    one of its products. A signal first detected after the period end did not exist yet.
+    Product- and batch-level signals on products of the region; ingredient-level signals on an
+    ingredient of one of its products. A signal first detected after the period end did not exist yet.
     """
     return con.sql(
         """
         SELECT s.signal_id, s.level, s.product_id, p.name AS product_name,
                coalesce(s.ingredient, p.ingredient) AS ingredient, p.manufacturer_id, m.name AS manufacturer_name,
-               s.pt, s.batch_id, s.methods, s.figures::VARCHAR AS figures, s.first_detected, s.last_detected, s.status,
+               s.pt, s.batch_id, b.lot_number AS batch_lot, s.methods, s.figures::VARCHAR AS figures, s.first_detected,
+               s.last_detected, s.status,
                CASE WHEN s.status IN ('closed', 'refuted') THEN 'closed'
                     WHEN s.first_detected BETWEEN $start AND $end THEN 'new' ELSE 'ongoing' END AS category
         FROM signal s
         LEFT JOIN product p USING (product_id)
         LEFT JOIN manufacturer m ON m.manufacturer_id = p.manufacturer_id
+        LEFT JOIN batch b ON b.batch_id = s.batch_id
         WHERE s.first_detected <= $end
-          AND ((s.level = 'product' AND p.region = $region)
-               OR (s.level <> 'product' AND s.ingredient IN (SELECT ingredient FROM product WHERE region = $region)))
+          AND ((s.level IN ('product', 'batch') AND p.region = $region)
+               OR (s.level = 'ingredient' AND s.ingredient IN (SELECT ingredient FROM product WHERE region = $region)))
         ORDER BY s.level DESC, s.signal_id
         """,
         params={"start": start, "end": end, "region": region},
@@ -65,12 +67,13 @@ def period_signals(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, 
 def _signal_hits_sql() -> str:
     return f"""
         WITH hits AS ({_SUSPECT_HITS}),
-        sig AS (SELECT signal_id, level, product_id, ingredient, pt FROM signal WHERE list_contains($ids, signal_id))
+        sig AS (SELECT signal_id, level, product_id, ingredient, pt, batch_id FROM signal WHERE list_contains($ids, signal_id))
         SELECT DISTINCT sig.signal_id, h.case_id, h.initial_received, h.received_on, h.serious, h.seriousness,
                h.outcome, h.start_date, h.onset_date, h.batch_id, h.link_method
         FROM sig JOIN hits h ON h.pt = sig.pt AND (
             (sig.level = 'product' AND h.product_id = sig.product_id)
-            OR (sig.level <> 'product' AND h.ingredient = sig.ingredient))
+            OR (sig.level = 'batch' AND h.product_id = sig.product_id AND h.batch_id = sig.batch_id)
+            OR (sig.level = 'ingredient' AND h.ingredient = sig.ingredient))
     """
 
 
@@ -102,11 +105,12 @@ def signal_batch_annex(con: duckdb.DuckDBPyConnection, signal_ids: list[str], dl
         return pl.DataFrame()
     if _has_table(con, "cold_chain_excursion"):
         excursions = """SELECT batch_id, count(*) AS excursions, max(max_temp_c) AS max_temp_c
-                        FROM cold_chain_excursion GROUP BY batch_id"""
+                        FROM cold_chain_excursion WHERE event_time::DATE <= $dlp GROUP BY batch_id"""
     else:
         excursions = """SELECT s.batch_id, count(*) AS excursions, max(s.max_temp_c) AS max_temp_c
                         FROM supply_event s JOIN batch b USING (batch_id) JOIN product p USING (product_id)
-                        WHERE s.max_temp_c > p.storage_max_c OR s.min_temp_c < p.storage_min_c
+                        WHERE (s.max_temp_c > p.storage_max_c OR s.min_temp_c < p.storage_min_c)
+                          AND s.event_time::DATE <= $dlp
                         GROUP BY s.batch_id"""
     return con.sql(
         f"""
