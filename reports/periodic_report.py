@@ -44,6 +44,32 @@ CAVEATS = [
      "with PV Trace, so terms are not coded and are given in English in every language version."),
 ]
 
+# The caveats in the other languages of the bilingual documents (translations by the PV Trace team, to be
+# reviewed by a native regulatory writer before submission); English follows each.
+CAVEATS_LOCAL = {
+    "zh": [
+        "报告不构成因果关系的证明：信号是关于可能因果关联的假设，在得出任何结论之前均需进行临床评估。",
+        "自发报告没有分母：不成比例分析比较的是报告内部的报告比例，受漏报、刺激性报告和适应症混杂的影响。本报告中唯一的分母是"
+        "来自配送平台配送记录的各批次已配送包装数；无法核实追溯码的配送记录已排除，并在数据质量部分计数。",
+        "批次归属取决于报告中给出的批号或追溯码；每个计数均注明关联方法，置信度较低的方法（标准化批号或模糊批号）应谨慎解读。",
+        "信号统计量来自信号登记表最近一次检测；若该检测晚于本报告的数据锁定点，统计量包含其后收到的病例（在信号表中标注）。"
+        "病例数、图表、批次计数和快速报告时限均按数据锁定点计算。",
+        "不良反应术语为按报告记录的 MedDRA 风格首选术语名称；MedDRA 编码受许可限制，未随 PV Trace 提供，因此术语未编码，"
+        "在所有语言版本中均以英文给出。",
+    ],
+    "ja": [
+        "本報告は因果関係の証明ではない。シグナルは因果関連の可能性に関する仮説であり、結論を出す前に臨床的評価を要する。",
+        "自発報告には分母がない。不均衡分析は報告内の報告割合を比較するものであり、過少報告、誘発報告、適応による交絡の影響を受ける。"
+        "本報告で唯一の分母は、配送記録に基づくロットごとの配送包装数である。包装コードを検証できなかった配送は除外し、データ品質の項に計上した。",
+        "ロットへの帰属は報告に記載されたロット番号または包装コードに依存する。各件数には紐付け方法を示しており、信頼度の低い方法"
+        "（正規化ロット、あいまい一致ロット）による件数は慎重に解釈すること。",
+        "シグナルの統計量はシグナル登録簿の最新検出時点のものである。それが本報告のデータロックポイントより後の場合、その後に受領した症例を"
+        "含む（シグナル表に注記）。症例数、図、ロット件数、緊急報告期限はデータロックポイント時点で算出した。",
+        "副作用用語は報告どおりの MedDRA 形式の基本語名である。MedDRA コードはライセンス対象のため PV Trace には含まれず、用語は"
+        "コード化されておらず、すべての言語版で英語で記載している。",
+    ],
+}
+
 VOLATILE = ("run_id", "generated_at")
 _VOLATILE_RE = re.compile(r'(<span data-volatile="[a-z_]+">)[^<]*(</span>)')
 
@@ -176,7 +202,8 @@ def render_periodic_report(inputs: ReportInputs) -> str:
         overdue=inputs.clock.filter(pl.col("status") == "overdue").height if not inputs.clock.is_empty() else 0,
         rules=[(name, rule.description, name in j.primary_rules) for name, rule in RULES.items()],
         lineage=inputs.lineage.to_dicts(),
-        caveats=CAVEATS,
+        caveats=[([loc[i] for lang in j.languages if (loc := CAVEATS_LOCAL.get(lang))], text)
+                 for i, text in enumerate(CAVEATS)],
     )
 
 

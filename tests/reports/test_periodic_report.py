@@ -107,7 +107,7 @@ def test_content_of_a_bilingual_report():
     for text in ("摘要 / Summary", "数据锁定点 / Data lock point", "新信号 / New signals", "已关闭信号 / Closed signals",
                  "SIG-AAA", "SIG-BBB", "SIG-CCC", "lot <b class=\"id\">25071711</b>", "5.20 (1.70–13.00)", "crossed 2025-10-13",
                  "25071711", "Suzhou plant 2", "exact_lot: 3, scanned_code: 1", "31.5 °C",
-                 "Deaths immediately", "overdue", "not proof of causation", "ababab", "data:image/svg+xml;base64,"):
+                 "Deaths immediately", "overdue", "not proof of causation", "报告不构成因果关系的证明", "ababab", "data:image/svg+xml;base64,"):
         assert text in html, text
     # PRR, ROR, IC, EBGM with intervals for the new signal
     for text in ("4.30 (2.20–8.40)", "4.60 (2.30–9.10)", "1.90 (0.90–2.60)", "3.10 (2.05–4.40)"):
