@@ -71,6 +71,10 @@ def run_reports(inbox: str, warehouse: str, output: str, partition_keys: list[st
         if not result.success:
             failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
             raise SystemExit(f"pvtrace: the reports for {key[:7]} failed at {failed}; see the log above")
+        for ev in result.get_asset_check_evaluations():
+            if not ev.passed:  # an E2B file that failed the ICH schema: written to e2b/rejected/, not shipped
+                print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} FAILED for {key[:7]}: "
+                      f"{ev.description}", file=sys.stderr)
         if not quiet:
             print(f"  reports {key[:7]}: {len(result.get_asset_materialization_events())} assets in "
                   f"{time.perf_counter() - t0:.1f} s")

@@ -7,7 +7,8 @@ For each jurisdiction (NMPA, EMA, FDA, PMDA) and month:
   written as a table (``expedited_clock_<j>_<YYYY-MM>.csv``);
 * ``e2b_icsr_batch_<j>``: the serious cases of the month as one ICH E2B(R3) batch file under
   ``output/e2b/`` (``e2b_icsr_<j>_<YYYY-MM>.xml``), validated against the ICH schema before it is
-  written; an invalid file goes to ``output/e2b/rejected/`` with its errors, and the asset fails.
+  written; an invalid file goes to ``output/e2b/rejected/`` with its errors, the asset's
+  ``ich_schema_valid`` check fails and the report says the file was not shipped.
 
 And once per month, ``ermr_export``: an eRMR-style CSV per active substance under
 ``output/ermr/<YYYY-MM>/``.
@@ -147,8 +148,11 @@ def _e2b_asset(code: str):
     @dg.asset(
         name=f"e2b_icsr_batch_{code}", group_name=GROUP, kinds={"xml"}, partitions_def=MONTHLY,
         deps=[signal_register],
+        check_specs=[dg.AssetCheckSpec("ich_schema_valid", asset=f"e2b_icsr_batch_{code}",
+                                       description="The batch file validates against the ICH E2B(R3) XSD")],
         description=f"ICH E2B(R3) batch file of the month's serious cases for {j.authority}, validated against the ICH "
-                    "schema before it is written to output/e2b/ (invalid: output/e2b/rejected/, and the step fails).",
+                    "schema before it is written to output/e2b/ (invalid: output/e2b/rejected/, check failed, "
+                    "and the report says it was not shipped).",
     )
     def e2b_icsr_batch(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        output: OutputResource) -> dg.MaterializeResult:
@@ -163,19 +167,28 @@ def _e2b_asset(code: str):
             batch = e2b_batch_for(con, j, start, dlp, run_created=created)
         if batch is None:
             status_path.unlink(missing_ok=True)
-            return dg.MaterializeResult(metadata={"icsrs": 0, "status": "no serious case in scope"})
+            (folder / f"{stem}.xml").unlink(missing_ok=True)
+            return dg.MaterializeResult(
+                metadata={"icsrs": 0, "status": "no serious case in scope"},
+                check_results=[dg.AssetCheckResult(check_name="ich_schema_valid", passed=True,
+                                                   description="no file: no serious case in scope")])
         result = write_validated(batch, folder / f"{stem}.xml", schema=default_schema_path())
         status = {"file": result.path.name, "status": "valid" if result.valid else "INVALID", "cases": batch.n_icsrs,
                   "errors": result.errors[:50], "missing_meddra_codes": batch.missing_meddra_codes}
         status_path.write_text(json.dumps(status, indent=1, sort_keys=True), encoding="utf-8")
+        check = dg.AssetCheckResult(
+            check_name="ich_schema_valid", passed=result.valid, severity=dg.AssetCheckSeverity.ERROR,
+            description="valid" if result.valid else f"{len(result.errors)} schema errors: not shipped, see {result.path}",
+            metadata={"errors": "\n".join(result.errors[:20]) or "none"},
+        )
         if not result.valid:
-            raise dg.Failure(description=f"{stem}.xml failed ICH schema validation ({len(result.errors)} errors); "
-                                         f"written to {result.path} and not shipped",
-                             metadata={"errors": "\n".join(result.errors[:20])})
+            context.log.error(f"{stem}.xml failed ICH schema validation ({len(result.errors)} errors); written to "
+                              f"{result.path} and not shipped")
         return dg.MaterializeResult(metadata={
-            "path": dg.MetadataValue.path(str(result.path)), "icsrs": batch.n_icsrs, "schema": "valid",
+            "path": dg.MetadataValue.path(str(result.path)), "icsrs": batch.n_icsrs,
+            "schema": "valid" if result.valid else "INVALID",
             "reactions_without_meddra_code": batch.missing_meddra_codes,
-        })
+        }, check_results=[check])
 
     return e2b_icsr_batch
 

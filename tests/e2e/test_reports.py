@@ -170,3 +170,24 @@ def test_same_inputs_same_report_apart_from_run_id_and_time(world):
     assert mask_volatile(before) == mask_volatile(after)  # ... and nothing else
     if xml_before is not None:
         assert xml.read_bytes() == xml_before
+
+
+def test_an_invalid_e2b_file_is_reported_not_shipped(world, tmp_path, monkeypatch):
+    from reports.e2b import writer
+
+    good = writer.to_xml
+    monkeypatch.setattr(writer, "to_xml", lambda b: good(b).replace(b"<creationTime", b"<bogus/><creationTime", 1))
+    resources = default_resources(inbox=str(world["root"] / "inbox"), warehouse=str(world["root"] / "pv.duckdb"),
+                                  output=str(tmp_path))
+    # a jurisdiction with serious cases this month, the one with the shortest report (PDF time)
+    with_cases = [p.name.split("_")[2] for p in (world["out"] / "e2b").glob("e2b_icsr_*_2025-12.xml")]
+    code = min(with_cases, key=lambda c: (world["out"] / "reports" / f"periodic_signal_report_{c}_2025-12.html").stat().st_size)
+    picked = [a for a in REPORT_ASSETS if a.key.to_user_string() in (f"regulatory_report_{code}", f"e2b_icsr_batch_{code}")]
+    result = dg.materialize([*ALL_ASSETS, *REPORT_ASSETS], selection=dg.AssetSelection.assets(*picked),
+                            partition_key=world["key"], resources=resources, raise_on_error=True)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "ich_schema_valid" and not check.passed
+    assert not (tmp_path / "e2b" / f"e2b_icsr_{code}_2025-12.xml").exists()
+    assert (tmp_path / "e2b" / "rejected" / f"e2b_icsr_{code}_2025-12.xml").exists()
+    html = (tmp_path / "reports" / f"periodic_signal_report_{code}_2025-12.html").read_text()
+    assert "INVALID" in html and "was not shipped" in html
