@@ -57,7 +57,7 @@ demo: setup system-deps
 	$(BIN)/pvtrace demo --inbox $(INBOX) --warehouse $(WAREHOUSE) --output $(OUTPUT) --seed $(SEED) --scale $(SCALE)
 
 test: setup system-deps
-	$(BIN)/pytest -n 2 --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 test-fast: setup
 	$(BIN)/pytest -n 2 -m "not e2e"
