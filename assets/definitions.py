@@ -11,6 +11,7 @@ import dagster as dg
 from assets import (
     alerting,
     batch_signals,
+    checks,
     detection,
     ingestion,
     register,
@@ -23,7 +24,9 @@ from assets.resources import default_resources
 # REPORT_ASSETS: the regulator deliverables, partitioned by month (assets/reporting.py); Dagster
 # refuses to materialise both kinds in one call without a partition key, so they are kept apart.
 ALL_ASSETS = dg.load_assets_from_modules([ingestion, detection, batch_signals, register, alerting, traceability])
-ALL_CHECKS = dg.load_asset_checks_from_modules([ingestion, detection, batch_signals, register, reporting, alerting, traceability])
+ALL_CHECKS = dg.load_asset_checks_from_modules(
+    [ingestion, detection, batch_signals, register, reporting, alerting, traceability, checks]
+)
 REPORT_ASSETS = reporting.PARTITIONED_ASSETS
 
 pvtrace_job = dg.define_asset_job(

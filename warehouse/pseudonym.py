@@ -43,3 +43,12 @@ def pseudonymise(refs: pl.Expr, salt: str) -> pl.Expr:
         )
 
     return refs.map_batches(_hash, return_dtype=pl.String)
+
+
+def pseudonym_sql(column: str) -> str:
+    """The same key as :func:`pseudonymise`, computed inside DuckDB; bind the salt as ``$salt``.
+
+    ``sha256`` of the UTF-8 bytes of salt + reference, hex, first 32 characters — identical
+    to the Python path, so deliveries (hashed in SQL) and cases (hashed in Python) share keys.
+    """
+    return f"CASE WHEN {column} IS NULL THEN NULL ELSE left(sha256($salt || {column}), 32) END"

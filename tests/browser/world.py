@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
+from tests.fixture_sql import DERIVE_COLD_CHAIN_EXCURSIONS
 from warehouse.review_store import add_user
 from warehouse.schema import connect
 from warehouse.signal_register import signal_id, update_register
@@ -77,6 +78,7 @@ def build_warehouse(path) -> dict:
                        quantity, region, min_temp_c, max_temp_c) VALUES
                        ('E1', 'ObjectEvent', 'ADD', 'commissioning', '2024-01-02 08:00', 'B3', 'L3', 900, 'DE-BY', 18, 22),
                        ('E2', 'ObjectEvent', 'OBSERVE', 'shipping', '2024-02-10 08:00', 'B3', 'L3', 900, 'DE-BY', 17, 31.5)""")
+        con.execute(DERIVE_COLD_CHAIN_EXCURSIONS)
         scores = [
             ("product", "P1", "Lactic acidosis", 21, 4.1, 3.9, 2.2, 7.1, 25.0, 4.5, 2.4, 8.3, 1.6, 0.9, 2.2),
             ("product", "P2", "Bradycardia", 6, 3.0, 2.6, 1.1, 6.2, 6.5, 2.9, 1.1, 7.5, 1.2, 0.1, 2.1),

@@ -17,6 +17,7 @@ import threading
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.fixture_sql import DERIVE_COLD_CHAIN_EXCURSIONS
 from warehouse.schema import connect
 
 ACME, RIVAL = "MFR-ACME", "MFR-BOREALIS"
@@ -66,14 +67,7 @@ def build_alert_warehouse(path, *, webhook_url: str | None = None, email: str | 
             "VALUES (?, 'ObjectEvent', ?, TIMESTAMPTZ '2024-04-20 10:00:00+00', 'urn:epc:id:sgln:site', 'urn:epc:id:sgln:dc', "
             "?, 50, ?, ?, ?, ?)",
             [(e, step, b, c, r, lo, hi) for e, step, b, c, r, lo, hi in events])
-        # what the supply loader derives from those readings (warehouse.loaders.supply.build_excursions)
-        con.execute(
-            "INSERT INTO cold_chain_excursion (batch_id, product_id, event_id, event_time, biz_step, consignment_id, region, "
-            "min_temp_c, max_temp_c, storage_min_c, storage_max_c) "
-            "SELECT s.batch_id, b.product_id, s.event_id, s.event_time, s.biz_step, s.consignment_id, s.region, "
-            "s.min_temp_c, s.max_temp_c, p.storage_min_c, p.storage_max_c FROM supply_event s "
-            "JOIN batch b USING (batch_id) JOIN product p ON p.product_id = b.product_id "
-            "WHERE s.max_temp_c > p.storage_max_c OR s.min_temp_c < p.storage_min_c")
+        con.execute(DERIVE_COLD_CHAIN_EXCURSIONS)
         narrative = "John Doe (PAT-REF-77) took Borexin lot LOTB901 with Acmezol; narrative text"
         cases = [  # case_id, patient_key, age, sex, drugs[(role, product, batch, link product)], onset
             ("CASE-ID-1", [("suspect", "PRD-A1", "BAT-A-101", "PRD-A1"), ("concomitant", "PRD-B1", "BAT-B-901", "PRD-B1")]),

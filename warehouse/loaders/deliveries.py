@@ -16,23 +16,19 @@ import duckdb
 import polars as pl
 
 from warehouse.inbox import InboxError, inbox_files, quarantine_frame, record_ingested, replace_quarantine, replace_rows
-from warehouse.pseudonym import pseudonymise
+from warehouse.pseudonym import pseudonym_sql, pseudonymise
 from warehouse.traceability import parse_pack_codes
 
 DELIVERY_COLUMNS = ["delivery_id", "delivered_at", "pack_code", "patient_ref", "pharmacy_id", "region", "country", "quantity"]
 MEDICATION_LOG_COLUMNS = ["log_id", "patient_ref", "delivery_id", "week_start", "doses_taken", "doses_missed"]
 
 
-def _read_delivery_csvs(inbox: Path):
-    files = inbox_files(inbox, "deliveries")
-    parts = []
+def _check_headers(files) -> None:
     for f in files:
-        frame = pl.read_csv(f.path, infer_schema=False)
-        missing = [c for c in DELIVERY_COLUMNS if c not in frame.columns]
+        header = pl.read_csv(f.path, n_rows=0, infer_schema=False).columns
+        missing = [c for c in DELIVERY_COLUMNS if c not in header]
         if missing:
             raise InboxError(f"{f.path}: missing columns {missing} (see docs/inbox-format.md)")
-        parts.append(frame.select(DELIVERY_COLUMNS).with_columns(pl.lit(str(f.path)).alias("_file")))
-    return pl.concat(parts), files
 
 
 def _scan_text(code: pl.Expr) -> pl.Expr:
@@ -40,67 +36,89 @@ def _scan_text(code: pl.Expr) -> pl.Expr:
     return code.str.strip_chars().str.replace_all("<GS>", "\x1d", literal=True)
 
 
+# Resolution of every delivery row, in DuckDB: the pack table (millions of rows) never leaves
+# the database; only the distinct scanned codes go through the vectorised parser (_parsed).
+_RESOLVE_SQL = """
+CREATE OR REPLACE TEMP TABLE _dl_resolved AS
+WITH raw AS (
+    SELECT *, row_number() OVER (PARTITION BY delivery_id ORDER BY _file DESC, _line DESC) AS _rank
+    FROM (SELECT *, row_number() OVER () AS _line FROM read_csv($files, all_varchar = true, header = true,
+                                                                  filename = '_file', union_by_name = true))
+),
+typed AS (
+    SELECT r.delivery_id, r.pack_code, r.patient_ref, r.pharmacy_id, r.region, r.country, r._file,
+           try_cast(r.delivered_at AS TIMESTAMPTZ) AS _at, try_cast(r.quantity AS INTEGER) AS _qty,
+           p.scan AS _scan, p.system AS _system, p.gtin AS _gtin, p.serial AS _serial, p.lot AS _lot,
+           p.nmpa_drug_code AS _nmpa, p.error_reason AS _parse_error
+    FROM raw r LEFT JOIN _parsed p ON p.code = r.pack_code
+    WHERE r._rank = 1
+),
+matched AS (
+    SELECT t.*, coalesce(kg.batch_id, kn.batch_id) AS batch_id, coalesce(kg.pack_code, kn.pack_code) AS _pack
+    FROM typed t
+    -- pure equi-joins (a left-side condition in a LEFT JOIN's ON turns it into a nested loop)
+    LEFT JOIN (SELECT gtin, serial, batch_id, pack_code FROM pack WHERE code_system = 'gs1') kg
+           ON kg.gtin = t._gtin AND kg.serial = t._serial
+    LEFT JOIN (SELECT pack_code, batch_id FROM pack WHERE code_system = 'nmpa') kn ON kn.pack_code = t._scan
+),
+reasoned AS (
+    SELECT m.*, b.product_id, b.lot_number, b.expiry_on,
+           CASE
+             WHEN m._parse_error IS NOT NULL THEN m._parse_error
+             WHEN m._at IS NULL THEN 'bad_timestamp'
+             WHEN m._qty IS NULL OR m._qty < 1 THEN 'bad_quantity'
+             WHEN m.patient_ref IS NULL THEN 'missing_patient'
+             WHEN m._system = 'gs1' AND m._gtin NOT IN (SELECT gtin FROM product WHERE gtin IS NOT NULL) THEN 'unknown_gtin'
+             WHEN m._system = 'nmpa' AND m._nmpa NOT IN (SELECT nmpa_drug_code FROM product WHERE nmpa_drug_code IS NOT NULL)
+                  THEN 'unknown_nmpa_drug_code'
+             WHEN m.batch_id IS NULL THEN 'unknown_serial'
+             WHEN m._lot IS NOT NULL AND m._lot <> b.lot_number THEN 'lot_mismatch'
+             WHEN m._at::DATE > b.expiry_on THEN 'expired_at_delivery'
+           END AS _reason
+    FROM matched m LEFT JOIN batch b ON b.batch_id = m.batch_id
+)
+-- the same pack dispensed twice: the first delivery stands, later ones are quarantined
+SELECT * REPLACE (
+    CASE WHEN _reason IS NULL
+          AND row_number() OVER (PARTITION BY (_reason IS NULL), _pack ORDER BY _at, delivery_id) > 1
+         THEN 'pack_already_dispensed' ELSE _reason END AS _reason)
+FROM reasoned
+"""
+
+
 def load_deliveries(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[str, int]:
-    raw, files = _read_delivery_csvs(inbox)
-    raw = raw.unique(subset=["delivery_id"], keep="last", maintain_order=True)
-    typed = raw.with_columns(
-        pl.col("delivered_at").str.to_datetime(time_zone="UTC", strict=False).alias("_at"),
-        pl.col("quantity").cast(pl.Int32, strict=False).alias("_qty"),
-        _scan_text(pl.col("pack_code")).alias("_scan"),
+    files = inbox_files(inbox, "deliveries")
+    _check_headers(files)
+    paths = [str(f.path) for f in files]
+    codes = con.execute(
+        "SELECT DISTINCT pack_code FROM read_csv($files, all_varchar = true, header = true, union_by_name = true) "
+        "WHERE pack_code IS NOT NULL", {"files": paths}
+    ).pl()["pack_code"]
+    scans = codes.to_frame("code").select("code", _scan_text(pl.col("code")).alias("scan"))
+    parsed = pl.concat([scans, parse_pack_codes(scans["scan"]).drop("code")], how="horizontal")
+    con.register("_parsed", parsed.to_arrow())
+    try:
+        con.execute(_RESOLVE_SQL, {"files": paths})
+    finally:
+        con.unregister("_parsed")
+    con.execute("DELETE FROM delivery")
+    con.execute(
+        f"""
+        INSERT INTO delivery (delivery_id, delivered_at, pack_code, code_system, batch_id, product_id, patient_key,
+                              pharmacy_id, region, country, quantity, source_file)
+        SELECT delivery_id, _at, _scan, _system, batch_id, product_id, {pseudonym_sql('patient_ref')},
+               pharmacy_id, region, country, _qty, _file
+        FROM _dl_resolved WHERE _reason IS NULL ORDER BY _at, delivery_id
+        """,
+        {"salt": salt},
     )
-    parsed = parse_pack_codes(typed["_scan"]).select(
-        pl.col("system").alias("_system"), pl.col("gtin").alias("_gtin"), pl.col("serial").alias("_serial"),
-        pl.col("lot").alias("_lot"), pl.col("nmpa_drug_code").alias("_nmpa"), pl.col("error_reason").alias("_parse_error"),
-    )
-    frame = pl.concat([typed, parsed], how="horizontal")
-
-    packs = con.sql(
-        "SELECT k.pack_code AS _pack, k.code_system, k.gtin AS _gtin, k.serial AS _serial, k.batch_id, "
-        "b.product_id, b.lot_number, b.expiry_on FROM pack k JOIN batch b USING (batch_id)"
+    q = con.sql(
+        "SELECT _file AS source_file, delivery_id AS record_key, _reason AS reason, 'pack code ' || coalesce(pack_code, '') "
+        "AS detail FROM _dl_resolved WHERE _reason IS NOT NULL ORDER BY delivery_id"
     ).pl()
-    known_gtins = con.sql("SELECT gtin FROM product WHERE gtin IS NOT NULL").pl()["gtin"].implode()
-    known_nmpa = con.sql("SELECT nmpa_drug_code FROM product WHERE nmpa_drug_code IS NOT NULL").pl()["nmpa_drug_code"].implode()
-
-    gs1 = frame.filter(pl.col("_system") == "gs1").join(packs.filter(pl.col("code_system") == "gs1"),
-                                                        on=["_gtin", "_serial"], how="left")
-    nmpa = frame.filter(pl.col("_system") == "nmpa").join(
-        packs.filter(pl.col("code_system") == "nmpa").select(pl.exclude("_gtin", "_serial")),
-        left_on="_scan", right_on="_pack", how="left",
-    )
-    unparsed = frame.filter(pl.col("_system").is_null())
-    frame = pl.concat([gs1, nmpa, unparsed], how="diagonal_relaxed")
-
-    reason = (
-        pl.when(pl.col("_parse_error").is_not_null()).then(pl.col("_parse_error"))
-        .when(pl.col("_at").is_null()).then(pl.lit("bad_timestamp"))
-        .when(pl.col("_qty").is_null() | (pl.col("_qty") < 1)).then(pl.lit("bad_quantity"))
-        .when(pl.col("patient_ref").is_null()).then(pl.lit("missing_patient"))
-        .when((pl.col("_system") == "gs1") & ~pl.col("_gtin").is_in(known_gtins)).then(pl.lit("unknown_gtin"))
-        .when((pl.col("_system") == "nmpa") & ~pl.col("_nmpa").is_in(known_nmpa)).then(pl.lit("unknown_nmpa_drug_code"))
-        .when(pl.col("batch_id").is_null()).then(pl.lit("unknown_serial"))
-        .when(pl.col("_lot").is_not_null() & (pl.col("_lot") != pl.col("lot_number"))).then(pl.lit("lot_mismatch"))
-        .when(pl.col("_at").dt.date() > pl.col("expiry_on")).then(pl.lit("expired_at_delivery"))
-    )
-    frame = frame.with_columns(reason.alias("_reason")).sort("_at", "delivery_id", nulls_last=True)
-    # The same pack dispensed twice: the first delivery stands, later ones are quarantined.
-    pack_key = pl.when(pl.col("_system") == "nmpa").then(pl.col("_scan")).otherwise(
-        pl.concat_str("_gtin", "_serial", separator="|"))
-    frame = frame.with_columns(
-        pl.when(pl.col("_reason").is_null() & (pl.int_range(pl.len()).over(pl.when(pl.col("_reason").is_null()).then(pack_key)) > 0))
-        .then(pl.lit("pack_already_dispensed")).otherwise(pl.col("_reason")).alias("_reason")
-    )
-    bad = frame.filter(pl.col("_reason").is_not_null())
-    good = frame.filter(pl.col("_reason").is_null()).select(
-        "delivery_id", pl.col("_at").alias("delivered_at"), pl.col("_scan").alias("pack_code"),
-        pl.col("_system").alias("code_system"), "batch_id", "product_id",
-        pseudonymise(pl.col("patient_ref"), salt).alias("patient_key"),
-        "pharmacy_id", "region", "country", pl.col("_qty").alias("quantity"), pl.col("_file").alias("source_file"),
-    )
-    q = quarantine_frame(bad.select(
-        pl.col("_file").alias("source_file"), pl.col("delivery_id").alias("record_key"), pl.col("_reason").alias("reason"),
-        pl.format("pack code {}", pl.col("pack_code")).alias("detail"),
-    ))
-    counts = {"deliveries": replace_rows(con, "delivery", good), "quarantined": replace_quarantine(con, "deliveries", q)}
+    kept = con.sql("SELECT count(*) FROM _dl_resolved WHERE _reason IS NULL").fetchone()[0]
+    con.execute("DROP TABLE _dl_resolved")
+    counts = {"deliveries": kept, "quarantined": replace_quarantine(con, "deliveries", q)}
     record_ingested(con, files)
     return counts
 
