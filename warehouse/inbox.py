@@ -68,9 +68,10 @@ def record_ingested(con: duckdb.DuckDBPyConnection, files: list[InboxFile]) -> N
     )
 
 
-def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
-    """Replace the whole content of ``table`` with ``frame`` (columns matched by name)."""
-    con.execute(f"DELETE FROM {table}")
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, where: str | None = None) -> int:
+    """Replace the content of ``table`` (only the rows matching the SQL predicate ``where``, if
+    given) with ``frame``, columns matched by name."""
+    con.execute(f"DELETE FROM {table}" + (f" WHERE {where}" if where else ""))
     if frame.height:
         con.register("_incoming", frame.to_arrow())
         cols = ", ".join(frame.columns)

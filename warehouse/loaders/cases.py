@@ -21,6 +21,7 @@ from warehouse.inbox import (
     quarantine_frame,
     record_ingested,
     replace_quarantine,
+    replace_rows,
 )
 from warehouse.product_mapping import map_reported_products
 from warehouse.pseudonym import pseudonymise
@@ -201,26 +202,15 @@ def load_cases(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[s
     )
 
     counts = {
-        "case_versions": _replace_inbox_cases(con, "case_report", cases),
-        "case_drugs": _replace_inbox_cases(con, "case_drug", drugs),
-        "case_reactions": _replace_inbox_cases(con, "case_reaction", reactions),
+        "case_versions": replace_rows(con, "case_report", cases, where=inbox_case_sql()),
+        "case_drugs": replace_rows(con, "case_drug", drugs, where=inbox_case_sql()),
+        "case_reactions": replace_rows(con, "case_reaction", reactions, where=inbox_case_sql()),
         "quarantined": replace_quarantine(con, "cases", rejected),
     }
     counts["cases"] = con.sql(f"SELECT count(*) FROM latest_case WHERE {inbox_case_sql()}").fetchone()[0]
     counts["duplicates_flagged"] = flag_duplicates(con)
     record_ingested(con, files)
     return counts
-
-
-def _replace_inbox_cases(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
-    """Replace the inbox's rows of a case table; cases ingested from external sources stay."""
-    con.execute(f"DELETE FROM {table} WHERE {inbox_case_sql()}")
-    if frame.height:
-        con.register("_incoming", frame.to_arrow())
-        cols = ", ".join(frame.columns)
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
-        con.unregister("_incoming")
-    return frame.height
 
 
 def flag_duplicates(con: duckdb.DuckDBPyConnection, window_days: int = DUPLICATE_ONSET_WINDOW_DAYS) -> int:
