@@ -9,7 +9,7 @@ as metadata; the asset checks below guard each hop.
 import dagster as dg
 
 from assets.resources import InboxResource, WarehouseResource
-from warehouse.linkage import link_case_to_batch
+from warehouse.case_batch_links import rebuild_case_batch_links
 from warehouse.loaders.cases import load_cases
 from warehouse.loaders.deliveries import load_deliveries, load_medication_logs
 from warehouse.loaders.packs import load_packs
@@ -68,21 +68,7 @@ def case_reports(warehouse: WarehouseResource, inbox: InboxResource) -> dg.Mater
           description="Each case drug linked to its batch: scanned code > exact lot > normalised lot > fuzzy > product.")
 def case_batch_links(warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.transaction() as con:
-        case_drugs = con.sql(
-            "SELECT case_id, version, drug_seq, product_id, lot_reported AS lot_as_reported, "
-            "pack_code_reported AS pack_code_as_reported FROM case_drug"
-        ).pl()
-        links = link_case_to_batch(
-            case_drugs,
-            con.sql("SELECT * FROM product").pl(),
-            con.sql("SELECT * FROM batch").pl(),
-            con.sql("SELECT * FROM pack").pl(),
-        )
-        con.execute("DELETE FROM case_batch_link")
-        con.register("_links", links.select(
-            "case_id", "version", "drug_seq", "batch_id", "product_id", "method", "confidence", "candidates", "reason"
-        ).to_arrow())
-        con.execute("INSERT INTO case_batch_link SELECT * FROM _links")
+        links = rebuild_case_batch_links(con)
         by_method = con.sql("SELECT method, count(*) FROM case_batch_link GROUP BY 1 ORDER BY 2 DESC").fetchall()
     return dg.MaterializeResult(metadata={"links": len(links), **{f"method_{m}": dg.MetadataValue.int(n) for m, n in by_method}})
 

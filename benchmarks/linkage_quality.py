@@ -27,7 +27,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from warehouse.linkage import link_case_to_batch
+from warehouse.case_batch_links import rebuild_case_batch_links
 from warehouse.loaders.cases import load_cases
 from warehouse.loaders.packs import load_packs
 from warehouse.loaders.reference import load_reference
@@ -42,14 +42,7 @@ def load_world(inbox: Path, con: duckdb.DuckDBPyConnection | None = None) -> duc
     load_reference(con, inbox)
     load_packs(con, inbox)
     load_cases(con, inbox, SALT)
-    links = link_case_to_batch(
-        con.sql("SELECT case_id, version, drug_seq, product_id, lot_reported, pack_code_reported FROM case_drug").pl(),
-        con.sql("SELECT * FROM product").pl(), con.sql("SELECT * FROM batch").pl(), con.sql("SELECT * FROM pack").pl())
-    con.register("_links", links.select("case_id", "version", "drug_seq", "batch_id", "product_id", "method",
-                                        "confidence", "candidates", "reason").to_arrow())
-    con.execute("DELETE FROM case_batch_link")
-    con.execute("INSERT INTO case_batch_link SELECT * FROM _links")
-    con.unregister("_links")
+    rebuild_case_batch_links(con)
     return con
 
 

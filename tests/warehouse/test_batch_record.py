@@ -8,7 +8,7 @@ import pytest
 
 from tests.mini_inbox import write_mini_inbox
 from warehouse.batch_record import batch_traceability_record, build_batch_traceability
-from warehouse.linkage import link_case_to_batch
+from warehouse.case_batch_links import rebuild_case_batch_links
 from warehouse.loaders.cases import load_cases
 from warehouse.loaders.deliveries import load_deliveries
 from warehouse.loaders.packs import load_packs
@@ -25,14 +25,7 @@ def load_and_link(con, inbox):
     load_supply_events(con, inbox)
     load_deliveries(con, inbox, SALT)
     load_cases(con, inbox, SALT)
-    links = link_case_to_batch(
-        con.sql("SELECT case_id, version, drug_seq, product_id, lot_reported, pack_code_reported FROM case_drug").pl(),
-        con.sql("SELECT * FROM product").pl(), con.sql("SELECT * FROM batch").pl(), con.sql("SELECT * FROM pack").pl())
-    con.register("_links", links.select("case_id", "version", "drug_seq", "batch_id", "product_id", "method",
-                                        "confidence", "candidates", "reason").to_arrow())
-    con.execute("DELETE FROM case_batch_link")
-    con.execute("INSERT INTO case_batch_link SELECT * FROM _links")
-    con.unregister("_links")
+    rebuild_case_batch_links(con)
 
 
 @pytest.fixture()
