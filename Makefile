@@ -20,7 +20,7 @@ WAREHOUSE ?= $(OUTPUT)/pvtrace.duckdb
 SEED ?= 42
 SCALE ?= 1.0
 
-.PHONY: setup system-deps demo test test-fast ui bench clean
+.PHONY: setup system-deps demo test test-fast lint format ui bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -58,6 +58,15 @@ demo: setup system-deps
 
 test: setup system-deps
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15
+
+# ruff: the rule set and the formatter are configured in pyproject.toml ([tool.ruff]).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-fast: setup
 	$(BIN)/pytest -n 2 -m "not e2e"

@@ -1,9 +1,9 @@
 """Signal register → batch-linked alerts to manufacturers, through a transactional outbox.
 
 1. In one transaction: for each manufacturer with signals on its own products, build the alert
-   from evidence scoped to that manufacturer (``warehouse.alert_evidence``); if its state
+   from evidence scoped to that manufacturer (``warehouse.queries.alert_evidence``); if its state
    (signals, statuses, implicated batches) differs from the latest alert's, record it with one
-   pending delivery per channel (``warehouse.alert_log``). Commit.
+   pending delivery per channel (``warehouse.stores.alert_outbox``). Commit.
 2. After the commit: deliver everything due — this run's alerts and whatever earlier runs left
    pending — on the file outbox, e-mail and webhook (``reports.channels``), with bounded retries.
 
@@ -37,7 +37,7 @@ from reports.channels.dispatch import RetryPolicy, deliver_pending
 from reports.channels.file import FileChannel
 from reports.channels.smtp import SmtpChannel
 from reports.channels.webhook import WebhookChannel
-from warehouse.alert_evidence import (
+from warehouse.queries.alert_evidence import (
     alert_batches,
     alert_case_summaries,
     alert_signals,
@@ -45,15 +45,15 @@ from warehouse.alert_evidence import (
     batch_excursions,
     batch_pharmacies,
 )
-from warehouse.alert_log import (
+from warehouse.queries.evidence import data_lock_point
+from warehouse.schema import connect
+from warehouse.stores.alert_outbox import (
     DuckDBOutbox,
     delivery_counts,
     enqueue_alert,
     latest_alert,
     utcnow,
 )
-from warehouse.evidence import data_lock_point
-from warehouse.schema import connect
 
 GROUP = "alerting"
 
@@ -88,35 +88,63 @@ def enqueue_alerts(con: duckdb.DuckDBPyConnection, salt: str, generated_at: str,
         batches = alert_batches(con, mid)
         prev = latest_alert(con, mid)
         # identity first (cheap): an unchanged state needs no cases, consignments or pharmacies
-        state = alert_state(mid, [{"signal_id": s, "status": st,
-                                   "batches": [{"batch_id": b} for b in batches.filter(pl.col("signal_id") == s)["batch_id"]]}
-                                  for s, st in signals.select("signal_id", "status").iter_rows()])
+        state = alert_state(
+            mid,
+            [
+                {
+                    "signal_id": s,
+                    "status": st,
+                    "batches": [{"batch_id": b} for b in batches.filter(pl.col("signal_id") == s)["batch_id"]],
+                }
+                for s, st in signals.select("signal_id", "status").iter_rows()
+            ],
+        )
         if prev and prev["state"] == state:
             unchanged += 1
             continue
         batch_ids = batches["batch_id"].unique().to_list()
         alert = build_alert(
-            m, signals, batches, alert_case_summaries(con, mid, salt), dlp,
-            pharmacies=batch_pharmacies(con, mid, batch_ids), consignments=batch_consignments(con, mid, batch_ids),
+            m,
+            signals,
+            batches,
+            alert_case_summaries(con, mid, salt),
+            dlp,
+            pharmacies=batch_pharmacies(con, mid, batch_ids),
+            consignments=batch_consignments(con, mid, batch_ids),
             excursions=batch_excursions(con, mid, batch_ids),
-            supersedes=prev["alert_id"] if prev else None, previous_state=prev["state"] if prev else None,
+            supersedes=prev["alert_id"] if prev else None,
+            previous_state=prev["state"] if prev else None,
         )
         doc = alert_document(alert, generated_at)
         render_alert_html(doc), render_alert_text(doc)  # a template error fails the run here, not every delivery
         document = document_text(doc)
-        if enqueue_alert(con, alert_id=alert.alert_id, manufacturer_id=mid, signal_ids=alert.signal_ids,
-                         batch_ids=alert.batch_ids, content_hash=alert.content_hash, state=alert.state,
-                         supersedes=alert.supersedes, document=document, channels=manufacturer_channels(m),
-                         created_at=created_at):
+        if enqueue_alert(
+            con,
+            alert_id=alert.alert_id,
+            manufacturer_id=mid,
+            signal_ids=alert.signal_ids,
+            batch_ids=alert.batch_ids,
+            content_hash=alert.content_hash,
+            state=alert.state,
+            supersedes=alert.supersedes,
+            document=document,
+            channels=manufacturer_channels(m),
+            created_at=created_at,
+        ):
             new.append(alert.alert_id)
     return {"new": new, "unchanged": unchanged}
 
 
-@dg.asset(group_name=GROUP, kinds={"json", "html", "duckdb"}, deps=[signal_register, exposure, supply_events],
-          description="Per-manufacturer batch-linked alerts, recorded in the alert outbox and delivered to the file "
-                      "outbox (output/alerts/<manufacturer>/), e-mail and webhook; pending deliveries retried.")
-def manufacturer_alerts(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                        output: OutputResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"json", "html", "duckdb"},
+    deps=[signal_register, exposure, supply_events],
+    description="Per-manufacturer batch-linked alerts, recorded in the alert outbox and delivered to the file "
+    "outbox (output/alerts/<manufacturer>/), e-mail and webhook; pending deliveries retried.",
+)
+def manufacturer_alerts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, output: OutputResource
+) -> dg.MaterializeResult:
     salt = warehouse.pseudonym_salt()
     with warehouse.connect() as con:
         con.execute("BEGIN TRANSACTION")
@@ -127,17 +155,25 @@ def manufacturer_alerts(context: dg.AssetExecutionContext, warehouse: WarehouseR
             raise
         con.execute("COMMIT")
         outbox = DuckDBOutbox(con, run_id=context.run.run_id)
-        sent = deliver_pending(outbox, default_channels(output.folder("alerts")), RetryPolicy.from_env(), log=context.log)
+        sent = deliver_pending(
+            outbox, default_channels(output.folder("alerts")), RetryPolicy.from_env(), log=context.log
+        )
         states = delivery_counts(con)
     context.log.info(f"{len(queued['new'])} new alerts, {queued['unchanged']} unchanged; deliveries this run: {sent}")
-    return dg.MaterializeResult(metadata={
-        "new_alerts": len(queued["new"]), "unchanged": queued["unchanged"],
-        "alerts": dg.MetadataValue.json(queued["new"]), "deliveries_this_run": dg.MetadataValue.json(sent),
-        "delivery_states": dg.MetadataValue.json(states),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "new_alerts": len(queued["new"]),
+            "unchanged": queued["unchanged"],
+            "alerts": dg.MetadataValue.json(queued["new"]),
+            "deliveries_this_run": dg.MetadataValue.json(sent),
+            "delivery_states": dg.MetadataValue.json(states),
+        }
+    )
 
 
-@dg.asset_check(asset=manufacturer_alerts, description="No alert delivery failed permanently or waits for more than a day.")
+@dg.asset_check(
+    asset=manufacturer_alerts, description="No alert delivery failed permanently or waits for more than a day."
+)
 def alert_deliveries(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         failed, stale = con.execute(
@@ -146,13 +182,16 @@ def alert_deliveries(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             [utcnow() - dt.timedelta(days=1)],
         ).fetchone()
         states = delivery_counts(con)
-    return dg.AssetCheckResult(passed=failed == 0 and stale == 0, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"failed": failed, "pending_over_a_day": stale,
-                                         "states": dg.MetadataValue.json(states)})
+    return dg.AssetCheckResult(
+        passed=failed == 0 and stale == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"failed": failed, "pending_over_a_day": stale, "states": dg.MetadataValue.json(states)},
+    )
 
 
 manufacturer_alerts_job = dg.define_asset_job(
-    "manufacturer_alerts_job", selection=dg.AssetSelection.assets(manufacturer_alerts),
+    "manufacturer_alerts_job",
+    selection=dg.AssetSelection.assets(manufacturer_alerts),
     executor_def=dg.in_process_executor,
     description="Build alerts from the current signal register and deliver everything due.",
 )
@@ -161,7 +200,9 @@ manufacturer_alerts_job = dg.define_asset_job(
 def register_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """A hash of what alerts depend on in the register: ids, statuses, batches, last detection."""
     h = hashlib.sha256()
-    for row in con.execute("SELECT signal_id, status, batch_id, last_detected FROM signal ORDER BY signal_id").fetchall():
+    for row in con.execute(
+        "SELECT signal_id, status, batch_id, last_detected FROM signal ORDER BY signal_id"
+    ).fetchall():
         h.update(repr(row).encode())
     return h.hexdigest()[:16]
 
@@ -169,8 +210,10 @@ def register_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 def _next_due(con: duckdb.DuckDBPyConnection) -> str | None:
     """When the earliest undelivered (pending or in-doubt) delivery falls due, if any."""
     try:
-        (due,) = con.execute("SELECT min(coalesce(next_attempt_at, created_at)) FROM alert_delivery "
-                             "WHERE state IN ('pending', 'sending')").fetchone()
+        (due,) = con.execute(
+            "SELECT min(coalesce(next_attempt_at, created_at)) FROM alert_delivery "
+            "WHERE state IN ('pending', 'sending')"
+        ).fetchone()
     except duckdb.CatalogException:  # a warehouse from before the outbox
         return None
     return due.isoformat() if due else None
@@ -185,9 +228,12 @@ def _file_stamp(path: str) -> str:
     return "|".join(parts)
 
 
-@dg.sensor(job=manufacturer_alerts_job, minimum_interval_seconds=int(os.environ.get("PVTRACE_ALERT_SENSOR_S", "300")),
-           default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Runs manufacturer alerting when the signal register changes or a pending delivery falls due.")
+@dg.sensor(
+    job=manufacturer_alerts_job,
+    minimum_interval_seconds=int(os.environ.get("PVTRACE_ALERT_SENSOR_S", "300")),
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Runs manufacturer alerting when the signal register changes or a pending delivery falls due.",
+)
 def signal_register_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     """Cursor: the warehouse file stamp, the register fingerprint and when pending deliveries fall due.
 

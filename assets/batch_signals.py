@@ -1,11 +1,10 @@
 """Batch signals: heterogeneity of each batch against the product's other batches, and weekly MaxSPRT per batch.
 
-Counting rules and exposure live in ``warehouse.batch_inputs`` / ``warehouse.exposure``; the
+Counting rules and exposure live in ``warehouse.queries.batch_inputs`` / ``warehouse.queries.exposure``; the
 statistics in ``signals.batch_heterogeneity``, ``signals.baseline``, ``signals.batch_surveillance``.
 The plain functions here (``compute_heterogeneity``, ``compute_sequential``, ``batch_detections``)
 are what the assets, the register and ``pvtrace evaluate`` share.
 """
-
 
 import dagster as dg
 import duckdb
@@ -17,7 +16,7 @@ from assets.resources import WarehouseResource
 from signals.baseline import reporting_delay_pmf
 from signals.batch_heterogeneity import FlagRule, batch_heterogeneity, funnel_limits
 from signals.batch_surveillance import SurveillanceDesign, events_of_interest, monitor_batch_streams, weekly_looks
-from warehouse.batch_inputs import (
+from warehouse.queries.batch_inputs import (
     LEVELS,
     batch_case_rows,
     batch_event_frame,
@@ -29,7 +28,7 @@ from warehouse.batch_inputs import (
     store_sequential,
     weekly_batch_exposure,
 )
-from warehouse.evidence import data_lock_point
+from warehouse.queries.evidence import data_lock_point
 
 GROUP = "detection"
 #: flag = BH FDR 5 % on the exact conditional test over Tarone's subset of tests that can reach
@@ -38,8 +37,9 @@ FLAG_RULE = FlagRule(q_max=0.05, rr_shrunk_lo_min=1.0, min_cases=3, discrete_fdr
 DESIGN = SurveillanceDesign()
 
 
-def compute_heterogeneity(con: duckdb.DuckDBPyConnection, up_to=None, cases: pl.DataFrame | None = None,
-                          with_funnel: bool = True) -> dict[str, tuple[pl.DataFrame, pl.DataFrame | None]]:
+def compute_heterogeneity(
+    con: duckdb.DuckDBPyConnection, up_to=None, cases: pl.DataFrame | None = None, with_funnel: bool = True
+) -> dict[str, tuple[pl.DataFrame, pl.DataFrame | None]]:
     """Per level (pt, soc): (per-batch statistics with ``flagged``, funnel grid).
 
     ``up_to``: a cut-off date — only reports received and packs delivered by then (for replays).
@@ -54,8 +54,9 @@ def compute_heterogeneity(con: duckdb.DuckDBPyConnection, up_to=None, cases: pl.
         if frame.height == 0:
             out[level] = (frame, None)
             continue
-        scored = batch_heterogeneity(frame, onset_frame(cases, level), rule=FLAG_RULE,
-                                     with_overdispersion=with_funnel, with_funnel=with_funnel)
+        scored = batch_heterogeneity(
+            frame, onset_frame(cases, level), rule=FLAG_RULE, with_overdispersion=with_funnel, with_funnel=with_funnel
+        )
         grid = funnel_limits(frame, grid_points=40)[1] if with_funnel else None
         out[level] = (scored, grid)
     return out
@@ -71,13 +72,25 @@ def compute_sequential(con: duckdb.DuckDBPyConnection, design: SurveillanceDesig
     lags = ((cases["received_on"] - cases["start_date"]).dt.total_days() // 7).to_numpy()
     looks = weekly_looks(packs["week"].min(), dlp)
     events = events_of_interest(product_routes(con))
-    return monitor_batch_streams(packs, cases.rename({"pt": "event"}), events, looks, reporting_delay_pmf(lags),
-                                 batch_units_released(con), design, dlp)
+    return monitor_batch_streams(
+        packs,
+        cases.rename({"pt": "event"}),
+        events,
+        looks,
+        reporting_delay_pmf(lags),
+        batch_units_released(con),
+        design,
+        dlp,
+    )
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[exposure, case_batch_links],
-          description="Each batch's reporting rate per pack delivered against the product's other batches, per PT and "
-                      "SOC: exact conditional test, EB shrunken rate ratio, NB overdispersion, funnel limits, onset.")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[exposure, case_batch_links],
+    description="Each batch's reporting rate per pack delivered against the product's other batches, per PT and "
+    "SOC: exact conditional test, EB shrunken rate ratio, NB overdispersion, funnel limits, onset.",
+)
 def batch_heterogeneity_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     metadata = {}
     with warehouse.transaction() as con:
@@ -94,9 +107,13 @@ def batch_heterogeneity_scores(context: dg.AssetExecutionContext, warehouse: War
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[exposure, case_batch_links],
-          description="Weekly exact Poisson MaxSPRT per batch x PT of interest from the batch's release, against the "
-                      "leave-one-out, reporting-delay-adjusted rate of the product's other batches.")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[exposure, case_batch_links],
+    description="Weekly exact Poisson MaxSPRT per batch x PT of interest from the batch's release, against the "
+    "leave-one-out, reporting-delay-adjusted rate of the product's other batches.",
+)
 def sequential_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.transaction() as con:
         dlp = data_lock_point(con)
@@ -138,17 +155,32 @@ def batch_detections(con: duckdb.DuckDBPyConnection, dlp) -> pl.DataFrame:
     for r in het.to_dicts():
         figs = {k: v for k, v in r.items() if k not in ("product_id", "pt", "batch_id")}
         figs.update(n11=r["cases"], e=r["expected"])
-        rows.append({"key": (r["product_id"], r["pt"], r["batch_id"]), "methods": ["batch_exact", "batch_eb"],
-                     "figures": figs, "detected_on": dlp})
+        rows.append(
+            {
+                "key": (r["product_id"], r["pt"], r["batch_id"]),
+                "methods": ["batch_exact", "batch_eb"],
+                "figures": figs,
+                "detected_on": dlp,
+            }
+        )
     for r in seq.to_dicts():
         methods = (["maxsprt"] if r["signalled"] else []) + (["maxsprt_group"] if r["signalled_group"] else [])
         dates = [d for d in (r["crossed_on"] if r["signalled"] else None, r["crossed_on_group"]) if d is not None]
-        figs = {"maxsprt_" + k: v for k, v in r.items()
-                if k not in ("product_id", "pt", "batch_id", "signalled", "signalled_group")}
+        figs = {
+            "maxsprt_" + k: v
+            for k, v in r.items()
+            if k not in ("product_id", "pt", "batch_id", "signalled", "signalled_group")
+        }
         figs.setdefault("n11", r["observed"])
         figs.setdefault("e", r["seq_expected"])
-        rows.append({"key": (r["product_id"], r["pt"], r["batch_id"]), "methods": methods, "figures": figs,
-                     "detected_on": min(dates)})
+        rows.append(
+            {
+                "key": (r["product_id"], r["pt"], r["batch_id"]),
+                "methods": methods,
+                "figures": figs,
+                "detected_on": min(dates),
+            }
+        )
     merged: dict[tuple, dict] = {}
     for r in rows:
         m = merged.setdefault(r["key"], {"methods": [], "figures": {}, "detected_on": r["detected_on"]})
@@ -156,9 +188,18 @@ def batch_detections(con: duckdb.DuckDBPyConnection, dlp) -> pl.DataFrame:
         m["figures"] = {**r["figures"], **m["figures"]}
         m["detected_on"] = min(m["detected_on"], r["detected_on"])
     if not merged:
-        return pl.DataFrame(schema={"level": pl.String, "product_id": pl.String, "ingredient": pl.String, "pt": pl.String,
-                                    "batch_id": pl.String, "methods": pl.List(pl.String), "figures": pl.String,
-                                    "detected_on": pl.Date})
+        return pl.DataFrame(
+            schema={
+                "level": pl.String,
+                "product_id": pl.String,
+                "ingredient": pl.String,
+                "pt": pl.String,
+                "batch_id": pl.String,
+                "methods": pl.List(pl.String),
+                "figures": pl.String,
+                "detected_on": pl.Date,
+            }
+        )
     import json
     import math
 
@@ -167,11 +208,28 @@ def batch_detections(con: duckdb.DuckDBPyConnection, dlp) -> pl.DataFrame:
             return None if not math.isfinite(v) else float(f"{v:.{FIGURE_SIG_DIGITS}g}")
         return v.isoformat() if hasattr(v, "isoformat") else v
 
-    return pl.DataFrame([
-        {"level": "batch", "product_id": k[0], "ingredient": None, "pt": k[1], "batch_id": k[2],
-         "methods": sorted(m["methods"]), "figures": json.dumps({a: clean(b) for a, b in m["figures"].items()},
-                                                                  sort_keys=True),
-         "detected_on": m["detected_on"]}
-        for k, m in sorted(merged.items())
-    ], schema={"level": pl.String, "product_id": pl.String, "ingredient": pl.String, "pt": pl.String,
-               "batch_id": pl.String, "methods": pl.List(pl.String), "figures": pl.String, "detected_on": pl.Date})
+    return pl.DataFrame(
+        [
+            {
+                "level": "batch",
+                "product_id": k[0],
+                "ingredient": None,
+                "pt": k[1],
+                "batch_id": k[2],
+                "methods": sorted(m["methods"]),
+                "figures": json.dumps({a: clean(b) for a, b in m["figures"].items()}, sort_keys=True),
+                "detected_on": m["detected_on"],
+            }
+            for k, m in sorted(merged.items())
+        ],
+        schema={
+            "level": pl.String,
+            "product_id": pl.String,
+            "ingredient": pl.String,
+            "pt": pl.String,
+            "batch_id": pl.String,
+            "methods": pl.List(pl.String),
+            "figures": pl.String,
+            "detected_on": pl.Date,
+        },
+    )

@@ -27,13 +27,20 @@ KEYED_TABLES = [
 
 
 def _natural_key_check(asset, tables: list[str]) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset, name="natural_keys_unique", blocking=True,
-                    description=f"Every row of {', '.join(tables)} has a unique, complete natural key.")
+    @dg.asset_check(
+        asset=asset,
+        name="natural_keys_unique",
+        blocking=True,
+        description=f"Every row of {', '.join(tables)} has a unique, complete natural key.",
+    )
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             violations = key_violations(con, tables)
-        return dg.AssetCheckResult(passed=not any(violations.values()), severity=dg.AssetCheckSeverity.ERROR,
-                                   metadata={f"violations_{t}": n for t, n in violations.items()})
+        return dg.AssetCheckResult(
+            passed=not any(violations.values()),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={f"violations_{t}": n for t, n in violations.items()},
+        )
 
     return _check
 

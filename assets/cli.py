@@ -1,17 +1,17 @@
 """``pvtrace``: the command line of PV Trace.
 
-    pvtrace generate --out inbox [--seed 42] [--scale 1.0]   write a synthetic world
-    pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output
-    pvtrace demo                                             generate, then run, then say where things are
-    pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
-    pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output output]
-                                                             detection delay per planted signal and method
-                                                             load public adverse-event files
-    pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
-                                                             the analysts' signal review web app
-    pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer
-                                                             create a dashboard account (password from
-                                                             PVTRACE_DASHBOARD_PASSWORD or a prompt)
+pvtrace generate --out inbox [--seed 42] [--scale 1.0]   write a synthetic world
+pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output
+pvtrace demo                                             generate, then run, then say where things are
+pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
+pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output output]
+                                                         detection delay per planted signal and method
+                                                         load public adverse-event files
+pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
+                                                         the analysts' signal review web app
+pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer
+                                                         create a dashboard account (password from
+                                                         PVTRACE_DASHBOARD_PASSWORD or a prompt)
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _instance():
 def report_months(warehouse: str, which: str) -> list[str]:
     """Partition keys (``YYYY-MM-01``) of the monthly reports to build: the month of the last case received
     (``latest``), every month the data covers (``all``), or none."""
-    from warehouse.report_queries import data_months
+    from warehouse.queries.report_queries import data_months
     from warehouse.schema import connect
 
     if which == "none":
@@ -52,8 +52,9 @@ def report_months(warehouse: str, which: str) -> list[str]:
     return keys if which == "all" else keys[-1:]
 
 
-def run_reports(inbox: str, warehouse: str, output: str, partition_keys: list[str], *, quiet: bool = False,
-                log_level: str = "INFO") -> list:
+def run_reports(
+    inbox: str, warehouse: str, output: str, partition_keys: list[str], *, quiet: bool = False, log_level: str = "INFO"
+) -> list:
     """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process."""
     import dagster as dg
 
@@ -64,26 +65,35 @@ def run_reports(inbox: str, warehouse: str, output: str, partition_keys: list[st
     for key in partition_keys:
         t0 = time.perf_counter()
         result = dg.materialize(
-            [*ALL_ASSETS, *REPORT_ASSETS], selection=dg.AssetSelection.assets(*REPORT_ASSETS), partition_key=key,
-            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output), instance=_instance(),
-            raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            [*ALL_ASSETS, *REPORT_ASSETS],
+            selection=dg.AssetSelection.assets(*REPORT_ASSETS),
+            partition_key=key,
+            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
+            instance=_instance(),
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
         if not result.success:
             failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
             raise SystemExit(f"pvtrace: the reports for {key[:7]} failed at {failed}; see the log above")
         for ev in result.get_asset_check_evaluations():
             if not ev.passed:  # an E2B file that failed the ICH schema: written to e2b/rejected/, not shipped
-                print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} FAILED for {key[:7]}: "
-                      f"{ev.description}", file=sys.stderr)
+                print(
+                    f"  check {ev.asset_key.to_user_string()}:{ev.check_name} FAILED for {key[:7]}: {ev.description}",
+                    file=sys.stderr,
+                )
         if not quiet:
-            print(f"  reports {key[:7]}: {len(result.get_asset_materialization_events())} assets in "
-                  f"{time.perf_counter() - t0:.1f} s")
+            print(
+                f"  reports {key[:7]}: {len(result.get_asset_materialization_events())} assets in "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
         results.append(result)
     return results
 
 
-def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO",
-                 reports: str = "latest"):
+def run_pipeline(
+    inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO", reports: str = "latest"
+):
     """Materialise the whole graph in this process, then the monthly reports (``reports``: latest, all or none).
 
     Dagster refuses to materialise partitioned and unpartitioned assets in one call, so the
@@ -107,8 +117,11 @@ def run_pipeline(inbox: str, warehouse: str, output: str, *, quiet: bool = False
     if not quiet:
         for ev in result.get_asset_materialization_events():
             mat = ev.event_specific_data.materialization
-            counts = ", ".join(f"{k} {v.value:,}" for k, v in mat.metadata.items()
-                               if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool))
+            counts = ", ".join(
+                f"{k} {v.value:,}"
+                for k, v in mat.metadata.items()
+                if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
+            )
             print(f"  asset {mat.asset_key.to_user_string():<28} {counts}")
         for ev in result.get_asset_check_evaluations():
             status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
@@ -135,7 +148,9 @@ def _summary(warehouse: str, output: str) -> None:
     e2b = sorted(Path(output, "e2b").glob("*.xml"))
     ermr = sorted(Path(output, "ermr").glob("*/*.csv"))
     alert_dirs = sorted(p for p in Path(output, "alerts").glob("*") if p.is_dir())
-    print(f"\nPV Trace: {cases:,} cases, {deliveries:,} deliveries, {signals:,} signals, {quarantined:,} rows quarantined")
+    print(
+        f"\nPV Trace: {cases:,} cases, {deliveries:,} deliveries, {signals:,} signals, {quarantined:,} rows quarantined"
+    )
     print(f"  warehouse : {Path(warehouse).resolve()}")
     for r in reports:
         print(f"  report    : {r.resolve()}  (+ .html)")
@@ -147,7 +162,7 @@ def _summary(warehouse: str, output: str) -> None:
 def _ingest(args) -> int:
     import json
 
-    from warehouse.ingest import IngestError, ingest
+    from warehouse.inputs.regulator.ingest import IngestError, ingest
 
     try:
         counts = ingest(args.path, args.format, args.warehouse, harmonisation=args.harmonisation)
@@ -157,9 +172,11 @@ def _ingest(args) -> int:
     if args.json:
         print(json.dumps(counts, default=str))
     else:
-        print(f"{args.format}: {counts['cases']:,} cases ({counts['case_versions']:,} versions), {counts['drugs']:,} drugs, "
-              f"{counts['reactions']:,} reactions, {counts['lots']:,} usable lots, {counts['quarantined']:,} quarantined "
-              f"-> {Path(args.warehouse).resolve()}")
+        print(
+            f"{args.format}: {counts['cases']:,} cases ({counts['case_versions']:,} versions), {counts['drugs']:,} drugs, "
+            f"{counts['reactions']:,} reactions, {counts['lots']:,} usable lots, {counts['quarantined']:,} quarantined "
+            f"-> {Path(args.warehouse).resolve()}"
+        )
         for warning in counts.get("warnings", []):
             print(f"  warning: {warning}")
     return 0
@@ -168,7 +185,7 @@ def _ingest(args) -> int:
 def _dashboard_user(args) -> int:
     import getpass
 
-    from warehouse.review_store import add_user
+    from dashboard.store import add_user
 
     password = os.environ.get("PVTRACE_DASHBOARD_PASSWORD")
     if not password:
@@ -189,18 +206,22 @@ def _demo_analyst(warehouse: str) -> None:
     """A demo analyst with a fresh random password, printed once (only the argon2 hash is stored)."""
     import secrets
 
-    from warehouse.review_store import add_user
+    from dashboard.store import add_user
 
     password = secrets.token_urlsafe(12)
     add_user(warehouse, "demo-analyst", password, "analyst")
     exe = sys.argv[0] if Path(sys.argv[0]).name == "pvtrace" else "pvtrace"
-    print(f"\nSignal review dashboard:  {exe} dashboard --warehouse {warehouse} --port 8050   "
-          "(then open http://127.0.0.1:8050)")
+    print(
+        f"\nSignal review dashboard:  {exe} dashboard --warehouse {warehouse} --port 8050   "
+        "(then open http://127.0.0.1:8050)"
+    )
     print(f"  log in as  demo-analyst  /  {password}   (analyst: may triage; new password on every demo run)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="write a synthetic world (with planted ground truth) into an inbox folder")
@@ -213,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--inbox", default=os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX))
         p.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
         p.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
-        p.add_argument("--reports", choices=["latest", "all", "none"], default="latest",
-                       help="monthly regulator reports to build: the last month with data (default), every month, none")
+        p.add_argument(
+            "--reports",
+            choices=["latest", "all", "none"],
+            default="latest",
+            help="monthly regulator reports to build: the last month with data (default), every month, none",
+        )
         if name == "demo":
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--scale", type=float, default=1.0)
@@ -237,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     du_add.add_argument("--username", required=True)
     du_add.add_argument("--role", required=True, choices=["analyst", "viewer"])
 
-    ev = sub.add_parser("evaluate", help="detection delay, sensitivity and false alerts on a synthetic world's ground truth")
+    ev = sub.add_parser(
+        "evaluate", help="detection delay, sensitivity and false alerts on a synthetic world's ground truth"
+    )
     ev.add_argument("--inbox", default=os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX))
     ev.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     ev.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
@@ -256,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ingest":
         return _ingest(args)
     if args.command == "dashboard":
-        from reports.dashboard.app import serve
+        from dashboard.app import serve
 
         serve(args.warehouse, host=args.host, port=args.port)
         return 0
@@ -269,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         truth = generate_world(Path(out), seed=args.seed, scale=args.scale)
         counts = truth.get("counts", {})
-        print(f"synthetic world (seed {args.seed}, scale {args.scale}) written to {Path(out).resolve()} "
-              f"in {time.perf_counter() - t0:.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        print(
+            f"synthetic world (seed {args.seed}, scale {args.scale}) written to {Path(out).resolve()} "
+            f"in {time.perf_counter() - t0:.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        )
         if args.command == "generate":
             return 0
     t0 = time.perf_counter()

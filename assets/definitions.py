@@ -5,7 +5,6 @@ the in-process executor (DESIGN.md §5). ``dagster dev`` loads this module (pypr
 ``[tool.dagster]``).
 """
 
-
 import dagster as dg
 
 from assets import (
@@ -30,7 +29,9 @@ ALL_CHECKS = dg.load_asset_checks_from_modules(
 REPORT_ASSETS = reporting.PARTITIONED_ASSETS
 
 pvtrace_job = dg.define_asset_job(
-    "pvtrace_job", selection=dg.AssetSelection.assets(*ALL_ASSETS), executor_def=dg.in_process_executor,
+    "pvtrace_job",
+    selection=dg.AssetSelection.assets(*ALL_ASSETS),
+    executor_def=dg.in_process_executor,
     description="The unpartitioned graph: inbox → warehouse → scores → signal register → alerts (reports: monthly_report_job).",
 )
 daily_detection_job = dg.define_asset_job(
@@ -40,13 +41,17 @@ daily_detection_job = dg.define_asset_job(
     description="Load what arrived, recompute scores and the register, send manufacturer alerts.",
 )
 monthly_report_job = dg.define_asset_job(
-    "monthly_report_job", selection=dg.AssetSelection.assets(*REPORT_ASSETS),
+    "monthly_report_job",
+    selection=dg.AssetSelection.assets(*REPORT_ASSETS),
     executor_def=dg.in_process_executor,
     description="For one month: the periodic signal report (HTML + PDF) and E2B(R3) batch per jurisdiction, the eRMR CSVs.",
 )
 
 daily_detection_schedule = dg.ScheduleDefinition(
-    job=daily_detection_job, cron_schedule="0 2 * * *", execution_timezone="UTC", name="daily_detection",
+    job=daily_detection_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    name="daily_detection",
 )
 # fires at 04:00 UTC on the 1st (the partitions' hour_offset) and builds the month just ended
 monthly_report_schedule = dg.build_schedule_from_partitioned_job(monthly_report_job, name="monthly_report")

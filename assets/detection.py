@@ -1,6 +1,5 @@
 """Counts → scores → the signal register. Statistics come from ``signals``; storage from ``warehouse``."""
 
-
 import dagster as dg
 import polars as pl
 
@@ -10,27 +9,41 @@ from signals.disproportionality import score
 from signals.mgps import fit_prior
 from signals.multiplicity import add_fdr
 from signals.rules import apply_rules
-from warehouse.counts import contingency_counts
-from warehouse.detection_inputs import LEVELS, additional_monitoring, report_event_rows_sql, store_prior, store_scores
-from warehouse.evidence import data_lock_point
-from warehouse.exposure import build_exposure
+from warehouse.queries.counts import contingency_counts
+from warehouse.queries.detection_inputs import (
+    LEVELS,
+    additional_monitoring,
+    report_event_rows_sql,
+    store_prior,
+    store_scores,
+)
+from warehouse.queries.evidence import data_lock_point
+from warehouse.queries.exposure import build_exposure
 
 GROUP = "detection"
 STRATA = ["sex", "age_band", "report_year"]
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[deliveries, medication_logs],
-          description="Packs delivered, patients exposed and person-weeks per product, batch, region and week.")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[deliveries, medication_logs],
+    description="Packs delivered, patients exposed and person-weeks per product, batch, region and week.",
+)
 def exposure(warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.transaction() as con:
         counts = build_exposure(con)
     return dg.MaterializeResult(metadata=counts)
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=[case_batch_links],
-          description="PRR, ROR, χ², IC, MGPS (EBGM, EB05, EB95 with a fitted prior) and the regulator rules per "
-                      "product × PT and ingredient × PT; expected counts stratified by sex, age band and report year; "
-                      "Fisher mid-p with Benjamini–Hochberg q-values.")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[case_batch_links],
+    description="PRR, ROR, χ², IC, MGPS (EBGM, EB05, EB95 with a fitted prior) and the regulator rules per "
+    "product × PT and ingredient × PT; expected counts stratified by sex, age band and report year; "
+    "Fisher mid-p with Benjamini–Hochberg q-values.",
+)
 def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     metadata = {}
     with warehouse.transaction() as con:
@@ -45,7 +58,8 @@ def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: Ware
             store_scores(con, level, scored, dlp)
             store_prior(con, level, prior, dlp)
             metadata[f"{level}_prior"] = dg.MetadataValue.json(
-                {k: getattr(prior, k) for k in ("alpha1", "beta1", "alpha2", "beta2", "p", "loglik", "at_bound")})
+                {k: getattr(prior, k) for k in ("alpha1", "beta1", "alpha2", "beta2", "p", "loglik", "at_bound")}
+            )
             fired = scored.filter(pl.col("rules_fired").list.len() > 0)
             metadata[f"{level}_pairs"] = scored.height
             metadata[f"{level}_pairs_with_a_rule_fired"] = fired.height

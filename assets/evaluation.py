@@ -9,7 +9,7 @@ How each method's first alert date is found (no look-ahead except where stated):
 
 * disproportionality (``evans``, ``ema_sdr``, ``who_umc``, ``fda_mgps``; product level): the
   scores re-run at weekly data cut-offs (each Sunday; counts from reports received by then,
-  all cut-offs counted in one SQL statement, ``warehouse.evaluation_inputs``).  The MGPS prior
+  all cut-offs counted in one SQL statement, ``warehouse.queries.evaluation_inputs``).  The MGPS prior
   is refitted quarterly and used for the weeks that follow (a fit takes seconds).  For a
   planted signal only a *new* alert counts: a product x PT pair on which any rule already fired
   before the signal started (e.g. injection-site reactions, a labelled ADR of an injectable, flagged
@@ -34,10 +34,10 @@ from assets.batch_signals import compute_heterogeneity
 from signals.disproportionality import score
 from signals.mgps import fit_prior
 from signals.rules import RULE_NAMES, apply_rules
-from warehouse.batch_inputs import batch_case_rows
-from warehouse.detection_inputs import additional_monitoring
-from warehouse.evaluation_inputs import contingency_counts_by_cutoff
-from warehouse.evidence import data_lock_point
+from warehouse.queries.batch_inputs import batch_case_rows
+from warehouse.queries.detection_inputs import additional_monitoring
+from warehouse.queries.evaluation_inputs import contingency_counts_by_cutoff
+from warehouse.queries.evidence import data_lock_point
 
 DISPROPORTIONALITY = tuple(RULE_NAMES)
 BATCH_METHODS = ("batch_exact+eb", "maxsprt", "maxsprt_group")
@@ -65,16 +65,25 @@ def disproportionality_replay(con, cutoffs: list[dt.date], prior_every_months: i
     counts = contingency_counts_by_cutoff(con, "product", cutoffs)
     counts = counts.join(additional_monitoring(con, "product"), on="drug", how="left")
     counts = counts.with_columns(
-        _period=((pl.col("cutoff").dt.year() * 12 + pl.col("cutoff").dt.month() - 1) // prior_every_months))
+        _period=((pl.col("cutoff").dt.year() * 12 + pl.col("cutoff").dt.month() - 1) // prior_every_months)
+    )
     fired = []
     for _, part in counts.partition_by("_period", as_dict=True, maintain_order=True).items():
         first = part.filter(pl.col("cutoff") == part["cutoff"].min())
         prior = fit_prior(first["n11"].to_numpy(), first["e"].to_numpy(), min_count=1)
         scored = apply_rules(score(part.drop("_period"), prior=prior))
-        fired.append(scored.filter(pl.col("rules_fired").list.len() > 0).select(
-            "cutoff", pl.col("drug").alias("product"), pl.col("event").alias("pt"), "rules_fired"))
-    return pl.concat(fired) if fired else pl.DataFrame(
-        schema={"cutoff": pl.Date, "product": pl.String, "pt": pl.String, "rules_fired": pl.List(pl.String)})
+        fired.append(
+            scored.filter(pl.col("rules_fired").list.len() > 0).select(
+                "cutoff", pl.col("drug").alias("product"), pl.col("event").alias("pt"), "rules_fired"
+            )
+        )
+    return (
+        pl.concat(fired)
+        if fired
+        else pl.DataFrame(
+            schema={"cutoff": pl.Date, "product": pl.String, "pt": pl.String, "rules_fired": pl.List(pl.String)}
+        )
+    )
 
 
 def heterogeneity_replay(con, cutoffs: list[dt.date]) -> pl.DataFrame:
@@ -84,10 +93,18 @@ def heterogeneity_replay(con, cutoffs: list[dt.date]) -> pl.DataFrame:
     for cutoff in cutoffs:
         for level, (scored, _) in compute_heterogeneity(con, up_to=cutoff, cases=cases, with_funnel=False).items():
             if scored.height and "flagged" in scored.columns:
-                out.append(scored.filter("flagged").select(
-                    pl.lit(cutoff).alias("cutoff"), pl.lit(level).alias("level"), "product", "event", "batch"))
-    return pl.concat(out) if out else pl.DataFrame(
-        schema={"cutoff": pl.Date, "level": pl.String, "product": pl.String, "event": pl.String, "batch": pl.String})
+                out.append(
+                    scored.filter("flagged").select(
+                        pl.lit(cutoff).alias("cutoff"), pl.lit(level).alias("level"), "product", "event", "batch"
+                    )
+                )
+    return (
+        pl.concat(out)
+        if out
+        else pl.DataFrame(
+            schema={"cutoff": pl.Date, "level": pl.String, "product": pl.String, "event": pl.String, "batch": pl.String}
+        )
+    )
 
 
 def _first(dates) -> dt.date | None:
@@ -99,12 +116,16 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
     """The evaluation tables: ``detection`` (per planted signal x method), ``sensitivity`` (per
     method) and ``false_alerts`` (alerts on clean batches and negative controls)."""
     dlp = data_lock_point(con)
-    start = dt.date.fromisoformat(truth.get("world_start", str(con.sql("SELECT min(received_on) FROM latest_case").fetchone()[0])))
+    start = dt.date.fromisoformat(
+        truth.get("world_start", str(con.sql("SELECT min(received_on) FROM latest_case").fetchone()[0]))
+    )
     cutoffs = cutoffs or weekly_cutoffs(start, dlp)
     disp = disproportionality_replay(con, cutoffs)
     het = heterogeneity_replay(con, cutoffs)
-    seq = con.sql("SELECT product_id AS product, batch_id AS batch, pt, crossed_on, crossed_on_group "
-                  "FROM sequential_monitoring WHERE signalled OR signalled_group").pl()
+    seq = con.sql(
+        "SELECT product_id AS product, batch_id AS batch, pt, crossed_on, crossed_on_group "
+        "FROM sequential_monitoring WHERE signalled OR signalled_group"
+    ).pl()
     soc_of = dict(con.sql("SELECT pt, any_value(soc) FROM case_reaction GROUP BY pt").fetchall())
 
     def disp_first(product, pts, rule=None, since=None):
@@ -131,62 +152,150 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
         found["any disproportionality"] = _first(found.values())
         if batch:
             socs = {soc_of.get(p) for p in pts} - {None}
-            h = het.filter((pl.col("batch") == batch) & (
-                ((pl.col("level") == "pt") & pl.col("event").is_in(pts))
-                | ((pl.col("level") == "soc") & pl.col("event").is_in(sorted(socs)))))
+            h = het.filter(
+                (pl.col("batch") == batch)
+                & (
+                    ((pl.col("level") == "pt") & pl.col("event").is_in(pts))
+                    | ((pl.col("level") == "soc") & pl.col("event").is_in(sorted(socs)))
+                )
+            )
             found["batch_exact+eb"] = _first(h["cutoff"].to_list())
             q = seq.filter((pl.col("batch") == batch) & pl.col("pt").is_in(pts))
             found["maxsprt"] = _first(q["crossed_on"].to_list())
             found["maxsprt_group"] = _first(q["crossed_on_group"].to_list())
         for method, when in found.items():
-            rows.append({"signal": s["kind"], "product_id": s["product_id"], "batch_id": batch, "pts": ", ".join(pts),
-                         "starts_on": begins, "method": method, "first_alert": when,
-                         "delay_days": (when - begins).days if when else None})
-    detection = pl.DataFrame(rows, schema={"signal": pl.String, "product_id": pl.String, "batch_id": pl.String,
-                                           "pts": pl.String, "starts_on": pl.Date, "method": pl.String,
-                                           "first_alert": pl.Date, "delay_days": pl.Int64})
-    sensitivity = (detection.group_by("method", maintain_order=True)
-                   .agg(planted=pl.len(), detected=pl.col("first_alert").is_not_null().sum(),
-                        median_delay_days=pl.col("delay_days").median())
-                   .with_columns(sensitivity=pl.col("detected") / pl.col("planted")))
+            rows.append(
+                {
+                    "signal": s["kind"],
+                    "product_id": s["product_id"],
+                    "batch_id": batch,
+                    "pts": ", ".join(pts),
+                    "starts_on": begins,
+                    "method": method,
+                    "first_alert": when,
+                    "delay_days": (when - begins).days if when else None,
+                }
+            )
+    detection = pl.DataFrame(
+        rows,
+        schema={
+            "signal": pl.String,
+            "product_id": pl.String,
+            "batch_id": pl.String,
+            "pts": pl.String,
+            "starts_on": pl.Date,
+            "method": pl.String,
+            "first_alert": pl.Date,
+            "delay_days": pl.Int64,
+        },
+    )
+    sensitivity = (
+        detection.group_by("method", maintain_order=True)
+        .agg(
+            planted=pl.len(),
+            detected=pl.col("first_alert").is_not_null().sum(),
+            median_delay_days=pl.col("delay_days").median(),
+        )
+        .with_columns(sensitivity=pl.col("detected") / pl.col("planted"))
+    )
 
     # alerts on clean batches (any batch method, at any cut-off) and on negative controls
     planted_batches = {s["batch_id"] for s in truth["signals"] if s.get("batch_id")}
-    batch_alerts = pl.concat([
-        het.group_by("product", "event", "batch", "level").agg(pl.col("cutoff").min().alias("first_alert"))
-        .select("product", pl.col("event").alias("pt"), "batch", pl.format("batch_exact+eb ({})", "level").alias("method"),
-                "first_alert"),
-        seq.filter(pl.col("crossed_on").is_not_null()).select("product", "pt", "batch", pl.lit("maxsprt").alias("method"),
-                                                              pl.col("crossed_on").alias("first_alert")),
-        seq.filter(pl.col("crossed_on_group").is_not_null()).select(
-            "product", "pt", "batch", pl.lit("maxsprt_group").alias("method"), pl.col("crossed_on_group").alias("first_alert")),
-    ])
-    false_rows = [{"kind": "clean batch", **r} for r in batch_alerts.filter(~pl.col("batch").is_in(planted_batches)).to_dicts()]
+    batch_alerts = pl.concat(
+        [
+            het.group_by("product", "event", "batch", "level")
+            .agg(pl.col("cutoff").min().alias("first_alert"))
+            .select(
+                "product",
+                pl.col("event").alias("pt"),
+                "batch",
+                pl.format("batch_exact+eb ({})", "level").alias("method"),
+                "first_alert",
+            ),
+            seq.filter(pl.col("crossed_on").is_not_null()).select(
+                "product", "pt", "batch", pl.lit("maxsprt").alias("method"), pl.col("crossed_on").alias("first_alert")
+            ),
+            seq.filter(pl.col("crossed_on_group").is_not_null()).select(
+                "product",
+                "pt",
+                "batch",
+                pl.lit("maxsprt_group").alias("method"),
+                pl.col("crossed_on_group").alias("first_alert"),
+            ),
+        ]
+    )
+    false_rows = [
+        {"kind": "clean batch", **r} for r in batch_alerts.filter(~pl.col("batch").is_in(planted_batches)).to_dicts()
+    ]
     planted_pairs = {(s["batch_id"], p) for s in truth["signals"] if s.get("batch_id") for p in s.get("pts", [])}
-    planted_socs = {(s["batch_id"], soc_of.get(p)) for s in truth["signals"] if s.get("batch_id") for p in s.get("pts", [])}
-    false_rows += [{"kind": "planted batch, other event", **r} for r in batch_alerts.filter(
-        pl.col("batch").is_in(planted_batches)).to_dicts()
-        if (r["batch"], r["pt"]) not in planted_pairs and (r["batch"], r["pt"]) not in planted_socs]
+    planted_socs = {
+        (s["batch_id"], soc_of.get(p)) for s in truth["signals"] if s.get("batch_id") for p in s.get("pts", [])
+    }
+    false_rows += [
+        {"kind": "planted batch, other event", **r}
+        for r in batch_alerts.filter(pl.col("batch").is_in(planted_batches)).to_dicts()
+        if (r["batch"], r["pt"]) not in planted_pairs and (r["batch"], r["pt"]) not in planted_socs
+    ]
     for c in truth.get("negative_controls", []):
         when = disp_first(c["product_id"], [c["pt"]])
         if when:
-            rules = sorted({x for lst in disp.filter((pl.col("product") == c["product_id"]) & (pl.col("pt") == c["pt"]))
-                            ["rules_fired"].to_list() for x in lst})
-            false_rows.append({"kind": "negative control", "product": c["product_id"], "pt": c["pt"], "batch": None,
-                               "method": ", ".join(rules), "first_alert": when})
+            rules = sorted(
+                {
+                    x
+                    for lst in disp.filter((pl.col("product") == c["product_id"]) & (pl.col("pt") == c["pt"]))[
+                        "rules_fired"
+                    ].to_list()
+                    for x in lst
+                }
+            )
+            false_rows.append(
+                {
+                    "kind": "negative control",
+                    "product": c["product_id"],
+                    "pt": c["pt"],
+                    "batch": None,
+                    "method": ", ".join(rules),
+                    "first_alert": when,
+                }
+            )
         nb = batch_alerts.filter((pl.col("product") == c["product_id"]) & (pl.col("pt") == c["pt"]))
         false_rows += [{"kind": "negative control (batch)", **r} for r in nb.to_dicts()]
-    false_alerts = pl.DataFrame(false_rows, schema={"kind": pl.String, "product": pl.String, "pt": pl.String,
-                                                    "batch": pl.String, "method": pl.String, "first_alert": pl.Date})
-    summary = pl.DataFrame({
-        "measure": ["data lock point", "weekly cut-offs", "batches", "clean batches with a batch-level alert",
-                    "negative controls", "negative controls with any alert"],
-        "value": [str(dlp), str(len(cutoffs)), str(con.sql("SELECT count(*) FROM batch").fetchone()[0]),
-                  str(false_alerts.filter(pl.col("kind") == "clean batch")["batch"].n_unique()),
-                  str(len(truth.get("negative_controls", []))),
-                  str(false_alerts.filter(pl.col("kind").str.starts_with("negative control"))
-                      .select("product", "pt").unique().height)],
-    })
+    false_alerts = pl.DataFrame(
+        false_rows,
+        schema={
+            "kind": pl.String,
+            "product": pl.String,
+            "pt": pl.String,
+            "batch": pl.String,
+            "method": pl.String,
+            "first_alert": pl.Date,
+        },
+    )
+    summary = pl.DataFrame(
+        {
+            "measure": [
+                "data lock point",
+                "weekly cut-offs",
+                "batches",
+                "clean batches with a batch-level alert",
+                "negative controls",
+                "negative controls with any alert",
+            ],
+            "value": [
+                str(dlp),
+                str(len(cutoffs)),
+                str(con.sql("SELECT count(*) FROM batch").fetchone()[0]),
+                str(false_alerts.filter(pl.col("kind") == "clean batch")["batch"].n_unique()),
+                str(len(truth.get("negative_controls", []))),
+                str(
+                    false_alerts.filter(pl.col("kind").str.starts_with("negative control"))
+                    .select("product", "pt")
+                    .unique()
+                    .height
+                ),
+            ],
+        }
+    )
     return {"detection": detection, "sensitivity": sensitivity, "false_alerts": false_alerts, "summary": summary}
 
 
@@ -194,8 +303,9 @@ def _markdown(frame: pl.DataFrame) -> str:
     cols = frame.columns
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in frame.iter_rows():
-        lines.append("| " + " | ".join("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
-                                       for v in row) + " |")
+        lines.append(
+            "| " + " | ".join("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v)) for v in row) + " |"
+        )
     return "\n".join(lines)
 
 

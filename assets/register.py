@@ -1,4 +1,4 @@
-"""Scores → the signal register (stable ids, methods that fired, history). Storage in ``warehouse.signal_register``."""
+"""Scores → the signal register (stable ids, methods that fired, history). Storage in ``warehouse.stores.signal_register``."""
 
 import dagster as dg
 import polars as pl
@@ -6,22 +6,40 @@ import polars as pl
 from assets.batch_signals import batch_detections, batch_heterogeneity_scores, sequential_monitoring
 from assets.detection import disproportionality_scores
 from assets.resources import WarehouseResource
-from warehouse.evidence import data_lock_point
-from warehouse.signal_register import update_register
+from warehouse.queries.evidence import data_lock_point
+from warehouse.stores.signal_register import update_register
 
 GROUP = "detection"
 # Statistics quoted with each signal in the register (and so in reports and alerts), to
 # FIGURE_SIG_DIGITS significant digits: DuckDB's parallel float sums are not bit-reproducible,
 # and a last-bit change must not make an unchanged signal look changed (new alert hash).
 FIGURE_SIG_DIGITS = 6
-FIGURES = ["n11", "e", "prr", "prr_lo95", "prr_hi95", "chi2", "ror", "ror_lo95", "ror_hi95", "ic", "ic025", "ic975",
-           "ebgm", "eb05", "eb95"]
+FIGURES = [
+    "n11",
+    "e",
+    "prr",
+    "prr_lo95",
+    "prr_hi95",
+    "chi2",
+    "ror",
+    "ror_lo95",
+    "ror_hi95",
+    "ic",
+    "ic025",
+    "ic975",
+    "ebgm",
+    "eb05",
+    "eb95",
+]
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"},
-          deps=[disproportionality_scores, batch_heterogeneity_scores, sequential_monitoring],
-          description="Stable signals (product, ingredient and batch level) with the methods that fired, first/last "
-                      "detection and status history.")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[disproportionality_scores, batch_heterogeneity_scores, sequential_monitoring],
+    description="Stable signals (product, ingredient and batch level) with the methods that fired, first/last "
+    "detection and status history.",
+)
 def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.transaction() as con:
         scores = con.sql("SELECT * FROM disproportionality_score WHERE len(rules_fired) > 0").pl()
@@ -34,14 +52,20 @@ def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             pl.lit(None, dtype=pl.String).alias("batch_id"),
             pl.col("rules_fired").alias("methods"),
             pl.struct(
-                pl.col(c).round_sig_figs(FIGURE_SIG_DIGITS) if scores.schema[c].is_float() else pl.col(c) for c in FIGURES
-            ).struct.json_encode().alias("figures"),
+                pl.col(c).round_sig_figs(FIGURE_SIG_DIGITS) if scores.schema[c].is_float() else pl.col(c)
+                for c in FIGURES
+            )
+            .struct.json_encode()
+            .alias("figures"),
         )
         batch = batch_detections(con, dlp)
-        detections = pl.concat([
-            detections.with_columns(pl.lit(None, dtype=pl.Date).alias("detected_on")),
-            batch.select(detections.columns + ["detected_on"]),
-        ], how="vertical_relaxed")
+        detections = pl.concat(
+            [
+                detections.with_columns(pl.lit(None, dtype=pl.Date).alias("detected_on")),
+                batch.select(detections.columns + ["detected_on"]),
+            ],
+            how="vertical_relaxed",
+        )
         counts = update_register(con, detections, dlp, context.run.run_id)
         counts["batch_level_detections"] = batch.height
     return dg.MaterializeResult(metadata={**counts, "data_lock_point": str(dlp)})

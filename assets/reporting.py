@@ -19,7 +19,6 @@ Only these assets are partitioned; the rest of the graph is not. ``dg.materializ
 data covers (DESIGN.md §5). The monthly schedule builds the month just ended.
 """
 
-
 import datetime as dt
 import json
 import os
@@ -43,7 +42,7 @@ from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS, Jurisdictio
 from reports.periodic_report import ReportInputs, write_periodic_report
 from signals.disproportionality import score
 from signals.rules import RuleThresholds, apply_rules
-from warehouse import report_queries as rq
+from warehouse.queries import report_queries as rq
 
 GROUP = "reporting"
 # the first month a report can be asked for; the demo world's cases start in January 2024
@@ -60,10 +59,22 @@ def code_version() -> str:
     except PackageNotFoundError:
         v = "unknown"
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
         return f"{v}+g{sha}{'.dirty' if dirty else ''}" if sha else v
     except (OSError, subprocess.SubprocessError):
         return v
@@ -81,8 +92,9 @@ def period_of(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
 def _relative_lineage(lineage: pl.DataFrame, inbox: Path) -> pl.DataFrame:
     """Input paths relative to the inbox, so the same files give the same report wherever the inbox lives."""
     root = str(inbox.resolve()).rstrip("/") + "/"
-    return lineage.with_columns(pl.col("path").map_elements(
-        lambda p: p.removeprefix(root), return_dtype=pl.String)).sort("kind", "path")
+    return lineage.with_columns(
+        pl.col("path").map_elements(lambda p: p.removeprefix(root), return_dtype=pl.String)
+    ).sort("kind", "path")
 
 
 def data_lock_point(con, end: dt.date) -> dt.date:
@@ -103,13 +115,17 @@ def _report_asset(code: str):
     j = JURISDICTIONS[code]
 
     @dg.asset(
-        name=f"regulatory_report_{code}", group_name=GROUP, kinds={"html", "pdf"}, partitions_def=MONTHLY,
+        name=f"regulatory_report_{code}",
+        group_name=GROUP,
+        kinds={"html", "pdf"},
+        partitions_def=MONTHLY,
         deps=[signal_register, exposure, supply_events, f"e2b_icsr_batch_{code}"],
         description=f"Periodic signal report for {j.authority} (HTML + PDF, {' + '.join(j.languages)}), with the "
-                    "batch traceability annex and the expedited-reporting clock, under output/reports/.",
+        "batch traceability annex and the expedited-reporting clock, under output/reports/.",
     )
-    def regulatory_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, output: OutputResource,
-                          inbox: InboxResource) -> dg.MaterializeResult:
+    def regulatory_report(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, output: OutputResource, inbox: InboxResource
+    ) -> dg.MaterializeResult:
         start, end = period_of(context)
         reports = output.folder("reports")
         with warehouse.connect(read_only=True) as con:
@@ -118,11 +134,19 @@ def _report_asset(code: str):
             ids = signals["signal_id"].to_list()
             clock = expedited_clock(rq.expedited_cases(con, j.market_region, start, dlp), j, dlp)
             inputs = ReportInputs(
-                jurisdiction=j, period_start=start, period_end=end, data_lock_point=dlp,
-                run_id=context.run.run_id, generated_at=_now(), code_version=code_version(),
-                summary=rq.scope_summary(con, j.market_region, start, dlp), signals=signals,
-                signal_cases=rq.signal_cases(con, ids, dlp), batches=rq.signal_batch_annex(con, ids, dlp),
-                clock=clock, lineage=_relative_lineage(rq.input_lineage(con), inbox.folder),
+                jurisdiction=j,
+                period_start=start,
+                period_end=end,
+                data_lock_point=dlp,
+                run_id=context.run.run_id,
+                generated_at=_now(),
+                code_version=code_version(),
+                summary=rq.scope_summary(con, j.market_region, start, dlp),
+                signals=signals,
+                signal_cases=rq.signal_cases(con, ids, dlp),
+                batches=rq.signal_batch_annex(con, ids, dlp),
+                clock=clock,
+                lineage=_relative_lineage(rq.input_lineage(con), inbox.folder),
             )
         clock_path = write_clock_csv(clock, reports / f"expedited_clock_{code}_{start:%Y-%m}.csv")
         inputs.files["clock"] = clock_path.name
@@ -131,13 +155,18 @@ def _report_asset(code: str):
             inputs.e2b = json.loads(e2b_status.read_text())
         paths = write_periodic_report(inputs, reports)
         context.log.info(f"{code}: {inputs.stem} with {signals.height} signals, {clock.height} cases on the clock")
-        return dg.MaterializeResult(metadata={
-            "html": dg.MetadataValue.path(str(paths["html"])), "pdf": dg.MetadataValue.path(str(paths["pdf"])),
-            "clock": dg.MetadataValue.path(str(clock_path)), "data_lock_point": str(dlp),
-            "signals": signals.height, "new_signals": int((signals["category"] == "new").sum()) if ids else 0,
-            "expedited_cases": clock.height,
-            "overdue": int((clock["status"] == "overdue").sum()) if clock.height else 0,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "html": dg.MetadataValue.path(str(paths["html"])),
+                "pdf": dg.MetadataValue.path(str(paths["pdf"])),
+                "clock": dg.MetadataValue.path(str(clock_path)),
+                "data_lock_point": str(dlp),
+                "signals": signals.height,
+                "new_signals": int((signals["category"] == "new").sum()) if ids else 0,
+                "expedited_cases": clock.height,
+                "overdue": int((clock["status"] == "overdue").sum()) if clock.height else 0,
+            }
+        )
 
     return regulatory_report
 
@@ -146,16 +175,25 @@ def _e2b_asset(code: str):
     j = JURISDICTIONS[code]
 
     @dg.asset(
-        name=f"e2b_icsr_batch_{code}", group_name=GROUP, kinds={"xml"}, partitions_def=MONTHLY,
+        name=f"e2b_icsr_batch_{code}",
+        group_name=GROUP,
+        kinds={"xml"},
+        partitions_def=MONTHLY,
         deps=[signal_register],
-        check_specs=[dg.AssetCheckSpec("ich_schema_valid", asset=f"e2b_icsr_batch_{code}",
-                                       description="The batch file validates against the ICH E2B(R3) XSD")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "ich_schema_valid",
+                asset=f"e2b_icsr_batch_{code}",
+                description="The batch file validates against the ICH E2B(R3) XSD",
+            )
+        ],
         description=f"ICH E2B(R3) batch file of the month's serious cases for {j.authority}, validated against the ICH "
-                    "schema before it is written to output/e2b/ (invalid: output/e2b/rejected/, check failed, "
-                    "and the report says it was not shipped).",
+        "schema before it is written to output/e2b/ (invalid: output/e2b/rejected/, check failed, "
+        "and the report says it was not shipped).",
     )
-    def e2b_icsr_batch(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                       output: OutputResource) -> dg.MaterializeResult:
+    def e2b_icsr_batch(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, output: OutputResource
+    ) -> dg.MaterializeResult:
         start, end = period_of(context)
         folder = output.folder("e2b")
         stem = f"e2b_icsr_{code}_{start:%Y-%m}"
@@ -170,25 +208,44 @@ def _e2b_asset(code: str):
             (folder / f"{stem}.xml").unlink(missing_ok=True)
             return dg.MaterializeResult(
                 metadata={"icsrs": 0, "status": "no serious case in scope"},
-                check_results=[dg.AssetCheckResult(check_name="ich_schema_valid", passed=True,
-                                                   description="no file: no serious case in scope")])
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="ich_schema_valid", passed=True, description="no file: no serious case in scope"
+                    )
+                ],
+            )
         result = write_validated(batch, folder / f"{stem}.xml", schema=default_schema_path())
-        status = {"file": result.path.name, "status": "valid" if result.valid else "INVALID", "cases": batch.n_icsrs,
-                  "errors": result.errors[:50], "missing_meddra_codes": batch.missing_meddra_codes}
+        status = {
+            "file": result.path.name,
+            "status": "valid" if result.valid else "INVALID",
+            "cases": batch.n_icsrs,
+            "errors": result.errors[:50],
+            "missing_meddra_codes": batch.missing_meddra_codes,
+        }
         status_path.write_text(json.dumps(status, indent=1, sort_keys=True), encoding="utf-8")
         check = dg.AssetCheckResult(
-            check_name="ich_schema_valid", passed=result.valid, severity=dg.AssetCheckSeverity.ERROR,
-            description="valid" if result.valid else f"{len(result.errors)} schema errors: not shipped, see {result.path}",
+            check_name="ich_schema_valid",
+            passed=result.valid,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="valid"
+            if result.valid
+            else f"{len(result.errors)} schema errors: not shipped, see {result.path}",
             metadata={"errors": "\n".join(result.errors[:20]) or "none"},
         )
         if not result.valid:
-            context.log.error(f"{stem}.xml failed ICH schema validation ({len(result.errors)} errors); written to "
-                              f"{result.path} and not shipped")
-        return dg.MaterializeResult(metadata={
-            "path": dg.MetadataValue.path(str(result.path)), "icsrs": batch.n_icsrs,
-            "schema": "valid" if result.valid else "INVALID",
-            "reactions_without_meddra_code": batch.missing_meddra_codes,
-        }, check_results=[check])
+            context.log.error(
+                f"{stem}.xml failed ICH schema validation ({len(result.errors)} errors); written to "
+                f"{result.path} and not shipped"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(result.path)),
+                "icsrs": batch.n_icsrs,
+                "schema": "valid" if result.valid else "INVALID",
+                "reactions_without_meddra_code": batch.missing_meddra_codes,
+            },
+            check_results=[check],
+        )
 
     return e2b_icsr_batch
 
@@ -197,11 +254,17 @@ E2B_ASSETS = [_e2b_asset(code) for code in JURISDICTION_CODES]
 REPORT_ASSETS = [_report_asset(code) for code in JURISDICTION_CODES]
 
 
-@dg.asset(group_name=GROUP, kinds={"csv"}, partitions_def=MONTHLY, deps=[signal_register],
-          description="eRMR-style CSV per active substance (drug–event pairs: new/total, serious, fatal, ROR with its "
-                      "lower bound, SDR flag) under output/ermr/<YYYY-MM>/.")
-def ermr_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                output: OutputResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"csv"},
+    partitions_def=MONTHLY,
+    deps=[signal_register],
+    description="eRMR-style CSV per active substance (drug–event pairs: new/total, serious, fatal, ROR with its "
+    "lower bound, SDR flag) under output/ermr/<YYYY-MM>/.",
+)
+def ermr_export(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, output: OutputResource
+) -> dg.MaterializeResult:
     start, end = period_of(context)
     with warehouse.connect(read_only=True) as con:
         dlp = data_lock_point(con, end)
@@ -211,12 +274,19 @@ def ermr_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     # ROR at the DLP from the cumulative 2x2 table (n11 = total count of the pair), EMA's SDR rule on it
     pairs = counts.rename({"ingredient": "drug", "pt": "event"}).with_columns(n11=pl.col("total_count"))
     scored = apply_rules(score(pairs), rules=["ema_sdr"], thresholds=RuleThresholds())
-    paths = ermr.write_ermr(scored.rename({"drug": "ingredient", "event": "pt"}), output.folder("ermr", f"{start:%Y-%m}"),
-                            period=(start, dlp))
-    return dg.MaterializeResult(metadata={
-        "folder": dg.MetadataValue.path(str(output.folder("ermr", f"{start:%Y-%m}"))), "substances": len(paths),
-        "pairs": scored.height, "sdr": int(scored["ema_sdr"].fill_null(False).sum()),
-    })
+    paths = ermr.write_ermr(
+        scored.rename({"drug": "ingredient", "event": "pt"}),
+        output.folder("ermr", f"{start:%Y-%m}"),
+        period=(start, dlp),
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "folder": dg.MetadataValue.path(str(output.folder("ermr", f"{start:%Y-%m}"))),
+            "substances": len(paths),
+            "pairs": scored.height,
+            "sdr": int(scored["ema_sdr"].fill_null(False).sum()),
+        }
+    )
 
 
 PARTITIONED_ASSETS = [*E2B_ASSETS, *REPORT_ASSETS, ermr_export]

@@ -16,6 +16,7 @@ process peak and as the increase over the baseline after loading the inputs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -116,7 +117,9 @@ def _part(name: str, workdir: str, queue) -> None:
         out = bh.batch_overdispersion(sub)
         dt, cpu, peak = time.perf_counter() - t, _cpu_s() - c0, _rss_mb()  # peak of this call
         notes = out.group_by("product", "event").agg(pl.col("fit_note").first())["fit_note"].value_counts()
-        notes = ", ".join(f"{r['fit_note']}={r['count']:,}" for r in notes.sort("count", descending=True).iter_rows(named=True))
+        notes = ", ".join(
+            f"{r['fit_note']}={r['count']:,}" for r in notes.sort("count", descending=True).iter_rows(named=True)
+        )
         # the statsmodels reference engine on a sample, to extrapolate its cost
         samp = keep.sample(200, seed=1)
         s_frame = sub.join(samp, on=["product", "event"])
@@ -182,10 +185,8 @@ def main() -> None:
             p.start()
             res = None
             while res is None and (p.is_alive() or not q.empty()):
-                try:
+                with contextlib.suppress(queue.Empty):
                     res = q.get(timeout=1)
-                except queue.Empty:
-                    pass
             p.join()
             if res is None:
                 print(f"{name:34s} FAILED (child exit code {p.exitcode}; see stderr)", flush=True)

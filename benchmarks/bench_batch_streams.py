@@ -36,8 +36,9 @@ def make_world(n_products: int, n_batches: int, n_pts: int, weeks: int, seed: in
     bi, wi = np.concatenate(rows_b), np.concatenate(rows_w)
     k = rng.poisson(30, bi.size).astype(float) + 1
     weeks_d = np.array([start + dt.timedelta(weeks=int(x)) for x in range(weeks)])
-    packs = pl.DataFrame({"product": [f"P{x}" for x in p[bi]], "batch": [f"B{x}" for x in bi],
-                          "week": weeks_d[wi].tolist(), "packs": k})
+    packs = pl.DataFrame(
+        {"product": [f"P{x}" for x in p[bi]], "batch": [f"B{x}" for x in bi], "week": weeks_d[wi].tolist(), "packs": k}
+    )
     rate = rng.gamma(2, 0.001, (n_products, n_pts))
     lam = k[:, None] * rate[p[bi]]
     lam[bi % 97 == 0] *= 6  # some defective batches
@@ -46,11 +47,21 @@ def make_world(n_products: int, n_batches: int, n_pts: int, weeks: int, seed: in
     reps = n[r, c]
     r, c = np.repeat(r, reps), np.repeat(c, reps)
     lag = rng.geometric(0.3, r.size)
-    cases = pl.DataFrame({"case_id": [f"C{x}" for x in range(r.size)], "product": [f"P{x}" for x in p[bi[r]]],
-                          "batch": [f"B{x}" for x in bi[r]], "event": [f"E{x}" for x in c],
-                          "received_on": [start + dt.timedelta(weeks=int(wi[x]), days=int(7 * g)) for x, g in zip(r, lag)]})
-    events = pl.DataFrame({"product": [f"P{x}" for x in range(n_products) for _ in range(n_pts)],
-                           "event": [f"E{y}" for _ in range(n_products) for y in range(n_pts)]})
+    cases = pl.DataFrame(
+        {
+            "case_id": [f"C{x}" for x in range(r.size)],
+            "product": [f"P{x}" for x in p[bi[r]]],
+            "batch": [f"B{x}" for x in bi[r]],
+            "event": [f"E{x}" for x in c],
+            "received_on": [start + dt.timedelta(weeks=int(wi[x]), days=int(7 * g)) for x, g in zip(r, lag)],
+        }
+    )
+    events = pl.DataFrame(
+        {
+            "product": [f"P{x}" for x in range(n_products) for _ in range(n_pts)],
+            "event": [f"E{y}" for _ in range(n_products) for y in range(n_pts)],
+        }
+    )
     pmf = np.bincount(np.minimum(lag, 52), minlength=53) / lag.size
     return packs, cases, events, weekly_looks(start, start + dt.timedelta(weeks=weeks - 1)), pmf
 
@@ -62,13 +73,17 @@ def main() -> None:
     weeks = int(sys.argv[4]) if len(sys.argv) > 4 else 104
     t = time.perf_counter()
     packs, cases, events, looks, pmf = make_world(n_products, n_batches, n_pts, weeks)
-    print(f"world: {n_products * n_batches * n_pts:,} streams ({n_products} products x {n_batches} batches x "
-          f"{n_pts} PTs), {len(looks)} weekly looks, {cases.height:,} reports; built in {time.perf_counter() - t:.1f} s")
+    print(
+        f"world: {n_products * n_batches * n_pts:,} streams ({n_products} products x {n_batches} batches x "
+        f"{n_pts} PTs), {len(looks)} weekly looks, {cases.height:,} reports; built in {time.perf_counter() - t:.1f} s"
+    )
     t = time.perf_counter()
     out = monitor_batch_streams(packs, cases, events, looks, pmf, design=SurveillanceDesign())
     dt_ = time.perf_counter() - t
-    print(f"monitor_batch_streams: {dt_:.2f} s for {out.height:,} streams ({out['signalled'].sum():,} crossed the "
-          f"continuous boundary, {out['signalled_group'].sum():,} the group boundary)")
+    print(
+        f"monitor_batch_streams: {dt_:.2f} s for {out.height:,} streams ({out['signalled'].sum():,} crossed the "
+        f"continuous boundary, {out['signalled_group'].sum():,} the group boundary)"
+    )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

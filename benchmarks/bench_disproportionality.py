@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import duckdb  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import duckdb
+import numpy as np
+import polars as pl
 
-from signals import mgps  # noqa: E402
-from signals.disproportionality import score  # noqa: E402
-from signals.rules import apply_rules  # noqa: E402
-from warehouse.counts import contingency_counts  # noqa: E402
+from signals import mgps
+from signals.disproportionality import score
+from signals.rules import apply_rules
+from warehouse.queries.counts import contingency_counts
 
 
 def peak_rss_mb() -> float:
@@ -94,11 +94,15 @@ def run(n_rows: int, strata: list[str] | None) -> None:
     battery = t_fit + t_score + t_rules
 
     fired = ruled.select(pl.col("rules_fired").list.len().gt(0).sum()).item()
-    print(f"\n== {n_rows:,} report rows, {n_reports:,} reports, {counts.height:,} pairs"
-          f"{', strata ' + '+'.join(strata) if strata else ''}")
+    print(
+        f"\n== {n_rows:,} report rows, {n_reports:,} reports, {counts.height:,} pairs"
+        f"{', strata ' + '+'.join(strata) if strata else ''}"
+    )
     print(f"DuckDB contingency counts : {t_duck:7.2f} s")
-    print(f"prior fit (squashed to {prior.squashed_points:,} pts): {t_fit:7.2f} s  "
-          f"theta=({prior.alpha1:.3g}, {prior.beta1:.3g}, {prior.alpha2:.3g}, {prior.beta2:.3g}, {prior.p:.3g})")
+    print(
+        f"prior fit (squashed to {prior.squashed_points:,} pts): {t_fit:7.2f} s  "
+        f"theta=({prior.alpha1:.3g}, {prior.beta1:.3g}, {prior.alpha2:.3g}, {prior.beta2:.3g}, {prior.p:.3g})"
+    )
     print(f"score (PRR/ROR/chi2/IC/EBGM/EB05/EB95): {t_score:7.2f} s")
     print(f"rules                     : {t_rules:7.2f} s   ({fired:,} pairs fire >= 1 rule)")
     print(f"battery total             : {battery:7.2f} s   ratio battery/DuckDB = {battery / t_duck:.2f}")

@@ -1,4 +1,4 @@
-"""Time ``warehouse.ingest`` on a synthetic FAERS quarter with the real ASCII layout.
+"""Time ``warehouse.inputs.regulator.ingest`` on a synthetic FAERS quarter with the real ASCII layout.
 
     .venv/bin/python benchmarks/bench_ingest_faers.py [--cases 400000] [--drugs 1500000] [--reactions 1200000]
 
@@ -22,14 +22,57 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from warehouse.ingest import ingest  # noqa: E402
+from warehouse.inputs.regulator.ingest import ingest
 
-DEMO_COLS = ["primaryid", "caseid", "caseversion", "i_f_code", "event_dt", "mfr_dt", "init_fda_dt", "fda_dt", "rept_cod",
-             "auth_num", "mfr_num", "mfr_sndr", "lit_ref", "age", "age_cod", "age_grp", "sex", "e_sub", "wt", "wt_cod",
-             "rept_dt", "to_mfr", "occp_cod", "reporter_country", "occr_country"]
-DRUG_COLS = ["primaryid", "caseid", "drug_seq", "role_cod", "drugname", "prod_ai", "val_vbm", "route", "dose_vbm",
-             "cum_dose_chr", "cum_dose_unit", "dechal", "rechal", "lot_num", "exp_dt", "nda_num", "dose_amt", "dose_unit",
-             "dose_form", "dose_freq"]
+DEMO_COLS = [
+    "primaryid",
+    "caseid",
+    "caseversion",
+    "i_f_code",
+    "event_dt",
+    "mfr_dt",
+    "init_fda_dt",
+    "fda_dt",
+    "rept_cod",
+    "auth_num",
+    "mfr_num",
+    "mfr_sndr",
+    "lit_ref",
+    "age",
+    "age_cod",
+    "age_grp",
+    "sex",
+    "e_sub",
+    "wt",
+    "wt_cod",
+    "rept_dt",
+    "to_mfr",
+    "occp_cod",
+    "reporter_country",
+    "occr_country",
+]
+DRUG_COLS = [
+    "primaryid",
+    "caseid",
+    "drug_seq",
+    "role_cod",
+    "drugname",
+    "prod_ai",
+    "val_vbm",
+    "route",
+    "dose_vbm",
+    "cum_dose_chr",
+    "cum_dose_unit",
+    "dechal",
+    "rechal",
+    "lot_num",
+    "exp_dt",
+    "nda_num",
+    "dose_amt",
+    "dose_unit",
+    "dose_form",
+    "dose_freq",
+]
 
 
 def write_quarter(folder: Path, cases: int, drugs: int, reactions: int) -> None:
@@ -67,7 +110,7 @@ def write_quarter(folder: Path, cases: int, drugs: int, reactions: int) -> None:
         "val_vbm": "'1' AS val_vbm",
         "route": "'Oral' AS route",
         "lot_num": "CASE (hash(i, 10) % 10)::BIGINT WHEN 0 THEN 'L' || ((hash(i, 11) % 50000)::BIGINT)::VARCHAR WHEN 1 THEN 'UNKNOWN' "
-                   "WHEN 2 THEN 'lot# ' || ((hash(i, 12) % 9000)::BIGINT)::VARCHAR || 'A' ELSE '' END AS lot_num",
+        "WHEN 2 THEN 'lot# ' || ((hash(i, 12) % 9000)::BIGINT)::VARCHAR || 'A' ELSE '' END AS lot_num",
     }
     drug = {k: v.replace("{n}", str(cases)) for k, v in drug.items()}
     con.execute(f"COPY (SELECT {blanks(DRUG_COLS, drug)} FROM range({drugs}) t(i)) TO '{folder}/DRUG20Q1.txt' {opts}")
@@ -106,8 +149,10 @@ def main() -> None:
         t0 = time.perf_counter()
         write_quarter(folder, args.cases, args.drugs, args.reactions)
         size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
-        print(f"synthetic FAERS quarter: {args.cases:,} cases, {args.drugs:,} drug rows, {args.reactions:,} reaction rows, "
-              f"{size:.0f} MB, written in {time.perf_counter() - t0:.1f} s; peak RSS so far {peak_mb():.0f} MB")
+        print(
+            f"synthetic FAERS quarter: {args.cases:,} cases, {args.drugs:,} drug rows, {args.reactions:,} reaction rows, "
+            f"{size:.0f} MB, written in {time.perf_counter() - t0:.1f} s; peak RSS so far {peak_mb():.0f} MB"
+        )
         db = Path(tmp, "w.duckdb")
         t0 = time.perf_counter()
         counts = ingest(folder, "faers", db)
@@ -115,11 +160,17 @@ def main() -> None:
         print(f"first ingest : {first:6.1f} s  ({args.drugs / first:,.0f} drug rows/s); peak RSS {peak_mb():.0f} MB")
         t0 = time.perf_counter()
         again = ingest(folder, "faers", db)
-        print(f"re-ingest    : {time.perf_counter() - t0:6.1f} s  (idempotent: same counts = "
-              f"{all(again[k] == counts[k] for k in ('cases', 'drugs', 'reactions', 'lots'))}); peak RSS {peak_mb():.0f} MB")
+        print(
+            f"re-ingest    : {time.perf_counter() - t0:6.1f} s  (idempotent: same counts = "
+            f"{all(again[k] == counts[k] for k in ('cases', 'drugs', 'reactions', 'lots'))}); peak RSS {peak_mb():.0f} MB"
+        )
         keys = ("cases", "case_versions", "drugs", "reactions", "lots", "quarantined", "duplicates_flagged")
-        print(json.dumps({k: counts[k] for k in keys} | {"unmapped_rows": counts["unmapped_drugs"]["rows"],
-                                                         "warehouse_mb": round(db.stat().st_size / 1e6)}))
+        print(
+            json.dumps(
+                {k: counts[k] for k in keys}
+                | {"unmapped_rows": counts["unmapped_drugs"]["rows"], "warehouse_mb": round(db.stat().st_size / 1e6)}
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -54,11 +54,21 @@ def run_stage(stage: str, inbox: str, warehouse: str, output: str) -> None:
     elif stage != "__startup__":
         key = dg.AssetKey.from_user_string(stage)
         partitioned = any(key in a.keys for a in REPORT_ASSETS)
-        dg.materialize([*ALL_ASSETS, *REPORT_ASSETS, *ALL_CHECKS], selection=[key], raise_on_error=True,
-                       partition_key=report_months(warehouse, "latest")[0] if partitioned else None,
-                       resources=default_resources(inbox=inbox, warehouse=warehouse, output=output))
-    print(json.dumps({"stage_seconds": time.perf_counter() - t0,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        dg.materialize(
+            [*ALL_ASSETS, *REPORT_ASSETS, *ALL_CHECKS],
+            selection=[key],
+            raise_on_error=True,
+            partition_key=report_months(warehouse, "latest")[0] if partitioned else None,
+            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
+        )
+    print(
+        json.dumps(
+            {
+                "stage_seconds": time.perf_counter() - t0,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def stage_order() -> list[str]:
@@ -93,8 +103,20 @@ def main() -> None:
     print(f"{'stage':<28}{'wall s':>9}{'in-stage s':>12}{'peak RSS MB':>13}")
 
     if not (args.reuse_world and (inbox / "ground_truth.json").exists()):
-        wall, info = run_child([py, __file__, "--stage", "__generate__", "--inbox", f"{inbox}@{args.scale}@{args.seed}",
-                                "--warehouse", "", "--output", ""])
+        wall, info = run_child(
+            [
+                py,
+                __file__,
+                "--stage",
+                "__generate__",
+                "--inbox",
+                f"{inbox}@{args.scale}@{args.seed}",
+                "--warehouse",
+                "",
+                "--output",
+                "",
+            ]
+        )
         print(f"{'generate world':<28}{wall:>9.1f}{info['stage_seconds']:>12.1f}{info['peak_rss_mb']:>13.0f}")
     truth = json.loads((inbox / "ground_truth.json").read_text())
     print("   world: " + ", ".join(f"{k} {v:,}" for k, v in truth["counts"].items()))
@@ -102,8 +124,20 @@ def main() -> None:
     stages = ["__startup__", *stage_order()]  # unpartitioned graph, then the monthly reports
     total = 0.0
     for stage in stages:
-        wall, info = run_child([py, __file__, "--stage", stage, "--inbox", str(inbox),
-                                "--warehouse", str(warehouse), "--output", str(output)])
+        wall, info = run_child(
+            [
+                py,
+                __file__,
+                "--stage",
+                stage,
+                "--inbox",
+                str(inbox),
+                "--warehouse",
+                str(warehouse),
+                "--output",
+                str(output),
+            ]
+        )
         total += info["stage_seconds"]
         name = "(start-up: imports only)" if stage == "__startup__" else stage
         print(f"{name:<28}{wall:>9.1f}{info['stage_seconds']:>12.1f}{info['peak_rss_mb']:>13.0f}")

@@ -60,9 +60,11 @@ def synthetic_streams(n_streams: int, n_looks: int, seed: int = 2024):
 
 def bench_monitor(n_streams: int, n_looks: int) -> None:
     obs, exp_, T, elevated = synthetic_streams(n_streams, n_looks)
-    print(f"monitor: {n_streams} streams x {n_looks} weekly looks; "
-          f"T from {T.min():.3g} to {T.max():.3g} (median {np.median(T):.3g}); "
-          f"{elevated.sum()} elevated streams")
+    print(
+        f"monitor: {n_streams} streams x {n_looks} weekly looks; "
+        f"T from {T.min():.3g} to {T.max():.3g} (median {np.median(T):.3g}); "
+        f"{elevated.sum()} elevated streams"
+    )
     rss0 = _maxrss_mb()
     seq._cv_cached.cache_clear()
     t = time.perf_counter()
@@ -79,13 +81,16 @@ def bench_monitor(n_streams: int, n_looks: int) -> None:
     print(f"  distinct rounded T (CVs computed): {n_cv}")
     print(f"  M=1 first run (incl. CVs): {cold:.2f} s; rerun with cached CVs: {warm * 1e3:.1f} ms")
     print(f"  M=4 first run (incl. CVs): {cold4:.2f} s")
-    print(f"  signals M=1: {sig.sum()} ({(sig & elevated).sum()} of {elevated.sum()} elevated, "
-          f"{(sig & ~elevated).sum() / max((~elevated).sum(), 1):.4f} of null streams)")
+    print(
+        f"  signals M=1: {sig.sum()} ({(sig & elevated).sum()} of {elevated.sum()} elevated, "
+        f"{(sig & ~elevated).sum() / max((~elevated).sum(), 1):.4f} of null streams)"
+    )
     sig4 = res4.first_look >= 0
-    print(f"  signals M=4: {sig4.sum()} ({(sig4 & elevated).sum()} elevated, "
-          f"{(sig4 & ~elevated).sum() / max((~elevated).sum(), 1):.4f} of null streams)")
-    print(f"  peak RSS: {_maxrss_mb():.0f} MB (before monitor {rss0:.0f} MB; "
-          f"inputs {2 * obs.nbytes / 2**20:.0f} MB)")
+    print(
+        f"  signals M=4: {sig4.sum()} ({(sig4 & elevated).sum()} elevated, "
+        f"{(sig4 & ~elevated).sum() / max((~elevated).sum(), 1):.4f} of null streams)"
+    )
+    print(f"  peak RSS: {_maxrss_mb():.0f} MB (before monitor {rss0:.0f} MB; inputs {2 * obs.nbytes / 2**20:.0f} MB)")
 
 
 if __name__ == "__main__":

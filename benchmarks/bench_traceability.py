@@ -17,6 +17,7 @@ generator alone peaks at ~3.1 GB for 10M codes, which hid the parser's own peak)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import subprocess
 import sys
@@ -27,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from warehouse.linkage import link_case_to_batch
-from warehouse.traceability import gs1_check_digit, parse_pack_code, parse_pack_codes
+from warehouse.linkage.lots import link_case_to_batch
+from warehouse.linkage.pack_codes import gs1_check_digit, parse_pack_code, parse_pack_codes
 
 
 def peak_mb() -> float:
@@ -62,29 +63,60 @@ def make_codes(n: int, seed: int = 1) -> pl.Series:
     )
     k = pl.col("kind")
     hri = pl.concat_str(
-        pl.lit("(01)"), "gtin", pl.lit("(17)"), "yy", "mm", "dd", pl.lit("(10)L"), "lot",
-        pl.lit("(21)"), "serial",
+        pl.lit("(01)"),
+        "gtin",
+        pl.lit("(17)"),
+        "yy",
+        "mm",
+        "dd",
+        pl.lit("(10)L"),
+        "lot",
+        pl.lit("(21)"),
+        "serial",
     )
     raw = pl.concat_str(
-        pl.lit("]d201"), "gtin", pl.lit("17"), "yy", "mm", "dd", pl.lit("10L"), "lot",
-        pl.lit("<GS>21"), "serial",
+        pl.lit("]d201"),
+        "gtin",
+        pl.lit("17"),
+        "yy",
+        "mm",
+        "dd",
+        pl.lit("10L"),
+        "lot",
+        pl.lit("<GS>21"),
+        "serial",
     )
     dl = pl.concat_str(
-        pl.lit("https://id.gs1.org/01/"), "gtin", pl.lit("/10/L"), "lot", pl.lit("/21/"),
-        "serial", pl.lit("?17="), "yy", "mm", "dd",
+        pl.lit("https://id.gs1.org/01/"),
+        "gtin",
+        pl.lit("/10/L"),
+        "lot",
+        pl.lit("/21/"),
+        "serial",
+        pl.lit("?17="),
+        "yy",
+        "mm",
+        "dd",
     )
     bad_gtin = pl.concat_str(
         pl.col("gtin").str.slice(0, 13),
         ((pl.col("gtin").str.slice(13, 1).cast(pl.Int32) + 1) % 10).cast(pl.String),
     )
     code = (
-        pl.when(k < 0.70).then(hri)
-        .when(k < 0.97).then(pl.col("nmpa"))
-        .when(k < 0.98).then(raw)
-        .when(k < 0.99).then(dl)
-        .when(k < 0.9935).then(pl.concat_str(pl.lit("(01)"), bad_gtin, hri.str.slice(18)))
-        .when(k < 0.9965).then(hri.str.replace(r"\(17\)(\d\d)\d\d", "(17)${1}13"))  # month 13
-        .when(k < 0.998).then(pl.col("nmpa").str.slice(0, 19))
+        pl.when(k < 0.70)
+        .then(hri)
+        .when(k < 0.97)
+        .then(pl.col("nmpa"))
+        .when(k < 0.98)
+        .then(raw)
+        .when(k < 0.99)
+        .then(dl)
+        .when(k < 0.9935)
+        .then(pl.concat_str(pl.lit("(01)"), bad_gtin, hri.str.slice(18)))
+        .when(k < 0.9965)
+        .then(hri.str.replace(r"\(17\)(\d\d)\d\d", "(17)${1}13"))  # month 13
+        .when(k < 0.998)
+        .then(pl.col("nmpa").str.slice(0, 19))
         .otherwise(pl.lit("NOT-A-CODE"))
     )
     return df.select(code.alias("code"))["code"]
@@ -104,29 +136,29 @@ def bench_parse(n: int) -> None:
 
     # per-row cost of the biip fallback path alone (non-canonical forms, distinct codes)
     sample = codes.filter(~codes.str.starts_with("(01)") & ~codes.str.starts_with("8")).head(20_000)
-    fallback_share = codes.filter(
-        codes.str.starts_with("8") & (codes.str.len_chars() != 20) | (codes == "NOT-A-CODE")
-    ).len() / n
+    fallback_share = (
+        codes.filter(codes.str.starts_with("8") & (codes.str.len_chars() != 20) | (codes == "NOT-A-CODE")).len() / n
+    )
     print(f"rows sent to the biip fallback: ~{fallback_share:.2%}")
     t3 = time.perf_counter()
     for code in sample.to_list():
-        try:
+        with contextlib.suppress(ValueError):
             parse_pack_code(code)
-        except ValueError:
-            pass
     t4 = time.perf_counter()
-    print(f"parse_pack_code (biip) per row: {(t4 - t3) / len(sample) * 1e6:.1f} µs/code "
-          f"over {len(sample):,} raw/Digital Link/malformed codes")
+    print(
+        f"parse_pack_code (biip) per row: {(t4 - t3) / len(sample) * 1e6:.1f} µs/code "
+        f"over {len(sample):,} raw/Digital Link/malformed codes"
+    )
     hri_sample = codes.filter(codes.str.starts_with("(01)")).head(20_000).to_list()
     t5 = time.perf_counter()
     for code in hri_sample:
-        try:
+        with contextlib.suppress(ValueError):
             parse_pack_code(code)
-        except ValueError:
-            pass
     t6 = time.perf_counter()
-    print(f"parse_pack_code on canonical HRI: {(t6 - t5) / len(hri_sample) * 1e6:.1f} µs/code "
-          f"(per row, biip; the vectorised figure is above)")
+    print(
+        f"parse_pack_code on canonical HRI: {(t6 - t5) / len(hri_sample) * 1e6:.1f} µs/code "
+        f"(per row, biip; the vectorised figure is above)"
+    )
 
 
 def parse_file(path: str) -> None:
@@ -136,8 +168,10 @@ def parse_file(path: str) -> None:
     parsed = parse_pack_codes(codes)
     t2 = time.perf_counter()
     n = codes.len()
-    print(f"parse_pack_codes: {n:,} codes in {t2 - t1:.1f} s = {n / (t2 - t1):,.0f} codes/s; peak RSS "
-          f"{peak_mb():,.0f} MB (codes read: {before:,.0f} MB; result {parsed.estimated_size() / 2**20:,.0f} MB)")
+    print(
+        f"parse_pack_codes: {n:,} codes in {t2 - t1:.1f} s = {n / (t2 - t1):,.0f} codes/s; peak RSS "
+        f"{peak_mb():,.0f} MB (codes read: {before:,.0f} MB; result {parsed.estimated_size() / 2**20:,.0f} MB)"
+    )
     print(parsed.group_by("system", "error_reason").len().sort("len", descending=True), flush=True)
 
 
@@ -155,9 +189,9 @@ def make_world(n_rows: int, n_batches: int, seed: int = 2):
     )
     batch_idx = np.arange(n_batches)
     letters = np.array(list("ABCDEFGHJKLMNPQRSTUVWXYZ"))
-    lot = pl.Series(
-        ["".join(x) for x in letters[rng.integers(0, 24, (n_batches, 2))]]
-    ) + pl.Series(rng.integers(0, 10**5, n_batches)).cast(pl.String).str.zfill(5)
+    lot = pl.Series(["".join(x) for x in letters[rng.integers(0, 24, (n_batches, 2))]]) + pl.Series(
+        rng.integers(0, 10**5, n_batches)
+    ).cast(pl.String).str.zfill(5)
     batches = pl.DataFrame(
         {
             "batch_id": [f"BAT-{i:07d}" for i in batch_idx],
@@ -175,8 +209,7 @@ def make_world(n_rows: int, n_batches: int, seed: int = 2):
     ).with_columns(serial=pl.int_range(pl.len()).cast(pl.String).str.zfill(13))
     packs = packs.with_columns(
         pack_code=pl.when(pl.col("gtin").is_not_null())
-        .then(pl.concat_str(pl.lit("(01)"), "gtin", pl.lit("(17)271200(10)"), "lot_number",
-                            pl.lit("(21)"), "serial"))
+        .then(pl.concat_str(pl.lit("(01)"), "gtin", pl.lit("(17)271200(10)"), "lot_number", pl.lit("(21)"), "serial"))
         .otherwise(pl.concat_str("nmpa_drug_code", "serial")),
         code_system=pl.when(pl.col("gtin").is_not_null()).then(pl.lit("gs1")).otherwise(pl.lit("nmpa")),
     )
@@ -191,16 +224,31 @@ def make_world(n_rows: int, n_batches: int, seed: int = 2):
         pl.lit(1).alias("version"),
         pl.lit(1).alias("drug_seq"),
         pl.when(pl.col("u") < 0.95).then(pl.col("product_id")).alias("product_id"),
-        pl.when(pl.col("u") < 0.30).then(lot)
-        .when(pl.col("u") < 0.45).then(lot.str.to_lowercase())
-        .when(pl.col("u") < 0.55).then(pl.concat_str(pl.lit("Lot: "), lot.str.to_lowercase()))
-        .when(pl.col("u") < 0.65).then(typo)
-        .when(pl.col("u") < 0.72).then(pl.lit("UNKNOWN"))
+        pl.when(pl.col("u") < 0.30)
+        .then(lot)
+        .when(pl.col("u") < 0.45)
+        .then(lot.str.to_lowercase())
+        .when(pl.col("u") < 0.55)
+        .then(pl.concat_str(pl.lit("Lot: "), lot.str.to_lowercase()))
+        .when(pl.col("u") < 0.65)
+        .then(typo)
+        .when(pl.col("u") < 0.72)
+        .then(pl.lit("UNKNOWN"))
         .alias("lot_as_reported"),
-        pl.when((pl.col("u") > 0.80) & (pl.col("u") < 0.86)).then(pl.col("pack_code"))
+        pl.when((pl.col("u") > 0.80) & (pl.col("u") < 0.86))
+        .then(pl.col("pack_code"))
         .when((pl.col("u") > 0.86) & (pl.col("u") < 0.88) & pl.col("gtin").is_not_null())
-        .then(pl.concat_str(pl.lit("https://id.gs1.org/01/"), "gtin", pl.lit("/10/"), lot,
-                            pl.lit("/21/X"), "serial", pl.lit("?17=271200")))  # not uploaded
+        .then(
+            pl.concat_str(
+                pl.lit("https://id.gs1.org/01/"),
+                "gtin",
+                pl.lit("/10/"),
+                lot,
+                pl.lit("/21/X"),
+                "serial",
+                pl.lit("?17=271200"),
+            )
+        )  # not uploaded
         .when((pl.col("u") > 0.88) & (pl.col("u") < 0.89))
         .then(pl.lit("(01)00000000000001(21)X"))  # bad check digit
         .alias("pack_code_as_reported"),
@@ -212,14 +260,21 @@ def bench_link(n_rows: int, n_batches: int) -> None:
     t0 = time.perf_counter()
     case_drugs, products, batches, packs = make_world(n_rows, n_batches)
     t1 = time.perf_counter()
-    print(f"world: {case_drugs.height:,} case-drug rows, {products.height:,} products, "
-          f"{batches.height:,} batches, {packs.height:,} packs ({t1 - t0:.1f} s)")
+    print(
+        f"world: {case_drugs.height:,} case-drug rows, {products.height:,} products, "
+        f"{batches.height:,} batches, {packs.height:,} packs ({t1 - t0:.1f} s)"
+    )
     linked = link_case_to_batch(case_drugs, products, batches, packs)
     t2 = time.perf_counter()
-    print(f"link_case_to_batch: {case_drugs.height:,} rows in {t2 - t1:.1f} s = "
-          f"{case_drugs.height / (t2 - t1):,.0f} rows/s; peak RSS {peak_mb():,.0f} MB")
-    print(linked.group_by("method").agg(pl.len(), pl.col("confidence").first(),
-          ambiguous=(pl.col("candidates").list.len() > 0).sum()).sort("len", descending=True))
+    print(
+        f"link_case_to_batch: {case_drugs.height:,} rows in {t2 - t1:.1f} s = "
+        f"{case_drugs.height / (t2 - t1):,.0f} rows/s; peak RSS {peak_mb():,.0f} MB"
+    )
+    print(
+        linked.group_by("method")
+        .agg(pl.len(), pl.col("confidence").first(), ambiguous=(pl.col("candidates").list.len() > 0).sum())
+        .sort("len", descending=True)
+    )
 
 
 def main() -> None:

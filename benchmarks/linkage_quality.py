@@ -27,10 +27,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from warehouse.case_batch_links import rebuild_case_batch_links
-from warehouse.loaders.cases import load_cases
-from warehouse.loaders.packs import load_packs
-from warehouse.loaders.reference import load_reference
+from warehouse.inputs.platform.cases import load_cases
+from warehouse.inputs.platform.packs import load_packs
+from warehouse.inputs.platform.reference import load_reference
+from warehouse.linkage.case_batch_links import rebuild_case_batch_links
 from warehouse.schema import connect
 
 SALT = "linkage-quality"
@@ -49,8 +49,11 @@ def load_world(inbox: Path, con: duckdb.DuckDBPyConnection | None = None) -> duc
 def scored_links(con: duckdb.DuckDBPyConnection, inbox: Path) -> pl.DataFrame:
     """One row per case drug of the latest case versions: link, truth, and whether they agree."""
     truth = pl.read_parquet(Path(inbox) / "ground_truth_case_batches.parquet").select(
-        pl.col("case_id").cast(pl.String), pl.col("version").cast(pl.Int32),
-        pl.col("drug_index").cast(pl.Int32).alias("drug_seq"), pl.col("batch_id").alias("true_batch_id"))
+        pl.col("case_id").cast(pl.String),
+        pl.col("version").cast(pl.Int32),
+        pl.col("drug_index").cast(pl.Int32).alias("drug_seq"),
+        pl.col("batch_id").alias("true_batch_id"),
+    )
     con.register("_truth", truth.to_arrow())
     try:
         return con.sql(
@@ -70,17 +73,22 @@ def scored_links(con: duckdb.DuckDBPyConnection, inbox: Path) -> pl.DataFrame:
 
 def _table(scored: pl.DataFrame, by: str) -> pl.DataFrame:
     total = scored.height
-    return (scored.group_by(by).agg(
-        pl.len().alias("case_drugs"),
-        pl.col("lot_or_code").sum().alias("lot_or_code"),
-        pl.col("linked").sum().alias("linked"),
-        (pl.col("linked") & pl.col("correct")).sum().alias("correct"),
-    ).with_columns(
-        (pl.col("correct") / pl.col("linked")).round(4).alias("precision"),
-        (pl.col("correct") / pl.col("case_drugs")).round(4).alias("recall"),
-        (pl.col("correct") / pl.col("lot_or_code")).round(4).alias("recall_given"),
-        (pl.col("correct") / total).round(4).alias("recall_share"),
-    ).sort("case_drugs", descending=True))
+    return (
+        scored.group_by(by)
+        .agg(
+            pl.len().alias("case_drugs"),
+            pl.col("lot_or_code").sum().alias("lot_or_code"),
+            pl.col("linked").sum().alias("linked"),
+            (pl.col("linked") & pl.col("correct")).sum().alias("correct"),
+        )
+        .with_columns(
+            (pl.col("correct") / pl.col("linked")).round(4).alias("precision"),
+            (pl.col("correct") / pl.col("case_drugs")).round(4).alias("recall"),
+            (pl.col("correct") / pl.col("lot_or_code")).round(4).alias("recall_given"),
+            (pl.col("correct") / total).round(4).alias("recall_share"),
+        )
+        .sort("case_drugs", descending=True)
+    )
 
 
 def linkage_quality(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, pl.DataFrame | dict]:
@@ -88,11 +96,21 @@ def linkage_quality(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, pl
     linked = int(scored["linked"].sum())
     correct = int((scored["linked"] & scored["correct"]).sum())
     given = int(scored["lot_or_code"].sum())
-    overall = {"case_drugs": scored.height, "lot_or_code": given, "linked": linked, "correct": correct,
-               "precision": round(correct / max(linked, 1), 4), "recall": round(correct / max(scored.height, 1), 4),
-               "recall_given": round(correct / max(given, 1), 4)}
-    return {"overall": overall, "by_method": _table(scored, "method"), "by_source": _table(scored, "source"),
-            "by_role": _table(scored, "role")}
+    overall = {
+        "case_drugs": scored.height,
+        "lot_or_code": given,
+        "linked": linked,
+        "correct": correct,
+        "precision": round(correct / max(linked, 1), 4),
+        "recall": round(correct / max(scored.height, 1), 4),
+        "recall_given": round(correct / max(given, 1), 4),
+    }
+    return {
+        "overall": overall,
+        "by_method": _table(scored, "method"),
+        "by_source": _table(scored, "source"),
+        "by_role": _table(scored, "role"),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,8 +132,14 @@ def main(argv: list[str] | None = None) -> None:
         con = load_world(inbox)
         result = linkage_quality(con, inbox)
         print(f"loaded and linked in {time.perf_counter() - t:.1f} s\n")
-    with pl.Config(tbl_rows=20, tbl_cols=12, tbl_width_chars=200, fmt_str_lengths=20, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True):
+    with pl.Config(
+        tbl_rows=20,
+        tbl_cols=12,
+        tbl_width_chars=200,
+        fmt_str_lengths=20,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+    ):
         print("overall (latest case versions, all drug roles):", result["overall"])
         print("\nper link method (precision = correct / linked; recall_share = correct / all case drugs)")
         print(result["by_method"])

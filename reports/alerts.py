@@ -1,7 +1,7 @@
 """Batch-linked alerts to manufacturers: content (JSON for machines, HTML for people).
 
 Scoping is security: an alert is built only from rows about the recipient's own products —
-the caller passes frames already scoped to one manufacturer (``warehouse.alert_evidence``
+the caller passes frames already scoped to one manufacturer (``warehouse.queries.alert_evidence``
 scopes in SQL), and ``build_alert`` checks it again and copies only whitelisted fields, so a
 column added upstream (a patient key, a narrative, another drug) cannot ride along.
 
@@ -31,17 +31,73 @@ BATCH_CONCENTRATION_RATIO = 3.0
 BATCH_CONCENTRATION_MIN_CASES = 3
 
 # the only fields of each kind that may appear in an alert
-SIGNAL_FIELDS = ("signal_id", "level", "product_id", "product_name", "ingredient", "pt", "batch_id", "status",
-                 "methods", "first_detected", "last_detected")
-BATCH_FIELDS = ("batch_id", "lot_number", "product_id", "site", "manufactured_on", "expiry_on", "released_on",
-                "units_released", "recall_status", "implicated_by", "units_delivered", "regions", "pharmacies_reached",
-                "first_delivery", "last_delivery", "linked_cases", "link_methods", "cases_per_10k_packs")
-CASE_FIELDS = ("case_ref", "received_on", "onset_date", "age_band", "sex", "serious", "seriousness", "outcome",
-               "source", "batch_id", "link_method")
+SIGNAL_FIELDS = (
+    "signal_id",
+    "level",
+    "product_id",
+    "product_name",
+    "ingredient",
+    "pt",
+    "batch_id",
+    "status",
+    "methods",
+    "first_detected",
+    "last_detected",
+)
+BATCH_FIELDS = (
+    "batch_id",
+    "lot_number",
+    "product_id",
+    "site",
+    "manufactured_on",
+    "expiry_on",
+    "released_on",
+    "units_released",
+    "recall_status",
+    "implicated_by",
+    "units_delivered",
+    "regions",
+    "pharmacies_reached",
+    "first_delivery",
+    "last_delivery",
+    "linked_cases",
+    "link_methods",
+    "cases_per_10k_packs",
+)
+CASE_FIELDS = (
+    "case_ref",
+    "received_on",
+    "onset_date",
+    "age_band",
+    "sex",
+    "serious",
+    "seriousness",
+    "outcome",
+    "source",
+    "batch_id",
+    "link_method",
+)
 PHARMACY_FIELDS = ("region", "pharmacy_id", "units", "first_delivery", "last_delivery")
-CONSIGNMENT_FIELDS = ("consignment_id", "region", "from_location", "to_location", "quantity", "shipped_at", "received_at")
-EXCURSION_FIELDS = ("event_id", "event_time", "biz_step", "consignment_id", "region", "min_temp_c", "max_temp_c",
-                    "storage_min_c", "storage_max_c")
+CONSIGNMENT_FIELDS = (
+    "consignment_id",
+    "region",
+    "from_location",
+    "to_location",
+    "quantity",
+    "shipped_at",
+    "received_at",
+)
+EXCURSION_FIELDS = (
+    "event_id",
+    "event_time",
+    "biz_step",
+    "consignment_id",
+    "region",
+    "min_temp_c",
+    "max_temp_c",
+    "storage_min_c",
+    "storage_max_c",
+)
 
 
 @dataclass(frozen=True)
@@ -68,9 +124,20 @@ def _canonical(obj) -> bytes:
 
 def alert_state(manufacturer_id: str, signals: list[dict]) -> dict:
     """What identifies an alert: per signal its id, status and implicated batch ids."""
-    return {"manufacturer_id": manufacturer_id, "signals": sorted(
-        ({"signal_id": s["signal_id"], "status": s["status"], "batches": sorted(b["batch_id"] for b in s["batches"])}
-         for s in signals), key=lambda s: s["signal_id"])}
+    return {
+        "manufacturer_id": manufacturer_id,
+        "signals": sorted(
+            (
+                {
+                    "signal_id": s["signal_id"],
+                    "status": s["status"],
+                    "batches": sorted(b["batch_id"] for b in s["batches"]),
+                }
+                for s in signals
+            ),
+            key=lambda s: s["signal_id"],
+        ),
+    }
 
 
 def state_changes(previous: dict | None, current: dict) -> dict | None:
@@ -83,11 +150,19 @@ def state_changes(previous: dict | None, current: dict) -> dict | None:
     for sid in sorted(set(before) & set(after)):
         b, a = before[sid], after[sid]
         if b != a:
-            changed.append({"signal_id": sid, "status": [b["status"], a["status"]],
-                            "batches_added": sorted(set(a["batches"]) - set(b["batches"])),
-                            "batches_removed": sorted(set(b["batches"]) - set(a["batches"]))})
-    return {"new_signals": sorted(set(after) - set(before)), "changed_signals": changed,
-            "signals_no_longer_reported": sorted(set(before) - set(after))}
+            changed.append(
+                {
+                    "signal_id": sid,
+                    "status": [b["status"], a["status"]],
+                    "batches_added": sorted(set(a["batches"]) - set(b["batches"])),
+                    "batches_removed": sorted(set(b["batches"]) - set(a["batches"])),
+                }
+            )
+    return {
+        "new_signals": sorted(set(after) - set(before)),
+        "changed_signals": changed,
+        "signals_no_longer_reported": sorted(set(before) - set(after)),
+    }
 
 
 def recommended_actions(batches: list[dict], level: str = "product") -> list[str]:
@@ -101,8 +176,11 @@ def recommended_actions(batches: list[dict], level: str = "product") -> list[str
             )
     for b in batches:
         if b.get("cold_chain_excursions"):
-            where = (f" in consignment(s) {', '.join(b['excursion_consignments'])}" if b.get("excursion_consignments")
-                     else "")
+            where = (
+                f" in consignment(s) {', '.join(b['excursion_consignments'])}"
+                if b.get("excursion_consignments")
+                else ""
+            )
             actions.append(
                 f"Quarantine remaining stock of lot {b['lot_number']} and investigate its {b['cold_chain_excursions']} "
                 f"cold-chain excursion(s){where} (max {b.get('max_temp_c')} °C) before further release."
@@ -134,10 +212,19 @@ def _rows(frame: pl.DataFrame | None, fields: tuple[str, ...]) -> list[dict]:
     return [_pick(r, fields) for r in frame.to_dicts()]
 
 
-def build_alert(manufacturer: dict, signals: pl.DataFrame, batches: pl.DataFrame, cases: pl.DataFrame,
-                data_lock_point, *, pharmacies: pl.DataFrame | None = None, consignments: pl.DataFrame | None = None,
-                excursions: pl.DataFrame | None = None, supersedes: str | None = None,
-                previous_state: dict | None = None) -> Alert:
+def build_alert(
+    manufacturer: dict,
+    signals: pl.DataFrame,
+    batches: pl.DataFrame,
+    cases: pl.DataFrame,
+    data_lock_point,
+    *,
+    pharmacies: pl.DataFrame | None = None,
+    consignments: pl.DataFrame | None = None,
+    excursions: pl.DataFrame | None = None,
+    supersedes: str | None = None,
+    previous_state: dict | None = None,
+) -> Alert:
     """Assemble one manufacturer's alert from frames already scoped to its products (checked here)."""
     mid = manufacturer["manufacturer_id"]
     foreign = signals.filter(pl.col("manufacturer_id") != mid)
@@ -149,8 +236,12 @@ def build_alert(manufacturer: dict, signals: pl.DataFrame, batches: pl.DataFrame
     if batches.height and not set(batches["product_id"].to_list()) <= own_products:
         raise ValueError(f"alert for {mid} was handed batches of products it does not own")
     own_batches = set(batches["batch_id"].to_list()) if batches.height else set()
-    for name, frame in (("cases", cases), ("pharmacies", pharmacies), ("consignments", consignments),
-                        ("excursions", excursions)):
+    for name, frame in (
+        ("cases", cases),
+        ("pharmacies", pharmacies),
+        ("consignments", consignments),
+        ("excursions", excursions),
+    ):
         if frame is not None and frame.height and "batch_id" in frame.columns:
             stray = set(frame["batch_id"].drop_nulls().to_list()) - own_batches
             if stray:
@@ -186,8 +277,11 @@ def build_alert(manufacturer: dict, signals: pl.DataFrame, batches: pl.DataFrame
         item = _pick(s, SIGNAL_FIELDS)
         item["methods"] = list(s["methods"] or [])
         item["figures"] = json.loads(s["figures"]) if s.get("figures") else {}
-        item.update(batches=sig_batches, cases=sig_cases,
-                    recommended_actions=recommended_actions(sig_batches, s.get("level", "product")))
+        item.update(
+            batches=sig_batches,
+            cases=sig_cases,
+            recommended_actions=recommended_actions(sig_batches, s.get("level", "product")),
+        )
         items.append(item)
 
     # most actionable first: batch-level signals, then signals where a lot stands out, then by id
@@ -197,8 +291,12 @@ def build_alert(manufacturer: dict, signals: pl.DataFrame, batches: pl.DataFrame
     for bid in sorted(own_batches):
         traceability[bid] = {
             "lot_number": lots.get(bid),
-            "pharmacies": _rows(pharmacies.filter(pl.col("batch_id") == bid), PHARMACY_FIELDS) if pharmacies is not None else [],
-            "consignments": _rows(consignments.filter(pl.col("batch_id") == bid), CONSIGNMENT_FIELDS) if consignments is not None else [],
+            "pharmacies": _rows(pharmacies.filter(pl.col("batch_id") == bid), PHARMACY_FIELDS)
+            if pharmacies is not None
+            else [],
+            "consignments": _rows(consignments.filter(pl.col("batch_id") == bid), CONSIGNMENT_FIELDS)
+            if consignments is not None
+            else [],
             "excursions": excursions_by_batch.get(bid, []),
         }
     state = alert_state(mid, items)
@@ -211,19 +309,33 @@ def build_alert(manufacturer: dict, signals: pl.DataFrame, batches: pl.DataFrame
     }
     content_hash = hashlib.sha256(_canonical(state)).hexdigest()
     alert_id = f"ALR-{mid}-" + hashlib.sha256(f"{content_hash}|{supersedes or ''}".encode()).hexdigest()[:12]
-    return Alert(alert_id=alert_id, manufacturer_id=mid, content=content, content_hash=content_hash, state=state,
-                 supersedes=supersedes)
+    return Alert(
+        alert_id=alert_id,
+        manufacturer_id=mid,
+        content=content,
+        content_hash=content_hash,
+        state=state,
+        supersedes=supersedes,
+    )
 
 
-NOTICE = ("This alert concerns only your own products. Case summaries are de-identified (no patient identifiers; "
-          "case references are specific to your company). A signal is not proof of causation.")
+NOTICE = (
+    "This alert concerns only your own products. Case summaries are de-identified (no patient identifiers; "
+    "case references are specific to your company). A signal is not proof of causation."
+)
 
 
 def alert_document(alert: Alert, generated_at: str) -> dict:
     """The alert as delivered on every channel (the JSON file, the webhook body, the e-mail attachment)."""
-    return {"alert_id": alert.alert_id, "kind": "update" if alert.supersedes else "new",
-            "supersedes": alert.supersedes, "generated_at": generated_at, "content_hash": alert.content_hash,
-            "notice": NOTICE, **alert.content}
+    return {
+        "alert_id": alert.alert_id,
+        "kind": "update" if alert.supersedes else "new",
+        "supersedes": alert.supersedes,
+        "generated_at": generated_at,
+        "content_hash": alert.content_hash,
+        "notice": NOTICE,
+        **alert.content,
+    }
 
 
 def document_text(document: dict) -> str:

@@ -32,14 +32,20 @@ def _months(start: dt.date, end: dt.date) -> list[str]:
 def monthly_case_counts(cases: pl.DataFrame, first: dt.date, dlp: dt.date) -> pl.DataFrame:
     """Cases per month of receipt (serious / non-serious), every month from ``first`` to the DLP, zeros included."""
     months = _months(first, dlp)
-    grid = pl.DataFrame({"month": [m for m in months for _ in (0, 1)],
-                         "seriousness": ["serious", "non-serious"] * len(months)})
+    grid = pl.DataFrame(
+        {"month": [m for m in months for _ in (0, 1)], "seriousness": ["serious", "non-serious"] * len(months)}
+    )
     if cases.is_empty():
         counts = grid.with_columns(cases=pl.lit(0, dtype=pl.UInt32))
     else:
-        got = (cases.with_columns(month=pl.col("initial_received").dt.strftime("%Y-%m"),
-                                  seriousness=pl.when(pl.col("serious")).then(pl.lit("serious")).otherwise(pl.lit("non-serious")))
-               .group_by("month", "seriousness").agg(cases=pl.len()))
+        got = (
+            cases.with_columns(
+                month=pl.col("initial_received").dt.strftime("%Y-%m"),
+                seriousness=pl.when(pl.col("serious")).then(pl.lit("serious")).otherwise(pl.lit("non-serious")),
+            )
+            .group_by("month", "seriousness")
+            .agg(cases=pl.len())
+        )
         counts = grid.join(got, on=["month", "seriousness"], how="left").with_columns(pl.col("cases").fill_null(0))
     return counts.sort("month", "seriousness")
 
@@ -52,8 +58,11 @@ def case_count_chart(counts: pl.DataFrame, width: int = 460, height: int = 90) -
         .encode(
             x=alt.X("month:O", title=None, axis=alt.Axis(labelAngle=-60, labelFontSize=7, ticks=False, domain=False)),
             y=alt.Y("cases:Q", title="cases", axis=alt.Axis(tickMinStep=1, format="d", labelFontSize=7, grid=False)),
-            color=alt.Color("seriousness:N", scale=alt.Scale(domain=list(COLOURS), range=list(COLOURS.values())),
-                            legend=alt.Legend(orient="top", title=None, labelFontSize=8)),
+            color=alt.Color(
+                "seriousness:N",
+                scale=alt.Scale(domain=list(COLOURS), range=list(COLOURS.values())),
+                legend=alt.Legend(orient="top", title=None, labelFontSize=8),
+            ),
             order=alt.Order("seriousness:N", sort="descending"),
         )
         .properties(width=width, height=height)

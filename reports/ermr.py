@@ -20,9 +20,23 @@ from pathlib import Path
 
 import polars as pl
 
-COLUMNS = ["active_substance", "pt", "new_count", "total_count", "new_serious", "total_serious", "new_fatal",
-           "total_fatal", "ror", "ror_lower_95", "ror_upper_95", "sdr", "additional_monitoring", "period_start",
-           "data_lock_point"]
+COLUMNS = [
+    "active_substance",
+    "pt",
+    "new_count",
+    "total_count",
+    "new_serious",
+    "total_serious",
+    "new_fatal",
+    "total_fatal",
+    "ror",
+    "ror_lower_95",
+    "ror_upper_95",
+    "sdr",
+    "additional_monitoring",
+    "period_start",
+    "data_lock_point",
+]
 
 
 def slug(name: str) -> str:
@@ -41,12 +55,23 @@ def _fmt(v) -> str:
 
 def ermr_rows(scored: pl.DataFrame, period: tuple[dt.date, dt.date]) -> pl.DataFrame:
     """``scored``: substance_event_counts + signals.disproportionality.score + the ``ema_sdr`` rule column."""
-    return (scored.select(
-        pl.col("ingredient").alias("active_substance"), "pt", "new_count", "total_count", "new_serious", "total_serious",
-        "new_fatal", "total_fatal", "ror", pl.col("ror_lo95").alias("ror_lower_95"), pl.col("ror_hi95").alias("ror_upper_95"),
-        pl.col("ema_sdr").fill_null(False).alias("sdr"), "additional_monitoring",
-        pl.lit(period[0]).alias("period_start"), pl.lit(period[1]).alias("data_lock_point"))
-        .sort("active_substance", "pt"))
+    return scored.select(
+        pl.col("ingredient").alias("active_substance"),
+        "pt",
+        "new_count",
+        "total_count",
+        "new_serious",
+        "total_serious",
+        "new_fatal",
+        "total_fatal",
+        "ror",
+        pl.col("ror_lo95").alias("ror_lower_95"),
+        pl.col("ror_hi95").alias("ror_upper_95"),
+        pl.col("ema_sdr").fill_null(False).alias("sdr"),
+        "additional_monitoring",
+        pl.lit(period[0]).alias("period_start"),
+        pl.lit(period[1]).alias("data_lock_point"),
+    ).sort("active_substance", "pt")
 
 
 def write_ermr(scored: pl.DataFrame, folder: Path, *, period: tuple[dt.date, dt.date]) -> list[Path]:

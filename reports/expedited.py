@@ -19,15 +19,31 @@ import polars as pl
 
 from reports.jurisdictions import Jurisdiction
 
-CLOCK_COLUMNS = ["jurisdiction", "case_id", "country", "day0", "fatal", "seriousness", "outcome", "products", "lots",
-                 "reactions", "days_allowed", "due_date", "days_left_at_dlp", "status", "rule"]
+CLOCK_COLUMNS = [
+    "jurisdiction",
+    "case_id",
+    "country",
+    "day0",
+    "fatal",
+    "seriousness",
+    "outcome",
+    "products",
+    "lots",
+    "reactions",
+    "days_allowed",
+    "due_date",
+    "days_left_at_dlp",
+    "status",
+    "rule",
+]
 
 
-def expedited_clock(cases: pl.DataFrame, jurisdiction: Jurisdiction, dlp: dt.date,
-                    submitted: frozenset[str] = frozenset()) -> pl.DataFrame:
+def expedited_clock(
+    cases: pl.DataFrame, jurisdiction: Jurisdiction, dlp: dt.date, submitted: frozenset[str] = frozenset()
+) -> pl.DataFrame:
     """Rows of :data:`CLOCK_COLUMNS`, sorted by due date then case id.
 
-    ``cases`` is :func:`warehouse.report_queries.expedited_cases`. ``status`` is ``submitted``,
+    ``cases`` is :func:`warehouse.queries.report_queries.expedited_cases`. ``status`` is ``submitted``,
     ``overdue`` (due date before the DLP, not submitted), ``due today`` or ``due`` (still open).
     Cases without an individual clock under the rule (e.g. non-serious in the US) are left out.
     """
@@ -38,19 +54,45 @@ def expedited_clock(cases: pl.DataFrame, jurisdiction: Jurisdiction, dlp: dt.dat
             continue
         due = c["initial_received"] + dt.timedelta(days=days)
         left = (due - dlp).days
-        status = ("submitted" if c["case_id"] in submitted else "overdue" if left < 0
-                  else "due today" if left == 0 else "due")
-        rows.append({
-            "jurisdiction": jurisdiction.code.upper(), "case_id": c["case_id"], "country": c["country"],
-            "day0": c["initial_received"], "fatal": bool(c["fatal"]), "seriousness": c["seriousness"] or "",
-            "outcome": c["outcome"], "products": c["products"], "lots": c["lots"] or "", "reactions": c["reactions"],
-            "days_allowed": days, "due_date": due, "days_left_at_dlp": left, "status": status,
-            "rule": "fatal" if c["fatal"] and days != jurisdiction.clock.serious_days else "serious",
-        })
-    schema = {"jurisdiction": pl.String, "case_id": pl.String, "country": pl.String, "day0": pl.Date,
-              "fatal": pl.Boolean, "seriousness": pl.String, "outcome": pl.String, "products": pl.String,
-              "lots": pl.String, "reactions": pl.String, "days_allowed": pl.Int64, "due_date": pl.Date,
-              "days_left_at_dlp": pl.Int64, "status": pl.String, "rule": pl.String}
+        status = (
+            "submitted" if c["case_id"] in submitted else "overdue" if left < 0 else "due today" if left == 0 else "due"
+        )
+        rows.append(
+            {
+                "jurisdiction": jurisdiction.code.upper(),
+                "case_id": c["case_id"],
+                "country": c["country"],
+                "day0": c["initial_received"],
+                "fatal": bool(c["fatal"]),
+                "seriousness": c["seriousness"] or "",
+                "outcome": c["outcome"],
+                "products": c["products"],
+                "lots": c["lots"] or "",
+                "reactions": c["reactions"],
+                "days_allowed": days,
+                "due_date": due,
+                "days_left_at_dlp": left,
+                "status": status,
+                "rule": "fatal" if c["fatal"] and days != jurisdiction.clock.serious_days else "serious",
+            }
+        )
+    schema = {
+        "jurisdiction": pl.String,
+        "case_id": pl.String,
+        "country": pl.String,
+        "day0": pl.Date,
+        "fatal": pl.Boolean,
+        "seriousness": pl.String,
+        "outcome": pl.String,
+        "products": pl.String,
+        "lots": pl.String,
+        "reactions": pl.String,
+        "days_allowed": pl.Int64,
+        "due_date": pl.Date,
+        "days_left_at_dlp": pl.Int64,
+        "status": pl.String,
+        "rule": pl.String,
+    }
     return pl.DataFrame(rows, schema=schema).sort("due_date", "case_id")
 
 
@@ -61,6 +103,12 @@ def write_clock_csv(clock: pl.DataFrame, path: Path) -> Path:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(CLOCK_COLUMNS)
         for row in clock.iter_rows(named=True):
-            w.writerow([row[c].isoformat() if isinstance(row[c], dt.date) else
-                        ("true" if row[c] is True else "false" if row[c] is False else row[c]) for c in CLOCK_COLUMNS])
+            w.writerow(
+                [
+                    row[c].isoformat()
+                    if isinstance(row[c], dt.date)
+                    else ("true" if row[c] is True else "false" if row[c] is False else row[c])
+                    for c in CLOCK_COLUMNS
+                ]
+            )
     return path

@@ -47,17 +47,17 @@ class Clock:
 
 @dataclass(frozen=True)
 class Jurisdiction:
-    code: str                      # used in file names: nmpa, ema, fda, pmda
+    code: str  # used in file names: nmpa, ema, fda, pmda
     authority: str
     authority_local: str | None
-    market_region: str             # product.region of the products this regulator authorises
-    countries: tuple[str, ...]     # ISO country codes of the territory (for "domestic" counts)
-    languages: tuple[str, ...]     # first is the primary language of the document
+    market_region: str  # product.region of the products this regulator authorises
+    countries: tuple[str, ...]  # ISO country codes of the territory (for "domestic" counts)
+    languages: tuple[str, ...]  # first is the primary language of the document
     primary_rules: tuple[str, ...]  # names in signals.rules.RULES that the regulator screens with
     thresholds: RuleThresholds
     threshold_note: str
     clock: Clock
-    e2b_receiver: str              # N.1.4 / N.2.r.3 batch and message receiver identifier
+    e2b_receiver: str  # N.1.4 / N.2.r.3 batch and message receiver identifier
     template: str = "periodic_report.html.j2"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -70,55 +70,121 @@ class Jurisdiction:
         return any(lang in ("zh", "ja", "ko") for lang in self.languages)
 
 
-EU_COUNTRIES = ("AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
-                "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "IS", "LI", "NO")
+EU_COUNTRIES = (
+    "AT",
+    "BE",
+    "BG",
+    "CY",
+    "CZ",
+    "DE",
+    "DK",
+    "EE",
+    "ES",
+    "FI",
+    "FR",
+    "GR",
+    "HR",
+    "HU",
+    "IE",
+    "IT",
+    "LT",
+    "LU",
+    "LV",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SE",
+    "SI",
+    "SK",
+    "IS",
+    "LI",
+    "NO",
+)
 
 JURISDICTIONS: dict[str, Jurisdiction] = {
     j.code: j
     for j in (
         Jurisdiction(
-            code="nmpa", authority="National Medical Products Administration (China)", authority_local="国家药品监督管理局",
-            market_region="CN", countries=("CN",), languages=("zh", "en"),
-            primary_rules=("evans", "ema_sdr"), thresholds=RuleThresholds(),
+            code="nmpa",
+            authority="National Medical Products Administration (China)",
+            authority_local="国家药品监督管理局",
+            market_region="CN",
+            countries=("CN",),
+            languages=("zh", "en"),
+            primary_rules=("evans", "ema_sdr"),
+            thresholds=RuleThresholds(),
             threshold_note="PRR ≥ 2, χ² ≥ 4, n ≥ 3 and ROR lower 95% bound > 1, n ≥ 5 (frequentist screening as "
-                           "used by the national ADR monitoring centre) [M: not verified]",
-            clock=Clock(fatal_days=0, serious_days=15, non_serious_days=30,
-                        rule="Deaths immediately (day 0); serious and new ADRs within 15 days; others within 30 days "
-                             "(Order 81, 2011; GVP 2021) [M: not verified]"),
+            "used by the national ADR monitoring centre) [M: not verified]",
+            clock=Clock(
+                fatal_days=0,
+                serious_days=15,
+                non_serious_days=30,
+                rule="Deaths immediately (day 0); serious and new ADRs within 15 days; others within 30 days "
+                "(Order 81, 2011; GVP 2021) [M: not verified]",
+            ),
             e2b_receiver="CN-NMPA-CDR",
         ),
         Jurisdiction(
-            code="ema", authority="European Medicines Agency (EudraVigilance)", authority_local=None,
-            market_region="EU", countries=EU_COUNTRIES, languages=("en",),
-            primary_rules=("ema_sdr",), thresholds=RuleThresholds(),
+            code="ema",
+            authority="European Medicines Agency (EudraVigilance)",
+            authority_local=None,
+            market_region="EU",
+            countries=EU_COUNTRIES,
+            languages=("en",),
+            primary_rules=("ema_sdr",),
+            thresholds=RuleThresholds(),
             threshold_note="Signal of disproportionate reporting: ROR lower 95% bound > 1 with n ≥ 5 (n ≥ 3 for products "
-                           "under additional monitoring), EMA/849944/2016 [M: not verified]",
-            clock=Clock(fatal_days=15, serious_days=15, non_serious_days=90,
-                        rule="Serious ICSRs within 15 days, non-serious EU ICSRs within 90 days (GVP Module VI) "
-                             "[M: not verified]"),
+            "under additional monitoring), EMA/849944/2016 [M: not verified]",
+            clock=Clock(
+                fatal_days=15,
+                serious_days=15,
+                non_serious_days=90,
+                rule="Serious ICSRs within 15 days, non-serious EU ICSRs within 90 days (GVP Module VI) "
+                "[M: not verified]",
+            ),
             e2b_receiver="EVHUMAN",
         ),
         Jurisdiction(
-            code="fda", authority="U.S. Food and Drug Administration (FAERS)", authority_local=None,
-            market_region="US", countries=("US",), languages=("en",),
-            primary_rules=("fda_mgps", "evans"), thresholds=RuleThresholds(),
+            code="fda",
+            authority="U.S. Food and Drug Administration (FAERS)",
+            authority_local=None,
+            market_region="US",
+            countries=("US",),
+            languages=("en",),
+            primary_rules=("fda_mgps", "evans"),
+            thresholds=RuleThresholds(),
             threshold_note="MGPS EB05 ≥ 2 (Szarfman 2002); PRR ≥ 2, χ² ≥ 4, n ≥ 3 (Evans 2001) where EBGM was not "
-                           "computed",
-            clock=Clock(fatal_days=15, serious_days=15, non_serious_days=None,
-                        rule="15-day alert reports for serious and unexpected events; others in periodic reports "
-                             "(21 CFR 314.80) [M: not verified]. Expectedness is not assessed by PV Trace: every "
-                             "serious case is put on the 15-day clock"),
+            "computed",
+            clock=Clock(
+                fatal_days=15,
+                serious_days=15,
+                non_serious_days=None,
+                rule="15-day alert reports for serious and unexpected events; others in periodic reports "
+                "(21 CFR 314.80) [M: not verified]. Expectedness is not assessed by PV Trace: every "
+                "serious case is put on the 15-day clock",
+            ),
             e2b_receiver="ZZFDA",
         ),
         Jurisdiction(
-            code="pmda", authority="Pharmaceuticals and Medical Devices Agency (Japan)", authority_local="医薬品医療機器総合機構",
-            market_region="JP", countries=("JP",), languages=("ja", "en"),
-            primary_rules=("ema_sdr", "who_umc"), thresholds=RuleThresholds(ema_n=3),
+            code="pmda",
+            authority="Pharmaceuticals and Medical Devices Agency (Japan)",
+            authority_local="医薬品医療機器総合機構",
+            market_region="JP",
+            countries=("JP",),
+            languages=("ja", "en"),
+            primary_rules=("ema_sdr", "who_umc"),
+            thresholds=RuleThresholds(ema_n=3),
             threshold_note="ROR lower 95% bound > 1 with n ≥ 3; IC025 > 0 [M: not verified]",
-            clock=Clock(fatal_days=15, serious_days=15, non_serious_days=None,
-                        rule="Serious unexpected within 15 days, serious expected within 30 days (PMD Act enforcement "
-                             "rules) [M: not verified]. Expectedness is not assessed: every serious case is put on "
-                             "the 15-day clock"),
+            clock=Clock(
+                fatal_days=15,
+                serious_days=15,
+                non_serious_days=None,
+                rule="Serious unexpected within 15 days, serious expected within 30 days (PMD Act enforcement "
+                "rules) [M: not verified]. Expectedness is not assessed: every serious case is put on "
+                "the 15-day clock",
+            ),
             e2b_receiver="PMDA",
         ),
     )
@@ -128,8 +194,11 @@ JURISDICTION_CODES: tuple[str, ...] = tuple(JURISDICTIONS)
 
 # Section and column labels. A bilingual document shows "中文 / English"; English text is the fallback.
 LABELS: dict[str, dict[str, str]] = {
-    "title": {"en": "Periodic signal and batch safety report", "zh": "定期信号与批次安全性报告",
-              "ja": "定期シグナル・ロット安全性報告"},
+    "title": {
+        "en": "Periodic signal and batch safety report",
+        "zh": "定期信号与批次安全性报告",
+        "ja": "定期シグナル・ロット安全性報告",
+    },
     "authority": {"en": "Recipient", "zh": "报送机构", "ja": "提出先"},
     "period": {"en": "Reporting period", "zh": "报告期", "ja": "報告対象期間"},
     "dlp": {"en": "Data lock point", "zh": "数据锁定点", "ja": "データロックポイント"},
@@ -144,8 +213,11 @@ LABELS: dict[str, dict[str, str]] = {
     "new": {"en": "New signals", "zh": "新信号", "ja": "新規シグナル"},
     "ongoing": {"en": "Ongoing signals", "zh": "持续信号", "ja": "継続中のシグナル"},
     "closed": {"en": "Closed signals", "zh": "已关闭信号", "ja": "終了したシグナル"},
-    "signal_pages": {"en": "Signal evaluation and batch traceability annex", "zh": "信号评价与批次追溯附件",
-                     "ja": "シグナル評価とロット追跡付録"},
+    "signal_pages": {
+        "en": "Signal evaluation and batch traceability annex",
+        "zh": "信号评价与批次追溯附件",
+        "ja": "シグナル評価とロット追跡付録",
+    },
     "cases_over_time": {"en": "Cases over time", "zh": "病例数随时间变化", "ja": "症例数の推移"},
     "seriousness": {"en": "Seriousness", "zh": "严重性", "ja": "重篤性"},
     "tto": {"en": "Time to onset", "zh": "发生时间", "ja": "発現までの期間"},

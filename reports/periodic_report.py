@@ -29,19 +29,29 @@ from reports.rendering import render
 from signals.rules import RULES
 
 CAVEATS = [
-    ("A report is not proof of causation: a signal is a hypothesis about a possible causal association, and each "
-     "needs clinical assessment before any conclusion is drawn."),
-    ("Spontaneous reports have no denominators: disproportionality compares reporting proportions within the "
-     "reports, and is subject to under-reporting, stimulated reporting and confounding by indication. The only "
-     "denominators in this report are the packs delivered per batch, from the dispensing platforms' delivery logs; "
-     "deliveries whose pack code could not be verified are excluded and counted under data quality."),
-    ("Batch attribution depends on the lot or pack code given in the report; the link method is shown for every "
-     "count, and lower-confidence methods (normalised or fuzzy lot) should be read accordingly."),
-    ("Signal statistics are those of the signal register at its last detection; when that is after this report's "
-     "data lock point, the figures include cases received later (flagged in the signal tables). Case counts, "
-     "charts, batch counts and the expedited clock are computed at the data lock point."),
-    ("Reaction terms are MedDRA-style preferred-term names as reported; MedDRA codes are licensed and not shipped "
-     "with PV Trace, so terms are not coded and are given in English in every language version."),
+    (
+        "A report is not proof of causation: a signal is a hypothesis about a possible causal association, and each "
+        "needs clinical assessment before any conclusion is drawn."
+    ),
+    (
+        "Spontaneous reports have no denominators: disproportionality compares reporting proportions within the "
+        "reports, and is subject to under-reporting, stimulated reporting and confounding by indication. The only "
+        "denominators in this report are the packs delivered per batch, from the dispensing platforms' delivery logs; "
+        "deliveries whose pack code could not be verified are excluded and counted under data quality."
+    ),
+    (
+        "Batch attribution depends on the lot or pack code given in the report; the link method is shown for every "
+        "count, and lower-confidence methods (normalised or fuzzy lot) should be read accordingly."
+    ),
+    (
+        "Signal statistics are those of the signal register at its last detection; when that is after this report's "
+        "data lock point, the figures include cases received later (flagged in the signal tables). Case counts, "
+        "charts, batch counts and the expedited clock are computed at the data lock point."
+    ),
+    (
+        "Reaction terms are MedDRA-style preferred-term names as reported; MedDRA codes are licensed and not shipped "
+        "with PV Trace, so terms are not coded and are given in English in every language version."
+    ),
 ]
 
 # The caveats in the other languages of the bilingual documents (translations by the PV Trace team, to be
@@ -49,24 +59,38 @@ CAVEATS = [
 CAVEATS_LOCAL = {
     "zh": [
         "报告不构成因果关系的证明：信号是关于可能因果关联的假设，在得出任何结论之前均需进行临床评估。",
-        ("自发报告没有分母：不成比例分析比较的是报告内部的报告比例，受漏报、刺激性报告和适应症混杂的影响。本报告中唯一的分母是"
-         "来自配送平台配送记录的各批次已配送包装数；无法核实追溯码的配送记录已排除，并在数据质量部分计数。"),
+        (
+            "自发报告没有分母：不成比例分析比较的是报告内部的报告比例，受漏报、刺激性报告和适应症混杂的影响。本报告中唯一的分母是"
+            "来自配送平台配送记录的各批次已配送包装数；无法核实追溯码的配送记录已排除，并在数据质量部分计数。"
+        ),
         "批次归属取决于报告中给出的批号或追溯码；每个计数均注明关联方法，置信度较低的方法（标准化批号或模糊批号）应谨慎解读。",
-        ("信号统计量来自信号登记表最近一次检测；若该检测晚于本报告的数据锁定点，统计量包含其后收到的病例（在信号表中标注）。"
-         "病例数、图表、批次计数和快速报告时限均按数据锁定点计算。"),
-        ("不良反应术语为按报告记录的 MedDRA 风格首选术语名称；MedDRA 编码受许可限制，未随 PV Trace 提供，因此术语未编码，"
-         "在所有语言版本中均以英文给出。"),
+        (
+            "信号统计量来自信号登记表最近一次检测；若该检测晚于本报告的数据锁定点，统计量包含其后收到的病例（在信号表中标注）。"
+            "病例数、图表、批次计数和快速报告时限均按数据锁定点计算。"
+        ),
+        (
+            "不良反应术语为按报告记录的 MedDRA 风格首选术语名称；MedDRA 编码受许可限制，未随 PV Trace 提供，因此术语未编码，"
+            "在所有语言版本中均以英文给出。"
+        ),
     ],
     "ja": [
         "本報告は因果関係の証明ではない。シグナルは因果関連の可能性に関する仮説であり、結論を出す前に臨床的評価を要する。",
-        ("自発報告には分母がない。不均衡分析は報告内の報告割合を比較するものであり、過少報告、誘発報告、適応による交絡の影響を受ける。"
-         "本報告で唯一の分母は、配送記録に基づくロットごとの配送包装数である。包装コードを検証できなかった配送は除外し、データ品質の項に計上した。"),
-        ("ロットへの帰属は報告に記載されたロット番号または包装コードに依存する。各件数には紐付け方法を示しており、信頼度の低い方法"
-         "（正規化ロット、あいまい一致ロット）による件数は慎重に解釈すること。"),
-        ("シグナルの統計量はシグナル登録簿の最新検出時点のものである。それが本報告のデータロックポイントより後の場合、その後に受領した症例を"
-         "含む（シグナル表に注記）。症例数、図、ロット件数、緊急報告期限はデータロックポイント時点で算出した。"),
-        ("副作用用語は報告どおりの MedDRA 形式の基本語名である。MedDRA コードはライセンス対象のため PV Trace には含まれず、用語は"
-         "コード化されておらず、すべての言語版で英語で記載している。"),
+        (
+            "自発報告には分母がない。不均衡分析は報告内の報告割合を比較するものであり、過少報告、誘発報告、適応による交絡の影響を受ける。"
+            "本報告で唯一の分母は、配送記録に基づくロットごとの配送包装数である。包装コードを検証できなかった配送は除外し、データ品質の項に計上した。"
+        ),
+        (
+            "ロットへの帰属は報告に記載されたロット番号または包装コードに依存する。各件数には紐付け方法を示しており、信頼度の低い方法"
+            "（正規化ロット、あいまい一致ロット）による件数は慎重に解釈すること。"
+        ),
+        (
+            "シグナルの統計量はシグナル登録簿の最新検出時点のものである。それが本報告のデータロックポイントより後の場合、その後に受領した症例を"
+            "含む（シグナル表に注記）。症例数、図、ロット件数、緊急報告期限はデータロックポイント時点で算出した。"
+        ),
+        (
+            "副作用用語は報告どおりの MedDRA 形式の基本語名である。MedDRA コードはライセンス対象のため PV Trace には含まれず、用語は"
+            "コード化されておらず、すべての言語版で英語で記載している。"
+        ),
     ],
 }
 
@@ -81,7 +105,7 @@ def mask_volatile(html: str) -> str:
 
 @dataclass
 class ReportInputs:
-    """Everything one jurisdiction × period document is rendered from (frames from warehouse.report_queries)."""
+    """Everything one jurisdiction × period document is rendered from (frames from warehouse.queries.report_queries)."""
 
     jurisdiction: Jurisdiction
     period_start: object
@@ -96,7 +120,7 @@ class ReportInputs:
     batches: pl.DataFrame
     clock: pl.DataFrame
     lineage: pl.DataFrame
-    e2b: dict = field(default_factory=dict)   # {"file", "status", "cases", "errors"}
+    e2b: dict = field(default_factory=dict)  # {"file", "status", "cases", "errors"}
     files: dict = field(default_factory=dict)  # other outputs of the period (clock CSV, eRMR folder)
 
     @property
@@ -118,8 +142,15 @@ def _tto(days: list[int]) -> dict:
         return {"n": 0}
     q = statistics.quantiles(vals, n=4, method="inclusive") if len(vals) > 1 else [vals[0]] * 3
     bands = [("0–1 d", 0, 1), ("2–7 d", 2, 7), ("8–30 d", 8, 30), ("31–90 d", 31, 90), ("> 90 d", 91, 10**9)]
-    return {"n": len(vals), "median": statistics.median(vals), "q1": q[0], "q3": q[2], "min": vals[0], "max": vals[-1],
-            "bands": [(name, sum(lo <= v <= hi for v in vals)) for name, lo, hi in bands]}
+    return {
+        "n": len(vals),
+        "median": statistics.median(vals),
+        "q1": q[0],
+        "q3": q[2],
+        "min": vals[0],
+        "max": vals[-1],
+        "bands": [(name, sum(lo <= v <= hi for v in vals)) for name, lo, hi in bands],
+    }
 
 
 def _seriousness(cases: list[dict]) -> list[tuple[str, int]]:
@@ -148,10 +179,16 @@ def _signal_rows(inputs: ReportInputs) -> list[dict]:
 
 def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
     """One page per signal with cases up to the DLP: chart, seriousness, outcomes, time to onset, batches."""
-    by_signal = {k[0]: v for k, v in inputs.signal_cases.partition_by("signal_id", as_dict=True).items()} \
-        if not inputs.signal_cases.is_empty() else {}
-    batches = {k[0]: v.to_dicts() for k, v in inputs.batches.partition_by("signal_id", as_dict=True).items()} \
-        if not inputs.batches.is_empty() else {}
+    by_signal = (
+        {k[0]: v for k, v in inputs.signal_cases.partition_by("signal_id", as_dict=True).items()}
+        if not inputs.signal_cases.is_empty()
+        else {}
+    )
+    batches = (
+        {k[0]: v.to_dicts() for k, v in inputs.batches.partition_by("signal_id", as_dict=True).items()}
+        if not inputs.batches.is_empty()
+        else {}
+    )
     first = inputs.summary.get("first_received") or inputs.period_start
     pages = []
     for s in signals:
@@ -181,10 +218,14 @@ def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
 def render_periodic_report(inputs: ReportInputs) -> str:
     j = inputs.jurisdiction
     signals = _signal_rows(inputs)
-    groups = {cat: [s for s in signals if s["category"] == cat and s["level"] != "batch"]
-              for cat in ("new", "ongoing", "closed")}
-    batch_groups = {cat: [s for s in signals if s["category"] == cat and s["level"] == "batch"]
-                    for cat in ("new", "ongoing", "closed")}
+    groups = {
+        cat: [s for s in signals if s["category"] == cat and s["level"] != "batch"]
+        for cat in ("new", "ongoing", "closed")
+    }
+    batch_groups = {
+        cat: [s for s in signals if s["category"] == cat and s["level"] == "batch"]
+        for cat in ("new", "ongoing", "closed")
+    }
     pages = build_pages(inputs, signals)
     return render(
         j.template,
@@ -202,12 +243,15 @@ def render_periodic_report(inputs: ReportInputs) -> str:
         overdue=inputs.clock.filter(pl.col("status") == "overdue").height if not inputs.clock.is_empty() else 0,
         rules=[(name, rule.description, name in j.primary_rules) for name, rule in RULES.items()],
         lineage=inputs.lineage.to_dicts(),
-        caveats=[([loc[i] for lang in j.languages if (loc := CAVEATS_LOCAL.get(lang))], text)
-                 for i, text in enumerate(CAVEATS)],
+        caveats=[
+            ([loc[i] for lang in j.languages if (loc := CAVEATS_LOCAL.get(lang))], text)
+            for i, text in enumerate(CAVEATS)
+        ],
     )
 
 
 # ---- PDF ------------------------------------------------------------------------------------------
+
 
 class MissingFontsError(RuntimeError):
     pass

@@ -23,7 +23,10 @@ import polars as pl
 
 from sample_data.codes import typo
 from sample_data.vocabulary import (
-    BACKGROUND_SHARE_OVERRIDES, PREFERRED_TERMS, PRODUCTS, ROUTE_SPECIFIC_PTS,
+    BACKGROUND_SHARE_OVERRIDES,
+    PREFERRED_TERMS,
+    PRODUCTS,
+    ROUTE_SPECIFIC_PTS,
     UNKNOWN_LOT_SPELLINGS,
 )
 
@@ -36,15 +39,25 @@ PT_SOC = [t[1] for t in PREFERRED_TERMS]
 PT_SERIOUS = np.array([t[2] for t in PREFERRED_TERMS])
 PT_INDEX = {name: i for i, name in enumerate(PT_NAMES)}
 
-SERIOUSNESS = ["hospitalisation", "other_medically_important", "life_threatening", "disability",
-               "death"]
+SERIOUSNESS = ["hospitalisation", "other_medically_important", "life_threatening", "disability", "death"]
 SERIOUSNESS_P = [0.55, 0.30, 0.08, 0.03, 0.04]
 OUTCOMES = ["recovered", "recovering", "not_recovered", "recovered_with_sequelae", "unknown"]
 OUTCOMES_P = [0.35, 0.30, 0.15, 0.03, 0.17]
 
 #: (PT, product names excluded) candidates for negative controls, in order of preference
-NEGATIVE_CONTROL_PTS = ["Arthralgia", "Back pain", "Pruritus", "Anxiety", "Fatigue", "Insomnia",
-                        "Palpitations", "Alopecia", "Cough", "Myalgia", "Pain in extremity"]
+NEGATIVE_CONTROL_PTS = [
+    "Arthralgia",
+    "Back pain",
+    "Pruritus",
+    "Anxiety",
+    "Fatigue",
+    "Insomnia",
+    "Palpitations",
+    "Alopecia",
+    "Cough",
+    "Myalgia",
+    "Pain in extremity",
+]
 
 
 def background_shares() -> np.ndarray:
@@ -69,7 +82,8 @@ def mean_background_reactions() -> float:
     """E[1 + min(Poisson(0.5), 4)]: reactions per background case."""
     k = np.arange(MAX_EXTRA_REACTIONS + 1)
     from math import exp, factorial
-    pk = np.array([exp(-EXTRA_REACTIONS_MEAN) * EXTRA_REACTIONS_MEAN ** i / factorial(i) for i in k])
+
+    pk = np.array([exp(-EXTRA_REACTIONS_MEAN) * EXTRA_REACTIONS_MEAN**i / factorial(i) for i in k])
     pk[-1] += 1 - pk.sum()
     return float(1 + (k * pk).sum())
 
@@ -108,8 +122,10 @@ class CaseOutput:
 # Reactions per delivery
 # --------------------------------------------------------------------------------------------
 
-def draw_reactions(rng: np.random.Generator, d: pl.DataFrame, products: pl.DataFrame, plan,
-                   base_rate: "BaseRate") -> pl.DataFrame:
+
+def draw_reactions(
+    rng: np.random.Generator, d: pl.DataFrame, products: pl.DataFrame, plan, base_rate: BaseRate
+) -> pl.DataFrame:
     """All reaction events: (delivery row, PT index, onset days after delivery, cause).
 
     ``base_rate`` is a :class:`BaseRate`: the per-delivery background rate of each PT in each
@@ -126,8 +142,14 @@ def draw_reactions(rng: np.random.Generator, d: pl.DataFrame, products: pl.DataF
     has = np.flatnonzero(rng.random(n) < rate)
     k = 1 + np.minimum(rng.poisson(EXTRA_REACTIONS_MEAN, len(has)), MAX_EXTRA_REACTIONS)
     rows = np.repeat(has, k)
-    parts.append((rows, rng.choice(len(shares), len(rows), p=shares),
-                  np.minimum(150, np.floor(rng.lognormal(np.log(6), 1.1, len(rows)))), 0))
+    parts.append(
+        (
+            rows,
+            rng.choice(len(shares), len(rows), p=shares),
+            np.minimum(150, np.floor(rng.lognormal(np.log(6), 1.1, len(rows)))),
+            0,
+        )
+    )
 
     for pi, prod in enumerate(PRODUCTS):
         m = np.flatnonzero(p == pi)
@@ -136,42 +158,46 @@ def draw_reactions(rng: np.random.Generator, d: pl.DataFrame, products: pl.DataF
             onset = np.floor(rng.lognormal(np.log(tto + 0.5), 0.5, len(hit)))
             parts.append((hit, np.full(len(hit), PT_INDEX[pt]), onset, 1))
 
-    def planted(mask: np.ndarray, pt: str, rr: float, onset: np.ndarray | None, cause: int,
-                extra_base: float = 0.0):
+    def planted(mask: np.ndarray, pt: str, rr: float, onset: np.ndarray | None, cause: int, extra_base: float = 0.0):
         idx = np.flatnonzero(mask)
         extra = (rr - 1.0) * (base_rate.of(idx, [PT_INDEX[pt]])[:, 0] + extra_base)
         hit = idx[rng.random(len(idx)) < extra]
         if onset is None:
-            on = rng.integers(0, 2, len(hit)).astype(float)      # 0-1 day: batch defect
+            on = rng.integers(0, 2, len(hit)).astype(float)  # 0-1 day: batch defect
         else:
             on = np.floor(rng.lognormal(np.log(onset[0]), onset[1], len(hit)))
         parts.append((hit, np.full(len(hit), PT_INDEX[pt]), on, cause))
 
     day = d["day"].to_numpy()
-    planted((p == plan.signal_p) & (day >= plan.signal_start_day), plan.signal_pt, plan.signal_rr,
-            np.array([40.0, 0.5]), 2)
+    planted(
+        (p == plan.signal_p) & (day >= plan.signal_start_day), plan.signal_pt, plan.signal_rr, np.array([40.0, 0.5]), 2
+    )
     defect = d["b"].to_numpy() == plan.defect_b
     planted(defect, "Hypersensitivity", plan.defect_rr, None, 3)
-    isr = dict((t, r) for t, r, _ in PRODUCTS[int(d.filter(pl.col("b") == plan.defect_b)["p"][0])]
-               .known_adrs).get("Injection site reaction", 0.0) / 1000
+    isr = {t: r for t, r, _ in PRODUCTS[int(d.filter(pl.col("b") == plan.defect_b)["p"][0])].known_adrs}.get(
+        "Injection site reaction", 0.0
+    ) / 1000
     planted(defect, "Injection site reaction", plan.defect_rr, None, 3, extra_base=isr)
-    planted(d["c"].to_numpy() == plan.cold_c, "Drug ineffective", plan.cold_rr,
-            np.array([14.0, 0.6]), 4)
+    planted(d["c"].to_numpy() == plan.cold_c, "Drug ineffective", plan.cold_rr, np.array([14.0, 0.6]), 4)
 
-    ev = pl.DataFrame({
-        "row": np.concatenate([x[0] for x in parts]).astype(np.int64),
-        "pt_i": np.concatenate([x[1] for x in parts]).astype(np.int64),
-        "onset": np.concatenate([x[2] for x in parts]).astype(np.int64),
-        "cause": np.concatenate([np.full(len(x[0]), x[3]) for x in parts]).astype(np.int64),
-    })
+    ev = pl.DataFrame(
+        {
+            "row": np.concatenate([x[0] for x in parts]).astype(np.int64),
+            "pt_i": np.concatenate([x[1] for x in parts]).astype(np.int64),
+            "onset": np.concatenate([x[2] for x in parts]).astype(np.int64),
+            "cause": np.concatenate([np.full(len(x[0]), x[3]) for x in parts]).astype(np.int64),
+        }
+    )
     # a PT appears once per case: keep the earliest onset (and the planted cause if any)
-    return (ev.sort(["row", "pt_i", "onset", "cause"], descending=[False, False, False, True])
-            .unique(["row", "pt_i"], keep="first", maintain_order=True))
+    return ev.sort(["row", "pt_i", "onset", "cause"], descending=[False, False, False, True]).unique(
+        ["row", "pt_i"], keep="first", maintain_order=True
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # How reporters write products, lots and codes
 # --------------------------------------------------------------------------------------------
+
 
 def reported_product_name(u: float, name: str, ingredient: str, strength: str) -> str:
     """Brand in varying case, sometimes with strength, sometimes the ingredient (INN)."""
@@ -237,20 +263,32 @@ def _iso(day: int) -> str:
     return _ISO_DAYS[int(day)]
 
 
-def build_cases(rng: np.random.Generator, d: pl.DataFrame, patients: pl.DataFrame,
-                products: pl.DataFrame, batches: pl.DataFrame, consignments: pl.DataFrame,
-                subregions: pl.DataFrame, plan, scale: float) -> CaseOutput:
+def build_cases(
+    rng: np.random.Generator,
+    d: pl.DataFrame,
+    patients: pl.DataFrame,
+    products: pl.DataFrame,
+    batches: pl.DataFrame,
+    consignments: pl.DataFrame,
+    subregions: pl.DataFrame,
+    plan,
+    scale: float,
+) -> CaseOutput:
     """Case versions (JSON lines by month), truth of case->batch, counts behind each signal."""
     n_days = int((np.datetime64("2025-12-31") - np.datetime64("2024-01-01")) / np.timedelta64(1, "D")) + 1
     d = d.join(subregions.select("s", "market"), on="s").sort("n")
-    hri = d["serialised_code"].str.extract_groups(
-        r"^\(01\)(\d{14})\(17\)(\d{6})\(10\)([^()]*)\(21\)(.*)$")
-    d = d.with_columns(gtin=hri.struct.field("1"), exp6=hri.struct.field("2"),
-                       lot_number=hri.struct.field("3"), serial=hri.struct.field("4"))
+    hri = d["serialised_code"].str.extract_groups(r"^\(01\)(\d{14})\(17\)(\d{6})\(10\)([^()]*)\(21\)(.*)$")
+    d = d.with_columns(
+        gtin=hri.struct.field("1"),
+        exp6=hri.struct.field("2"),
+        lot_number=hri.struct.field("3"),
+        serial=hri.struct.field("4"),
+    )
     lots = batches.select("b", lot_from_batch="lot_number", batch_id="batch_id")
     d = d.join(lots, on="b").with_columns(
         lot_number=pl.coalesce("lot_number", "lot_from_batch"),
-        code_system=pl.when(pl.col("gtin").is_null()).then(pl.lit("nmpa")).otherwise(pl.lit("gs1")))
+        code_system=pl.when(pl.col("gtin").is_null()).then(pl.lit("nmpa")).otherwise(pl.lit("gs1")),
+    )
     # from here on ``n`` is the row position of a good delivery (bad rows left gaps in it)
     d = d.sort("n").drop("n").with_row_index("n").with_columns(pl.col("n").cast(pl.Int64))
 
@@ -263,22 +301,28 @@ def build_cases(rng: np.random.Generator, d: pl.DataFrame, patients: pl.DataFram
     # ---- one case per delivery with at least one reaction
     day = d["day"].to_numpy()
     ev = ev.with_columns(onset_day=pl.Series(ev["onset"].to_numpy() + day[ev["row"].to_numpy()]))
-    cases = ev.group_by("row").agg(pl.col("pt_i"), pl.col("onset_day"), pl.col("cause"),
-                                   last=pl.col("onset_day").max()).sort("row")
+    cases = (
+        ev.group_by("row")
+        .agg(pl.col("pt_i"), pl.col("onset_day"), pl.col("cause"), last=pl.col("onset_day").max())
+        .sort("row")
+    )
     rows = cases["row"].to_numpy()
     pt_of = d["pt"].to_numpy()[rows]
     app = patients["app_user"].to_numpy()[pt_of]
     u = rng.random(len(rows))
-    source = np.where(app, np.where(u < 0.75, 0, np.where(u < 0.9, 1, 2)),
-                      np.where(u < 0.65, 1, 2))            # 0 app, 1 hcp, 2 pharmacist
-    delay = np.select([source == 0, source == 1],
-                      [rng.geometric(0.35, len(rows)) - 1,
-                       np.round(rng.lognormal(np.log(12), 0.8, len(rows)))],
-                      np.round(rng.lognormal(np.log(5), 0.7, len(rows)))).astype(np.int64)
+    source = np.where(
+        app, np.where(u < 0.75, 0, np.where(u < 0.9, 1, 2)), np.where(u < 0.65, 1, 2)
+    )  # 0 app, 1 hcp, 2 pharmacist
+    delay = np.select(
+        [source == 0, source == 1],
+        [rng.geometric(0.35, len(rows)) - 1, np.round(rng.lognormal(np.log(12), 0.8, len(rows)))],
+        np.round(rng.lognormal(np.log(5), 0.7, len(rows))),
+    ).astype(np.int64)
     received = cases["last"].to_numpy() + delay
     keep = received < n_days
     cases = cases.filter(pl.Series(keep)).with_columns(
-        received=pl.Series(received[keep]), source=pl.Series(source[keep]))
+        received=pl.Series(received[keep]), source=pl.Series(source[keep])
+    )
 
     # ---- concomitant: the patient's other chronic product dispensed within 45 days before
     conc = _concomitants(d, cases)
@@ -286,18 +330,39 @@ def build_cases(rng: np.random.Generator, d: pl.DataFrame, patients: pl.DataFram
     prod = products.to_dicts()
     # only the deliveries behind a case (as suspect or concomitant) become Python dicts
     needed = set(cases["row"].to_list()) | set(conc.values())
-    drow = {r["n"]: r for r in d.filter(pl.col("n").is_in(sorted(needed))).select(
-        "n", "pt", "p", "b", "c", "day", "delivered_at", "delivery_id", "patient_ref", "country",
-        "code_system", "serialised_code", "gtin", "exp6", "lot_number", "serial",
-        "batch_id").iter_rows(named=True)}
+    drow = {
+        r["n"]: r
+        for r in d.filter(pl.col("n").is_in(sorted(needed)))
+        .select(
+            "n",
+            "pt",
+            "p",
+            "b",
+            "c",
+            "day",
+            "delivered_at",
+            "delivery_id",
+            "patient_ref",
+            "country",
+            "code_system",
+            "serialised_code",
+            "gtin",
+            "exp6",
+            "lot_number",
+            "serial",
+            "batch_id",
+        )
+        .iter_rows(named=True)
+    }
     pats = patients.select("age_years", "sex").to_dicts()
     source_names = ["patient_app", "hcp", "pharmacist"]
 
-    records: list[dict] = []       # one per case (before versions), internal fields prefixed _
+    records: list[dict] = []  # one per case (before versions), internal fields prefixed _
     for case in cases.iter_rows(named=True):
         r = drow[case["row"]]
-        records.append(_case_record(rng, r, prod[r["p"]], pats[r["pt"]], case,
-                                    source_names[case["source"]], conc.get(case["row"])))
+        records.append(
+            _case_record(rng, r, prod[r["p"]], pats[r["pt"]], case, source_names[case["source"]], conc.get(case["row"]))
+        )
 
     _add_concomitants(rng, records, drow, prod)
     duplicates = _make_duplicates(rng, records, drow, prod, n_days)
@@ -311,8 +376,9 @@ def build_cases(rng: np.random.Generator, d: pl.DataFrame, patients: pl.DataFram
     for rec in records + [x for x, _ in duplicates] + versions:
         obj = _public(rec)
         month = rec["received_on"][:7]
-        lines.setdefault(month, []).append((rec["received_on"], rec["case_id"], rec["version"],
-                                            json.dumps(obj, ensure_ascii=False)))
+        lines.setdefault(month, []).append(
+            (rec["received_on"], rec["case_id"], rec["version"], json.dumps(obj, ensure_ascii=False))
+        )
         for i, (bid, pid) in enumerate(rec["_truth"]):
             truth_rows.append((rec["case_id"], i, rec["version"], bid, pid))
     bad_counts = {"bad_json": 0, "missing_reactions": 0, "bad_date": 0}
@@ -320,24 +386,45 @@ def build_cases(rng: np.random.Generator, d: pl.DataFrame, patients: pl.DataFram
         bad_counts[kind] += 1
         text = json.dumps(_public(rec), ensure_ascii=False)
         if kind == "bad_json":
-            text = text[: int(len(text) * 0.6)]               # truncated upload
-        lines.setdefault(rec["_month"], []).append((rec["received_on"], rec["case_id"],
-                                                    rec["version"], text))
+            text = text[: int(len(text) * 0.6)]  # truncated upload
+        lines.setdefault(rec["_month"], []).append((rec["received_on"], rec["case_id"], rec["version"], text))
     lines_by_month = {m: [x[3] for x in sorted(v)] for m, v in sorted(lines.items())}
-    case_batches = pl.DataFrame(truth_rows, schema={"case_id": pl.String, "drug_index": pl.Int64,
-                                                    "version": pl.Int64, "batch_id": pl.String,
-                                                    "product_id": pl.String},
-                                orient="row").sort(["case_id", "version", "drug_index"])
+    case_batches = pl.DataFrame(
+        truth_rows,
+        schema={
+            "case_id": pl.String,
+            "drug_index": pl.Int64,
+            "version": pl.Int64,
+            "batch_id": pl.String,
+            "product_id": pl.String,
+        },
+        orient="row",
+    ).sort(["case_id", "version", "drug_index"])
 
     observed = _observed(d, cases, plan, base_rate)
     negative = _negative_controls(d, cases, products, plan, market_base, scale)
-    known = [{"product_id": prod[i]["product_id"], "pt": pt, "soc": PT_SOC[PT_INDEX[pt]],
-              "extra_reports_per_1000_deliveries": rate}
-             for i, p in enumerate(PRODUCTS) for pt, rate, _ in p.known_adrs]
+    known = [
+        {
+            "product_id": prod[i]["product_id"],
+            "pt": pt,
+            "soc": PT_SOC[PT_INDEX[pt]],
+            "extra_reports_per_1000_deliveries": rate,
+        }
+        for i, p in enumerate(PRODUCTS)
+        for pt, rate, _ in p.known_adrs
+    ]
     n_versions = len(records) + len(duplicates) + len(versions)
-    return CaseOutput(lines_by_month, case_batches, observed, negative, known,
-                      [[a["case_id"], b["case_id"]] for b, a in duplicates], bad_counts,
-                      n_versions, len(records) + len(duplicates))
+    return CaseOutput(
+        lines_by_month,
+        case_batches,
+        observed,
+        negative,
+        known,
+        [[a["case_id"], b["case_id"]] for b, a in duplicates],
+        bad_counts,
+        n_versions,
+        len(records) + len(duplicates),
+    )
 
 
 def _concomitants(d: pl.DataFrame, cases: pl.DataFrame) -> dict[int, int]:
@@ -348,9 +435,9 @@ def _concomitants(d: pl.DataFrame, cases: pl.DataFrame) -> dict[int, int]:
     if other.is_empty():
         return {}
     hist = d.select(pt="pt", p_other="p", day_other="day", n_other="n").sort("day_other")
-    got = other.sort("day").join_asof(hist, left_on="day", right_on="day_other",
-                                      by=["pt", "p_other"], strategy="backward",
-                                      check_sortedness=False)
+    got = other.sort("day").join_asof(
+        hist, left_on="day", right_on="day_other", by=["pt", "p_other"], strategy="backward", check_sortedness=False
+    )
     got = got.filter(pl.col("n_other").is_not_null() & (pl.col("day") - pl.col("day_other") <= 45))
     got = got.sort(["n", "p_other"]).unique("n", keep="first", maintain_order=True)
     return dict(zip(got["n"].to_list(), got["n_other"].to_list()))
@@ -360,8 +447,9 @@ def _case_record(rng, r: dict, pr: dict, pat: dict, case: dict, source: str, con
     """One initial case version as a dict (public fields + ``_`` internal bookkeeping)."""
     pts = case["pt_i"]
     order = np.argsort(case["onset_day"], kind="stable")
-    reactions = [{"pt": PT_NAMES[pts[i]], "soc": PT_SOC[pts[i]],
-                  "onset_date": _iso(case["onset_day"][i])} for i in order]
+    reactions = [
+        {"pt": PT_NAMES[pts[i]], "soc": PT_SOC[pts[i]], "onset_date": _iso(case["onset_day"][i])} for i in order
+    ]
     serious = rng.random() < PT_SERIOUS[pts].max()
     seriousness = []
     if serious:
@@ -373,23 +461,40 @@ def _case_record(rng, r: dict, pr: dict, pat: dict, case: dict, source: str, con
     drugs.append(_suspect_entry(rng, r, pr, source))
     truth.append((r["batch_id"], pr["product_id"]))
     qual = {"patient_app": "consumer", "pharmacist": "pharmacist"}.get(
-        source, "physician" if rng.random() < 0.8 else "other_hcp")
+        source, "physician" if rng.random() < 0.8 else "other_hcp"
+    )
     age = None if rng.random() < 0.06 else pat["age_years"]
     sex = None if rng.random() < 0.03 else pat["sex"]
     first_onset = min(case["onset_day"])
     names = ", ".join(x["pt"].lower() for x in reactions)
     who = f"{age}-year-old" if age is not None else "A"
-    narrative = (f"{who} {'female' if sex == 'F' else 'male' if sex == 'M' else ''} patient "
-                 f"reported {names} {first_onset - r['day']} day(s) after receiving "
-                 f"{pr['name']} {pr['strength']}.").replace("  ", " ")
+    narrative = (
+        f"{who} {'female' if sex == 'F' else 'male' if sex == 'M' else ''} patient "
+        f"reported {names} {first_onset - r['day']} day(s) after receiving "
+        f"{pr['name']} {pr['strength']}."
+    ).replace("  ", " ")
     return {
-        "case_id": None, "version": 1, "received_on": _iso(case["received"]), "source": source,
-        "reporter_qualification": qual, "country": r["country"],
+        "case_id": None,
+        "version": 1,
+        "received_on": _iso(case["received"]),
+        "source": source,
+        "reporter_qualification": qual,
+        "country": r["country"],
         "patient_ref": r["patient_ref"] if source == "patient_app" or rng.random() < 0.6 else None,
-        "age_years": age, "sex": sex, "serious": bool(seriousness), "seriousness": seriousness,
-        "outcome": outcome, "narrative": narrative, "drugs": drugs, "reactions": reactions,
-        "_truth": truth, "_row": r["n"], "_conc": conc_row, "_received_day": case["received"],
-        "_causes": case["cause"], "_lot_clean": r["lot_number"],
+        "age_years": age,
+        "sex": sex,
+        "serious": bool(seriousness),
+        "seriousness": seriousness,
+        "outcome": outcome,
+        "narrative": narrative,
+        "drugs": drugs,
+        "reactions": reactions,
+        "_truth": truth,
+        "_row": r["n"],
+        "_conc": conc_row,
+        "_received_day": case["received"],
+        "_causes": case["cause"],
+        "_lot_clean": r["lot_number"],
     }
 
 
@@ -400,11 +505,13 @@ def _suspect_entry(rng, r: dict, pr: dict, source: str) -> dict:
         lot = r["lot_number"] if rng.random() < 0.4 else None
     else:
         lot = typed_lot(rng, r["lot_number"], 0.22 if source == "patient_app" else 0.33)
-    return {"role": "suspect",
-            "product_name": reported_product_name(rng.random(), pr["name"], pr["ingredient"],
-                                                  pr["strength"]),
-            "lot": lot, "pack_code": app_scan_form(rng, r) if scanned else None,
-            "start_date": r["delivered_at"][:10]}
+    return {
+        "role": "suspect",
+        "product_name": reported_product_name(rng.random(), pr["name"], pr["ingredient"], pr["strength"]),
+        "lot": lot,
+        "pack_code": app_scan_form(rng, r) if scanned else None,
+        "start_date": r["delivered_at"][:10],
+    }
 
 
 def _add_concomitants(rng, records: list[dict], drow: dict[int, dict], prod: list[dict]) -> None:
@@ -415,17 +522,21 @@ def _add_concomitants(rng, records: list[dict], drow: dict[int, dict], prod: lis
             continue
         r = drow[c]
         pr = prod[r["p"]]
-        rec["drugs"].append({
-            "role": "interacting" if rng.random() < 0.05 else "concomitant",
-            "product_name": reported_product_name(rng.random(), pr["name"], pr["ingredient"],
-                                                  pr["strength"]),
-            "lot": r["lot_number"] if rng.random() < 0.2 else None, "pack_code": None,
-            "start_date": r["delivered_at"][:10]})
+        rec["drugs"].append(
+            {
+                "role": "interacting" if rng.random() < 0.05 else "concomitant",
+                "product_name": reported_product_name(rng.random(), pr["name"], pr["ingredient"], pr["strength"]),
+                "lot": r["lot_number"] if rng.random() < 0.2 else None,
+                "pack_code": None,
+                "start_date": r["delivered_at"][:10],
+            }
+        )
         rec["_truth"].append((r["batch_id"], pr["product_id"]))
 
 
-def _make_duplicates(rng, records: list[dict], drow: dict[int, dict], prod: list[dict],
-                     n_days: int) -> list[tuple[dict, dict]]:
+def _make_duplicates(
+    rng, records: list[dict], drow: dict[int, dict], prod: list[dict], n_days: int
+) -> list[tuple[dict, dict]]:
     """~2% of events reported again by another source under another case id."""
     out = []
     for rec in records:
@@ -434,18 +545,24 @@ def _make_duplicates(rng, records: list[dict], drow: dict[int, dict], prod: list
         received = rec["_received_day"] + int(rng.integers(1, 26))
         if received >= n_days:
             continue
-        source = "hcp" if rec["source"] != "hcp" else ("pharmacist" if rng.random() < 0.5
-                                                       else "patient_app")
+        source = "hcp" if rec["source"] != "hcp" else ("pharmacist" if rng.random() < 0.5 else "patient_app")
         r = drow[rec["_row"]]
         pr = prod[r["p"]]
-        dup = {**rec, "drugs": [_suspect_entry(rng, r, pr, source)] + [
-            {**x, "product_name": x["product_name"].lower()} for x in rec["drugs"][1:]],
-               "source": source, "received_on": _iso(received), "_received_day": received,
-               "reporter_qualification": {"patient_app": "consumer", "hcp": "physician",
-                                          "pharmacist": "pharmacist"}[source],
-               "patient_ref": rec["patient_ref"] if source == "patient_app" else None,
-               "narrative": rec["narrative"].replace("patient reported", "patient presented with"),
-               "_truth": list(rec["_truth"]), "_dup_of": rec}
+        dup = {
+            **rec,
+            "drugs": [_suspect_entry(rng, r, pr, source)]
+            + [{**x, "product_name": x["product_name"].lower()} for x in rec["drugs"][1:]],
+            "source": source,
+            "received_on": _iso(received),
+            "_received_day": received,
+            "reporter_qualification": {"patient_app": "consumer", "hcp": "physician", "pharmacist": "pharmacist"}[
+                source
+            ],
+            "patient_ref": rec["patient_ref"] if source == "patient_app" else None,
+            "narrative": rec["narrative"].replace("patient reported", "patient presented with"),
+            "_truth": list(rec["_truth"]),
+            "_dup_of": rec,
+        }
         out.append((dup, rec))
     return out
 
@@ -457,8 +574,7 @@ def _make_bad(rng, records: list[dict], scale: float) -> list[tuple[dict, str]]:
     out = []
     for j, i in enumerate(picks):
         kind = ("bad_json", "missing_reactions", "bad_date")[j // n]
-        rec = {**records[int(i)], "drugs": [dict(x) for x in records[int(i)]["drugs"]],
-               "_truth": []}
+        rec = {**records[int(i)], "drugs": [dict(x) for x in records[int(i)]["drugs"]], "_truth": []}
         rec["_month"] = rec["received_on"][:7]
         if kind == "missing_reactions":
             rec["reactions"] = []
@@ -471,8 +587,7 @@ def _make_bad(rng, records: list[dict], scale: float) -> list[tuple[dict, str]]:
 
 def _assign_case_ids(all_cases: list[dict]) -> None:
     """``PVT-{country}-{year}-{seq}``, numbered per country and year in order of receipt."""
-    order = sorted(range(len(all_cases)), key=lambda i: (all_cases[i]["_received_day"],
-                                                        all_cases[i]["country"], i))
+    order = sorted(range(len(all_cases)), key=lambda i: (all_cases[i]["_received_day"], all_cases[i]["country"], i))
     seq: dict[tuple[str, str], int] = {}
     for i in order:
         rec = all_cases[i]
@@ -491,8 +606,14 @@ def _follow_ups(rng, records: list[dict], n_days: int) -> list[dict]:
         received = rec["_received_day"] + int(rng.integers(5, 76))
         if received >= n_days:
             continue
-        v2 = {**rec, "version": 2, "received_on": _iso(received), "_received_day": received,
-              "drugs": [dict(x) for x in rec["drugs"]], "seriousness": list(rec["seriousness"])}
+        v2 = {
+            **rec,
+            "version": 2,
+            "received_on": _iso(received),
+            "_received_day": received,
+            "drugs": [dict(x) for x in rec["drugs"]],
+            "seriousness": list(rec["seriousness"]),
+        }
         if v2["outcome"] in ("recovering", "unknown"):
             v2["outcome"] = "recovered" if rng.random() < 0.7 else "recovered_with_sequelae"
         if not v2["seriousness"] and rng.random() < 0.25:
@@ -502,7 +623,7 @@ def _follow_ups(rng, records: list[dict], n_days: int) -> list[dict]:
             v2["outcome"] = "not_recovered"
         drug0 = v2["drugs"][0]
         if drug0["lot"] is None and drug0["pack_code"] is None and rng.random() < 0.4:
-            drug0["lot"] = rec["_lot_clean"] if "_lot_clean" in rec else None
+            drug0["lot"] = rec.get("_lot_clean", None)
         v2["narrative"] = rec["narrative"] + f" Follow-up: outcome {v2['outcome']}."
         out.append(v2)
     return out
@@ -512,7 +633,7 @@ def _public(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if not k.startswith("_")}
 
 
-def _observed(d: pl.DataFrame, cases: pl.DataFrame, plan, base_rate: "BaseRate") -> dict:
+def _observed(d: pl.DataFrame, cases: pl.DataFrame, plan, base_rate: BaseRate) -> dict:
     """Initial cases behind each planted signal and their expected background count."""
     dd = d.select("n", "p", "b", "c", "day")
     flat = cases.select("row", "pt_i").explode("pt_i")
@@ -523,17 +644,15 @@ def _observed(d: pl.DataFrame, cases: pl.DataFrame, plan, base_rate: "BaseRate")
 
     def expected(mask: np.ndarray, pts, extra_per_delivery: float = 0.0):
         idx = np.flatnonzero(mask)
-        return round(float(base_rate.of(idx, [PT_INDEX[x] for x in pts]).sum()
-                           + extra_per_delivery * len(idx)), 1)
+        return round(float(base_rate.of(idx, [PT_INDEX[x] for x in pts]).sum() + extra_per_delivery * len(idx)), 1)
 
     p, b, c, day = (d[x].to_numpy() for x in ("p", "b", "c", "day"))
-    isr = dict((t, r) for t, r, _ in PRODUCTS[int(p[b == plan.defect_b][0])].known_adrs).get(
-        "Injection site reaction", 0.0) / 1000
+    isr = {t: r for t, r, _ in PRODUCTS[int(p[b == plan.defect_b][0])].known_adrs}.get(
+        "Injection site reaction", 0.0
+    ) / 1000
     return {
-        "product": count((pl.col("p") == plan.signal_p) & (pl.col("day") >= plan.signal_start_day),
-                         [plan.signal_pt]),
-        "product_expected": expected((p == plan.signal_p) & (day >= plan.signal_start_day),
-                                     [plan.signal_pt]),
+        "product": count((pl.col("p") == plan.signal_p) & (pl.col("day") >= plan.signal_start_day), [plan.signal_pt]),
+        "product_expected": expected((p == plan.signal_p) & (day >= plan.signal_start_day), [plan.signal_pt]),
         "batch_defect": count(pl.col("b") == plan.defect_b, ["Hypersensitivity", "Injection site reaction"]),
         "batch_defect_expected": expected(b == plan.defect_b, ["Hypersensitivity"], isr),
         "cold_chain": count(pl.col("c") == plan.cold_c, ["Drug ineffective"]),
@@ -541,14 +660,17 @@ def _observed(d: pl.DataFrame, cases: pl.DataFrame, plan, base_rate: "BaseRate")
     }
 
 
-def _negative_controls(d: pl.DataFrame, cases: pl.DataFrame, products: pl.DataFrame, plan,
-                       market_base: dict, scale: float) -> list[dict]:
+def _negative_controls(
+    d: pl.DataFrame, cases: pl.DataFrame, products: pl.DataFrame, plan, market_base: dict, scale: float
+) -> list[dict]:
     """Product-PT pairs with background reporting only and >= 12 expected cases at scale 1."""
-    planted_p = {plan.signal_p, int(d.filter(pl.col("b") == plan.defect_b)["p"][0]),
-                 int(d.filter(pl.col("c") == plan.cold_c)["p"][0])}
+    planted_p = {
+        plan.signal_p,
+        int(d.filter(pl.col("b") == plan.defect_b)["p"][0]),
+        int(d.filter(pl.col("c") == plan.cold_c)["p"][0]),
+    }
     n_by_p = d.group_by("p").len().sort(["len", "p"], descending=[True, False])
-    flat = cases.select("row", "pt_i").explode("pt_i").join(d.select("n", "p"), left_on="row",
-                                                           right_on="n")
+    flat = cases.select("row", "pt_i").explode("pt_i").join(d.select("n", "p"), left_on="row", right_on="n")
     out, used_pts = [], set()
     for p, n in n_by_p.iter_rows():
         if p in planted_p or len(out) >= 6:
@@ -562,8 +684,14 @@ def _negative_controls(d: pl.DataFrame, cases: pl.DataFrame, products: pl.DataFr
             if exp / scale < 12:
                 continue
             obs = flat.filter((pl.col("p") == p) & (pl.col("pt_i") == PT_INDEX[pt]))["row"].n_unique()
-            out.append({"product_id": prod["product_id"], "pt": pt,
-                        "expected_cases": round(float(exp), 1), "observed_cases": int(obs)})
+            out.append(
+                {
+                    "product_id": prod["product_id"],
+                    "pt": pt,
+                    "expected_cases": round(float(exp), 1),
+                    "observed_cases": int(obs),
+                }
+            )
             used_pts.add(pt)
             break
     return out

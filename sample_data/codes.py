@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from warehouse.traceability import gs1_check_digit
+from warehouse.linkage.pack_codes import gs1_check_digit
 
 _ALNUM = np.frombuffer(b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ", dtype=np.uint8)  # no I, O
 _DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
@@ -38,13 +38,12 @@ def ndc_gtin14(ndc10: str) -> str:
 
 def random_strings(rng: np.random.Generator, n: int, length: int, alphabet: np.ndarray) -> np.ndarray:
     """``n`` random fixed-length strings over ``alphabet`` as a numpy unicode array (vectorised)."""
-    idx = rng.integers(0, len(alphabet), size=(n, length), dtype=np.uint8)   # small: 10M packs
+    idx = rng.integers(0, len(alphabet), size=(n, length), dtype=np.uint8)  # small: 10M packs
     raw = np.ascontiguousarray(alphabet[idx]).view(f"S{length}").ravel()
     return raw.astype(f"U{length}")
 
 
-def unique_random_strings(rng: np.random.Generator, n: int, length: int,
-                          alphabet: np.ndarray = _ALNUM) -> np.ndarray:
+def unique_random_strings(rng: np.random.Generator, n: int, length: int, alphabet: np.ndarray = _ALNUM) -> np.ndarray:
     """Like :func:`random_strings` but guaranteed unique: serials are never reused (FMD, NMPA)."""
     out = random_strings(rng, n, length, alphabet)
     while True:
@@ -58,8 +57,9 @@ def unique_random_strings(rng: np.random.Generator, n: int, length: int,
 
 def gs1_hri(gtin: pl.Expr, expiry_yymmdd: pl.Expr, lot: pl.Expr, serial: pl.Expr) -> pl.Expr:
     """GS1 human-readable interpretation ``(01)…(17)…(10)…(21)…`` as printed under a DataMatrix."""
-    return pl.concat_str([pl.lit("(01)"), gtin, pl.lit("(17)"), expiry_yymmdd, pl.lit("(10)"),
-                          lot, pl.lit("(21)"), serial])
+    return pl.concat_str(
+        [pl.lit("(01)"), gtin, pl.lit("(17)"), expiry_yymmdd, pl.lit("(10)"), lot, pl.lit("(21)"), serial]
+    )
 
 
 def gs1_raw(gtin: pl.Expr, expiry_yymmdd: pl.Expr, lot: pl.Expr, serial: pl.Expr) -> pl.Expr:
@@ -68,14 +68,23 @@ def gs1_raw(gtin: pl.Expr, expiry_yymmdd: pl.Expr, lot: pl.Expr, serial: pl.Expr
     Fixed-length AIs (01, 17) first; the variable-length lot (10) needs a separator before the
     serial (21), which is last and needs none.
     """
-    return pl.concat_str([pl.lit("01"), gtin, pl.lit("17"), expiry_yymmdd, pl.lit("10"), lot,
-                          pl.lit("<GS>21"), serial])
+    return pl.concat_str([pl.lit("01"), gtin, pl.lit("17"), expiry_yymmdd, pl.lit("10"), lot, pl.lit("<GS>21"), serial])
 
 
 def gs1_digital_link(gtin: pl.Expr, expiry_yymmdd: pl.Expr, lot: pl.Expr, serial: pl.Expr) -> pl.Expr:
     """GS1 Digital Link URI of a pack; lots/serials here are URI-safe so need no escaping."""
-    return pl.concat_str([pl.lit("https://id.gs1.org/01/"), gtin, pl.lit("/10/"), lot,
-                          pl.lit("/21/"), serial, pl.lit("?17="), expiry_yymmdd])
+    return pl.concat_str(
+        [
+            pl.lit("https://id.gs1.org/01/"),
+            gtin,
+            pl.lit("/10/"),
+            lot,
+            pl.lit("/21/"),
+            serial,
+            pl.lit("?17="),
+            expiry_yymmdd,
+        ]
+    )
 
 
 def scanned_forms(form: pl.Expr, hri: pl.Expr, raw: pl.Expr, link: pl.Expr) -> pl.Expr:
@@ -90,10 +99,20 @@ def typo(rng: np.random.Generator, text: str) -> str:
     i = int(rng.integers(0, len(text) - 1))
     kind = int(rng.integers(0, 3))
     if kind == 0:
-        confusable = {"0": "O", "O": "0", "1": "I", "I": "1", "5": "S", "S": "5", "8": "B",
-                      "B": "8", "2": "Z", "Z": "2"}
+        confusable = {
+            "0": "O",
+            "O": "0",
+            "1": "I",
+            "I": "1",
+            "5": "S",
+            "S": "5",
+            "8": "B",
+            "B": "8",
+            "2": "Z",
+            "Z": "2",
+        }
         repl = confusable.get(text[i], chr(ord("A") + int(rng.integers(0, 26))))
-        return text[:i] + repl + text[i + 1:]
+        return text[:i] + repl + text[i + 1 :]
     if kind == 1:
-        return text[:i] + text[i + 1:]
-    return text[:i] + text[i + 1] + text[i] + text[i + 2:]
+        return text[:i] + text[i + 1 :]
+    return text[:i] + text[i + 1] + text[i] + text[i + 2 :]

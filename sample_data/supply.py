@@ -10,19 +10,20 @@ event. One consignment of the planted cold-chain batch has a reefer failure.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
 
 from sample_data.vocabulary import DISTRIBUTOR_PREFIX, MANUFACTURERS
 
-EPCIS_CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
-                 {"pvtrace": "https://pvtrace.example/voc/"}]
+EPCIS_CONTEXT = [
+    "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
+    {"pvtrace": "https://pvtrace.example/voc/"},
+]
 
 #: standard-time UTC offset of each manufacturing country (sites)
-SITE_OFFSET = {"CN": "+08:00", "DE": "+01:00", "FR": "+01:00", "IE": "+00:00", "US": "-05:00",
-               "JP": "+09:00"}
+SITE_OFFSET = {"CN": "+08:00", "DE": "+01:00", "FR": "+01:00", "IE": "+00:00", "US": "-05:00", "JP": "+09:00"}
 
 READING_EVERY_S = 2 * 3600
 
@@ -39,7 +40,7 @@ def iso_local(utc_s: int, offset: str) -> str:
 
 
 def iso_utc(utc_s: int) -> str:
-    return datetime.fromtimestamp(int(utc_s), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(int(utc_s), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def event_id(*parts: object) -> str:
@@ -67,12 +68,12 @@ def lot_class(gtin: str, nmpa: str, lot: str) -> str:
     return f"urn:pvtrace:nmpa:{nmpa}:lot:{lot}"
 
 
-def temperature_profile(rng: np.random.Generator, start_s: int, end_s: int,
-                        excursion: bool) -> tuple[list[int], list[float]]:
+def temperature_profile(
+    rng: np.random.Generator, start_s: int, end_s: int, excursion: bool
+) -> tuple[list[int], list[float]]:
     """Logger readings every 2 h in transit: ~5 degC, or a reefer failure peaking >8 degC."""
     times = list(range(start_s + 1800, end_s, READING_EVERY_S))
-    temps = np.clip(5.0 + 0.6 * np.sin(np.arange(len(times)) / 3) + rng.normal(0, 0.35, len(times)),
-                    2.6, 7.6)
+    temps = np.clip(5.0 + 0.6 * np.sin(np.arange(len(times)) / 3) + rng.normal(0, 0.35, len(times)), 2.6, 7.6)
     if excursion and len(times) >= 8:
         peak = len(times) // 3
         max_temp = round(float(rng.uniform(19.0, 24.0)), 1)
@@ -84,9 +85,14 @@ def temperature_profile(rng: np.random.Generator, start_s: int, end_s: int,
     return times, [round(float(t), 1) for t in temps]
 
 
-def build_epcis(rng: np.random.Generator, batches: pl.DataFrame, consignments: pl.DataFrame,
-                products: pl.DataFrame, subregions: pl.DataFrame,
-                excursion_c: int) -> tuple[dict[str, dict], dict]:
+def build_epcis(
+    rng: np.random.Generator,
+    batches: pl.DataFrame,
+    consignments: pl.DataFrame,
+    products: pl.DataFrame,
+    subregions: pl.DataFrame,
+    excursion_c: int,
+) -> tuple[dict[str, dict], dict]:
     """EPCIS documents per month of event time, and the planted excursion's facts."""
     mfr_ix = {m.manufacturer_id: i for i, m in enumerate(MANUFACTURERS)}
     prod = products.to_dicts()
@@ -102,20 +108,28 @@ def build_epcis(rng: np.random.Generator, batches: pl.DataFrame, consignments: p
         offset = SITE_OFFSET[m.country]
         sgln = site_sgln(mfr_ix[m.manufacturer_id], m.country, m.gs1_prefix)
         site_of_b[b["b"]] = (sgln, offset)
-        made = datetime(b["manufactured_on"].year, b["manufactured_on"].month,
-                        b["manufactured_on"].day, tzinfo=timezone.utc)
+        made = datetime(b["manufactured_on"].year, b["manufactured_on"].month, b["manufactured_on"].day, tzinfo=UTC)
         t = int(made.timestamp()) + 6 * 3600 - _offset_seconds(offset)
         cls = lot_class(pr["gtin"], pr["nmpa_drug_code"], b["lot_number"])
-        events.append((t, offset, {
-            "type": "ObjectEvent",
-            "eventTime": iso_local(t, offset), "eventTimeZoneOffset": offset,
-            "eventID": event_id("commissioning", b["batch_id"]),
-            "action": "ADD", "bizStep": "commissioning", "disposition": "active",
-            "quantityList": [{"epcClass": cls, "quantity": b["units_released"]}],
-            "readPoint": {"id": sgln}, "bizLocation": {"id": sgln},
-            "ilmd": {"cbvmda:lotNumber": b["lot_number"],
-                     "cbvmda:itemExpirationDate": str(b["expiry_on"])},
-        }))
+        events.append(
+            (
+                t,
+                offset,
+                {
+                    "type": "ObjectEvent",
+                    "eventTime": iso_local(t, offset),
+                    "eventTimeZoneOffset": offset,
+                    "eventID": event_id("commissioning", b["batch_id"]),
+                    "action": "ADD",
+                    "bizStep": "commissioning",
+                    "disposition": "active",
+                    "quantityList": [{"epcClass": cls, "quantity": b["units_released"]}],
+                    "readPoint": {"id": sgln},
+                    "bizLocation": {"id": sgln},
+                    "ilmd": {"cbvmda:lotNumber": b["lot_number"], "cbvmda:itemExpirationDate": str(b["expiry_on"])},
+                },
+            )
+        )
 
     cons = consignments.to_dicts()
     ship_delay = rng.integers(0, 3, len(cons))
@@ -127,46 +141,59 @@ def build_epcis(rng: np.random.Generator, batches: pl.DataFrame, consignments: p
         site, site_off = site_of_b[c["b"]]
         s = sub[c["s"]]
         dc = dc_sgln(s["market"], c["s"])
-        rel = datetime(b["released_on"].year, b["released_on"].month, b["released_on"].day,
-                       tzinfo=timezone.utc)
-        ship_t = (int(rel.timestamp()) + int(ship_delay[k]) * 86_400 + int(ship_hour[k])
-                  - _offset_seconds(site_off))
+        rel = datetime(b["released_on"].year, b["released_on"].month, b["released_on"].day, tzinfo=UTC)
+        ship_t = int(rel.timestamp()) + int(ship_delay[k]) * 86_400 + int(ship_hour[k]) - _offset_seconds(site_off)
         recv_t = ship_t + int(transit[k])
         cls = lot_class(pr["gtin"], pr["nmpa_drug_code"], b["lot_number"])
         common = {
             "quantityList": [{"epcClass": cls, "quantity": c["units"]}],
             "sourceList": [{"type": "location", "source": site}],
             "destinationList": [{"type": "location", "destination": dc}],
-            "pvtrace:consignmentId": c["consignment_id"], "pvtrace:region": s["region"],
+            "pvtrace:consignmentId": c["consignment_id"],
+            "pvtrace:region": s["region"],
         }
         shipping = {
-            "type": "ObjectEvent", "eventTime": iso_local(ship_t, site_off),
+            "type": "ObjectEvent",
+            "eventTime": iso_local(ship_t, site_off),
             "eventTimeZoneOffset": site_off,
             "eventID": event_id("shipping", c["consignment_id"]),
-            "action": "OBSERVE", "bizStep": "shipping", "disposition": "in_transit",
-            "readPoint": {"id": site}, **common,
+            "action": "OBSERVE",
+            "bizStep": "shipping",
+            "disposition": "in_transit",
+            "readPoint": {"id": site},
+            **common,
         }
         if pr["cold_chain"]:
             planted = c["c"] == excursion_c
             times, temps = temperature_profile(rng, ship_t, recv_t, planted)
             device = f"urn:epc:id:giai:{DISTRIBUTOR_PREFIX[s['market']]}.{c['c']:08d}"
             shipping["sensorElementList"] = [
-                {"sensorMetadata": {"time": iso_utc(t), "deviceID": device},
-                 "sensorReport": [{"type": "gs1:Temperature", "value": v, "uom": "CEL",
-                                   "time": iso_utc(t)}]}
-                for t, v in zip(times, temps)]
+                {
+                    "sensorMetadata": {"time": iso_utc(t), "deviceID": device},
+                    "sensorReport": [{"type": "gs1:Temperature", "value": v, "uom": "CEL", "time": iso_utc(t)}],
+                }
+                for t, v in zip(times, temps)
+            ]
             if planted:
                 i = int(np.argmax(temps))
-                excursion = {"excursion_at": iso_utc(times[i]), "max_temp_c": temps[i],
-                             "event_id": shipping["eventID"],
-                             "readings_above_max": int(sum(v > 8.0 for v in temps))}
+                excursion = {
+                    "excursion_at": iso_utc(times[i]),
+                    "max_temp_c": temps[i],
+                    "event_id": shipping["eventID"],
+                    "readings_above_max": int(sum(v > 8.0 for v in temps)),
+                }
         dc_off = s["utc_offset"]
         receiving = {
-            "type": "ObjectEvent", "eventTime": iso_local(recv_t, dc_off),
+            "type": "ObjectEvent",
+            "eventTime": iso_local(recv_t, dc_off),
             "eventTimeZoneOffset": dc_off,
             "eventID": event_id("receiving", c["consignment_id"]),
-            "action": "OBSERVE", "bizStep": "receiving", "disposition": "in_progress",
-            "readPoint": {"id": dc}, "bizLocation": {"id": dc}, **common,
+            "action": "OBSERVE",
+            "bizStep": "receiving",
+            "disposition": "in_progress",
+            "readPoint": {"id": dc},
+            "bizLocation": {"id": dc},
+            **common,
         }
         events.append((ship_t, site_off, shipping))
         events.append((recv_t, dc_off, receiving))
@@ -175,9 +202,16 @@ def build_epcis(rng: np.random.Generator, batches: pl.DataFrame, consignments: p
     docs: dict[str, dict] = {}
     for t, _, ev in events:
         month = iso_utc(t)[:7]
-        doc = docs.setdefault(month, {"@context": EPCIS_CONTEXT, "type": "EPCISDocument",
-                                      "schemaVersion": "2.0", "creationDate": "",
-                                      "epcisBody": {"eventList": []}})
+        doc = docs.setdefault(
+            month,
+            {
+                "@context": EPCIS_CONTEXT,
+                "type": "EPCISDocument",
+                "schemaVersion": "2.0",
+                "creationDate": "",
+                "epcisBody": {"eventList": []},
+            },
+        )
         doc["epcisBody"]["eventList"].append(ev)
-        doc["creationDate"] = iso_utc(t + 3600)   # written an hour after its last event
+        doc["creationDate"] = iso_utc(t + 3600)  # written an hour after its last event
     return docs, excursion

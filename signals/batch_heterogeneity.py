@@ -75,9 +75,7 @@ def _dense_group_index(sorted_frame: pl.DataFrame, keys: list[str]) -> np.ndarra
     change = pl.lit(False)
     for k in keys:
         change = change | (pl.col(k) != pl.col(k).shift(1)).fill_null(True)
-    return (
-        sorted_frame.select(change.cast(pl.Int64).cum_sum() - 1).to_series().to_numpy().astype(np.int64)
-    )
+    return sorted_frame.select(change.cast(pl.Int64).cum_sum() - 1).to_series().to_numpy().astype(np.int64)
 
 
 def _prepare(frame: pl.DataFrame) -> _Groups:
@@ -387,8 +385,7 @@ def _fit_nb_vectorized(y, x, gid, k, *, max_iter=200, tol=1e-7):
     done = np.zeros(kk, bool)
     boundary = np.zeros(kk, bool)
     logx = np.log(gx)
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for _n_iter in range(1, max_iter + 1):
         # work only on the rows of groups still iterating (rows are contiguous per group)
         rr = np.flatnonzero(~done[gg])
         if rr.size == 0:
@@ -405,12 +402,16 @@ def _fit_nb_vectorized(y, x, gid, k, *, max_iter=200, tol=1e-7):
         b = b + db
         mu = np.exp(b[cg] + clx)
         l_t = np.bincount(
-            cg, weights=special.digamma(cy + th) - special.digamma(th) + np.log(th / (th + mu)) + (mu - cy) / (th + mu),
+            cg,
+            weights=special.digamma(cy + th) - special.digamma(th) + np.log(th / (th + mu)) + (mu - cy) / (th + mu),
             minlength=kk,
         )
         l_tt = np.bincount(
             cg,
-            weights=special.polygamma(1, cy + th) - special.polygamma(1, th) + 1 / th - 1 / (th + mu)
+            weights=special.polygamma(1, cy + th)
+            - special.polygamma(1, th)
+            + 1 / th
+            - 1 / (th + mu)
             - (mu - cy) / (th + mu) ** 2,
             minlength=kk,
         )
@@ -466,9 +467,9 @@ def _fit_nb_statsmodels(y, x, gid, k, fit_groups, max_iter=200):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = sm.NegativeBinomial(
-                    yy, np.ones((yy.size, 1)), offset=np.log(xx), loglike_method="nb2"
-                ).fit(start_params=[b0[j], 0.1], disp=0, maxiter=max_iter)
+                res = sm.NegativeBinomial(yy, np.ones((yy.size, 1)), offset=np.log(xx), loglike_method="nb2").fit(
+                    start_params=[b0[j], 0.1], disp=0, maxiter=max_iter
+                )
             a = float(res.params[-1])
             if not res.mle_retvals.get("converged", False) or not np.isfinite(a):
                 status[j] = "not_converged"
@@ -476,7 +477,7 @@ def _fit_nb_statsmodels(y, x, gid, k, fit_groups, max_iter=200):
                 status[j] = "alpha_at_boundary"
             else:
                 status[j], alpha[j], b0[j] = "negbin", a, float(res.params[0])
-        except Exception as exc:  # noqa: BLE001 - statsmodels raises many kinds; record and fall back
+        except Exception as exc:
             status[j] = f"error: {type(exc).__name__}"
     return b0, alpha, status
 
@@ -540,9 +541,7 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized", max
         nb_dev = 2 * (special.xlogy(y, y / mu) - (y + th) * np.log((1 + a * y) / (1 + a * mu)))
         dev = np.where(a > 0, nb_dev, pois_dev)
         deviance = np.sign(y - mu) * np.sqrt(np.maximum(dev, 0.0))
-        p_nb = np.where(
-            a > 0, stats.nbinom.sf(y - 1, th, 1 / (1 + a * mu)), stats.poisson.sf(y - 1, mu)
-        )
+        p_nb = np.where(a > 0, stats.nbinom.sf(y - 1, th, 1 / (1 + a * mu)), stats.poisson.sf(y - 1, mu))
     p_nb = np.where(ok, p_nb, np.nan)
     q_nb = benjamini_hochberg(p_nb)
     notes = status[gid]

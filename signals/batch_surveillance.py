@@ -40,8 +40,14 @@ import polars as pl
 from signals.baseline import leave_one_out_expected, reported_exposure
 from signals.sequential import maxsprt_poisson_llr, maxsprt_poisson_monitor
 
-__all__ = ["QUALITY_DEFECT_PTS", "PARENTERAL_ONLY_PTS", "SurveillanceDesign", "events_of_interest",
-           "monitor_batch_streams", "weekly_looks"]
+__all__ = [
+    "QUALITY_DEFECT_PTS",
+    "PARENTERAL_ONLY_PTS",
+    "SurveillanceDesign",
+    "events_of_interest",
+    "monitor_batch_streams",
+    "weekly_looks",
+]
 
 #: PTs of interest for batch surveillance: the PTs that *name the mechanism* of a batch quality
 #: defect, not its every symptom (symptoms are covered by the heterogeneity scan over all PTs,
@@ -49,13 +55,30 @@ __all__ = ["QUALITY_DEFECT_PTS", "PARENTERAL_ONLY_PTS", "SurveillanceDesign", "e
 #: (e.g. the 2008 oversulfated-chondroitin heparin lots) -> hypersensitivity / anaphylaxis;
 #: loss of potency (degradation, cold-chain excursions, sub-potent lots) -> lack of efficacy;
 #: visible defects -> product quality issue.
-QUALITY_DEFECT_PTS = ("Hypersensitivity", "Anaphylactic reaction", "Drug ineffective",
-                      "Therapeutic product effect decreased", "Product quality issue")
+QUALITY_DEFECT_PTS = (
+    "Hypersensitivity",
+    "Anaphylactic reaction",
+    "Drug ineffective",
+    "Therapeutic product effect decreased",
+    "Product quality issue",
+)
 #: ... and for parenteral products: sterility / particulates / formulation -> injection-site
 #: reactions; pyrogens (endotoxin) -> fever and chills.
 PARENTERAL_ONLY_PTS = ("Injection site reaction", "Injection site erythema", "Pyrexia", "Chills")
-_NON_PARENTERAL_ROUTES = {"oral", "topical", "inhalation", "nasal", "ophthalmic", "rectal", "vaginal",
-                          "transdermal", "cutaneous", "sublingual", "buccal", ""}
+_NON_PARENTERAL_ROUTES = {
+    "oral",
+    "topical",
+    "inhalation",
+    "nasal",
+    "ophthalmic",
+    "rectal",
+    "vaginal",
+    "transdermal",
+    "cutaneous",
+    "sublingual",
+    "buccal",
+    "",
+}
 
 
 def events_of_interest(routes: dict[str, str]) -> pl.DataFrame:
@@ -120,10 +143,15 @@ def monitor_batch_streams(
     """
     W = len(looks)
     start = looks[0]
-    look_dates = [min(d + dt.timedelta(days=6), data_lock_point) if data_lock_point else d + dt.timedelta(days=6)
-                  for d in looks]
-    batches = (packs.group_by("product", "batch").agg(first_week=pl.col("week").min().cast(pl.Date))
-               .sort("product", "batch").with_row_index("b"))
+    look_dates = [
+        min(d + dt.timedelta(days=6), data_lock_point) if data_lock_point else d + dt.timedelta(days=6) for d in looks
+    ]
+    batches = (
+        packs.group_by("product", "batch")
+        .agg(first_week=pl.col("week").min().cast(pl.Date))
+        .sort("product", "batch")
+        .with_row_index("b")
+    )
     B = batches.height
     pk = packs.join(batches.select("batch", "b"), on="batch").with_columns(_w=_week_index(pl.col("week"), start))
     pk = pk.filter(pl.col("_w").is_between(0, W - 1))
@@ -131,16 +159,23 @@ def monitor_batch_streams(
     np.add.at(P, (pk["b"].to_numpy(), pk["_w"].to_numpy()), pk["packs"].cast(pl.Float64).to_numpy())
     E = reported_exposure(P, delay_pmf)
 
-    streams = (batches.join(events.select("product", "event").unique(), on="product")
-               .sort("product", "event", "batch").with_row_index("s"))
+    streams = (
+        batches.join(events.select("product", "event").unique(), on="product")
+        .sort("product", "event", "batch")
+        .with_row_index("s")
+    )
     S = streams.height
     if S == 0:
         return pl.DataFrame()
     streams = streams.with_columns(g=pl.struct("product", "event").rank("dense").cast(pl.Int64) - 1)
-    cs = (cases.select("case_id", "product", "batch", "event", "received_on").unique(["case_id", "batch", "event"])
-          .join(streams.select("product", "batch", "event", "s"), on=["product", "batch", "event"])
-          .with_columns(_w=_week_index(pl.col("received_on"), start))
-          .filter(pl.col("_w") <= W - 1).with_columns(pl.col("_w").clip(0, None)))
+    cs = (
+        cases.select("case_id", "product", "batch", "event", "received_on")
+        .unique(["case_id", "batch", "event"])
+        .join(streams.select("product", "batch", "event", "s"), on=["product", "batch", "event"])
+        .with_columns(_w=_week_index(pl.col("received_on"), start))
+        .filter(pl.col("_w") <= W - 1)
+        .with_columns(pl.col("_w").clip(0, None))
+    )
     C = np.zeros((S, W))
     np.add.at(C, (cs["s"].to_numpy(), cs["_w"].to_numpy()), 1.0)
     C = np.cumsum(C, axis=1)
@@ -154,8 +189,14 @@ def monitor_batch_streams(
         final_rate = mu[:, -1] / Es[:, -1]
     T = np.where(np.isfinite(last_mu), last_mu, np.nan)
     if units_released is not None:
-        ur = streams.join(units_released.select("batch", pl.col("units_released").cast(pl.Float64)),
-                          on="batch", how="left").sort("s")["units_released"].fill_null(0.0).to_numpy()
+        ur = (
+            streams.join(
+                units_released.select("batch", pl.col("units_released").cast(pl.Float64)), on="batch", how="left"
+            )
+            .sort("s")["units_released"]
+            .fill_null(0.0)
+            .to_numpy()
+        )
         T = np.fmax(T, np.where(np.isfinite(final_rate), final_rate * ur, np.nan))
     T = np.where(np.isfinite(T), np.maximum(T, design.min_T), np.nan)
 
@@ -171,8 +212,15 @@ def monitor_batch_streams(
     for a in np.unique(alpha):
         rows = np.flatnonzero(alpha == a)
         for name, boundary, fl in (("cv", "continuous", first), ("cv_group", "group", first_g)):
-            r = maxsprt_poisson_monitor(obs[rows], mu[rows], T[rows], alpha=float(a), min_events=design.min_events,
-                                        boundary=boundary, planned_looks=design.planned_looks)
+            r = maxsprt_poisson_monitor(
+                obs[rows],
+                mu[rows],
+                T[rows],
+                alpha=float(a),
+                min_events=design.min_events,
+                boundary=boundary,
+                planned_looks=design.planned_looks,
+            )
             out[name][rows] = r.cv
             fl[rows] = r.first_look
             if boundary == "continuous":
@@ -187,8 +235,11 @@ def monitor_batch_streams(
         return pl.Series([look_dates[i] if i >= 0 else None for i in f], dtype=pl.Date)
 
     return streams.select(
-        pl.col("product").alias("product_id"), pl.col("batch").alias("batch_id"), pl.col("event").alias("pt"),
-        "first_week").with_columns(
+        pl.col("product").alias("product_id"),
+        pl.col("batch").alias("batch_id"),
+        pl.col("event").alias("pt"),
+        "first_week",
+    ).with_columns(
         pl.Series("looks", testable.sum(axis=1).astype(np.int64)),
         pl.Series("observed", np.where(last_look >= 0, C[idx, fin], C[:, -1])).cast(pl.Int64),
         pl.Series("expected", np.where(last_look >= 0, mu[idx, fin], np.nan)).fill_nan(None),
@@ -211,7 +262,8 @@ def monitor_batch_streams(
 
 def _nullable_int(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
     return pl.Series(name, np.asarray(values).astype(np.int64)).zip_with(
-        pl.Series(valid), pl.Series([None], dtype=pl.Int64))
+        pl.Series(valid), pl.Series([None], dtype=pl.Int64)
+    )
 
 
 def llr_path(observed, expected) -> np.ndarray:

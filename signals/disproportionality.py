@@ -62,10 +62,17 @@ __all__ = [
 Z975: float = float(stats.norm.ppf(0.975))
 
 SCORE_COLUMNS: tuple[str, ...] = (
-    "prr", "prr_lo95", "prr_hi95",
-    "chi2", "chi2_yates",
-    "ror", "ror_lo95", "ror_hi95",
-    "ic", "ic025", "ic975",
+    "prr",
+    "prr_lo95",
+    "prr_hi95",
+    "chi2",
+    "chi2_yates",
+    "ror",
+    "ror_lo95",
+    "ror_hi95",
+    "ic",
+    "ic025",
+    "ic975",
 )
 EB_COLUMNS: tuple[str, ...] = ("ebgm", "eb05", "eb95")
 
@@ -184,9 +191,10 @@ def information_component(n11, e, lower: float = 0.025, upper: float = 0.975):
     ic = np.where(ok, np.log2(shape / rate), np.nan)
     # the quantiles depend only on (n11, E): compute once per distinct pair
     lo, hi = _unique_apply(
-        shape, rate, ok,
-        lambda s, r: (np.log2(special.gammaincinv(s, lower) / r),
-                      np.log2(special.gammaincinv(s, upper) / r)),
+        shape,
+        rate,
+        ok,
+        lambda s, r: (np.log2(special.gammaincinv(s, lower) / r), np.log2(special.gammaincinv(s, upper) / r)),
     )
     return ic, lo, hi
 
@@ -246,8 +254,10 @@ def score(counts: pl.DataFrame, prior=None) -> pl.DataFrame:
     if missing:
         raise ValueError(f"score(): missing input column(s) {missing}")
     t = two_by_two(
-        counts["n11"].to_numpy(), counts["n1_"].to_numpy(),
-        counts["n_1"].to_numpy(), counts["n"].to_numpy(),
+        counts["n11"].to_numpy(),
+        counts["n1_"].to_numpy(),
+        counts["n_1"].to_numpy(),
+        counts["n"].to_numpy(),
     )
     if "e" in counts.columns:
         e = counts["e"].cast(pl.Float64).fill_null(np.nan).to_numpy()

@@ -134,12 +134,12 @@ def squash(n, e, weights=None, rel_width: float = 0.01):
     n = np.asarray(n, dtype=np.float64)
     e = np.asarray(e, dtype=np.float64)
     w = np.ones_like(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    df = pl.DataFrame({"n": n, "e": e, "w": w}).with_columns(
-        b=(pl.col("e").log() / rel_width).floor().cast(pl.Int64)
+    df = pl.DataFrame({"n": n, "e": e, "w": w}).with_columns(b=(pl.col("e").log() / rel_width).floor().cast(pl.Int64))
+    out = (
+        df.group_by("n", "b")
+        .agg(e=(pl.col("e") * pl.col("w")).sum() / pl.col("w").sum(), w=pl.col("w").sum())
+        .sort("n", "e")
     )
-    out = df.group_by("n", "b").agg(
-        e=(pl.col("e") * pl.col("w")).sum() / pl.col("w").sum(), w=pl.col("w").sum()
-    ).sort("n", "e")
     return out["n"].to_numpy(), out["e"].to_numpy(), out["w"].to_numpy()
 
 
@@ -147,8 +147,14 @@ def squash(n, e, weights=None, rel_width: float = 0.01):
 def _log_nb(n, alpha, beta, e, lgam_n1):
     """log NB(n; size α, prob β/(β+E)) with log Γ(n+1) precomputed."""
     lbe = np.log(beta + e)
-    return (special.gammaln(alpha + n) - special.gammaln(alpha) - lgam_n1
-            + alpha * (np.log(beta) - lbe) + special.xlogy(n, e) - n * lbe)
+    return (
+        special.gammaln(alpha + n)
+        - special.gammaln(alpha)
+        - lgam_n1
+        + alpha * (np.log(beta) - lbe)
+        + special.xlogy(n, e)
+        - n * lbe
+    )
 
 
 def _component(n, e, lgam_n1, alpha, beta, k):
@@ -156,8 +162,7 @@ def _component(n, e, lgam_n1, alpha, beta, k):
     (α, β).  k = min_count − 1 (k < 0: no truncation)."""
     lbe = np.log(beta + e)
     lr = np.log(beta) - lbe  # log r
-    g = (special.gammaln(alpha + n) - special.gammaln(alpha) - lgam_n1
-         + alpha * lr + special.xlogy(n, e) - n * lbe)
+    g = special.gammaln(alpha + n) - special.gammaln(alpha) - lgam_n1 + alpha * lr + special.xlogy(n, e) - n * lbe
     da = special.digamma(alpha + n) - special.digamma(alpha) + lr
     db = (alpha * e / beta - n) / (beta + e)
     if k >= 0:
@@ -170,8 +175,7 @@ def _component(n, e, lgam_n1, alpha, beta, k):
             dFb = alpha * ra * e / (beta * (beta + e))
         else:
             t = special.betaincc(alpha, k + 1.0, r)
-            dFr = np.exp((alpha - 1) * np.log(r) + k * np.log1p(-r)
-                         - special.betaln(alpha, k + 1.0))
+            dFr = np.exp((alpha - 1) * np.log(r) + k * np.log1p(-r) - special.betaln(alpha, k + 1.0))
             dFb = dFr * e / (beta + e) ** 2
             h = 1e-6 * alpha
             dFa = (special.betainc(alpha + h, k + 1.0, r) - special.betainc(alpha - h, k + 1.0, r)) / (2 * h)
@@ -195,14 +199,16 @@ def _negll_and_grad(x, n, e, w, lgam_n1, k):
     f = -np.sum(w * ll)
     if not np.isfinite(f):
         return np.inf, np.zeros(5)
-    grad = -np.array([
-        np.sum(w * w1 * da1) * a1,
-        np.sum(w * w1 * db1) * b1,
-        np.sum(w * w2 * da2) * a2,
-        np.sum(w * w2 * db2) * b2,
-        # d/dlogit p of log(p e^g1 + (1-p) e^g2) = (w1/p − w2/(1−p))·p(1−p)
-        np.sum(w * (w1 * (1 - p) - w2 * p)),
-    ])
+    grad = -np.array(
+        [
+            np.sum(w * w1 * da1) * a1,
+            np.sum(w * w1 * db1) * b1,
+            np.sum(w * w2 * da2) * a2,
+            np.sum(w * w2 * db2) * b2,
+            # d/dlogit p of log(p e^g1 + (1-p) e^g2) = (w1/p − w2/(1−p))·p(1−p)
+            np.sum(w * (w1 * (1 - p) - w2 * p)),
+        ]
+    )
     return f, grad
 
 
@@ -221,8 +227,9 @@ def neg_loglik(theta, n, e, weights=None, min_count: int = 1) -> float:
 
 def _n_agree(tried, best_ll) -> int:
     """Converged starts whose log-likelihood is within 1e-3 of the best."""
-    return sum(1 for _, msg, ll in tried
-               if msg.startswith("converged") and ll is not None and abs(ll - best_ll) <= 1e-3)
+    return sum(
+        1 for _, msg, ll in tried if msg.startswith("converged") and ll is not None and abs(ll - best_ll) <= 1e-3
+    )
 
 
 def fit_prior(
@@ -289,11 +296,20 @@ def fit_prior(
         if best is not None and _n_agree(tried, -best.fun / scale) >= min_agree:
             break
         a1, b1, a2, b2, p = s
-        x0 = np.clip(np.array([np.log(a1), np.log(b1), np.log(a2), np.log(b2), special.logit(p)]),
-                     [b[0] for b in bounds], [b[1] for b in bounds])
+        x0 = np.clip(
+            np.array([np.log(a1), np.log(b1), np.log(a2), np.log(b2), special.logit(p)]),
+            [b[0] for b in bounds],
+            [b[1] for b in bounds],
+        )
         try:
-            res = optimize.minimize(obj, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                    options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8})
+            res = optimize.minimize(
+                obj,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8},
+            )
         except (FloatingPointError, ValueError) as exc:  # pragma: no cover - defensive
             tried.append((s, f"error: {exc}", None))
             continue
@@ -323,15 +339,24 @@ def fit_prior(
     n_agree = _n_agree(tried, best_ll)
     a1, b1, a2, b2 = np.exp(best.x[:4])
     p = float(special.expit(best.x[4]))
-    at_bound = bool(np.any(np.isclose(best.x[:4], _LOG_LO) | np.isclose(best.x[:4], _LOG_HI))
-                    or abs(best.x[4]) >= _LOGIT - 1e-6)
+    at_bound = bool(
+        np.any(np.isclose(best.x[:4], _LOG_LO) | np.isclose(best.x[:4], _LOG_HI)) or abs(best.x[4]) >= _LOGIT - 1e-6
+    )
     if p > 0.5:  # label switching: make component 1 the minority one
         a1, b1, a2, b2, p = a2, b2, a1, b1, 1.0 - p
     return GammaMixturePrior(
-        float(a1), float(b1), float(a2), float(b2), p,
-        loglik=float(best_ll), n_pairs=n_pairs, converged=True,
+        float(a1),
+        float(b1),
+        float(a2),
+        float(b2),
+        p,
+        loglik=float(best_ll),
+        n_pairs=n_pairs,
+        converged=True,
         method="L-BFGS-B" + (" (squashed)" if squash_data else ""),
-        n_converged=len(converged), n_agree=n_agree, at_bound=at_bound,
+        n_converged=len(converged),
+        n_agree=n_agree,
+        at_bound=at_bound,
         squashed_points=int(n.size) if squash_data else None,
     )
 
@@ -391,8 +416,7 @@ def _mixture_quantile(q, s1, r1, s2, r2, prob, rtol=1e-12, max_iter=100):
         xa = np.exp(ua)
         F = qa * special.gammainc(a1, b1 * xa) + (1 - qa) * special.gammainc(a2, b2 * xa) - prob
         # dF/du = x·f(x), f the mixture density
-        dF = (qa * np.exp(lg1[active] + a1 * ua - b1 * xa)
-              + (1 - qa) * np.exp(lg2[active] + a2 * ua - b2 * xa))
+        dF = qa * np.exp(lg1[active] + a1 * ua - b1 * xa) + (1 - qa) * np.exp(lg2[active] + a2 * ua - b2 * xa)
         below = F < 0
         lo_a = np.where(below, ua, lo[active])
         hi_a = np.where(below, hi[active], ua)
@@ -421,8 +445,7 @@ def quantile(n, e, prior: GammaMixturePrior, q: float) -> np.ndarray:
     if ok.any():
         nn, ee = n[ok], e[ok]
         w = posterior_weight(nn, ee, prior)
-        out[ok] = _mixture_quantile(w, prior.alpha1 + nn, prior.beta1 + ee,
-                                    prior.alpha2 + nn, prior.beta2 + ee, q)
+        out[ok] = _mixture_quantile(w, prior.alpha1 + nn, prior.beta1 + ee, prior.alpha2 + nn, prior.beta2 + ee, q)
     return out.reshape(shape)
 
 

@@ -25,8 +25,8 @@ was asked for explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import polars as pl
 
@@ -85,10 +85,15 @@ def _fda(th: RuleThresholds, cols: Sequence[str]) -> pl.Expr:
 RULES: dict[str, Rule] = {
     r.name: r
     for r in (
-        Rule("evans", "PRR >= 2, chi2 >= 4, n >= 3 (Evans 2001)",
-             lambda th: ("prr", th.evans_chi2_column, "n11"), _evans),
-        Rule("ema_sdr", "ROR lower 95% > 1, n >= 5 (n >= 3 under additional monitoring) (EMA)",
-             lambda th: ("ror_lo95", "n11"), _ema),
+        Rule(
+            "evans", "PRR >= 2, chi2 >= 4, n >= 3 (Evans 2001)", lambda th: ("prr", th.evans_chi2_column, "n11"), _evans
+        ),
+        Rule(
+            "ema_sdr",
+            "ROR lower 95% > 1, n >= 5 (n >= 3 under additional monitoring) (EMA)",
+            lambda th: ("ror_lo95", "n11"),
+            _ema,
+        ),
         Rule("who_umc", "IC025 > 0 (WHO-UMC, Noren 2013)", lambda th: ("ic025",), _who),
         Rule("fda_mgps", "EB05 >= 2 (FDA MGPS, Szarfman 2002)", lambda th: ("eb05",), _fda),
     )
@@ -126,9 +131,11 @@ def apply_rules(
     out = scored.with_columns(exprs)
     # rules_fired through a bitmask and a 2^k-row lookup table: building a
     # list per row with concat_list/drop_nulls is ~10x slower at millions of rows
-    mask = pl.sum_horizontal(
-        [pl.col(n).fill_null(False).cast(pl.UInt32) * (1 << i) for i, n in enumerate(names)]
-    ) if names else pl.lit(0, dtype=pl.UInt32)
+    mask = (
+        pl.sum_horizontal([pl.col(n).fill_null(False).cast(pl.UInt32) * (1 << i) for i, n in enumerate(names)])
+        if names
+        else pl.lit(0, dtype=pl.UInt32)
+    )
     lookup = pl.DataFrame(
         {
             "_mask": pl.Series(range(1 << len(names)), dtype=pl.UInt32),

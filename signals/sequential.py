@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import special, stats
 
 __all__ = [
     "maxsprt_poisson_llr",
@@ -228,6 +228,7 @@ def _solve_decreasing(fun, target: float, start: float, tol: float = 1e-12) -> f
     (alpha ~ exp(-cv) for flat LLR boundaries), by secant steps safeguarded by bisection
     inside the bracket found so far; typically 4-6 evaluations of ``fun``.
     """
+
     def g(cv):
         return math.log(max(fun(cv), 1e-300)) - math.log(target)
 
@@ -349,8 +350,9 @@ def _group_thresholds(cv: float, mu: np.ndarray, M: int) -> np.ndarray:
     return np.maximum(a, M)
 
 
-def _group_path(cv: float, mu: np.ndarray, M: int, rr: float = 1.0,
-                early_stop: float | None = None) -> tuple[float, float]:
+def _group_path(
+    cv: float, mu: np.ndarray, M: int, rr: float = 1.0, early_stop: float | None = None
+) -> tuple[float, float]:
     """Exact P(signal) and E[signal look time ; signal] for group sequential MaxSPRT.
 
     Forward recursion over the count distribution of not-yet-signalled paths at each look
@@ -574,8 +576,12 @@ def maxsprt_poisson_monitor(
     cv = np.full(S, np.nan)
     uniq, inv = np.unique(T_used[valid_T], return_inverse=True)
     if boundary == "group":
-        cv_uniq = np.array([maxsprt_poisson_group_cv(float(t), looks=int(planned_looks), alpha=float(alpha),
-                                                     min_events=M) for t in uniq])
+        cv_uniq = np.array(
+            [
+                maxsprt_poisson_group_cv(float(t), looks=int(planned_looks), alpha=float(alpha), min_events=M)
+                for t in uniq
+            ]
+        )
     else:
         cv_uniq = np.array([_cv_for_monitor(float(t), M, float(alpha)) for t in uniq])
     cv[valid_T] = cv_uniq[inv]

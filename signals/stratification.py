@@ -95,8 +95,7 @@ def contingency_counts(
     if not strata:
         out = out.with_columns(e=pl.col("n1_").cast(pl.Float64) * pl.col("n_1") / pl.col("n"))
     else:
-        out = out.join(_stratified_e(src, pairs, by, strata), on=[*by, "drug", "event"],
-                       how="left", nulls_equal=True)
+        out = out.join(_stratified_e(src, pairs, by, strata), on=[*by, "drug", "event"], how="left", nulls_equal=True)
     cols = [*by, "drug", "event", "n11", "n1_", "n_1", "n", "e"]
     return out.select(cols).sort([*by, "drug", "event"]).collect()
 
@@ -178,7 +177,8 @@ def mantel_haenszel_ror(
         )
     )
     agg = cells.group_by(["drug", "event"]).agg(
-        sR=pl.col("R").sum(), sS=pl.col("S").sum(),
+        sR=pl.col("R").sum(),
+        sS=pl.col("S").sum(),
         sPR=(pl.col("P") * pl.col("R")).sum(),
         sPSQR=(pl.col("P") * pl.col("S") + pl.col("Q") * pl.col("R")).sum(),
         sQS=(pl.col("Q") * pl.col("S")).sum(),
@@ -187,14 +187,17 @@ def mantel_haenszel_ror(
     sR, sS = df["sR"].to_numpy(), df["sS"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         point = np.where(sS > 0, sR / sS, np.nan)
-        var = (df["sPR"].to_numpy() / (2 * sR**2)
-               + df["sPSQR"].to_numpy() / (2 * sR * sS)
-               + df["sQS"].to_numpy() / (2 * sS**2))
+        var = (
+            df["sPR"].to_numpy() / (2 * sR**2)
+            + df["sPSQR"].to_numpy() / (2 * sR * sS)
+            + df["sQS"].to_numpy() / (2 * sS**2)
+        )
         ok = (sR > 0) & (sS > 0) & np.isfinite(var)
         half = z * np.sqrt(np.where(ok, var, 0.0))
         lo = np.where(ok, np.exp(np.log(np.where(ok, point, 1.0)) - half), np.nan)
         hi = np.where(ok, np.exp(np.log(np.where(ok, point, 1.0)) + half), np.nan)
-    mk = lambda name, v: pl.Series(name, v, dtype=pl.Float64, nan_to_null=True)
-    return df.select("drug", "event").with_columns(
-        mk("ror_mh", point), mk("ror_mh_lo95", lo), mk("ror_mh_hi95", hi)
-    )
+
+    def mk(name, v):
+        return pl.Series(name, v, dtype=pl.Float64, nan_to_null=True)
+
+    return df.select("drug", "event").with_columns(mk("ror_mh", point), mk("ror_mh_lo95", lo), mk("ror_mh_hi95", hi))

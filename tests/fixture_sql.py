@@ -1,6 +1,6 @@
 """SQL shared by hand-built test warehouses."""
 
-# What the supply loader derives from temperature readings (warehouse.loaders.supply.build_excursions),
+# What the supply loader derives from temperature readings (warehouse.inputs.platform.supply.build_excursions),
 # for fixtures that insert supply_event rows directly instead of loading EPCIS documents.
 DERIVE_COLD_CHAIN_EXCURSIONS = """
     INSERT INTO cold_chain_excursion (batch_id, product_id, event_id, event_time, biz_step, consignment_id, region,

@@ -140,7 +140,7 @@ _DDL = [
         duration_minutes DOUBLE,
         PRIMARY KEY (event_id, batch_id)
     )""",
-    # one row per batch: what a regulator or manufacturer asks (warehouse.batch_record)
+    # one row per batch: what a regulator or manufacturer asks (warehouse.linkage.batch_record)
     """
     CREATE TABLE IF NOT EXISTS batch_traceability (
         batch_id VARCHAR PRIMARY KEY,
@@ -289,7 +289,7 @@ _DDL = [
         loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (path, kind)
     )""",
-    # ---- external case sources (warehouse.ingest: FAERS, VAERS, E2B(R3), openFDA) -------------
+    # ---- external case sources (warehouse.inputs.regulator.ingest: FAERS, VAERS, E2B(R3), openFDA) -------------
     """
     CREATE TABLE IF NOT EXISTS case_deleted (
         case_id VARCHAR PRIMARY KEY,
@@ -340,7 +340,7 @@ _DDL = [
         rules_fired VARCHAR[],
         data_lock_point DATE
     )""",
-    # batch statistics (warehouse.batch_inputs): heterogeneity per product x PT/SOC x batch,
+    # batch statistics (warehouse.queries.batch_inputs): heterogeneity per product x PT/SOC x batch,
     # its funnel-plot grid, and weekly MaxSPRT per batch x event of interest
     """
     CREATE TABLE IF NOT EXISTS batch_heterogeneity (
@@ -409,7 +409,7 @@ _DDL = [
         json_path VARCHAR,
         html_path VARCHAR
     )""",
-    # ---- manufacturer alerts: a transactional outbox (warehouse.alert_log) ---------------------
+    # ---- manufacturer alerts: a transactional outbox (warehouse.stores.alert_outbox) ---------------------
     # the alert's state (signals, statuses, implicated batches), the exact document delivered
     # on every channel, and the alert it updates
     "ALTER TABLE alert ADD COLUMN IF NOT EXISTS supersedes VARCHAR",

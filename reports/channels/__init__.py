@@ -25,8 +25,15 @@ class Sent:
 class ChannelError(Exception):
     """A delivery that did not go through; ``permanent`` ones are not retried automatically."""
 
-    def __init__(self, message: str, *, permanent: bool = False, response_code: str | None = None,
-                 destination: str | None = None, retry_after_s: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        response_code: str | None = None,
+        destination: str | None = None,
+        retry_after_s: float | None = None,
+    ):
         super().__init__(message)
         self.permanent, self.response_code = permanent, response_code
         self.destination, self.retry_after_s = destination, retry_after_s

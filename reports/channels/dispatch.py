@@ -36,16 +36,18 @@ class RetryPolicy:
     def from_env(cls, env=None) -> RetryPolicy:
         env = os.environ if env is None else env
         p = cls()
-        for key, attr, cast in (("PVTRACE_ALERT_ATTEMPTS_PER_RUN", "attempts_per_run", int),
-                                ("PVTRACE_ALERT_RETRY_BASE_S", "base_delay_s", float),
-                                ("PVTRACE_ALERT_RUN_BUDGET_S", "run_budget_s", float),
-                                ("PVTRACE_ALERT_NEXT_RUN_DELAY_S", "next_run_delay_s", float)):
+        for key, attr, cast in (
+            ("PVTRACE_ALERT_ATTEMPTS_PER_RUN", "attempts_per_run", int),
+            ("PVTRACE_ALERT_RETRY_BASE_S", "base_delay_s", float),
+            ("PVTRACE_ALERT_RUN_BUDGET_S", "run_budget_s", float),
+            ("PVTRACE_ALERT_NEXT_RUN_DELAY_S", "next_run_delay_s", float),
+        ):
             if env.get(key):
                 setattr(p, attr, cast(env[key]))
         return p
 
     def backoff(self, k: int, retry_after_s: float | None = None) -> float:
-        delay = min(self.max_delay_s, self.base_delay_s * 2 ** k)
+        delay = min(self.max_delay_s, self.base_delay_s * 2**k)
         delay *= 1 + self.jitter * (2 * self.rng.random() - 1)
         if retry_after_s is not None:
             delay = max(delay, min(retry_after_s, self.max_delay_s))
@@ -66,7 +68,7 @@ def deliver_pending(outbox, channels: dict, policy: RetryPolicy | None = None, l
         try:
             reason = f"channel {d.channel!r} not available" if channel is None else channel.unavailable(d)
             endpoint = None if reason else (d.channel, channel.endpoint(d))
-        except Exception as e:  # noqa: BLE001 — a broken setting (e.g. a non-numeric port) skips this channel only
+        except Exception as e:
             reason = f"channel misconfigured: {type(e).__name__}: {e}"
         if reason:
             outbox.mark_skipped(d, reason)
@@ -80,29 +82,48 @@ def deliver_pending(outbox, channels: dict, policy: RetryPolicy | None = None, l
             started = outbox.clock()
             try:
                 sent = channel.send(d)
-            except Exception as e:  # noqa: BLE001 — a channel bug must not lose the alert: treat as transient
+            except Exception as e:
                 err = e if isinstance(e, ChannelError) else ChannelError(f"{type(e).__name__}: {e}")
                 if err.permanent:
-                    outbox.mark_failed(d, destination=err.destination, error=str(err), response_code=err.response_code,
-                                       started_at=started)
+                    outbox.mark_failed(
+                        d,
+                        destination=err.destination,
+                        error=str(err),
+                        response_code=err.response_code,
+                        started_at=started,
+                    )
                     counts["failed"] += 1
                     if log:
                         log.warning(f"{d.idempotency_key}: permanent failure: {err}")
                     break
-                outbox.mark_retry(d, destination=err.destination, error=str(err), response_code=err.response_code,
-                                  next_attempt_at=outbox.clock() + policy.next_run_after(d.attempts), started_at=started)
+                outbox.mark_retry(
+                    d,
+                    destination=err.destination,
+                    error=str(err),
+                    response_code=err.response_code,
+                    next_attempt_at=outbox.clock() + policy.next_run_after(d.attempts),
+                    started_at=started,
+                )
                 last = k + 1 == policy.attempts_per_run
                 wait = 0.0 if last else policy.backoff(k, err.retry_after_s)
                 if last or time.monotonic() + wait > deadline:
                     counts["retry_later"] += 1
                     down.add(endpoint)
                     if log:
-                        log.warning(f"{d.idempotency_key}: still failing after {k + 1} tries, pending for the next run: {err}")
+                        log.warning(
+                            f"{d.idempotency_key}: still failing after {k + 1} tries, pending for the next run: {err}"
+                        )
                     break
                 policy.sleep(wait)
             else:
-                outbox.mark_sent(d, destination=sent.destination, response_code=sent.response_code,
-                                 message_id=sent.message_id, started_at=started, note=sent.note)
+                outbox.mark_sent(
+                    d,
+                    destination=sent.destination,
+                    response_code=sent.response_code,
+                    message_id=sent.message_id,
+                    started_at=started,
+                    note=sent.note,
+                )
                 counts["sent"] += 1
                 break
     return counts

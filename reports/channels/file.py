@@ -26,7 +26,9 @@ class FileChannel:
     def send(self, delivery) -> Sent:
         # the manufacturer id names a folder: refuse anything that could climb out of the outbox
         if not _SAFE_ID.match(delivery.manufacturer_id):
-            raise ChannelError(f"unsafe manufacturer id for a folder name: {delivery.manufacturer_id!r}", permanent=True)
+            raise ChannelError(
+                f"unsafe manufacturer id for a folder name: {delivery.manufacturer_id!r}", permanent=True
+            )
         try:
             json_path, _ = write_alert(delivery.document, self.root / delivery.manufacturer_id)
         except OSError as e:  # disk full, permissions: transient from the outbox's point of view

@@ -36,8 +36,9 @@ def build_message(delivery, sender: str, recipients: list[str]) -> EmailMessage:
     lots = sorted({t["lot_number"] for t in doc.get("batch_traceability", {}).values() if t.get("lot_number")})
     msg = EmailMessage()
     prefix = "Update: " if doc.get("supersedes") else ""
-    msg["Subject"] = (f"[PV Trace] {prefix}safety alert {doc['alert_id']}: {len(doc['signals'])} signal(s)"
-                      + (f", lots {', '.join(lots[:5])}{'…' if len(lots) > 5 else ''}" if lots else ""))
+    msg["Subject"] = f"[PV Trace] {prefix}safety alert {doc['alert_id']}: {len(doc['signals'])} signal(s)" + (
+        f", lots {', '.join(lots[:5])}{'…' if len(lots) > 5 else ''}" if lots else ""
+    )
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(usegmt=True)
@@ -49,8 +50,9 @@ def build_message(delivery, sender: str, recipients: list[str]) -> EmailMessage:
     msg["X-PVTrace-Idempotency-Key"] = delivery.idempotency_key
     msg.set_content(render_alert_text(doc))
     msg.add_alternative(render_alert_html(doc), subtype="html")
-    msg.add_attachment(delivery.document.encode("utf-8"), maintype="application", subtype="json",
-                       filename=f"{doc['alert_id']}.json")
+    msg.add_attachment(
+        delivery.document.encode("utf-8"), maintype="application", subtype="json", filename=f"{doc['alert_id']}.json"
+    )
     return msg
 
 
@@ -95,14 +97,25 @@ class SmtpChannel:
                 refused = smtp.send_message(msg, to_addrs=recipients)
         except smtplib.SMTPRecipientsRefused as e:
             codes = [code for code, _ in e.recipients.values()]
-            raise ChannelError(f"all recipients refused: {e.recipients}", permanent=all(c >= 500 for c in codes),
-                               response_code=str(max(codes)), destination=destination) from e
+            raise ChannelError(
+                f"all recipients refused: {e.recipients}",
+                permanent=all(c >= 500 for c in codes),
+                response_code=str(max(codes)),
+                destination=destination,
+            ) from e
         except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as e:
-            raise ChannelError(f"{type(e).__name__}: {e.smtp_code} {e.smtp_error!r}", permanent=e.smtp_code >= 500,
-                               response_code=str(e.smtp_code), destination=destination) from e
+            raise ChannelError(
+                f"{type(e).__name__}: {e.smtp_code} {e.smtp_error!r}",
+                permanent=e.smtp_code >= 500,
+                response_code=str(e.smtp_code),
+                destination=destination,
+            ) from e
         except smtplib.SMTPResponseException as e:  # includes authentication failures: fix the env, stays pending
-            raise ChannelError(f"{type(e).__name__}: {e.smtp_code} {e.smtp_error!r}", response_code=str(e.smtp_code),
-                               destination=destination) from e
+            raise ChannelError(
+                f"{type(e).__name__}: {e.smtp_code} {e.smtp_error!r}",
+                response_code=str(e.smtp_code),
+                destination=destination,
+            ) from e
         except (smtplib.SMTPException, OSError) as e:
             raise ChannelError(f"{type(e).__name__}: {e}", destination=destination) from e
         note = f"refused by some recipients: {refused}" if refused else None

@@ -71,7 +71,11 @@ class WebhookChannel:
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             return f"not an http(s) URL: {url!r}"
-        if parts.scheme == "http" and not _loopback(parts.hostname) and self.env.get("PVTRACE_WEBHOOK_ALLOW_HTTP") != "1":
+        if (
+            parts.scheme == "http"
+            and not _loopback(parts.hostname)
+            and self.env.get("PVTRACE_WEBHOOK_ALLOW_HTTP") != "1"
+        ):
             return "plain http refused (use https, or set PVTRACE_WEBHOOK_ALLOW_HTTP=1)"
         name = self._secret_env(delivery)
         if not re.fullmatch(SECRET_PREFIX + r"[A-Z0-9_]+", name):
@@ -105,7 +109,9 @@ class WebhookChannel:
             return Sent(destination=url, response_code=str(code), message_id=response.headers.get("X-Request-Id"))
         retry_after = response.headers.get("Retry-After")
         raise ChannelError(
-            f"HTTP {code}: {response.text[:200]}", permanent=not (code >= 500 or code in TRANSIENT_STATUS),
-            response_code=str(code), destination=url,
+            f"HTTP {code}: {response.text[:200]}",
+            permanent=not (code >= 500 or code in TRANSIENT_STATUS),
+            response_code=str(code),
+            destination=url,
             retry_after_s=float(retry_after) if retry_after and retry_after.isdigit() else None,
         )

@@ -4,7 +4,7 @@ Used to check the writer by round trip: FDA's example instances are read, writte
 :func:`reports.e2b.writer.to_xml`, validated against the ICH XSD and read again; the two readings
 must be equal. Paths follow FDA's data-element table (``fda_refs/icsr_data_elements.csv``).
 
-The ingest side (``warehouse/formats/e2b.py``, issue 9) parses ICSRs into warehouse rows; it is not
+The ingest side (``warehouse/inputs/regulator/e2b.py``, issue 9) parses ICSRs into warehouse rows; it is not
 reused here because ``reports`` does not import ``warehouse`` (DESIGN.md §2) and it keeps MedDRA codes
 only, not the reaction as reported (E.i.1.1a), which this reader needs.
 """
@@ -58,7 +58,8 @@ def _reaction(obs) -> Reaction:
         meddra_version=None if value is None else _a(value, "", "codeSystemVersion"),
         onset=_a(obs, "h:effectiveTime/h:low", "value"),
         country=_a(obs, "h:location/h:locatedEntity/h:locatedPlace/h:code", "code"),
-        seriousness=tuple(sorted(criteria)), outcome=outcome,
+        seriousness=tuple(sorted(criteria)),
+        outcome=outcome,
     )
 
 
@@ -70,16 +71,22 @@ def _drug(sa, roles: dict[str, str]) -> Drug:
         if lot:
             lots.append(lot)
         if start is None:
-            start = (_a(dose, "h:effectiveTime/h:comp[@operator='A']/h:low", "value")
-                     or _a(dose, "h:effectiveTime/h:low", "value"))
+            start = _a(dose, "h:effectiveTime/h:comp[@operator='A']/h:low", "value") or _a(
+                dose, "h:effectiveTime/h:low", "value"
+            )
     did = _a(sa, "h:id", "root")
     return Drug(
-        id=did, role=roles.get(did), name=None if kind is None else _t(kind, "h:name"),
-        substances=() if kind is None else tuple(
-            n for n in (_t(i, "h:ingredientSubstance/h:name") for i in kind.findall("h:ingredient", NS)) if n),
-        holder=None if kind is None else _t(
-            kind, "h:asManufacturedProduct/h:subjectOf/h:approval/h:holder/h:role/h:playingOrganization/h:name"),
-        lots=tuple(lots), start=start,
+        id=did,
+        role=roles.get(did),
+        name=None if kind is None else _t(kind, "h:name"),
+        substances=()
+        if kind is None
+        else tuple(n for n in (_t(i, "h:ingredientSubstance/h:name") for i in kind.findall("h:ingredient", NS)) if n),
+        holder=None
+        if kind is None
+        else _t(kind, "h:asManufacturedProduct/h:subjectOf/h:approval/h:holder/h:role/h:playingOrganization/h:name"),
+        lots=tuple(lots),
+        start=start,
     )
 
 
@@ -123,16 +130,25 @@ def read_icsr(msg) -> Icsr:
         if _a(ch, "h:code", "code") == "1":
             report_type = _a(ch, "h:value", "code")
     return Icsr(
-        message_id=_id(msg, f"{OID}.3.1"), created=_a(cap, "h:effectiveTime", "value"),
-        safety_report_id=_id(ie, f"{OID}.3.1"), worldwide_id=_id(ie, f"{OID}.3.2"),
-        first_received=_a(ie, "h:effectiveTime/h:low", "value"), most_recent=_a(ie, "h:availabilityTime", "value"),
-        report_type=report_type, expedited=expedited, narrative=_t(ie, "h:text"),
-        sex=_a(role, "h:player1/h:administrativeGenderCode", "code"), age=age,
-        qualification=qualification, reporter_country=country,
+        message_id=_id(msg, f"{OID}.3.1"),
+        created=_a(cap, "h:effectiveTime", "value"),
+        safety_report_id=_id(ie, f"{OID}.3.1"),
+        worldwide_id=_id(ie, f"{OID}.3.2"),
+        first_received=_a(ie, "h:effectiveTime/h:low", "value"),
+        most_recent=_a(ie, "h:availabilityTime", "value"),
+        report_type=report_type,
+        expedited=expedited,
+        narrative=_t(ie, "h:text"),
+        sex=_a(role, "h:player1/h:administrativeGenderCode", "code"),
+        age=age,
+        qualification=qualification,
+        reporter_country=country,
         sender_type=None if sender is None else _a(sender, "h:code", "code"),
-        sender_organisation=None if sender is None else _t(
-            sender, "h:representedOrganization/h:assignedEntity/h:representedOrganization/h:name"),
-        reactions=tuple(reactions), drugs=tuple(drugs),
+        sender_organisation=None
+        if sender is None
+        else _t(sender, "h:representedOrganization/h:assignedEntity/h:representedOrganization/h:name"),
+        reactions=tuple(reactions),
+        drugs=tuple(drugs),
     )
 
 
@@ -146,7 +162,11 @@ def read_batch(source: bytes | str | Path) -> IcsrBatch:
         msg_receiver = msg_receiver or _a(msg, "h:receiver/h:device/h:id", "extension")
         msg_sender = msg_sender or _a(msg, "h:sender/h:device/h:id", "extension")
     return IcsrBatch(
-        batch_id=_id(root, f"{OID}.3.22"), created=_a(root, "h:creationTime", "value"),
-        sender=_a(root, "h:sender/h:device/h:id", "extension"), receiver=_a(root, "h:receiver/h:device/h:id", "extension"),
-        message_sender=msg_sender, message_receiver=msg_receiver, icsrs=tuple(icsrs),
+        batch_id=_id(root, f"{OID}.3.22"),
+        created=_a(root, "h:creationTime", "value"),
+        sender=_a(root, "h:sender/h:device/h:id", "extension"),
+        receiver=_a(root, "h:receiver/h:device/h:id", "extension"),
+        message_sender=msg_sender,
+        message_receiver=msg_receiver,
+        icsrs=tuple(icsrs),
     )

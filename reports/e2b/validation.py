@@ -37,7 +37,8 @@ def load_schema(path: str | Path) -> etree.XMLSchema:
     if not path.exists():
         raise SchemaUnavailable(
             f"ICH E2B(R3) schema not found at {path}: set PVTRACE_E2B_SCHEMA to MCCI_IN200100UV01.xsd of the ICH "
-            "'4_ICH_ICSR_Schema_Files' multicache set. Without it no E2B file can be validated, so none is shipped.")
+            "'4_ICH_ICSR_Schema_Files' multicache set. Without it no E2B file can be validated, so none is shipped."
+        )
     return etree.XMLSchema(etree.parse(str(path)))
 
 

@@ -16,14 +16,22 @@ from tests.browser.world import ANALYST, SIG_P1, VIEWER, build_warehouse
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 if not CHROMIUM.exists():
     if os.environ.get("CI"):  # CI installs chromium with apt: a missing browser there is a failure, not a skip
         pytest.fail(f"{CHROMIUM} is missing in CI (apt-get install -y chromium)", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium); browser tests skipped",
-                allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} is not installed (apt-get install -y chromium); browser tests skipped", allow_module_level=True
+    )
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -37,13 +45,19 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     import uvicorn
 
-    from reports.dashboard.app import create_app
+    from dashboard.app import create_app
 
     warehouse = tmp_path_factory.mktemp("browser") / "pv.duckdb"
     build_warehouse(warehouse)
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(warehouse, secret="browser-test", quiet_s=0.5, apply_interval_s=1),
-                                        host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(warehouse, secret="browser-test", quiet_s=0.5, apply_interval_s=1),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -115,8 +129,9 @@ def test_viewer_cannot_triage(server, browser):
     assert page.locator("form.triage").count() == 0
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
     # even a hand-made POST with the viewer's own valid CSRF token is refused
-    r = page.request.post(f"{server}/signals/{SIG_P1}/triage",
-                          form={"csrf_token": token, "action": "refute", "comment": "viewer trying"})
+    r = page.request.post(
+        f"{server}/signals/{SIG_P1}/triage", form={"csrf_token": token, "action": "refute", "comment": "viewer trying"}
+    )
     assert r.status == 403
     page.goto(f"{server}/signals/{SIG_P1}")
     assert "viewer trying" not in page.inner_text("#audit")

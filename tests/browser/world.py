@@ -12,16 +12,19 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
+from dashboard.store import add_user
 from tests.fixture_sql import DERIVE_COLD_CHAIN_EXCURSIONS
-from warehouse.review_store import add_user
 from warehouse.schema import connect
-from warehouse.signal_register import signal_id, update_register
+from warehouse.stores.signal_register import signal_id, update_register
 
 DLP = date(2025, 6, 30)
 ANALYST = ("ana", "analyst-password")
 VIEWER = ("vic", "viewer-password")
 BATCHES = {  # batch -> (product, lot, packs delivered, cases of the product's PT)
-    "B1": ("P1", "L1", 1000, 2), "B2": ("P1", "L2", 1200, 3), "B3": ("P1", "L3", 800, 14), "B4": ("P1", "L4", 900, 2),
+    "B1": ("P1", "L1", 1000, 2),
+    "B2": ("P1", "L2", 1200, 3),
+    "B3": ("P1", "L3", 800, 14),
+    "B4": ("P1", "L4", 900, 2),
     "B5": ("P2", "L5", 600, 6),
 }
 PT = {"P1": ("Lactic acidosis", "Metabolism and nutrition disorders"), "P2": ("Bradycardia", "Cardiac disorders")}
@@ -33,7 +36,9 @@ SIG_ING = signal_id("ingredient", "atenolol", "Bradycardia", None)
 def build_warehouse(path) -> dict:
     con = connect(str(path))
     try:
-        con.execute("INSERT INTO manufacturer (manufacturer_id, name, country, region) VALUES ('M1', 'Acme Pharma', 'DE', 'EU')")
+        con.execute(
+            "INSERT INTO manufacturer (manufacturer_id, name, country, region) VALUES ('M1', 'Acme Pharma', 'DE', 'EU')"
+        )
         con.execute("""INSERT INTO product (product_id, name, manufacturer_id, ingredient, form, strength, region,
                        storage_min_c, storage_max_c, additional_monitoring) VALUES
                        ('P1', 'Glucofin', 'M1', 'metformin', 'tablet', '500 mg', 'EU', 15, 25, false),
@@ -41,35 +46,98 @@ def build_warehouse(path) -> dict:
         deliveries, cases, drugs, reactions, links = [], [], [], [], []
         n_case = 0
         for b, (p, lot, packs, n) in BATCHES.items():
-            con.execute("INSERT INTO batch (batch_id, product_id, lot_number, site, manufactured_on, expiry_on, released_on, "
-                        "units_released, recall_status) VALUES (?, ?, ?, 'Plant 1', '2024-01-02', '2026-12-31', '2024-02-01', ?, 'none')",
-                        [b, p, lot, packs + 100])
+            con.execute(
+                "INSERT INTO batch (batch_id, product_id, lot_number, site, manufactured_on, expiry_on, released_on, "
+                "units_released, recall_status) VALUES (?, ?, ?, 'Plant 1', '2024-01-02', '2026-12-31', '2024-02-01', ?, 'none')",
+                [b, p, lot, packs + 100],
+            )
             for i in range(packs):
-                deliveries.append({"delivery_id": f"D-{b}-{i}", "delivered_at": datetime(2024, 3, 1) + timedelta(hours=7 * i),
-                                   "pack_code": f"PK-{b}-{i}", "code_system": "gs1", "batch_id": b, "product_id": p,
-                                   "patient_key": f"pk{b}{i % 300}", "pharmacy_id": f"PH{i % 4}",
-                                   "region": ["DE-BY", "DE-BE", "FR-IDF"][i % 3], "country": "DE", "quantity": 1,
-                                   "source_file": "test"})
+                deliveries.append(
+                    {
+                        "delivery_id": f"D-{b}-{i}",
+                        "delivered_at": datetime(2024, 3, 1) + timedelta(hours=7 * i),
+                        "pack_code": f"PK-{b}-{i}",
+                        "code_system": "gs1",
+                        "batch_id": b,
+                        "product_id": p,
+                        "patient_key": f"pk{b}{i % 300}",
+                        "pharmacy_id": f"PH{i % 4}",
+                        "region": ["DE-BY", "DE-BE", "FR-IDF"][i % 3],
+                        "country": "DE",
+                        "quantity": 1,
+                        "source_file": "test",
+                    }
+                )
             for j in range(n):
                 n_case += 1
                 cid = f"C{n_case:03d}"
                 received = date(2024, 4, 1) + timedelta(days=23 * j + n_case)
                 start = received - timedelta(days=20 + j)
-                cases.append({"case_id": cid, "version": 1, "is_latest": True, "received_on": received, "source": "hcp",
-                              "reporter_qualification": "physician", "country": "DE", "patient_key": f"secret-{cid}",
-                              "age_years": 40.0 + j, "sex": "F" if j % 2 else "M", "serious": j % 3 == 0,
-                              "seriousness": ["hospitalisation"] if j % 3 == 0 else [], "outcome": "recovered",
-                              "narrative": f"NARRATIVE-{cid} patient details", "duplicate_of": None, "source_file": "test"})
-                drugs.append({"case_id": cid, "version": 1, "drug_seq": 1, "role": "suspect",
-                              "product_name_reported": p, "product_id": p,
-                              "ingredient": "metformin" if p == "P1" else "atenolol", "mapping_method": "brand",
-                              "lot_reported": lot, "pack_code_reported": None, "start_date": start})
-                reactions.append({"case_id": cid, "version": 1, "reaction_seq": 1, "pt": PT[p][0], "soc": PT[p][1],
-                                  "onset_date": start + timedelta(days=3 + j % 9)})
-                links.append({"case_id": cid, "version": 1, "drug_seq": 1, "batch_id": b, "product_id": p,
-                              "method": "exact_lot", "confidence": 1.0, "candidates": None, "reason": None})
-        for table, rows in (("delivery", deliveries), ("case_report", cases), ("case_drug", drugs),
-                            ("case_reaction", reactions), ("case_batch_link", links)):
+                cases.append(
+                    {
+                        "case_id": cid,
+                        "version": 1,
+                        "is_latest": True,
+                        "received_on": received,
+                        "source": "hcp",
+                        "reporter_qualification": "physician",
+                        "country": "DE",
+                        "patient_key": f"secret-{cid}",
+                        "age_years": 40.0 + j,
+                        "sex": "F" if j % 2 else "M",
+                        "serious": j % 3 == 0,
+                        "seriousness": ["hospitalisation"] if j % 3 == 0 else [],
+                        "outcome": "recovered",
+                        "narrative": f"NARRATIVE-{cid} patient details",
+                        "duplicate_of": None,
+                        "source_file": "test",
+                    }
+                )
+                drugs.append(
+                    {
+                        "case_id": cid,
+                        "version": 1,
+                        "drug_seq": 1,
+                        "role": "suspect",
+                        "product_name_reported": p,
+                        "product_id": p,
+                        "ingredient": "metformin" if p == "P1" else "atenolol",
+                        "mapping_method": "brand",
+                        "lot_reported": lot,
+                        "pack_code_reported": None,
+                        "start_date": start,
+                    }
+                )
+                reactions.append(
+                    {
+                        "case_id": cid,
+                        "version": 1,
+                        "reaction_seq": 1,
+                        "pt": PT[p][0],
+                        "soc": PT[p][1],
+                        "onset_date": start + timedelta(days=3 + j % 9),
+                    }
+                )
+                links.append(
+                    {
+                        "case_id": cid,
+                        "version": 1,
+                        "drug_seq": 1,
+                        "batch_id": b,
+                        "product_id": p,
+                        "method": "exact_lot",
+                        "confidence": 1.0,
+                        "candidates": None,
+                        "reason": None,
+                    }
+                )
+        for table, rows in (
+            ("delivery", deliveries),
+            ("case_report", cases),
+            ("case_drug", drugs),
+            ("case_reaction", reactions),
+            ("case_batch_link", links),
+        ):
             frame = pl.DataFrame(rows)
             con.register("_rows", frame.to_arrow())
             con.execute(f"INSERT INTO {table} ({', '.join(frame.columns)}) SELECT * FROM _rows")
@@ -87,17 +155,60 @@ def build_warehouse(path) -> dict:
         fired = {"P1": ["evans", "ema_sdr", "who_umc"], "P2": ["evans", "ema_sdr", "who_umc"], "atenolol": ["who_umc"]}
         detections = []
         for level, drug, event, n11, e, prr, lo, hi, chi2, ror, rlo, rhi, ic, ic025, ic975 in scores:
-            con.execute("""INSERT INTO disproportionality_score (level, drug, event, n11, n1_, n_1, n, e, prr, prr_lo95,
+            con.execute(
+                """INSERT INTO disproportionality_score (level, drug, event, n11, n1_, n_1, n, e, prr, prr_lo95,
                            prr_hi95, chi2, chi2_yates, ror, ror_lo95, ror_hi95, ic, ic025, ic975, rules_fired, data_lock_point)
                            VALUES (?, ?, ?, ?, 400, 60, 5000, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                        [level, drug, event, n11, e, prr, lo, hi, chi2, chi2 - 1, ror, rlo, rhi, ic, ic025, ic975,
-                         fired[drug], DLP])
-            detections.append({"level": level, "product_id": drug if level == "product" else None,
-                               "ingredient": drug if level == "ingredient" else None, "pt": event, "batch_id": None,
-                               "methods": fired[drug], "figures": json.dumps({
-                                   "n11": n11, "e": e, "prr": prr, "prr_lo95": lo, "prr_hi95": hi, "chi2": chi2,
-                                   "ror": ror, "ror_lo95": rlo, "ror_hi95": rhi, "ic": ic, "ic025": ic025,
-                                   "ic975": ic975, "ebgm": None, "eb05": None, "eb95": None})})
+                [
+                    level,
+                    drug,
+                    event,
+                    n11,
+                    e,
+                    prr,
+                    lo,
+                    hi,
+                    chi2,
+                    chi2 - 1,
+                    ror,
+                    rlo,
+                    rhi,
+                    ic,
+                    ic025,
+                    ic975,
+                    fired[drug],
+                    DLP,
+                ],
+            )
+            detections.append(
+                {
+                    "level": level,
+                    "product_id": drug if level == "product" else None,
+                    "ingredient": drug if level == "ingredient" else None,
+                    "pt": event,
+                    "batch_id": None,
+                    "methods": fired[drug],
+                    "figures": json.dumps(
+                        {
+                            "n11": n11,
+                            "e": e,
+                            "prr": prr,
+                            "prr_lo95": lo,
+                            "prr_hi95": hi,
+                            "chi2": chi2,
+                            "ror": ror,
+                            "ror_lo95": rlo,
+                            "ror_hi95": rhi,
+                            "ic": ic,
+                            "ic025": ic025,
+                            "ic975": ic975,
+                            "ebgm": None,
+                            "eb05": None,
+                            "eb95": None,
+                        }
+                    ),
+                }
+            )
         update_register(con, pl.DataFrame(detections), DLP, "run-test")
     finally:
         con.close()

@@ -30,13 +30,20 @@ from warehouse.schema import connect
 
 pytestmark = pytest.mark.e2e
 
-FAST_RETRIES = {"PVTRACE_ALERT_ATTEMPTS_PER_RUN": "2", "PVTRACE_ALERT_RETRY_BASE_S": "0.01",
-                "PVTRACE_ALERT_NEXT_RUN_DELAY_S": "0"}
+FAST_RETRIES = {
+    "PVTRACE_ALERT_ATTEMPTS_PER_RUN": "2",
+    "PVTRACE_ALERT_RETRY_BASE_S": "0.01",
+    "PVTRACE_ALERT_NEXT_RUN_DELAY_S": "0",
+}
 
 
 def materialise(tmp_path):
-    result = dg.materialize([manufacturer_alerts], resources=default_resources(
-        inbox=str(tmp_path / "inbox"), warehouse=str(tmp_path / "pv.duckdb"), output=str(tmp_path / "out")))
+    result = dg.materialize(
+        [manufacturer_alerts],
+        resources=default_resources(
+            inbox=str(tmp_path / "inbox"), warehouse=str(tmp_path / "pv.duckdb"), output=str(tmp_path / "out")
+        ),
+    )
     assert result.success
     (event,) = result.get_asset_materialization_events()
     return {k: v.value for k, v in event.materialization.metadata.items()}
@@ -45,7 +52,9 @@ def materialise(tmp_path):
 def states(path) -> dict:
     con = connect(str(path), read_only=True)
     try:
-        return {(m, c): s for m, c, s in con.sql("SELECT manufacturer_id, channel, state FROM alert_delivery").fetchall()}
+        return {
+            (m, c): s for m, c, s in con.sql("SELECT manufacturer_id, channel, state FROM alert_delivery").fetchall()
+        }
     finally:
         con.close()
 
@@ -84,7 +93,9 @@ def test_all_channels_deliver_nothing_leaks_and_a_down_webhook_catches_up(tmp_pa
     assert verify("acme-secret", hook.requests[-1]["body"], hook.requests[-1]["headers"]["X-PVTrace-Signature"])
     doc = json.loads(hook.requests[-1]["body"])
     assert doc["manufacturer"]["manufacturer_id"] == ACME and {s["signal_id"] for s in doc["signals"]} == {
-        "SIG-A-PROD", "SIG-A-BATCH"}
+        "SIG-A-PROD",
+        "SIG-A-BATCH",
+    }
 
 
 def test_sensor_requests_a_run_when_the_register_changes(tmp_path):
@@ -109,11 +120,15 @@ def test_sensor_requests_a_run_for_deliveries_that_fell_due(tmp_path):
     path = tmp_path / "pv.duckdb"
     build_alert_warehouse(path, email=None, channels="file")
     con = connect(str(path))
-    con.execute("INSERT INTO alert (alert_id, manufacturer_id, signal_ids, content_hash, created_at) "
-                "VALUES ('ALR-1', 'MFR-ACME', ['SIG-A-PROD'], 'h', TIMESTAMP '2024-07-01 00:00:00')")
-    con.execute("INSERT INTO alert_delivery (alert_id, channel, manufacturer_id, idempotency_key, state, attempts, "
-                "created_at, next_attempt_at, last_attempt_at) VALUES ('ALR-1', 'webhook', 'MFR-ACME', 'ALR-1/webhook', "
-                "'pending', 3, TIMESTAMP '2024-07-01 00:00:00', TIMESTAMP '2024-07-01 01:00:00', TIMESTAMP '2024-07-01 00:00:00')")
+    con.execute(
+        "INSERT INTO alert (alert_id, manufacturer_id, signal_ids, content_hash, created_at) "
+        "VALUES ('ALR-1', 'MFR-ACME', ['SIG-A-PROD'], 'h', TIMESTAMP '2024-07-01 00:00:00')"
+    )
+    con.execute(
+        "INSERT INTO alert_delivery (alert_id, channel, manufacturer_id, idempotency_key, state, attempts, "
+        "created_at, next_attempt_at, last_attempt_at) VALUES ('ALR-1', 'webhook', 'MFR-ACME', 'ALR-1/webhook', "
+        "'pending', 3, TIMESTAMP '2024-07-01 00:00:00', TIMESTAMP '2024-07-01 01:00:00', TIMESTAMP '2024-07-01 00:00:00')"
+    )
     con.close()
     wh = WarehouseResource(path=str(path))
     ctx = dg.build_sensor_context(cursor=None, resources={"warehouse": wh})
@@ -123,19 +138,23 @@ def test_sensor_requests_a_run_for_deliveries_that_fell_due(tmp_path):
     # asked once: the next tick without any write waits for the run to change things
     ctx2 = dg.build_sensor_context(cursor=ctx.cursor, resources={"warehouse": wh})
     signal_register_sensor(ctx2)
-    assert isinstance(signal_register_sensor(dg.build_sensor_context(cursor=ctx2.cursor, resources={"warehouse": wh})),
-                      dg.SkipReason)
+    assert isinstance(
+        signal_register_sensor(dg.build_sensor_context(cursor=ctx2.cursor, resources={"warehouse": wh})), dg.SkipReason
+    )
 
 
 def test_sensor_skips_while_the_warehouse_is_missing_or_locked(tmp_path):
-    missing = signal_register_sensor(dg.build_sensor_context(
-        resources={"warehouse": WarehouseResource(path=str(tmp_path / "none.duckdb"))}))
+    missing = signal_register_sensor(
+        dg.build_sensor_context(resources={"warehouse": WarehouseResource(path=str(tmp_path / "none.duckdb"))})
+    )
     assert isinstance(missing, dg.SkipReason)
     path = tmp_path / "pv.duckdb"
     build_alert_warehouse(path)
     writer = connect(str(path))  # a run holds the warehouse for writing
     try:
-        busy = signal_register_sensor(dg.build_sensor_context(resources={"warehouse": WarehouseResource(path=str(path))}))
+        busy = signal_register_sensor(
+            dg.build_sensor_context(resources={"warehouse": WarehouseResource(path=str(path))})
+        )
     finally:
         writer.close()
     assert isinstance(busy, dg.SkipReason) and "busy" in busy.skip_message

@@ -28,9 +28,13 @@ SCALE, SEED = 0.3, 7
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch_world")
     truth = generate_world(root / "inbox", seed=SEED, scale=SCALE)
-    dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=default_resources(
-        inbox=str(root / "inbox"), warehouse=str(root / "pv.duckdb"), output=str(root / "output")),
-        raise_on_error=False)
+    dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        resources=default_resources(
+            inbox=str(root / "inbox"), warehouse=str(root / "pv.duckdb"), output=str(root / "output")
+        ),
+        raise_on_error=False,
+    )
     con = connect(str(root / "pv.duckdb"), read_only=True)
     yield {"truth": truth, "con": con}
     con.close()
@@ -44,8 +48,10 @@ def test_planted_batches_are_batch_level_signals(world):
     con = world["con"]
     for kind in ("batch_defect", "cold_chain"):
         s = planted(world["truth"], kind)
-        rows = con.execute("SELECT pt, methods, first_detected, status FROM signal WHERE level = 'batch' AND batch_id = ?",
-                           [s["batch_id"]]).fetchall()
+        rows = con.execute(
+            "SELECT pt, methods, first_detected, status FROM signal WHERE level = 'batch' AND batch_id = ?",
+            [s["batch_id"]],
+        ).fetchall()
         assert rows, f"{kind} batch {s['batch_id']} is not a batch-level signal"
         assert any(pt in s["pts"] for pt, *_ in rows), rows
         assert all(status == "new" for *_, status in rows)
@@ -59,7 +65,9 @@ def test_no_clean_batch_is_flagged(world):
         "SELECT DISTINCT batch_id FROM (SELECT batch_id FROM signal WHERE level = 'batch' UNION ALL "
         "SELECT batch_id FROM batch_heterogeneity WHERE flagged UNION ALL "
         "SELECT batch_id FROM sequential_monitoring WHERE signalled OR signalled_group) "
-        "WHERE NOT list_contains(?, batch_id)", [planted_batches]).fetchall()
+        "WHERE NOT list_contains(?, batch_id)",
+        [planted_batches],
+    ).fetchall()
     assert flagged == []
 
 
@@ -69,7 +77,8 @@ def test_maxsprt_first_detected_is_the_crossing_look(world):
     crossed, first = con.execute(
         "SELECT min(m.crossed_on), min(s.first_detected) FROM sequential_monitoring m JOIN signal s "
         "ON s.level = 'batch' AND s.batch_id = m.batch_id AND s.pt = m.pt WHERE m.batch_id = ? AND m.signalled",
-        [s["batch_id"]]).fetchone()
+        [s["batch_id"]],
+    ).fetchone()
     assert crossed is not None and first == crossed
     assert crossed < con.sql("SELECT max(received_on) FROM latest_case").fetchone()[0]
     assert crossed > dt.date.fromisoformat(s["starts_on"])
@@ -77,12 +86,14 @@ def test_maxsprt_first_detected_is_the_crossing_look(world):
 
 def test_maxsprt_flags_the_defect_before_disproportionality_flags_its_product(world):
     con, s = world["con"], planted(world["truth"], "batch_defect")
-    crossed = con.execute("SELECT min(crossed_on) FROM sequential_monitoring WHERE batch_id = ? AND signalled",
-                          [s["batch_id"]]).fetchone()[0]
+    crossed = con.execute(
+        "SELECT min(crossed_on) FROM sequential_monitoring WHERE batch_id = ? AND signalled", [s["batch_id"]]
+    ).fetchone()[0]
     start = dt.date.fromisoformat(world["truth"]["world_start"])
     cutoffs = weekly_cutoffs(start, crossed)
     fired = disproportionality_replay(con, cutoffs).filter(
-        (pl.col("product") == s["product_id"]) & pl.col("pt").is_in(s["pts"]))
+        (pl.col("product") == s["product_id"]) & pl.col("pt").is_in(s["pts"])
+    )
     begins = dt.date.fromisoformat(s["starts_on"])
     already = set(fired.filter(pl.col("cutoff") < begins)["pt"])  # e.g. a labelled ADR, flagged before the batch
     new = fired.filter(~pl.col("pt").is_in(sorted(already)) & (pl.col("cutoff") <= crossed))

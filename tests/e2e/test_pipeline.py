@@ -18,14 +18,32 @@ SCALE = 0.3
 SEED = 7
 # ground truth names the planted bad scans; the loader names the quarantine reason
 QUARANTINE_REASON = {"unknown_nmpa": "unknown_nmpa_drug_code"}
-TABLES = ["manufacturer", "product", "batch", "pack", "supply_event", "delivery", "medication_log", "case_report",
-          "case_drug", "case_reaction", "case_batch_link", "quarantine", "disproportionality_score", "signal",
-          "signal_history", "alert"]
+TABLES = [
+    "manufacturer",
+    "product",
+    "batch",
+    "pack",
+    "supply_event",
+    "delivery",
+    "medication_log",
+    "case_report",
+    "case_drug",
+    "case_reaction",
+    "case_batch_link",
+    "quarantine",
+    "disproportionality_score",
+    "signal",
+    "signal_history",
+    "alert",
+]
 
 
 def materialise(inbox, warehouse, output):
-    return dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=default_resources(
-        inbox=str(inbox), warehouse=str(warehouse), output=str(output)), raise_on_error=True)
+    return dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        resources=default_resources(inbox=str(inbox), warehouse=str(warehouse), output=str(output)),
+        raise_on_error=True,
+    )
 
 
 def table_counts(warehouse) -> dict[str, int]:
@@ -63,15 +81,23 @@ def test_every_asset_materialised_and_checks_ran(world):
     materialised = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialised == {a for ad in ALL_ASSETS for a in ad.keys}
     checks = {e.check_name for e in result.get_asset_check_evaluations()}
-    assert {"deliveries_quarantine", "cases_quarantine", "orphan_case_drugs", "linkage_rate", "duplicate_rate"} <= checks
+    assert {
+        "deliveries_quarantine",
+        "cases_quarantine",
+        "orphan_case_drugs",
+        "linkage_rate",
+        "duplicate_rate",
+    } <= checks
 
 
 def test_planted_product_signal_is_found(world, con):
     planted = [s for s in world["truth"]["signals"] if s["kind"] == "product"]
     assert planted
     for s in planted:
-        row = con.execute("SELECT methods FROM signal WHERE level = 'product' AND product_id = ? AND pt = ?",
-                          [s["product_id"], s["pt"]]).fetchone()
+        row = con.execute(
+            "SELECT methods FROM signal WHERE level = 'product' AND product_id = ? AND pt = ?",
+            [s["product_id"], s["pt"]],
+        ).fetchone()
         assert row is not None, f"planted signal {s['product_id']} / {s['pt']} not in the register"
         # every method finds it: Evans, EMA SDR, WHO-UMC IC025 and FDA's EB05 ≥ 2
         assert set(row[0]) == {"evans", "ema_sdr", "who_umc", "fda_mgps"}, row[0]
@@ -81,22 +107,29 @@ def test_mgps_prior_is_stored_for_citation(con):
     priors = dict(con.sql("SELECT level, converged FROM mgps_prior").fetchall())
     assert priors == {"product": True, "ingredient": True}
     # EB05 ≤ EB95 always; EBGM (exp E[ln λ]) may fall outside them for a near-degenerate mixture component
-    (n,) = con.sql("SELECT count(*) FROM disproportionality_score WHERE eb05 IS NULL OR ebgm IS NULL OR eb05 > eb95").fetchone()
+    (n,) = con.sql(
+        "SELECT count(*) FROM disproportionality_score WHERE eb05 IS NULL OR ebgm IS NULL OR eb05 > eb95"
+    ).fetchone()
     assert n == 0
 
 
 def test_negative_controls_are_not_signals(world, con):
     controls = world["truth"]["negative_controls"]
     assert len(controls) >= 5
-    fired = [(c["product_id"], c["pt"]) for c in controls if con.execute(
-        "SELECT count(*) FROM signal WHERE level = 'product' AND product_id = ? AND pt = ?",
-        [c["product_id"], c["pt"]]).fetchone()[0]]
+    fired = [
+        (c["product_id"], c["pt"])
+        for c in controls
+        if con.execute(
+            "SELECT count(*) FROM signal WHERE level = 'product' AND product_id = ? AND pt = ?",
+            [c["product_id"], c["pt"]],
+        ).fetchone()[0]
+    ]
     assert fired == []
 
 
 def test_bad_inputs_are_quarantined_with_reasons(world, con):
     bad = world["truth"]["bad_inputs"]
-    got = dict(((s, r), n) for s, r, n in con.sql("SELECT stage, reason, count(*) FROM quarantine GROUP BY ALL").fetchall())
+    got = {(s, r): n for s, r, n in con.sql("SELECT stage, reason, count(*) FROM quarantine GROUP BY ALL").fetchall()}
     for reason, n in bad["deliveries"].items():
         assert got.get(("deliveries", QUARANTINE_REASON.get(reason, reason)), 0) >= n, (reason, got)
     assert sum(n for (s, _), n in got.items() if s == "cases") == sum(bad["cases"].values())
@@ -104,14 +137,15 @@ def test_bad_inputs_are_quarantined_with_reasons(world, con):
 
 def test_exposure_counts_every_verified_delivery(con):
     packs, deliveries = con.sql(
-        "SELECT (SELECT sum(packs_delivered) FROM exposure_weekly), (SELECT sum(quantity) FROM delivery)").fetchone()
+        "SELECT (SELECT sum(packs_delivered) FROM exposure_weekly), (SELECT sum(quantity) FROM delivery)"
+    ).fetchone()
     assert packs == deliveries > 0
 
 
 def test_alerts_are_scoped_to_each_manufacturer(world, con):
     alerts_dir = world["root"] / "output" / "alerts"
     owners = dict(con.sql("SELECT p.product_id, p.manufacturer_id FROM product p").fetchall())
-    others = {n: m for n, m in con.sql("SELECT name, manufacturer_id FROM product").fetchall()}
+    others = dict(con.sql("SELECT name, manufacturer_id FROM product").fetchall())
     lots = {lot: owners[p] for lot, p in con.sql("SELECT lot_number, product_id FROM batch").fetchall()}
     files = sorted(alerts_dir.glob("*/*.json"))
     assert files
@@ -146,7 +180,9 @@ def test_rerun_is_idempotent(world):
 def test_planted_duplicates_are_flagged(world, con):
     """Measured on seed 7, scale 0.3: precision 0.98, recall 0.99 (scale 1.0: 0.97 / 0.97)."""
     truth = {tuple(sorted(p)) for p in world["truth"]["duplicates"]}
-    flagged = [tuple(sorted(r)) for r in con.sql(
-        "SELECT case_id, duplicate_of FROM latest_case WHERE duplicate_of IS NOT NULL").fetchall()]
+    flagged = [
+        tuple(sorted(r))
+        for r in con.sql("SELECT case_id, duplicate_of FROM latest_case WHERE duplicate_of IS NOT NULL").fetchall()
+    ]
     hits = sum(f in truth for f in flagged)
     assert hits / len(flagged) >= 0.95 and hits / len(truth) >= 0.95, (hits, len(flagged), len(truth))

@@ -25,7 +25,7 @@ from reports.e2b.validation import default_schema_path, validate
 from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS
 from reports.periodic_report import mask_volatile
 from sample_data.world import generate_world
-from warehouse import report_queries as rq
+from warehouse.queries import report_queries as rq
 from warehouse.schema import connect
 
 pytestmark = pytest.mark.e2e
@@ -48,16 +48,30 @@ def scheduled_partition(at: dt.datetime) -> str:
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("reports_world")
     truth = generate_world(root / "inbox", seed=SEED, scale=SCALE)
-    resources = default_resources(inbox=str(root / "inbox"), warehouse=str(root / "pv.duckdb"), output=str(root / "output"))
+    resources = default_resources(
+        inbox=str(root / "inbox"), warehouse=str(root / "pv.duckdb"), output=str(root / "output")
+    )
     dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, raise_on_error=True)
     key = scheduled_partition(TICK)
     t0 = time.perf_counter()
-    result = dg.materialize([*ALL_ASSETS, *REPORT_ASSETS], selection=dg.AssetSelection.assets(*REPORT_ASSETS),
-                            partition_key=key, resources=resources, raise_on_error=True)
+    result = dg.materialize(
+        [*ALL_ASSETS, *REPORT_ASSETS],
+        selection=dg.AssetSelection.assets(*REPORT_ASSETS),
+        partition_key=key,
+        resources=resources,
+        raise_on_error=True,
+    )
     seconds = time.perf_counter() - t0
     print(f"\nreport partition {key}: {seconds:.1f} s for {len(REPORT_ASSETS)} assets")
-    return {"root": root, "out": root / "output", "truth": truth, "key": key, "result": result,
-            "resources": resources, "seconds": seconds}
+    return {
+        "root": root,
+        "out": root / "output",
+        "truth": truth,
+        "key": key,
+        "result": result,
+        "resources": resources,
+        "seconds": seconds,
+    }
 
 
 @pytest.fixture()
@@ -132,8 +146,11 @@ def test_report_names_the_planted_signal_and_its_batches(world, con):
     planted = [s for s in world["truth"]["signals"] if s["kind"] == "product"]
     found = 0
     for s in planted:
-        row = con.execute("SELECT s.signal_id, p.region, p.name FROM signal s JOIN product p USING (product_id) "
-                          "WHERE s.level = 'product' AND s.product_id = ? AND s.pt = ?", [s["product_id"], s["pt"]]).fetchone()
+        row = con.execute(
+            "SELECT s.signal_id, p.region, p.name FROM signal s JOIN product p USING (product_id) "
+            "WHERE s.level = 'product' AND s.product_id = ? AND s.pt = ?",
+            [s["product_id"], s["pt"]],
+        ).fetchone()
         if row is None:
             continue  # at this small scale a planted signal may not reach the thresholds; test_pipeline checks detection
         found += 1
@@ -163,8 +180,13 @@ def test_same_inputs_same_report_apart_from_run_id_and_time(world):
     xml = world["out"] / "e2b" / "e2b_icsr_fda_2025-12.xml"
     before, xml_before = path.read_text(), xml.read_bytes() if xml.exists() else None
     again = [a for a in REPORT_ASSETS if a.key.to_user_string() in ("regulatory_report_fda", "e2b_icsr_batch_fda")]
-    dg.materialize([*ALL_ASSETS, *REPORT_ASSETS], selection=dg.AssetSelection.assets(*again), partition_key=world["key"],
-                   resources=world["resources"], raise_on_error=True)
+    dg.materialize(
+        [*ALL_ASSETS, *REPORT_ASSETS],
+        selection=dg.AssetSelection.assets(*again),
+        partition_key=world["key"],
+        resources=world["resources"],
+        raise_on_error=True,
+    )
     after = path.read_text()
     assert before != after  # a new run id and time ...
     assert mask_volatile(before) == mask_volatile(after)  # ... and nothing else
@@ -177,14 +199,24 @@ def test_an_invalid_e2b_file_is_reported_not_shipped(world, tmp_path, monkeypatc
 
     good = writer.to_xml
     monkeypatch.setattr(writer, "to_xml", lambda b: good(b).replace(b"<creationTime", b"<bogus/><creationTime", 1))
-    resources = default_resources(inbox=str(world["root"] / "inbox"), warehouse=str(world["root"] / "pv.duckdb"),
-                                  output=str(tmp_path))
+    resources = default_resources(
+        inbox=str(world["root"] / "inbox"), warehouse=str(world["root"] / "pv.duckdb"), output=str(tmp_path)
+    )
     # a jurisdiction with serious cases this month, the one with the shortest report (PDF time)
     with_cases = [p.name.split("_")[2] for p in (world["out"] / "e2b").glob("e2b_icsr_*_2025-12.xml")]
-    code = min(with_cases, key=lambda c: (world["out"] / "reports" / f"periodic_signal_report_{c}_2025-12.html").stat().st_size)
-    picked = [a for a in REPORT_ASSETS if a.key.to_user_string() in (f"regulatory_report_{code}", f"e2b_icsr_batch_{code}")]
-    result = dg.materialize([*ALL_ASSETS, *REPORT_ASSETS], selection=dg.AssetSelection.assets(*picked),
-                            partition_key=world["key"], resources=resources, raise_on_error=True)
+    code = min(
+        with_cases, key=lambda c: (world["out"] / "reports" / f"periodic_signal_report_{c}_2025-12.html").stat().st_size
+    )
+    picked = [
+        a for a in REPORT_ASSETS if a.key.to_user_string() in (f"regulatory_report_{code}", f"e2b_icsr_batch_{code}")
+    ]
+    result = dg.materialize(
+        [*ALL_ASSETS, *REPORT_ASSETS],
+        selection=dg.AssetSelection.assets(*picked),
+        partition_key=world["key"],
+        resources=resources,
+        raise_on_error=True,
+    )
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "ich_schema_valid" and not check.passed
     assert not (tmp_path / "e2b" / f"e2b_icsr_{code}_2025-12.xml").exists()

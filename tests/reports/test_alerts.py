@@ -24,7 +24,7 @@ from tests.reports.alert_fixtures import (
     RIVAL,
     build_alert_warehouse,
 )
-from warehouse.alert_evidence import (
+from warehouse.queries.alert_evidence import (
     alert_batches,
     alert_case_summaries,
     alert_signals,
@@ -35,26 +35,63 @@ from warehouse.alert_evidence import (
 )
 from warehouse.schema import connect
 
-SIGNALS = pl.DataFrame({
-    "signal_id": ["SIG-1"], "level": ["product"], "product_id": ["P1"], "product_name": ["Glucofin"],
-    "ingredient": ["metformin"], "manufacturer_id": ["M1"], "manufacturer_name": ["Acme"], "pt": ["Lactic acidosis"],
-    "batch_id": [None], "methods": [["evans", "ema_sdr"]], "figures": [json.dumps({"n11": 12, "prr": 4.2})],
-    "first_detected": ["2025-03-31"], "last_detected": ["2025-03-31"], "status": ["new"],
-}, schema_overrides={"batch_id": pl.String})
-BATCHES = pl.DataFrame({
-    "signal_id": ["SIG-1", "SIG-1", "SIG-1"], "batch_id": ["B1", "B2", "B3"], "lot_number": ["L1", "L2", "L3"],
-    "product_id": ["P1", "P1", "P1"], "site": ["s"] * 3, "units_delivered": [1000, 1000, 1000],
-    "cold_chain_excursions": [0, 0, 2], "max_temp_c": [None, None, 19.5], "linked_cases": [10, 1, 1],
-    "cases_per_10k_packs": [100.0, 10.0, 10.0], "released_on": ["2024-01-10"] * 3, "expiry_on": ["2026-01-31"] * 3,
-    "regions": [["DE-BY"], ["DE-BE"], ["FR-IDF"]], "recall_status": ["none"] * 3,
-})
-CASES = pl.DataFrame({
-    "signal_id": ["SIG-1"], "case_ref": ["CASE-X1"], "received_on": ["2025-03-01"], "onset_date": ["2025-02-27"],
-    "age_band": ["65-74"], "sex": ["F"], "serious": [True], "seriousness": ["hospitalisation"], "outcome": ["recovering"],
-    "source": ["hcp"], "batch_id": ["B1"], "link_method": ["exact_lot"],
-    # columns an upstream change might add: the whitelist must drop them
-    "patient_key": ["PATKEY-SECRET"], "narrative": ["John Doe felt ill"], "case_id": ["CASE-ID-RAW"],
-})
+SIGNALS = pl.DataFrame(
+    {
+        "signal_id": ["SIG-1"],
+        "level": ["product"],
+        "product_id": ["P1"],
+        "product_name": ["Glucofin"],
+        "ingredient": ["metformin"],
+        "manufacturer_id": ["M1"],
+        "manufacturer_name": ["Acme"],
+        "pt": ["Lactic acidosis"],
+        "batch_id": [None],
+        "methods": [["evans", "ema_sdr"]],
+        "figures": [json.dumps({"n11": 12, "prr": 4.2})],
+        "first_detected": ["2025-03-31"],
+        "last_detected": ["2025-03-31"],
+        "status": ["new"],
+    },
+    schema_overrides={"batch_id": pl.String},
+)
+BATCHES = pl.DataFrame(
+    {
+        "signal_id": ["SIG-1", "SIG-1", "SIG-1"],
+        "batch_id": ["B1", "B2", "B3"],
+        "lot_number": ["L1", "L2", "L3"],
+        "product_id": ["P1", "P1", "P1"],
+        "site": ["s"] * 3,
+        "units_delivered": [1000, 1000, 1000],
+        "cold_chain_excursions": [0, 0, 2],
+        "max_temp_c": [None, None, 19.5],
+        "linked_cases": [10, 1, 1],
+        "cases_per_10k_packs": [100.0, 10.0, 10.0],
+        "released_on": ["2024-01-10"] * 3,
+        "expiry_on": ["2026-01-31"] * 3,
+        "regions": [["DE-BY"], ["DE-BE"], ["FR-IDF"]],
+        "recall_status": ["none"] * 3,
+    }
+)
+CASES = pl.DataFrame(
+    {
+        "signal_id": ["SIG-1"],
+        "case_ref": ["CASE-X1"],
+        "received_on": ["2025-03-01"],
+        "onset_date": ["2025-02-27"],
+        "age_band": ["65-74"],
+        "sex": ["F"],
+        "serious": [True],
+        "seriousness": ["hospitalisation"],
+        "outcome": ["recovering"],
+        "source": ["hcp"],
+        "batch_id": ["B1"],
+        "link_method": ["exact_lot"],
+        # columns an upstream change might add: the whitelist must drop them
+        "patient_key": ["PATKEY-SECRET"],
+        "narrative": ["John Doe felt ill"],
+        "case_id": ["CASE-ID-RAW"],
+    }
+)
 M1 = {"manufacturer_id": "M1", "name": "Acme"}
 
 
@@ -64,7 +101,9 @@ def test_alert_refuses_signals_of_another_manufacturer():
 
 
 def test_alert_refuses_batches_of_a_foreign_product():
-    foreign = BATCHES.with_columns(pl.when(pl.col("batch_id") == "B2").then(pl.lit("P9")).otherwise("product_id").alias("product_id"))
+    foreign = BATCHES.with_columns(
+        pl.when(pl.col("batch_id") == "B2").then(pl.lit("P9")).otherwise("product_id").alias("product_id")
+    )
     with pytest.raises(ValueError, match="does not own"):
         build_alert(M1, SIGNALS, foreign, CASES, "2025-03-31")
 
@@ -90,12 +129,20 @@ def test_alert_refuses_ingredient_signals_without_a_product():
 def test_same_state_same_id_and_change_gives_new_id_that_supersedes():
     a = build_alert(M1, SIGNALS, BATCHES, CASES, "2025-03-31")
     b = build_alert(M1, SIGNALS, BATCHES, CASES, "2025-04-30")  # a later data lock point alone is no new alert
-    c = build_alert(M1, SIGNALS.with_columns(pl.lit("under_review").alias("status")), BATCHES, CASES, "2025-03-31",
-                    supersedes=a.alert_id, previous_state=a.state)
+    c = build_alert(
+        M1,
+        SIGNALS.with_columns(pl.lit("under_review").alias("status")),
+        BATCHES,
+        CASES,
+        "2025-03-31",
+        supersedes=a.alert_id,
+        previous_state=a.state,
+    )
     assert a.alert_id == b.alert_id and a.alert_id != c.alert_id
     assert c.supersedes == a.alert_id
     assert c.content["changes"]["changed_signals"] == [
-        {"signal_id": "SIG-1", "status": ["new", "under_review"], "batches_added": [], "batches_removed": []}]
+        {"signal_id": "SIG-1", "status": ["new", "under_review"], "batches_added": [], "batches_removed": []}
+    ]
     fewer = build_alert(M1, SIGNALS, BATCHES.filter(pl.col("batch_id") != "B3"), CASES, "2025-03-31")
     assert fewer.alert_id != a.alert_id  # the batch set is part of the identity
 
@@ -105,7 +152,9 @@ def test_recommended_actions_follow_batch_evidence():
     assert any("Quarantine remaining stock of lot L3" in a for a in actions)
     assert any("Investigate lot L1" in a for a in actions)
     assert not any("lot L2" in a for a in actions)
-    assert recommended_actions([]) == ["Evaluate the product-level signal; no single lot stands out in the linked cases."]
+    assert recommended_actions([]) == [
+        "Evaluate the product-level signal; no single lot stands out in the linked cases."
+    ]
     batch_signal = recommended_actions([{"lot_number": "L9", "implicated_by": ["batch_signal"], "linked_cases": 1}])
     assert "Investigate lot L9" in batch_signal[0] and "recall" in batch_signal[0]
 
@@ -123,6 +172,7 @@ def test_whitelist_drops_patient_keys_narratives_and_raw_case_ids(tmp_path):
 
 
 # ---- against a warehouse planted with leak traps ----------------------------------------------------
+
 
 @pytest.fixture()
 def trapped(tmp_path):
@@ -171,9 +221,13 @@ def test_alert_documents_leak_nothing_across_companies(trapped):
     assert {p["pharmacy_id"] for p in t["BAT-A-101"]["pharmacies"]} == {"PH-A-0", "PH-A-1", "PH-A-2"}
     assert [x["event_id"] for x in t["BAT-A-101"]["excursions"]] == ["E1"]
     prod = next(s for s in acme["signals"] if s["signal_id"] == "SIG-A-PROD")
-    assert {c["age_band"] for c in prod["cases"]} == {"18-64"} and all(c["case_ref"].startswith("CASE-") for c in prod["cases"])
-    assert any("Quarantine remaining stock of lot LOTA1" in a and "consignment(s) CNS-A1" in a
-               for a in prod["recommended_actions"])
+    assert {c["age_band"] for c in prod["cases"]} == {"18-64"} and all(
+        c["case_ref"].startswith("CASE-") for c in prod["cases"]
+    )
+    assert any(
+        "Quarantine remaining stock of lot LOTA1" in a and "consignment(s) CNS-A1" in a
+        for a in prod["recommended_actions"]
+    )
     batch_sig = next(s for s in acme["signals"] if s["signal_id"] == "SIG-A-BATCH")
     assert [b["lot_number"] for b in batch_sig["batches"]] == ["LOTA2"]
     assert "batch_signal" in batch_sig["batches"][0]["implicated_by"]
@@ -181,7 +235,7 @@ def test_alert_documents_leak_nothing_across_companies(trapped):
 
 def test_reference_channel_columns_are_optional(tmp_path):
     from tests.mini_inbox import write_mini_inbox
-    from warehouse.loaders.reference import load_reference
+    from warehouse.inputs.platform.reference import load_reference
 
     inbox = write_mini_inbox(tmp_path / "inbox")
     con = connect(str(tmp_path / "pv.duckdb"))
@@ -190,13 +244,17 @@ def test_reference_channel_columns_are_optional(tmp_path):
         assert con.sql("SELECT count(*) FROM manufacturer WHERE alert_channels IS NULL").fetchone()[0] > 0
         path = inbox / "reference" / "manufacturers.csv"
         frame = pl.read_csv(path, infer_schema=False)
-        frame.with_columns(pl.lit("file, webhook").alias("alert_channels"),
-                           pl.lit("PVTRACE_WEBHOOK_SECRET_X").alias("alert_webhook_secret_env")).write_csv(path)
+        frame.with_columns(
+            pl.lit("file, webhook").alias("alert_channels"),
+            pl.lit("PVTRACE_WEBHOOK_SECRET_X").alias("alert_webhook_secret_env"),
+        ).write_csv(path)
         load_reference(con, inbox)
         assert set(con.sql("SELECT alert_channels, alert_webhook_secret_env FROM manufacturer").fetchall()) == {
-            ("file, webhook", "PVTRACE_WEBHOOK_SECRET_X")}
+            ("file, webhook", "PVTRACE_WEBHOOK_SECRET_X")
+        }
     finally:
         con.close()
     from assets.alerting import manufacturer_channels
+
     assert manufacturer_channels({"alert_channels": "file, webhook"}) == ["file", "webhook"]
     assert manufacturer_channels({"alert_channels": None}) == ["file", "email", "webhook"]

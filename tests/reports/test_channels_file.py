@@ -17,8 +17,8 @@ from tests.reports.alert_fixtures import (
     build_alert_warehouse,
     set_signal_status,
 )
-from warehouse.alert_log import DuckDBOutbox, requeue_delivery
 from warehouse.schema import connect
+from warehouse.stores.alert_outbox import DuckDBOutbox, requeue_delivery
 
 T0 = dt.datetime(2024, 7, 2, 6, 0)
 
@@ -33,8 +33,9 @@ class Clock:
 
 def policy(**kw) -> RetryPolicy:
     sleeps = []
-    p = RetryPolicy(attempts_per_run=3, base_delay_s=0.01, max_delay_s=0.05, next_run_delay_s=60, sleep=sleeps.append,
-                    **kw)
+    p = RetryPolicy(
+        attempts_per_run=3, base_delay_s=0.01, max_delay_s=0.05, next_run_delay_s=60, sleep=sleeps.append, **kw
+    )
     p.sleeps = sleeps
     return p
 
@@ -54,8 +55,9 @@ def run(path, output, channels=None, clock=None, pol=None):
         con.execute("BEGIN TRANSACTION")
         queued = enqueue_alerts(con, "salt", clock().isoformat(), clock())
         con.execute("COMMIT")
-        counts = deliver_pending(DuckDBOutbox(con, "run", clock=clock), channels or default_channels(output, env={}),
-                                 pol or policy())
+        counts = deliver_pending(
+            DuckDBOutbox(con, "run", clock=clock), channels or default_channels(output, env={}), pol or policy()
+        )
         return queued, counts
     finally:
         con.close()
@@ -80,7 +82,9 @@ def test_same_state_gives_one_alert_and_one_delivery(wh, tmp_path):
     assert queued2 == {"new": [], "unchanged": 2} and counts2["sent"] == 0
     assert rows(wh, "SELECT count(*) FROM alert") == [(2,)]
     assert rows(wh, "SELECT channel, state, attempts FROM alert_delivery WHERE channel = 'file'") == [
-        ("file", "sent", 1), ("file", "sent", 1)]
+        ("file", "sent", 1),
+        ("file", "sent", 1),
+    ]
 
 
 def test_a_change_gives_an_update_that_references_the_previous_alert(wh, tmp_path):

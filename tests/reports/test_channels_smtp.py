@@ -19,7 +19,7 @@ from tests.reports.alert_fixtures import (
     set_signal_status,
 )
 from tests.reports.test_channels_file import T0, Clock, rows, run
-from warehouse.alert_log import Delivery
+from warehouse.stores.alert_outbox import Delivery
 
 POLICY = {"attempts_per_run": 2, "base_delay_s": 0.01, "next_run_delay_s": 0}
 
@@ -35,14 +35,20 @@ def test_alert_mail_has_text_html_and_the_exact_json_and_leaks_nothing(tmp_path)
         _, counts = run(path, tmp_path / "out", channels={"email": SmtpChannel(env=rx.env, timeout_s=5)}, pol=pol())
         assert counts["sent"] == 2
         set_signal_status(path, "SIG-A-PROD", "validated")
-        _, counts = run(path, tmp_path / "out", channels={"email": SmtpChannel(env=rx.env, timeout_s=5)}, pol=pol(),
-                        clock=Clock(T0.replace(hour=9)))
+        _, counts = run(
+            path,
+            tmp_path / "out",
+            channels={"email": SmtpChannel(env=rx.env, timeout_s=5)},
+            pol=pol(),
+            clock=Clock(T0.replace(hour=9)),
+        )
         assert counts["sent"] == 1
     acme = [m for m in rx.messages if "pv@acme.example" in m["to"]]
     assert len(acme) == 2 and acme[0]["to"] == ["pv@acme.example", "qa@acme.example"]
     first, update = acme[0]["message"], acme[1]["message"]
-    (stored_first, stored_update) = [d for (d,) in rows(
-        path, f"SELECT document FROM alert WHERE manufacturer_id = '{ACME}' ORDER BY created_at")]
+    (stored_first, stored_update) = [
+        d for (d,) in rows(path, f"SELECT document FROM alert WHERE manufacturer_id = '{ACME}' ORDER BY created_at")
+    ]
     doc = json.loads(stored_first)
     assert first["Message-ID"] == message_id(doc["alert_id"]) and doc["alert_id"] in first["Subject"]
     assert first.get_body(("plain",)).get_content().startswith("PV Trace batch-linked safety alert")
@@ -60,8 +66,10 @@ def test_alert_mail_has_text_html_and_the_exact_json_and_leaks_nothing(tmp_path)
                 raw += str(part.get_content())
         for term in FORBIDDEN_FOR_ACME:
             assert term not in raw, f"{term!r} leaked into Acme's e-mail"
-    assert rows(path, f"SELECT message_id FROM alert_delivery WHERE manufacturer_id = '{ACME}' ORDER BY created_at")[0][0] \
+    assert (
+        rows(path, f"SELECT message_id FROM alert_delivery WHERE manufacturer_id = '{ACME}' ORDER BY created_at")[0][0]
         == first["Message-ID"]
+    )
 
 
 def test_server_down_then_451_then_recovers_without_duplicates(tmp_path):
@@ -93,13 +101,31 @@ def test_server_down_then_451_then_recovers_without_duplicates(tmp_path):
 
 def test_permanent_refusal_is_failed():
     with SmtpReceiver(fail_first=1, fail_code="554 5.7.1 message rejected") as rx:
-        d = Delivery(alert_id="ALR-X-1", channel="email", manufacturer_id=ACME, idempotency_key="ALR-X-1/email",
-                     state="pending", attempts=0,
-                     document=json.dumps({"alert_id": "ALR-X-1", "supersedes": None, "signals": [],
-                                          "batch_traceability": {}, "manufacturer": {"name": "Acme"},
-                                          "data_lock_point": "2024-07-01", "generated_at": "x", "notice": "n",
-                                          "changes": None}),
-                     supersedes=None, alert_email="pv@acme.example", alert_webhook_url=None, alert_webhook_secret_env=None)
+        d = Delivery(
+            alert_id="ALR-X-1",
+            channel="email",
+            manufacturer_id=ACME,
+            idempotency_key="ALR-X-1/email",
+            state="pending",
+            attempts=0,
+            document=json.dumps(
+                {
+                    "alert_id": "ALR-X-1",
+                    "supersedes": None,
+                    "signals": [],
+                    "batch_traceability": {},
+                    "manufacturer": {"name": "Acme"},
+                    "data_lock_point": "2024-07-01",
+                    "generated_at": "x",
+                    "notice": "n",
+                    "changes": None,
+                }
+            ),
+            supersedes=None,
+            alert_email="pv@acme.example",
+            alert_webhook_url=None,
+            alert_webhook_secret_env=None,
+        )
         with pytest.raises(ChannelError) as err:
             SmtpChannel(env=rx.env, timeout_s=5).send(d)
     assert err.value.permanent and err.value.response_code == "554"
@@ -112,7 +138,9 @@ def test_a_broken_setting_skips_the_channel_with_the_reason(tmp_path):
     bad = SmtpChannel(env={"PVTRACE_SMTP_HOST": "127.0.0.1", "PVTRACE_SMTP_PORT": "twenty-five"})
     from assets.alerting import default_channels
 
-    _, counts = run(path, tmp_path / "out", channels={**default_channels(tmp_path / "out", env={}), "email": bad}, pol=pol())
+    _, counts = run(
+        path, tmp_path / "out", channels={**default_channels(tmp_path / "out", env={}), "email": bad}, pol=pol()
+    )
     assert counts["sent"] == 2 and counts["skipped"] == 2  # the files still go out
     reasons = {e for (e,) in rows(path, "SELECT last_error FROM alert_delivery WHERE channel = 'email'")}
     assert len(reasons) == 1 and "misconfigured" in reasons.pop()

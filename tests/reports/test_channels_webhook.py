@@ -17,16 +17,26 @@ from tests.reports.alert_fixtures import (
     build_alert_warehouse,
 )
 from tests.reports.test_channels_file import T0, Clock, rows, run
-from warehouse.alert_log import Delivery
+from warehouse.stores.alert_outbox import Delivery
 
 SECRET_ENV = default_secret_env(ACME)  # PVTRACE_WEBHOOK_SECRET_MFR_ACME
 DOC = json.dumps({"alert_id": "ALR-X-1", "supersedes": None, "signals": [], "note": "é"}, ensure_ascii=False)
 
 
 def delivery(url: str, secret_env: str | None = None) -> Delivery:
-    return Delivery(alert_id="ALR-X-1", channel="webhook", manufacturer_id=ACME, idempotency_key="ALR-X-1/webhook",
-                    state="pending", attempts=0, document=DOC, supersedes=None, alert_email=None,
-                    alert_webhook_url=url, alert_webhook_secret_env=secret_env)
+    return Delivery(
+        alert_id="ALR-X-1",
+        channel="webhook",
+        manufacturer_id=ACME,
+        idempotency_key="ALR-X-1/webhook",
+        state="pending",
+        attempts=0,
+        document=DOC,
+        supersedes=None,
+        alert_email=None,
+        alert_webhook_url=url,
+        alert_webhook_secret_env=secret_env,
+    )
 
 
 def test_signature_is_hmac_sha256_over_the_exact_body_and_headers_carry_the_idempotency_key():
@@ -48,7 +58,8 @@ def test_not_configured_is_a_reason_not_an_error():
     assert SECRET_ENV in channel.unavailable(delivery("https://hooks.example/x"))
     # reference data may only name a PVTRACE_WEBHOOK_SECRET_* variable, never another secret
     assert "refused" in WebhookChannel(env={"PVTRACE_SMTP_PASSWORD": "pw"}).unavailable(
-        delivery("https://hooks.example/x", secret_env="PVTRACE_SMTP_PASSWORD"))
+        delivery("https://hooks.example/x", secret_env="PVTRACE_SMTP_PASSWORD")
+    )
     assert "plain http" in WebhookChannel(env={SECRET_ENV: "s"}).unavailable(delivery("http://hooks.example/x"))
     assert WebhookChannel(env={SECRET_ENV: "s"}).unavailable(delivery("http://127.0.0.1:9/x")) is None
 
@@ -76,8 +87,9 @@ def test_receiver_down_then_recovers_across_runs_and_gets_each_alert_once(tmp_pa
         pol = RetryPolicy(attempts_per_run=2, base_delay_s=0.01, next_run_delay_s=0, sleep=lambda s: None)
         _, counts = run(path, tmp_path / "out", channels=channels, pol=pol)
         assert counts["retry_later"] == 1 and len(rx.requests) == 2  # Acme's alert: 2 tries; rival: no webhook
-        assert rows(path, f"SELECT state, attempts, response_code FROM alert_delivery WHERE manufacturer_id = '{ACME}'") == [
-            ("pending", 2, "503")]
+        assert rows(
+            path, f"SELECT state, attempts, response_code FROM alert_delivery WHERE manufacturer_id = '{ACME}'"
+        ) == [("pending", 2, "503")]
         rx.fail_first = 0  # the receiver recovers
         _, counts = run(path, tmp_path / "out", channels=channels, pol=pol, clock=Clock(T0.replace(hour=7)))
         assert counts["sent"] == 1
@@ -92,5 +104,7 @@ def test_receiver_down_then_recovers_across_runs_and_gets_each_alert_once(tmp_pa
         assert term not in text, f"{term!r} leaked into the webhook body"
     (stored,) = rows(path, f"SELECT document FROM alert WHERE manufacturer_id = '{ACME}'")[0]
     assert stored.encode() == body  # the exact outbox document, byte for byte
-    log = rows(path, "SELECT outcome, response_code FROM alert_delivery_attempt WHERE channel = 'webhook' ORDER BY rowid")
+    log = rows(
+        path, "SELECT outcome, response_code FROM alert_delivery_attempt WHERE channel = 'webhook' ORDER BY rowid"
+    )
     assert log == [("retry", "503"), ("retry", "503"), ("sent", "200")]

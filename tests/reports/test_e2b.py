@@ -19,38 +19,118 @@ FDA_FILES = sorted(INSTANCES.glob("FAERS2022Scenario*.xml"))
 HL7 = {"h": "urn:hl7-org:v3"}
 CREATED = dt.datetime(2025, 11, 30, 23, 59, 59, tzinfo=dt.UTC)
 
-pytestmark = pytest.mark.skipif(not default_schema_path().exists(), reason="ICH E2B(R3) schema not staged in ../shared/data")
+pytestmark = pytest.mark.skipif(
+    not default_schema_path().exists(), reason="ICH E2B(R3) schema not staged in ../shared/data"
+)
 
 
 def rows() -> dict[str, pl.DataFrame]:
-    """Two serious cases as warehouse.report_queries.icsr_rows returns them: one linked lot, one fatal without a lot."""
-    cases = pl.DataFrame([
-        {"case_id": "PVT-CN-2025-000001", "version": 2, "initial_received": dt.date(2025, 11, 3),
-         "received_on": dt.date(2025, 11, 10), "source": "hcp", "reporter_qualification": "physician", "country": "CN",
-         "age_years": 67.0, "sex": "F", "serious": True, "seriousness": ["hospitalisation"], "outcome": "recovering"},
-        {"case_id": "PVT-CN-2025-000002", "version": 1, "initial_received": dt.date(2025, 11, 20),
-         "received_on": dt.date(2025, 11, 20), "source": "patient_app", "reporter_qualification": "consumer",
-         "country": "CN", "age_years": None, "sex": None, "serious": True, "seriousness": ["death"], "outcome": "fatal"},
-    ])
-    drug = {"product_name_reported": None, "ndc": None, "gtin": None, "nmpa_drug_code": "8847033", "route": "oral",
-            "form": "tablet"}
-    drugs = pl.DataFrame([
-        {**drug, "case_id": "PVT-CN-2025-000001", "drug_seq": 0, "role": "suspect", "product_name": "Huaxin Metformin",
-         "ingredient": "metformin", "manufacturer_name": "Huaxin Pharma", "start_date": dt.date(2025, 10, 1),
-         "linked_lot": "25071711", "lot_reported": "L:25071711", "link_method": "normalised_lot"},
-        {**drug, "case_id": "PVT-CN-2025-000001", "drug_seq": 1, "role": "concomitant", "product_name": "Anlixin",
-         "ingredient": "amlodipine", "manufacturer_name": None, "start_date": None, "linked_lot": None,
-         "lot_reported": None, "link_method": None},
-        {**drug, "case_id": "PVT-CN-2025-000002", "drug_seq": 0, "role": "suspect", "product_name": "Huaxin Metformin",
-         "ingredient": "metformin", "manufacturer_name": "Huaxin Pharma", "start_date": None, "linked_lot": None,
-         "lot_reported": None, "link_method": None},
-    ])
-    reactions = pl.DataFrame([
-        {"case_id": "PVT-CN-2025-000001", "reaction_seq": 1, "pt": "Lactic acidosis", "soc": None,
-         "onset_date": dt.date(2025, 11, 1), "meddra_code": None, "meddra_version": None},
-        {"case_id": "PVT-CN-2025-000002", "reaction_seq": 1, "pt": "Hepatotoxicity", "soc": None, "onset_date": None,
-         "meddra_code": "10019851", "meddra_version": "27.0"},
-    ])
+    """Two serious cases as warehouse.queries.report_queries.icsr_rows returns them: one linked lot, one fatal without a lot."""
+    cases = pl.DataFrame(
+        [
+            {
+                "case_id": "PVT-CN-2025-000001",
+                "version": 2,
+                "initial_received": dt.date(2025, 11, 3),
+                "received_on": dt.date(2025, 11, 10),
+                "source": "hcp",
+                "reporter_qualification": "physician",
+                "country": "CN",
+                "age_years": 67.0,
+                "sex": "F",
+                "serious": True,
+                "seriousness": ["hospitalisation"],
+                "outcome": "recovering",
+            },
+            {
+                "case_id": "PVT-CN-2025-000002",
+                "version": 1,
+                "initial_received": dt.date(2025, 11, 20),
+                "received_on": dt.date(2025, 11, 20),
+                "source": "patient_app",
+                "reporter_qualification": "consumer",
+                "country": "CN",
+                "age_years": None,
+                "sex": None,
+                "serious": True,
+                "seriousness": ["death"],
+                "outcome": "fatal",
+            },
+        ]
+    )
+    drug = {
+        "product_name_reported": None,
+        "ndc": None,
+        "gtin": None,
+        "nmpa_drug_code": "8847033",
+        "route": "oral",
+        "form": "tablet",
+    }
+    drugs = pl.DataFrame(
+        [
+            {
+                **drug,
+                "case_id": "PVT-CN-2025-000001",
+                "drug_seq": 0,
+                "role": "suspect",
+                "product_name": "Huaxin Metformin",
+                "ingredient": "metformin",
+                "manufacturer_name": "Huaxin Pharma",
+                "start_date": dt.date(2025, 10, 1),
+                "linked_lot": "25071711",
+                "lot_reported": "L:25071711",
+                "link_method": "normalised_lot",
+            },
+            {
+                **drug,
+                "case_id": "PVT-CN-2025-000001",
+                "drug_seq": 1,
+                "role": "concomitant",
+                "product_name": "Anlixin",
+                "ingredient": "amlodipine",
+                "manufacturer_name": None,
+                "start_date": None,
+                "linked_lot": None,
+                "lot_reported": None,
+                "link_method": None,
+            },
+            {
+                **drug,
+                "case_id": "PVT-CN-2025-000002",
+                "drug_seq": 0,
+                "role": "suspect",
+                "product_name": "Huaxin Metformin",
+                "ingredient": "metformin",
+                "manufacturer_name": "Huaxin Pharma",
+                "start_date": None,
+                "linked_lot": None,
+                "lot_reported": None,
+                "link_method": None,
+            },
+        ]
+    )
+    reactions = pl.DataFrame(
+        [
+            {
+                "case_id": "PVT-CN-2025-000001",
+                "reaction_seq": 1,
+                "pt": "Lactic acidosis",
+                "soc": None,
+                "onset_date": dt.date(2025, 11, 1),
+                "meddra_code": None,
+                "meddra_version": None,
+            },
+            {
+                "case_id": "PVT-CN-2025-000002",
+                "reaction_seq": 1,
+                "pt": "Hepatotoxicity",
+                "soc": None,
+                "onset_date": None,
+                "meddra_code": "10019851",
+                "meddra_version": "27.0",
+            },
+        ]
+    )
     return {"cases": cases, "drugs": drugs, "reactions": reactions}
 
 

@@ -20,66 +20,215 @@ from reports.periodic_report import ReportInputs, mask_volatile, render_periodic
 
 GOLDEN = Path(__file__).parent / "golden"
 START, END = dt.date(2025, 11, 1), dt.date(2025, 11, 30)
-FIGS = {"n11": 9, "e": 2.1, "prr": 4.3, "prr_lo95": 2.2, "prr_hi95": 8.4, "chi2": 21.7, "ror": 4.6, "ror_lo95": 2.3,
-        "ror_hi95": 9.1, "ic": 1.9, "ic025": 0.9, "ic975": 2.6, "ebgm": 3.1, "eb05": 2.05, "eb95": 4.4}
+FIGS = {
+    "n11": 9,
+    "e": 2.1,
+    "prr": 4.3,
+    "prr_lo95": 2.2,
+    "prr_hi95": 8.4,
+    "chi2": 21.7,
+    "ror": 4.6,
+    "ror_lo95": 2.3,
+    "ror_hi95": 9.1,
+    "ic": 1.9,
+    "ic025": 0.9,
+    "ic975": 2.6,
+    "ebgm": 3.1,
+    "eb05": 2.05,
+    "eb95": 4.4,
+}
 
 
 def inputs(code: str, run_id: str = "run-1", generated_at: str = "2025-12-01T04:00:00+00:00") -> ReportInputs:
-    signals = pl.DataFrame([
-        {"signal_id": "SIG-AAA", "level": "product", "product_id": "PRD-001", "product_name": "Huaxin Metformin",
-         "ingredient": "metformin", "manufacturer_id": "MFR-1", "manufacturer_name": "Huaxin Pharma",
-         "pt": "Lactic acidosis", "batch_id": None, "batch_lot": None, "methods": ["evans", "ema_sdr", "fda_mgps"],
-         "figures": json.dumps(FIGS), "first_detected": dt.date(2025, 11, 30), "last_detected": dt.date(2025, 11, 30),
-         "status": "new", "category": "new"},
-        {"signal_id": "SIG-CCC", "level": "batch", "product_id": "PRD-001", "product_name": "Huaxin Metformin",
-         "ingredient": None, "manufacturer_id": "MFR-1", "manufacturer_name": "Huaxin Pharma", "pt": "Lactic acidosis",
-         "batch_id": "B-1", "batch_lot": "25071711", "methods": ["batch_eb", "batch_exact", "maxsprt"],
-         "figures": json.dumps({"n11": 4, "e": 0.8, "exposure": 8000, "rr": 5.2, "rr_lo": 1.7, "rr_hi": 13.0,
-                                "q_exact": 0.004, "rr_shrunk": 3.3, "rr_shrunk_lo": 1.2, "rr_shrunk_hi": 7.9,
-                                "maxsprt_llr": 5.1, "maxsprt_cv": 3.4, "maxsprt_crossed_on": "2025-10-13"}),
-         "first_detected": dt.date(2025, 10, 13), "last_detected": dt.date(2025, 11, 30), "status": "new",
-         "category": "ongoing"},
-        {"signal_id": "SIG-BBB", "level": "ingredient", "product_id": None, "product_name": None,
-         "ingredient": "metformin", "manufacturer_id": None, "manufacturer_name": None, "pt": "Nausea",
-         "batch_id": None, "batch_lot": None, "methods": ["who_umc"], "figures": json.dumps({**FIGS, "ebgm": None, "eb05": None, "eb95": None}),
-         "first_detected": dt.date(2025, 6, 30), "last_detected": dt.date(2025, 12, 31), "status": "closed",
-         "category": "closed"},
-    ])
-    signal_cases = pl.DataFrame([
-        {"signal_id": "SIG-AAA", "case_id": f"C-{i}", "initial_received": dt.date(2025, 9 + i % 3, 1 + i),
-         "received_on": dt.date(2025, 9 + i % 3, 1 + i), "serious": i % 2 == 0,
-         "seriousness": "hospitalisation" if i % 2 == 0 else "", "outcome": "recovered", "days_to_onset": i * 3}
-        for i in range(6)
-    ] + [{"signal_id": "SIG-BBB", "case_id": "C-9", "initial_received": dt.date(2025, 5, 2),
-          "received_on": dt.date(2025, 5, 2), "serious": False, "seriousness": "", "outcome": "unknown",
-          "days_to_onset": None}]
-      + [{"signal_id": "SIG-CCC", "case_id": f"C-{i}", "initial_received": dt.date(2025, 9 + i % 3, 1 + i),
-          "received_on": dt.date(2025, 9 + i % 3, 1 + i), "serious": i % 2 == 0,
-          "seriousness": "hospitalisation" if i % 2 == 0 else "", "outcome": "recovered", "days_to_onset": i * 3}
-         for i in range(4)])
+    signals = pl.DataFrame(
+        [
+            {
+                "signal_id": "SIG-AAA",
+                "level": "product",
+                "product_id": "PRD-001",
+                "product_name": "Huaxin Metformin",
+                "ingredient": "metformin",
+                "manufacturer_id": "MFR-1",
+                "manufacturer_name": "Huaxin Pharma",
+                "pt": "Lactic acidosis",
+                "batch_id": None,
+                "batch_lot": None,
+                "methods": ["evans", "ema_sdr", "fda_mgps"],
+                "figures": json.dumps(FIGS),
+                "first_detected": dt.date(2025, 11, 30),
+                "last_detected": dt.date(2025, 11, 30),
+                "status": "new",
+                "category": "new",
+            },
+            {
+                "signal_id": "SIG-CCC",
+                "level": "batch",
+                "product_id": "PRD-001",
+                "product_name": "Huaxin Metformin",
+                "ingredient": None,
+                "manufacturer_id": "MFR-1",
+                "manufacturer_name": "Huaxin Pharma",
+                "pt": "Lactic acidosis",
+                "batch_id": "B-1",
+                "batch_lot": "25071711",
+                "methods": ["batch_eb", "batch_exact", "maxsprt"],
+                "figures": json.dumps(
+                    {
+                        "n11": 4,
+                        "e": 0.8,
+                        "exposure": 8000,
+                        "rr": 5.2,
+                        "rr_lo": 1.7,
+                        "rr_hi": 13.0,
+                        "q_exact": 0.004,
+                        "rr_shrunk": 3.3,
+                        "rr_shrunk_lo": 1.2,
+                        "rr_shrunk_hi": 7.9,
+                        "maxsprt_llr": 5.1,
+                        "maxsprt_cv": 3.4,
+                        "maxsprt_crossed_on": "2025-10-13",
+                    }
+                ),
+                "first_detected": dt.date(2025, 10, 13),
+                "last_detected": dt.date(2025, 11, 30),
+                "status": "new",
+                "category": "ongoing",
+            },
+            {
+                "signal_id": "SIG-BBB",
+                "level": "ingredient",
+                "product_id": None,
+                "product_name": None,
+                "ingredient": "metformin",
+                "manufacturer_id": None,
+                "manufacturer_name": None,
+                "pt": "Nausea",
+                "batch_id": None,
+                "batch_lot": None,
+                "methods": ["who_umc"],
+                "figures": json.dumps({**FIGS, "ebgm": None, "eb05": None, "eb95": None}),
+                "first_detected": dt.date(2025, 6, 30),
+                "last_detected": dt.date(2025, 12, 31),
+                "status": "closed",
+                "category": "closed",
+            },
+        ]
+    )
+    signal_cases = pl.DataFrame(
+        [
+            {
+                "signal_id": "SIG-AAA",
+                "case_id": f"C-{i}",
+                "initial_received": dt.date(2025, 9 + i % 3, 1 + i),
+                "received_on": dt.date(2025, 9 + i % 3, 1 + i),
+                "serious": i % 2 == 0,
+                "seriousness": "hospitalisation" if i % 2 == 0 else "",
+                "outcome": "recovered",
+                "days_to_onset": i * 3,
+            }
+            for i in range(6)
+        ]
+        + [
+            {
+                "signal_id": "SIG-BBB",
+                "case_id": "C-9",
+                "initial_received": dt.date(2025, 5, 2),
+                "received_on": dt.date(2025, 5, 2),
+                "serious": False,
+                "seriousness": "",
+                "outcome": "unknown",
+                "days_to_onset": None,
+            }
+        ]
+        + [
+            {
+                "signal_id": "SIG-CCC",
+                "case_id": f"C-{i}",
+                "initial_received": dt.date(2025, 9 + i % 3, 1 + i),
+                "received_on": dt.date(2025, 9 + i % 3, 1 + i),
+                "serious": i % 2 == 0,
+                "seriousness": "hospitalisation" if i % 2 == 0 else "",
+                "outcome": "recovered",
+                "days_to_onset": i * 3,
+            }
+            for i in range(4)
+        ]
+    )
     batch_row = {
-        "signal_id": "SIG-AAA", "batch_id": "B-1", "lot_number": "25071711", "product_id": "PRD-001",
-         "product_name": "Huaxin Metformin", "manufacturer_name": "Huaxin Pharma", "site": "Suzhou plant 2",
-         "manufactured_on": dt.date(2025, 1, 5), "released_on": dt.date(2025, 2, 1), "expiry_on": dt.date(2027, 1, 31),
-         "units_released": 12000, "recall_status": "none", "units_delivered": 8000, "regions": ["CN-BJ", "CN-SH"],
-         "first_delivery": dt.date(2025, 2, 10), "last_delivery": dt.date(2025, 11, 20), "cold_chain_excursions": 2,
-         "max_temp_c": 31.5, "linked_cases": 4, "serious_cases": 2, "cases_by_method": "exact_lot: 3, scanned_code: 1",
-         "cases_per_10k_packs": 5.0}
+        "signal_id": "SIG-AAA",
+        "batch_id": "B-1",
+        "lot_number": "25071711",
+        "product_id": "PRD-001",
+        "product_name": "Huaxin Metformin",
+        "manufacturer_name": "Huaxin Pharma",
+        "site": "Suzhou plant 2",
+        "manufactured_on": dt.date(2025, 1, 5),
+        "released_on": dt.date(2025, 2, 1),
+        "expiry_on": dt.date(2027, 1, 31),
+        "units_released": 12000,
+        "recall_status": "none",
+        "units_delivered": 8000,
+        "regions": ["CN-BJ", "CN-SH"],
+        "first_delivery": dt.date(2025, 2, 10),
+        "last_delivery": dt.date(2025, 11, 20),
+        "cold_chain_excursions": 2,
+        "max_temp_c": 31.5,
+        "linked_cases": 4,
+        "serious_cases": 2,
+        "cases_by_method": "exact_lot: 3, scanned_code: 1",
+        "cases_per_10k_packs": 5.0,
+    }
     batches = pl.DataFrame([batch_row, {**batch_row, "signal_id": "SIG-CCC"}])
-    cases = pl.DataFrame([{"case_id": "C-0", "initial_received": dt.date(2025, 11, 1), "country": "CN",
-                           "seriousness": "death", "outcome": "fatal", "fatal": True, "products": "Huaxin Metformin",
-                           "lots": "25071711", "reactions": "Lactic acidosis"}])
+    cases = pl.DataFrame(
+        [
+            {
+                "case_id": "C-0",
+                "initial_received": dt.date(2025, 11, 1),
+                "country": "CN",
+                "seriousness": "death",
+                "outcome": "fatal",
+                "fatal": True,
+                "products": "Huaxin Metformin",
+                "lots": "25071711",
+                "reactions": "Lactic acidosis",
+            }
+        ]
+    )
     j = JURISDICTIONS[code]
     return ReportInputs(
-        jurisdiction=j, period_start=START, period_end=END, data_lock_point=END, run_id=run_id,
-        generated_at=generated_at, code_version="0.1.0+test",
-        summary={"products": 8, "manufacturers": 2, "cases_cumulative": 120, "cases_new": 11, "serious_new": 3,
-                 "fatal_new": 1, "serious_cumulative": 30, "packs_delivered": 9000, "patients": 4000, "all_cases": 400,
-                 "duplicates_flagged": 2, "first_received": dt.date(2025, 1, 3), "last_received": END, "batches": 40,
-                 "deliveries": 9000, "supply_events": 700, "quarantine": [{"stage": "cases", "reason": "bad_json", "n": 3}]},
-        signals=signals, signal_cases=signal_cases, batches=batches,
-        clock=expedited_clock(cases, j, END), lineage=pl.DataFrame(
-            {"kind": ["cases"], "path": ["cases/cases_2025-11.jsonl"], "sha256": ["ab" * 32], "n_bytes": [1234]}),
+        jurisdiction=j,
+        period_start=START,
+        period_end=END,
+        data_lock_point=END,
+        run_id=run_id,
+        generated_at=generated_at,
+        code_version="0.1.0+test",
+        summary={
+            "products": 8,
+            "manufacturers": 2,
+            "cases_cumulative": 120,
+            "cases_new": 11,
+            "serious_new": 3,
+            "fatal_new": 1,
+            "serious_cumulative": 30,
+            "packs_delivered": 9000,
+            "patients": 4000,
+            "all_cases": 400,
+            "duplicates_flagged": 2,
+            "first_received": dt.date(2025, 1, 3),
+            "last_received": END,
+            "batches": 40,
+            "deliveries": 9000,
+            "supply_events": 700,
+            "quarantine": [{"stage": "cases", "reason": "bad_json", "n": 3}],
+        },
+        signals=signals,
+        signal_cases=signal_cases,
+        batches=batches,
+        clock=expedited_clock(cases, j, END),
+        lineage=pl.DataFrame(
+            {"kind": ["cases"], "path": ["cases/cases_2025-11.jsonl"], "sha256": ["ab" * 32], "n_bytes": [1234]}
+        ),
         e2b={"file": f"e2b_icsr_{code}_2025-11.xml", "status": "valid", "cases": 1, "errors": []},
         files={"clock": f"expedited_clock_{code}_2025-11.csv"},
     )
@@ -92,7 +241,9 @@ def test_golden_html(code):
     if os.environ.get("PVTRACE_UPDATE_GOLDEN"):
         GOLDEN.mkdir(exist_ok=True)
         path.write_text(html, encoding="utf-8")
-    assert html == path.read_text(encoding="utf-8"), f"{path.name} changed: re-run with PVTRACE_UPDATE_GOLDEN=1 and review"
+    assert html == path.read_text(encoding="utf-8"), (
+        f"{path.name} changed: re-run with PVTRACE_UPDATE_GOLDEN=1 and review"
+    )
 
 
 def test_only_run_id_and_timestamps_differ_between_runs():
@@ -104,10 +255,28 @@ def test_only_run_id_and_timestamps_differ_between_runs():
 
 def test_content_of_a_bilingual_report():
     html = render_periodic_report(inputs("nmpa"))
-    for text in ("摘要 / Summary", "数据锁定点 / Data lock point", "新信号 / New signals", "已关闭信号 / Closed signals",
-                 "SIG-AAA", "SIG-BBB", "SIG-CCC", "lot <b class=\"id\">25071711</b>", "5.20 (1.70–13.00)", "crossed 2025-10-13",
-                 "25071711", "Suzhou plant 2", "exact_lot: 3, scanned_code: 1", "31.5 °C",
-                 "Deaths immediately", "overdue", "not proof of causation", "报告不构成因果关系的证明", "ababab", "data:image/svg+xml;base64,"):
+    for text in (
+        "摘要 / Summary",
+        "数据锁定点 / Data lock point",
+        "新信号 / New signals",
+        "已关闭信号 / Closed signals",
+        "SIG-AAA",
+        "SIG-BBB",
+        "SIG-CCC",
+        'lot <b class="id">25071711</b>',
+        "5.20 (1.70–13.00)",
+        "crossed 2025-10-13",
+        "25071711",
+        "Suzhou plant 2",
+        "exact_lot: 3, scanned_code: 1",
+        "31.5 °C",
+        "Deaths immediately",
+        "overdue",
+        "not proof of causation",
+        "报告不构成因果关系的证明",
+        "ababab",
+        "data:image/svg+xml;base64,",
+    ):
         assert text in html, text
     # PRR, ROR, IC, EBGM with intervals for the new signal
     for text in ("4.30 (2.20–8.40)", "4.60 (2.30–9.10)", "1.90 (0.90–2.60)", "3.10 (2.05–4.40)"):

@@ -31,14 +31,43 @@ def test_four_profiles_with_known_rules_and_languages():
 
 
 def cases() -> pl.DataFrame:
-    return pl.DataFrame([
-        {"case_id": "C-3", "initial_received": dt.date(2025, 11, 25), "country": "CN", "seriousness": "death",
-         "outcome": "fatal", "fatal": True, "products": "P", "lots": "L1", "reactions": "R"},
-        {"case_id": "C-1", "initial_received": dt.date(2025, 11, 2), "country": "CN", "seriousness": "hospitalisation",
-         "outcome": "recovered", "fatal": False, "products": "P", "lots": None, "reactions": "R"},
-        {"case_id": "C-2", "initial_received": dt.date(2025, 11, 20), "country": "CN", "seriousness": "hospitalisation",
-         "outcome": "recovering", "fatal": False, "products": "P", "lots": "L2", "reactions": "R"},
-    ])
+    return pl.DataFrame(
+        [
+            {
+                "case_id": "C-3",
+                "initial_received": dt.date(2025, 11, 25),
+                "country": "CN",
+                "seriousness": "death",
+                "outcome": "fatal",
+                "fatal": True,
+                "products": "P",
+                "lots": "L1",
+                "reactions": "R",
+            },
+            {
+                "case_id": "C-1",
+                "initial_received": dt.date(2025, 11, 2),
+                "country": "CN",
+                "seriousness": "hospitalisation",
+                "outcome": "recovered",
+                "fatal": False,
+                "products": "P",
+                "lots": None,
+                "reactions": "R",
+            },
+            {
+                "case_id": "C-2",
+                "initial_received": dt.date(2025, 11, 20),
+                "country": "CN",
+                "seriousness": "hospitalisation",
+                "outcome": "recovering",
+                "fatal": False,
+                "products": "P",
+                "lots": "L2",
+                "reactions": "R",
+            },
+        ]
+    )
 
 
 def test_clock_nmpa_deaths_immediately_serious_15_days(tmp_path):
@@ -63,12 +92,22 @@ def test_clock_ema_gives_deaths_15_days_and_respects_submissions():
 
 
 def test_ermr_one_csv_per_substance_with_sdr(tmp_path):
-    counts = pl.DataFrame({
-        "ingredient": ["metformin", "metformin", "adalimumab"], "pt": ["Lactic acidosis", "Nausea", "Rash"],
-        "new_count": [2, 0, 1], "total_count": [12, 5, 3], "new_serious": [2, 0, 0], "total_serious": [9, 0, 1],
-        "new_fatal": [1, 0, 0], "total_fatal": [1, 0, 0], "n1_": [40, 40, 20], "n_1": [20, 200, 10],
-        "n": [1000, 1000, 1000], "additional_monitoring": [False, False, True],
-    })
+    counts = pl.DataFrame(
+        {
+            "ingredient": ["metformin", "metformin", "adalimumab"],
+            "pt": ["Lactic acidosis", "Nausea", "Rash"],
+            "new_count": [2, 0, 1],
+            "total_count": [12, 5, 3],
+            "new_serious": [2, 0, 0],
+            "total_serious": [9, 0, 1],
+            "new_fatal": [1, 0, 0],
+            "total_fatal": [1, 0, 0],
+            "n1_": [40, 40, 20],
+            "n_1": [20, 200, 10],
+            "n": [1000, 1000, 1000],
+            "additional_monitoring": [False, False, True],
+        }
+    )
     pairs = counts.rename({"ingredient": "drug", "pt": "event"}).with_columns(n11=pl.col("total_count"))
     scored = apply_rules(score(pairs), rules=["ema_sdr"]).rename({"drug": "ingredient", "event": "pt"})
     paths = write_ermr(scored, tmp_path, period=(dt.date(2025, 11, 1), DLP))

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from sample_data.world import generate_world
-from warehouse.traceability import gs1_check_digit
+from warehouse.linkage.pack_codes import gs1_check_digit
 
 SCALE = 0.05
 HRI = re.compile(r"^\(01\)(\d{14})\(17\)(\d{6})\(10\)([^()]+)\(21\)(.+)$")
@@ -52,24 +52,41 @@ def _valid_date(s) -> bool:
 def test_same_seed_same_bytes_and_rerun_overwrites(world, tmp_path):
     root, _ = world
     other = tmp_path / "inbox"
-    generate_world(other, seed=7, scale=SCALE)          # a different world first ...
+    generate_world(other, seed=7, scale=SCALE)  # a different world first ...
     (other / "deliveries" / "stray.csv").write_text("left over\n")
-    generate_world(other, seed=42, scale=SCALE)         # ... then overwritten by seed 42
+    generate_world(other, seed=42, scale=SCALE)  # ... then overwritten by seed 42
     assert _files(other) == _files(root)
 
 
 def test_inbox_layout_matches_contract(world):
     root, _ = world
-    for sub, pattern in [("reference", "*.csv"), ("packs", "packs_*.parquet"),
-                         ("supply", "epcis_*.jsonld"), ("deliveries", "deliveries_*.csv"),
-                         ("medication_logs", "medication_log_*.parquet"),
-                         ("cases", "cases_*.jsonl")]:
+    for sub, pattern in [
+        ("reference", "*.csv"),
+        ("packs", "packs_*.parquet"),
+        ("supply", "epcis_*.jsonld"),
+        ("deliveries", "deliveries_*.csv"),
+        ("medication_logs", "medication_log_*.parquet"),
+        ("cases", "cases_*.jsonl"),
+    ]:
         assert list((root / sub).glob(pattern)), sub
     products = pl.read_csv(root / "reference" / "products.csv", infer_schema=False)
-    assert products.columns == ["product_id", "name", "manufacturer_id", "ingredient", "atc_code",
-                                "form", "strength", "route", "region", "gtin", "ndc",
-                                "nmpa_drug_code", "storage_min_c", "storage_max_c",
-                                "additional_monitoring"]
+    assert products.columns == [
+        "product_id",
+        "name",
+        "manufacturer_id",
+        "ingredient",
+        "atc_code",
+        "form",
+        "strength",
+        "route",
+        "region",
+        "gtin",
+        "ndc",
+        "nmpa_drug_code",
+        "storage_min_c",
+        "storage_max_c",
+        "additional_monitoring",
+    ]
     cold = products.filter(pl.col("storage_max_c").cast(pl.Float64) == 8.0)
     assert cold.height >= 2
     assert products.filter(pl.col("route").is_in(["intramuscular", "subcutaneous"])).height >= 4
@@ -96,8 +113,9 @@ def test_pack_codes_valid(world):
     assert packs["pack_code"].n_unique() == packs.height
     j = packs.join(batches, on="batch_id").join(products, on="product_id")
     gs1 = j.filter(pl.col("code_system") == "gs1")
-    for code, gtin, lot, serial, exp in gs1.select("pack_code", "gtin", "lot_number", "serial",
-                                                  "expiry_on").iter_rows():
+    for code, gtin, lot, serial, exp in gs1.select(
+        "pack_code", "gtin", "lot_number", "serial", "expiry_on"
+    ).iter_rows():
         m = HRI.match(code)
         assert m and m.group(1) == gtin and m.group(3) == lot and m.group(4) == serial
         assert gs1_check_digit(m.group(1)[:13]) == m.group(1)[13]
@@ -107,8 +125,12 @@ def test_pack_codes_valid(world):
     assert nmpa["pack_code"].str.contains(r"^8\d{19}$").all()
     assert (nmpa["pack_code"].str.slice(0, 7) == nmpa["nmpa_drug_code"]).all()
     units = packs.group_by("batch_id").len()
-    assert batches.select("batch_id", pl.col("units_released").cast(pl.Int64)).join(
-        units, on="batch_id").filter(pl.col("units_released") != pl.col("len")).is_empty()
+    assert (
+        batches.select("batch_id", pl.col("units_released").cast(pl.Int64))
+        .join(units, on="batch_id")
+        .filter(pl.col("units_released") != pl.col("len"))
+        .is_empty()
+    )
 
 
 def test_deliveries_use_distinct_released_packs_and_bad_counts_match(world):
@@ -126,7 +148,7 @@ def test_deliveries_use_distinct_released_packs_and_bad_counts_match(world):
     expired = found.filter(pl.col("day") > pl.col("expiry_on"))
     good = found.filter(pl.col("day") <= pl.col("expiry_on"))
     assert (good["released_on"] < good["day"]).all()
-    assert good["code"].n_unique() == good.height             # one pack, one delivery
+    assert good["code"].n_unique() == good.height  # one pack, one delivery
 
     missing = j.filter(pl.col("batch_id").is_null())["code"].to_list()
     gtins = set(products["gtin"]) - {""}
@@ -179,10 +201,22 @@ def test_case_lines_follow_contract(world):
         assert c["sex"] in {"F", "M", None}
         assert c["age_years"] is None or 0 <= c["age_years"] <= 120
         assert c["serious"] == bool(c["seriousness"])
-        assert set(c["seriousness"]) <= {"death", "life_threatening", "hospitalisation", "disability",
-                                         "congenital_anomaly", "other_medically_important"}
-        assert c["outcome"] in {"recovered", "recovering", "not_recovered",
-                                "recovered_with_sequelae", "fatal", "unknown"}
+        assert set(c["seriousness"]) <= {
+            "death",
+            "life_threatening",
+            "hospitalisation",
+            "disability",
+            "congenital_anomaly",
+            "other_medically_important",
+        }
+        assert c["outcome"] in {
+            "recovered",
+            "recovering",
+            "not_recovered",
+            "recovered_with_sequelae",
+            "fatal",
+            "unknown",
+        }
         assert c["drugs"] and all(x["product_name"] or x["pack_code"] for x in c["drugs"])
         assert {x["role"] for x in c["drugs"]} <= {"suspect", "concomitant", "interacting"}
         for r in c["reactions"]:
@@ -224,14 +258,15 @@ def test_planted_signals_consistent(world):
     cases, _ = _read_cases(root)
     by_key = {(c["case_id"], c["version"]): c for c in cases}
     truth_rows = pl.read_parquet(root / "ground_truth_case_batches.parquet").filter(
-        (pl.col("batch_id") == defect["batch_id"]) & (pl.col("drug_index") == 0)
-        & (pl.col("version") == 1))
+        (pl.col("batch_id") == defect["batch_id"]) & (pl.col("drug_index") == 0) & (pl.col("version") == 1)
+    )
     onsets = []
     for case_id, version in truth_rows.select("case_id", "version").iter_rows():
         c = by_key[(case_id, version)]
         start = dt.date.fromisoformat(c["drugs"][0]["start_date"])
-        onsets += [(dt.date.fromisoformat(r["onset_date"]) - start).days
-                   for r in c["reactions"] if r["pt"] in defect["pts"]]
+        onsets += [
+            (dt.date.fromisoformat(r["onset_date"]) - start).days for r in c["reactions"] if r["pt"] in defect["pts"]
+        ]
     assert onsets and sum(o <= 1 for o in onsets) >= 0.6 * len(onsets)
     assert defect["observed_cases"] > 2 * defect["expected_background_cases"]
 
@@ -257,7 +292,7 @@ def test_epcis_documents_validate_against_the_schema(world):
     validator = jsonschema.Draft7Validator(json.loads(schema_path.read_text()))
     docs = sorted((world[0] / "supply").glob("epcis_*.jsonld"))
     steps = set()
-    for path in docs[::3]:                       # a sample keeps the test fast
+    for path in docs[::3]:  # a sample keeps the test fast
         doc = json.loads(path.read_text())
         errors = list(validator.iter_errors(doc))
         assert not errors, (path.name, errors[0].message[:200])

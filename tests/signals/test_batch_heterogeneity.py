@@ -124,7 +124,13 @@ def test_eb_method_of_moments_recovers_gamma_prior():
     x = rng.uniform(500, 5000, n)
     lam = rng.gamma(2.0, 1 / 2.0, n) * 0.004  # mean 0.004, CV 1/sqrt(2)
     df = pl.DataFrame(
-        {"product": "P", "event": "E", "batch": [f"B{i}" for i in range(n)], "cases": rng.poisson(lam * x), "exposure": x}
+        {
+            "product": "P",
+            "event": "E",
+            "batch": [f"B{i}" for i in range(n)],
+            "cases": rng.poisson(lam * x),
+            "exposure": x,
+        }
     )
     out = batch_rate_tests(df)
     assert out["eb_method"][0] == "mom"
@@ -140,7 +146,13 @@ def test_nb_dispersion_recovered_and_matches_statsmodels():
     mu = x * 0.004
     y = rng.negative_binomial(1 / alpha_true, 1 / (1 + alpha_true * mu))
     df = pl.DataFrame(
-        {"product": "P", "event": [f"E{i:03d}" for i in g], "batch": [f"B{i}" for i in range(g.size)], "cases": y, "exposure": x}
+        {
+            "product": "P",
+            "event": [f"E{i:03d}" for i in g],
+            "batch": [f"B{i}" for i in range(g.size)],
+            "cases": y,
+            "exposure": x,
+        }
     )
     out = batch_overdispersion(df)
     _no_nan_inf(out)
@@ -166,7 +178,13 @@ def test_nb_falls_back_to_poisson_with_reason():
     rng = np.random.default_rng(7)
     # exactly equidispersed-or-less data: every batch gets its expected count -> T <= 0
     df = pl.DataFrame(
-        {"product": "P", "event": "E", "batch": ["a", "b", "c", "d"], "cases": [2, 2, 2, 2], "exposure": [1.0, 1.0, 1.0, 1.0]}
+        {
+            "product": "P",
+            "event": "E",
+            "batch": ["a", "b", "c", "d"],
+            "cases": [2, 2, 2, 2],
+            "exposure": [1.0, 1.0, 1.0, 1.0],
+        }
     )
     out = batch_overdispersion(df)
     assert out["model"].unique().to_list() == ["poisson"]
@@ -184,7 +202,9 @@ def test_nb_not_converged_falls_back_to_poisson():
     rng = np.random.default_rng(14)
     x = rng.uniform(500, 5000, 30)
     y = rng.negative_binomial(2, 1 / (1 + 0.5 * x * 0.004))
-    df = pl.DataFrame({"product": "P", "event": "E", "batch": [f"B{i:02d}" for i in range(30)], "cases": y, "exposure": x})
+    df = pl.DataFrame(
+        {"product": "P", "event": "E", "batch": [f"B{i:02d}" for i in range(30)], "cases": y, "exposure": x}
+    )
     for engine in ("vectorized", "statsmodels"):
         out = batch_overdispersion(df, engine=engine, max_iter=1)
         assert out["fit_note"][0] == "not_converged" and out["model"][0] == "poisson", engine
@@ -313,7 +333,9 @@ def test_flag_rule_is_configurable():
     df = _world(rng, 100, n_batches=10, planted=range(10))
     strict = batch_heterogeneity(df, rule=FlagRule(min_cases=10_000), with_overdispersion=False)
     assert not strict["flagged"].any()
-    loose = batch_heterogeneity(df, rule=FlagRule(q_max=1.01, rr_shrunk_lo_min=0.0, min_cases=0), with_overdispersion=False)
+    loose = batch_heterogeneity(
+        df, rule=FlagRule(q_max=1.01, rr_shrunk_lo_min=0.0, min_cases=0), with_overdispersion=False
+    )
     assert loose["flagged"].sum() == loose["p_exact"].is_not_null().sum()
 
 
@@ -397,7 +419,9 @@ def test_joined_columns_line_up_with_the_parts():
     out = batch_heterogeneity(df)
     od = batch_overdispersion(df)
     fb, _ = funnel_limits(df)
-    j = out.join(od, on=["product", "event", "batch"], suffix="_od").join(fb, on=["product", "event", "batch"], suffix="_fb")
+    j = out.join(od, on=["product", "event", "batch"], suffix="_od").join(
+        fb, on=["product", "event", "batch"], suffix="_fb"
+    )
     assert j.height == df.height
     assert (j["p_nb"] == j["p_nb_od"]).fill_null(True).all() and (j["p_nb"].is_null() == j["p_nb_od"].is_null()).all()
     assert (j["hi998"] == j["hi998_fb"]).fill_null(True).all() and (j["cases"] == j["cases_od"]).all()

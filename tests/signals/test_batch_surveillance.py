@@ -50,8 +50,14 @@ def test_defective_batch_crosses_and_clean_batches_do_not():
     rng = np.random.default_rng(3)
     packs, cases = _world(rng, defect=3)
     looks = weekly_looks(START, START + dt.timedelta(weeks=59))
-    out = monitor_batch_streams(packs, cases, pl.DataFrame({"product": ["P"], "event": ["E"]}), looks,
-                                np.array([1.0]), design=SurveillanceDesign())
+    out = monitor_batch_streams(
+        packs,
+        cases,
+        pl.DataFrame({"product": ["P"], "event": ["E"]}),
+        looks,
+        np.array([1.0]),
+        design=SurveillanceDesign(),
+    )
     assert out.height == 6
     hit = out.filter(pl.col("signalled"))
     assert hit["batch_id"].to_list() == ["B3"]
@@ -69,8 +75,9 @@ def test_false_alarm_rate_on_clean_worlds_is_controlled():
     alarms = 0
     for _ in range(40):
         packs, cases = _world(rng, rate=0.01)
-        out = monitor_batch_streams(packs, cases, pl.DataFrame({"product": ["P"], "event": ["E"]}), looks,
-                                    np.array([1.0]))
+        out = monitor_batch_streams(
+            packs, cases, pl.DataFrame({"product": ["P"], "event": ["E"]}), looks, np.array([1.0])
+        )
         alarms += int(out["signalled"].any())
     assert alarms <= 5  # family-wise alpha 0.05 per product; 40 worlds, binomial slack
 

@@ -33,10 +33,12 @@ def frame(rows):
 
 
 def test_exact_z():
-    assert Z975 == pytest.approx(1.959963984540054, abs=1e-15)
+    assert pytest.approx(1.959963984540054, abs=1e-15) == Z975
 
 
-@pytest.mark.parametrize("a,b,c,d", [(10, 90, 20, 880), (3, 5, 7, 1000), (1, 1, 1, 1), (50, 50, 50, 50), (7, 13, 200, 99_780)])
+@pytest.mark.parametrize(
+    "a,b,c,d", [(10, 90, 20, 880), (3, 5, 7, 1000), (1, 1, 1, 1), (50, 50, 50, 50), (7, 13, 200, 99_780)]
+)
 def test_against_independent_computation(a, b, c, d):
     out = score(frame([(a, b, c, d)])).row(0, named=True)
     n = a + b + c + d
@@ -132,7 +134,7 @@ def test_keeps_columns_and_order_and_ties():
     assert out["extra"].to_list() == ["w", "x", "y", "z"]
     assert out.height == 4
     # identical tables (ties) give identical scores
-    assert out.row(0)[len(f.columns):] == out.row(2)[len(f.columns):]
+    assert out.row(0)[len(f.columns) :] == out.row(2)[len(f.columns) :]
     assert out.select(SCORE_COLUMNS).dtypes == [pl.Float64] * len(SCORE_COLUMNS)
 
 

@@ -89,7 +89,7 @@ def test_posterior_scores_match_openebgm(caers_counts):
     c = caers_counts
     s = mgps.eb_scores(c["n11"].to_numpy(), c["e"].to_numpy(), prior)
     scored = c.with_columns(q=s.q, ebgm=s.ebgm, eb05=s.eb05, eb95=s.eb95)
-    for v1, v2, n, e, qn, g, lo, hi in PUB_ROWS:
+    for v1, v2, _n, _e, qn, g, lo, hi in PUB_ROWS:
         row = scored.filter((pl.col("drug") == v1) & (pl.col("event") == v2)).row(0, named=True)
         if qn is not None:
             assert row["q"] == pytest.approx(qn, abs=1e-7)
@@ -104,7 +104,8 @@ def test_posterior_scores_match_openebgm(caers_counts):
 def _posterior_pdf(x, n, e, pr):
     q = mgps.posterior_weight(n, e, pr)
     return q * stats.gamma.pdf(x, pr.alpha1 + n, scale=1 / (pr.beta1 + e)) + (1 - q) * stats.gamma.pdf(
-        x, pr.alpha2 + n, scale=1 / (pr.beta2 + e))
+        x, pr.alpha2 + n, scale=1 / (pr.beta2 + e)
+    )
 
 
 @pytest.mark.parametrize("n,e", [(1, 0.0003), (1, 0.5), (3, 2.0), (6, 0.0787), (40, 12.5), (0, 1.0), (250, 240.0)])
@@ -116,12 +117,21 @@ def test_ebgm_and_quantiles_against_quadrature(n, e):
     top = max(c.isf(1e-16) for c in comps)
     modes = sorted(max(c.args[0] - 1, 0) * c.kwds["scale"] for c in comps)
     pts = [m for m in modes if 0 < m < top]
-    mlog = integrate.quad(lambda x: np.log(x) * _posterior_pdf(x, n, e, pr), 0, top, points=pts, limit=500, epsabs=1e-14)[0]
+    mlog = integrate.quad(
+        lambda x: np.log(x) * _posterior_pdf(x, n, e, pr), 0, top, points=pts, limit=500, epsabs=1e-14
+    )[0]
     assert mgps.ebgm(n, e, pr) == pytest.approx(np.exp(mlog), rel=1e-6)
     for q in (0.05, 0.95, 0.5):
-        def cdf(x):
+
+        def cdf(x, q=q):
             inner = [m for m in pts if m < x]
-            return integrate.quad(lambda t: _posterior_pdf(t, n, e, pr), 0, x, points=inner or None, limit=500, epsabs=1e-15)[0] - q
+            return (
+                integrate.quad(
+                    lambda t: _posterior_pdf(t, n, e, pr), 0, x, points=inner or None, limit=500, epsabs=1e-15
+                )[0]
+                - q
+            )
+
         ref = optimize.brentq(cdf, 1e-12, top, xtol=1e-15, rtol=1e-13)
         assert float(mgps.quantile(n, e, pr, q)) == pytest.approx(ref, rel=1e-6)
 
@@ -133,7 +143,9 @@ def test_quantile_monte_carlo_loose():
     q = mgps.posterior_weight(n, e, pr)
     m = 400_000
     comp = rng.random(m) < q
-    draws = np.where(comp, rng.gamma(pr.alpha1 + n, 1 / (pr.beta1 + e), m), rng.gamma(pr.alpha2 + n, 1 / (pr.beta2 + e), m))
+    draws = np.where(
+        comp, rng.gamma(pr.alpha1 + n, 1 / (pr.beta1 + e), m), rng.gamma(pr.alpha2 + n, 1 / (pr.beta2 + e), m)
+    )
     assert float(mgps.quantile(n, e, pr, 0.05)) == pytest.approx(np.quantile(draws, 0.05), rel=0.02)
     assert float(mgps.ebgm(n, e, pr)) == pytest.approx(np.exp(np.log(draws).mean()), rel=0.01)
 
@@ -154,7 +166,10 @@ def test_analytic_gradient(k, caers_counts):
     c = caers_counts.filter(pl.col("n11") >= k + 1)
     n, e = c["n11"].to_numpy().astype(float), c["e"].to_numpy()
     x = np.log(np.array([3.0, 0.4, 2.0, 1.9, 0.07 / 0.93]))
-    f = lambda x: mgps._negll_and_grad(x, n, e, np.ones_like(n), mgps.special.gammaln(n + 1), k)
+
+    def f(x):
+        return mgps._negll_and_grad(x, n, e, np.ones_like(n), mgps.special.gammaln(n + 1), k)
+
     g = f(x)[1]
     h = 1e-5  # central differences (forward ones are too coarse here)
     num = [(f(x + h * u)[0] - f(x - h * u)[0]) / (2 * h) for u in np.eye(5)]
@@ -192,7 +207,9 @@ def test_score_with_prior(caers_counts):
     c = caers_counts.head(500)
     pr = mgps.GammaMixturePrior(*PUB_THETA_HAT)
     out = score(c, prior=pr)
-    np.testing.assert_allclose(out["ebgm"].to_numpy(), mgps.ebgm(c["n11"].to_numpy(), c["e"].to_numpy(), pr), rtol=1e-12)
+    np.testing.assert_allclose(
+        out["ebgm"].to_numpy(), mgps.ebgm(c["n11"].to_numpy(), c["e"].to_numpy(), pr), rtol=1e-12
+    )
     fitted = score(caers_counts, prior="fit")
     assert fitted["eb05"].null_count() == 0 and int((fitted["eb05"] >= 2).sum()) == pytest.approx(131, abs=3)
     with pytest.raises(ValueError):

@@ -31,8 +31,12 @@ def test_each_rule_and_boundaries():
     assert out["who_umc"].to_list() == [True, False, False, True, False, True]
     assert out["fda_mgps"].to_list() == [True, False, True, False, True, False]
     assert out["rules_fired"].to_list() == [
-        ["evans", "who_umc", "fda_mgps"], [], ["ema_sdr", "fda_mgps"], ["ema_sdr", "who_umc"],
-        ["fda_mgps"], ["evans", "who_umc"],
+        ["evans", "who_umc", "fda_mgps"],
+        [],
+        ["ema_sdr", "fda_mgps"],
+        ["ema_sdr", "who_umc"],
+        ["fda_mgps"],
+        ["evans", "who_umc"],
     ]
 
 

@@ -106,8 +106,7 @@ def test_min_events_blocks_early_single_event_signals():
     T, M = 10, 3
     cv = maxsprt_poisson_cv(T, 0.05, M)
     assert maxsprt_poisson_llr(2, 0.001) > cv
-    res = maxsprt_poisson_monitor([[2, 2, 3]], [[0.001, 0.01, 0.02]], T, min_events=M,
-                                  t_grid_per_decade=None)
+    res = maxsprt_poisson_monitor([[2, 2, 3]], [[0.001, 0.01, 0.02]], T, min_events=M, t_grid_per_decade=None)
     assert res.first_look[0] == 2
 
 
@@ -188,8 +187,7 @@ def test_performance_null_and_alternative():
     assert 0.05 < alt.power < alt3.power < 1
     assert 0 < alt.expected_signal_time < 10
     assert alt3.expected_signal_time < alt.expected_signal_time
-    assert alt.expected_sample_size == pytest.approx(
-        alt.power * alt.expected_signal_time + (1 - alt.power) * 10)
+    assert alt.expected_sample_size == pytest.approx(alt.power * alt.expected_signal_time + (1 - alt.power) * 10)
 
 
 def test_performance_matches_monte_carlo_under_rr():
@@ -262,8 +260,7 @@ def test_group_approaches_continuous_with_frequent_looks():
 
 def test_group_no_alpha_to_spend_returns_llr_at_M():
     # P(N(2) >= 6) = 0.017 <= 0.05: R CV.G.Poisson returns LLR(M, T)
-    assert maxsprt_poisson_group_cv(2, looks=4, min_events=6) == pytest.approx(
-        maxsprt_poisson_llr(6, 2.0))
+    assert maxsprt_poisson_group_cv(2, looks=4, min_events=6) == pytest.approx(maxsprt_poisson_llr(6, 2.0))
 
 
 # ---------------------------------------------------------------- monitor

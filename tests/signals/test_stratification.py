@@ -19,7 +19,9 @@ def synthetic_reports(seed=3, n_reports=400):
     for rid in range(n_reports):
         sex = rng.choice(["F", "M"])
         age = rng.choice(["0-17", "18-64", "65+"])
-        drugs = rng.choice(["A", "B", "C", "D", "E"], size=rng.integers(1, 3), replace=False, p=[0.4, 0.3, 0.15, 0.1, 0.05])
+        drugs = rng.choice(
+            ["A", "B", "C", "D", "E"], size=rng.integers(1, 3), replace=False, p=[0.4, 0.3, 0.15, 0.1, 0.05]
+        )
         events = rng.choice(["x", "y", "z", "w"], size=rng.integers(1, 3), replace=False, p=[0.4, 0.3, 0.2, 0.1])
         for d, e in itertools.product(drugs, events):
             rows.append((f"r{rid}", d, e, sex, age))
@@ -57,7 +59,9 @@ def test_counts_match_brute_force(strata):
     ref = brute(df, strata or ())
     assert got.height == len(ref)
     assert got.columns == ["drug", "event", "n11", "n1_", "n_1", "n", "e"]
-    assert got.select(["drug", "event"]).to_dicts() == sorted(got.select(["drug", "event"]).to_dicts(), key=lambda r: (r["drug"], r["event"]))
+    assert got.select(["drug", "event"]).to_dicts() == sorted(
+        got.select(["drug", "event"]).to_dicts(), key=lambda r: (r["drug"], r["event"])
+    )
     for r in got.iter_rows(named=True):
         n11, n1_, n_1, n, e = ref[(r["drug"], r["event"])]
         assert (r["n11"], r["n1_"], r["n_1"], r["n"]) == (n11, n1_, n_1, n)
@@ -116,16 +120,28 @@ def test_mantel_haenszel_against_statsmodels():
 
 def test_mh_null_when_undefined():
     # drug A only ever with event x: b = c = 0 in every stratum
-    df = pl.DataFrame({"report_id": ["1", "2", "3", "4"], "drug": ["A", "A", "B", "B"],
-                       "event": ["x", "x", "y", "y"], "sex": ["F", "M", "F", "M"]})
+    df = pl.DataFrame(
+        {
+            "report_id": ["1", "2", "3", "4"],
+            "drug": ["A", "A", "B", "B"],
+            "event": ["x", "x", "y", "y"],
+            "sex": ["F", "M", "F", "M"],
+        }
+    )
     mh = mantel_haenszel_ror(df, strata=["sex"])
     assert mh["ror_mh"].null_count() == mh.height
     assert not mh["ror_mh_lo95"].is_nan().any()
 
 
 def test_nulls_in_rows():
-    df = pl.DataFrame({"report_id": ["1", "1", "2", "3", None], "drug": ["A", "A", None, "A", "A"],
-                       "event": ["x", None, "x", "y", "x"], "sex": [None, None, "F", "F", "M"]})
+    df = pl.DataFrame(
+        {
+            "report_id": ["1", "1", "2", "3", None],
+            "drug": ["A", "A", None, "A", "A"],
+            "event": ["x", None, "x", "y", "x"],
+            "sex": [None, None, "F", "F", "M"],
+        }
+    )
     got = contingency_counts(df, strata=["sex"])
     r = {(x["drug"], x["event"]): x for x in got.to_dicts()}
     assert r[("A", "x")]["n11"] == 1 and r[("A", "x")]["n1_"] == 2 and r[("A", "x")]["n_1"] == 2

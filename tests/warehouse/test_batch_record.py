@@ -7,13 +7,13 @@ import datetime as dt
 import pytest
 
 from tests.mini_inbox import write_mini_inbox
-from warehouse.batch_record import batch_traceability_record, build_batch_traceability
-from warehouse.case_batch_links import rebuild_case_batch_links
-from warehouse.loaders.cases import load_cases
-from warehouse.loaders.deliveries import load_deliveries
-from warehouse.loaders.packs import load_packs
-from warehouse.loaders.reference import load_reference
-from warehouse.loaders.supply import load_supply_events
+from warehouse.inputs.platform.cases import load_cases
+from warehouse.inputs.platform.deliveries import load_deliveries
+from warehouse.inputs.platform.packs import load_packs
+from warehouse.inputs.platform.reference import load_reference
+from warehouse.inputs.platform.supply import load_supply_events
+from warehouse.linkage.batch_record import batch_traceability_record, build_batch_traceability
+from warehouse.linkage.case_batch_links import rebuild_case_batch_links
 from warehouse.schema import connect
 
 SALT = "test-salt"
@@ -38,29 +38,85 @@ def mini(tmp_path):
 
 def test_record_of_a_batch_on_the_mini_inbox(mini):
     rec = batch_traceability_record(mini, "B-EU1")
-    assert {k: rec[k] for k in ("product_id", "product_name", "manufacturer_name", "site", "gtin", "recall_status",
-                                "units_released", "units_shipped", "units_delivered", "deliveries", "patients",
-                                "n_regions", "n_pharmacies", "n_excursions", "max_excursion_temp_c",
-                                "linked_cases", "linked_suspect_cases", "suspect_cases_per_10k_packs")} == {
-        "product_id": "P-EU", "product_name": "Eurocillin", "manufacturer_name": "Euro Pharma GmbH", "site": "Berlin",
-        "gtin": "09501101530003", "recall_status": "none", "units_released": 1000, "units_shipped": 500.0,
-        "units_delivered": 2, "deliveries": 2, "patients": 2, "n_regions": 1, "n_pharmacies": 1, "n_excursions": 1,
-        "max_excursion_temp_c": 31.5, "linked_cases": 1, "linked_suspect_cases": 1,
-        "suspect_cases_per_10k_packs": 5000.0}
+    assert {
+        k: rec[k]
+        for k in (
+            "product_id",
+            "product_name",
+            "manufacturer_name",
+            "site",
+            "gtin",
+            "recall_status",
+            "units_released",
+            "units_shipped",
+            "units_delivered",
+            "deliveries",
+            "patients",
+            "n_regions",
+            "n_pharmacies",
+            "n_excursions",
+            "max_excursion_temp_c",
+            "linked_cases",
+            "linked_suspect_cases",
+            "suspect_cases_per_10k_packs",
+        )
+    } == {
+        "product_id": "P-EU",
+        "product_name": "Eurocillin",
+        "manufacturer_name": "Euro Pharma GmbH",
+        "site": "Berlin",
+        "gtin": "09501101530003",
+        "recall_status": "none",
+        "units_released": 1000,
+        "units_shipped": 500.0,
+        "units_delivered": 2,
+        "deliveries": 2,
+        "patients": 2,
+        "n_regions": 1,
+        "n_pharmacies": 1,
+        "n_excursions": 1,
+        "max_excursion_temp_c": 31.5,
+        "linked_cases": 1,
+        "linked_suspect_cases": 1,
+        "suspect_cases_per_10k_packs": 5000.0,
+    }
     assert (rec["manufactured_on"], rec["released_on"], rec["expiry_on"]) == (
-        dt.date(2024, 1, 1), dt.date(2024, 1, 15), dt.date(2027, 12, 31))
+        dt.date(2024, 1, 1),
+        dt.date(2024, 1, 15),
+        dt.date(2027, 12, 31),
+    )
     assert (rec["first_delivery"], rec["last_delivery"]) == (dt.date(2025, 1, 10), dt.date(2025, 1, 11))
     assert rec["regions"] == [{"region": "DE-BY", "country": "DE", "units": 2, "deliveries": 2, "pharmacies": 1}]
-    assert rec["pharmacies"] == [{"pharmacy_id": "PH1", "region": "DE-BY", "units": 2,
-                                  "first_delivery": dt.date(2025, 1, 10), "last_delivery": dt.date(2025, 1, 11)}]
+    assert rec["pharmacies"] == [
+        {
+            "pharmacy_id": "PH1",
+            "region": "DE-BY",
+            "units": 2,
+            "first_delivery": dt.date(2025, 1, 10),
+            "last_delivery": dt.date(2025, 1, 11),
+        }
+    ]
     [step] = rec["route"]
     assert (step["biz_step"], step["disposition"], step["quantity"], step["max_temp_c"], step["event_id"]) == (
-        "shipping", "in_transit", 500.0, 31.5, "ni:///sha-256;ev1")
+        "shipping",
+        "in_transit",
+        500.0,
+        31.5,
+        "ni:///sha-256;ev1",
+    )
     [exc] = rec["excursions"]
-    assert (exc["event_id"], exc["min_temp_c"], exc["max_temp_c"], exc["storage_max_c"], exc["readings_out_of_range"],
-            exc["duration_minutes"]) == ("ni:///sha-256;ev1", 20.0, 31.5, 25.0, 1, None)
+    assert (
+        exc["event_id"],
+        exc["min_temp_c"],
+        exc["max_temp_c"],
+        exc["storage_max_c"],
+        exc["readings_out_of_range"],
+        exc["duration_minutes"],
+    ) == ("ni:///sha-256;ev1", 20.0, 31.5, 25.0, 1, None)
     # C3 is flagged as a duplicate of C1 and is not counted; C1 counts once (latest version)
-    assert rec["linked_reports"] == [{"method": "normalised_lot", "reports": 1, "suspect_reports": 1, "case_ids": ["C1"]}]
+    assert rec["linked_reports"] == [
+        {"method": "normalised_lot", "reports": 1, "suspect_reports": 1, "case_ids": ["C1"]}
+    ]
 
 
 def test_scanned_code_link_and_nmpa_route(mini):
@@ -74,25 +130,38 @@ def test_scanned_code_link_and_nmpa_route(mini):
 
 def test_undelivered_batch_has_empty_lists_not_nulls(mini):
     rec = batch_traceability_record(mini, "B-EU2")
-    assert (rec["units_delivered"], rec["regions"], rec["pharmacies"], rec["route"], rec["excursions"],
-            rec["linked_reports"], rec["suspect_cases_per_10k_packs"]) == (0, [], [], [], [], [], None)
+    assert (
+        rec["units_delivered"],
+        rec["regions"],
+        rec["pharmacies"],
+        rec["route"],
+        rec["excursions"],
+        rec["linked_reports"],
+        rec["suspect_cases_per_10k_packs"],
+    ) == (0, [], [], [], [], [], None)
     with pytest.raises(KeyError):
         batch_traceability_record(mini, "B-NOPE")
 
 
 def test_table_has_one_row_per_batch_equal_to_the_function(mini):
     counts = build_batch_traceability(mini)
-    assert counts == {"batches": 4, "batches_delivered": 3, "batches_with_excursions": 1,
-                      "batches_recalled_or_quarantined": 0, "batches_with_linked_cases": 2}
+    assert counts == {
+        "batches": 4,
+        "batches_delivered": 3,
+        "batches_with_excursions": 1,
+        "batches_recalled_or_quarantined": 0,
+        "batches_with_linked_cases": 2,
+    }
     cur = mini.execute("SELECT * FROM batch_traceability ORDER BY batch_id")
     names = [c[0] for c in cur.description]
     for row in cur.fetchall():
         rec = dict(zip(names, row))
         assert rec == batch_traceability_record(mini, rec["batch_id"])
-    assert build_batch_traceability(mini) == counts   # idempotent
+    assert build_batch_traceability(mini) == counts  # idempotent
 
 
 # ---- the synthetic world: the planted batches -----------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -118,7 +187,10 @@ def test_planted_cold_chain_batch_record(world):
     assert rec["n_excursions"] == 1 and rec["max_excursion_temp_c"] == cold["max_temp_c"]
     [exc] = rec["excursions"]
     assert (exc["consignment_id"], exc["region"], exc["event_id"]) == (
-        cold["consignment_id"], cold["region"], cold["excursion_event_id"])
+        cold["consignment_id"],
+        cold["region"],
+        cold["excursion_event_id"],
+    )
     assert cold["region"] in {r["region"] for r in rec["regions"]}
     steps = [(s["biz_step"], s["consignment_id"]) for s in rec["route"]]
     assert steps[0][0] == "commissioning"
@@ -147,4 +219,4 @@ def test_units_add_up_across_the_world(world):
     delivered, deliveries = con.sql("SELECT sum(units_delivered), sum(deliveries) FROM batch_traceability").fetchone()
     assert deliveries == truth["counts"]["deliveries_valid"] and delivered >= deliveries
     over = con.sql("SELECT count(*) FROM batch_traceability WHERE units_delivered > units_shipped").fetchone()[0]
-    assert over == 0   # no batch hands out more packs than were shipped
+    assert over == 0  # no batch hands out more packs than were shipped

@@ -7,7 +7,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from signals import stratification
-from warehouse.counts import contingency_counts, contingency_counts_sql
+from warehouse.queries.counts import contingency_counts, contingency_counts_sql
 
 
 def report_rows(seed=5, n_reports=3000):
@@ -20,11 +20,20 @@ def report_rows(seed=5, n_reports=3000):
     sex = np.array(["F", "M", None], dtype=object)[rng.integers(0, 3, n_reports)][rid]
     age = np.array(["<18", "18-64", "65+"])[rng.integers(0, 3, n_reports)][rid]
     year = (2020 + rng.integers(0, 4, n_reports))[rid]
-    df = pl.DataFrame({"report_id": rid.astype(str), "drug": [f"d{x}" for x in drug],
-                       "event": [f"e{x}" for x in event], "sex": sex, "age_band": age, "year": year})
+    df = pl.DataFrame(
+        {
+            "report_id": rid.astype(str),
+            "drug": [f"d{x}" for x in drug],
+            "event": [f"e{x}" for x in event],
+            "sex": sex,
+            "age_band": age,
+            "year": year,
+        }
+    )
     # duplicate some rows and add a few nulls
     return pl.concat([df, df.sample(300, seed=1)]).with_columns(
-        event=pl.when(pl.int_range(pl.len()) % 97 == 0).then(None).otherwise(pl.col("event")))
+        event=pl.when(pl.int_range(pl.len()) % 97 == 0).then(None).otherwise(pl.col("event"))
+    )
 
 
 @pytest.fixture(scope="module")

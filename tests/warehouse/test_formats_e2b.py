@@ -7,17 +7,21 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.ingest import ingest
-from warehouse.traceability import normalise_lot
+from warehouse.inputs.regulator.ingest import ingest
+from warehouse.linkage.pack_codes import normalise_lot
 
 etree = pytest.importorskip("lxml.etree")
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "e2b_r3" / "instances_fda"
 NS = {"h": "urn:hl7-org:v3"}
 IE = "h:controlActProcess/h:subject/h:investigationEvent"
-DRUG = (IE + "/h:component/h:adverseEventAssessment/h:subject1/h:primaryRole/h:subjectOf2/"
-        "h:organizer[h:code/@code='4']/h:component/h:substanceAdministration")
-REACTION = IE + "/h:component/h:adverseEventAssessment/h:subject1/h:primaryRole/h:subjectOf2/h:observation[h:code/@code='29']"
+DRUG = (
+    IE + "/h:component/h:adverseEventAssessment/h:subject1/h:primaryRole/h:subjectOf2/"
+    "h:organizer[h:code/@code='4']/h:component/h:substanceAdministration"
+)
+REACTION = (
+    IE + "/h:component/h:adverseEventAssessment/h:subject1/h:primaryRole/h:subjectOf2/h:observation[h:code/@code='29']"
+)
 
 pytestmark = [pytest.mark.realdata, pytest.mark.skipif(not DATA.exists(), reason="../shared/data not available")]
 
@@ -27,14 +31,18 @@ def icsrs() -> list[dict]:
     out = []
     for f in sorted(DATA.glob("*.xml")):
         for m in etree.parse(str(f)).xpath("//h:PORR_IN049016UV", namespaces=NS):
-            out.append({
-                "file": f.name,
-                "c11": m.xpath(IE + "/h:id[@root='2.16.840.1.113883.3.989.2.1.3.1']/@extension", namespaces=NS)[0],
-                "c12": m.xpath("h:controlActProcess/h:effectiveTime/@value", namespaces=NS)[0],
-                "drugs": [[t.strip() for t in d.xpath(".//h:lotNumberText/text()", namespaces=NS)]
-                          for d in m.xpath(DRUG, namespaces=NS)],
-                "reactions": len(m.xpath(REACTION, namespaces=NS)),
-            })
+            out.append(
+                {
+                    "file": f.name,
+                    "c11": m.xpath(IE + "/h:id[@root='2.16.840.1.113883.3.989.2.1.3.1']/@extension", namespaces=NS)[0],
+                    "c12": m.xpath("h:controlActProcess/h:effectiveTime/@value", namespaces=NS)[0],
+                    "drugs": [
+                        [t.strip() for t in d.xpath(".//h:lotNumberText/text()", namespaces=NS)]
+                        for d in m.xpath(DRUG, namespaces=NS)
+                    ],
+                    "reactions": len(m.xpath(REACTION, namespaces=NS)),
+                }
+            )
     return out
 
 
@@ -63,8 +71,10 @@ def test_fda_instances_counts(tmp_path):
 
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     # Scenario 6 has the real G.k.4.r.7 lot 4577BN2 on its first drug, an older version of 8744554B
-    lot = con.execute("SELECT lot_reported FROM case_drug WHERE case_id = 'E2B-US-APHARMA-8744554B' AND drug_seq = 1 "
-                      "AND lot_reported LIKE '%4577BN2'").fetchone()
+    lot = con.execute(
+        "SELECT lot_reported FROM case_drug WHERE case_id = 'E2B-US-APHARMA-8744554B' AND drug_seq = 1 "
+        "AND lot_reported LIKE '%4577BN2'"
+    ).fetchone()
     assert lot is not None and "4577BN2" in normalise_lot(lot[0])
     assert con.execute("SELECT count(*) FROM latest_case WHERE case_id = 'E2B-US-APHARMA-8744554B'").fetchone()[0] == 1
     # MedDRA LLT codes and versions are kept; roles come from G.k.1
@@ -80,8 +90,9 @@ def test_broken_xml_and_broken_icsr_are_quarantined(tmp_path):
     (folder / "good.xml").write_text(good, encoding="utf-8")
     (folder / "truncated.xml").write_text(good[: len(good) // 2], encoding="utf-8")
     # an ICSR without C.1.1
-    (folder / "no_id.xml").write_text(good.replace('root="2.16.840.1.113883.3.989.2.1.3.1"/>', 'root="9.9"/>'),
-                                      encoding="utf-8")
+    (folder / "no_id.xml").write_text(
+        good.replace('root="2.16.840.1.113883.3.989.2.1.3.1"/>', 'root="9.9"/>'), encoding="utf-8"
+    )
     counts = ingest(folder, "e2b", tmp_path / "w.duckdb")
     assert counts["cases"] == 1
     assert counts["quarantine_reasons"] == {"unparsable_icsr": 1, "unparsable_xml": 1}

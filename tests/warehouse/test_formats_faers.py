@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.ingest import IngestError, ingest
-from warehouse.traceability import normalise_lot
+from warehouse.inputs.regulator.ingest import IngestError, ingest
+from warehouse.linkage.pack_codes import normalise_lot
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faers"
 Q2017 = DATA / "faers_ascii_2017q2.zip"
@@ -33,9 +33,17 @@ def raw_table(zip_path: Path, prefix: str) -> list[dict]:
 def snapshot(db: Path) -> dict:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return {t: sorted(map(repr, con.execute(f"SELECT * EXCLUDE (quarantined_at) FROM {t}" if t == "quarantine"
-                                                else f"SELECT * FROM {t}").fetchall()))
-                for t in ("case_report", "case_drug", "case_reaction", "quarantine", "case_deleted")}
+        return {
+            t: sorted(
+                map(
+                    repr,
+                    con.execute(
+                        f"SELECT * EXCLUDE (quarantined_at) FROM {t}" if t == "quarantine" else f"SELECT * FROM {t}"
+                    ).fetchall(),
+                )
+            )
+            for t in ("case_report", "case_drug", "case_reaction", "quarantine", "case_deleted")
+        }
     finally:
         con.close()
 
@@ -70,9 +78,14 @@ def test_faers_2017q2_counts_match_the_raw_files(tmp_path):
     got = {r[0] for r in con.execute("SELECT substr(case_id, 7) FROM latest_case WHERE serious").fetchall()}
     assert got == serious_ids
     deaths = {r["caseid"] for r in outc if r["outc_cod"] == "DE"}
-    assert {r[0] for r in con.execute("SELECT substr(case_id, 7) FROM latest_case WHERE outcome = 'fatal'").fetchall()} == deaths
+    assert {
+        r[0] for r in con.execute("SELECT substr(case_id, 7) FROM latest_case WHERE outcome = 'fatal'").fetchall()
+    } == deaths
     # every drug row keeps FDA's active ingredient, lower case
-    assert con.execute("SELECT ingredient FROM case_drug WHERE product_name_reported = 'RISPERDAL' LIMIT 1").fetchone()[0] == "risperidone"
+    assert (
+        con.execute("SELECT ingredient FROM case_drug WHERE product_name_reported = 'RISPERDAL' LIMIT 1").fetchone()[0]
+        == "risperidone"
+    )
 
 
 def test_legacy_aers_2004q1_counts(tmp_path):
@@ -96,29 +109,45 @@ def test_reingest_is_idempotent_and_a_second_file_adds(tmp_path):
     before = snapshot(db)
     again = ingest(Q2017, "faers", db)
     assert snapshot(db) == before
-    assert {k: again[k] for k in ("cases", "drugs", "reactions", "lots")} == {k: first[k] for k in ("cases", "drugs", "reactions", "lots")}
+    assert {k: again[k] for k in ("cases", "drugs", "reactions", "lots")} == {
+        k: first[k] for k in ("cases", "drugs", "reactions", "lots")
+    }
     second = ingest(Q2004, "faers", db)
     assert second["warehouse"]["cases"] == first["cases"] + second["cases"]
     assert second["warehouse"]["drugs"] == first["drugs"] + second["drugs"]
 
 
-DEMO_HEADER = ("primaryid$caseid$caseversion$i_f_code$event_dt$mfr_dt$init_fda_dt$fda_dt$rept_cod$auth_num$mfr_num$"
-               "mfr_sndr$lit_ref$age$age_cod$age_grp$sex$e_sub$wt$wt_cod$rept_dt$to_mfr$occp_cod$reporter_country$occr_country")
-DRUG_HEADER = ("primaryid$caseid$drug_seq$role_cod$drugname$prod_ai$val_vbm$route$dose_vbm$cum_dose_chr$cum_dose_unit$"
-               "dechal$rechal$lot_num$exp_dt$nda_num$dose_amt$dose_unit$dose_form$dose_freq")
+DEMO_HEADER = (
+    "primaryid$caseid$caseversion$i_f_code$event_dt$mfr_dt$init_fda_dt$fda_dt$rept_cod$auth_num$mfr_num$"
+    "mfr_sndr$lit_ref$age$age_cod$age_grp$sex$e_sub$wt$wt_cod$rept_dt$to_mfr$occp_cod$reporter_country$occr_country"
+)
+DRUG_HEADER = (
+    "primaryid$caseid$drug_seq$role_cod$drugname$prod_ai$val_vbm$route$dose_vbm$cum_dose_chr$cum_dose_unit$"
+    "dechal$rechal$lot_num$exp_dt$nda_num$dose_amt$dose_unit$dose_form$dose_freq"
+)
 
 
-def demo_row(caseid: str, version: int, fda_dt: str = "20170401", age: str = "40", sex: str = "F",
-             event_dt: str = "20170301", init_dt: str = "20170101") -> str:
-    return (f"{caseid}{version}${caseid}${version}$F${event_dt}$${init_dt}${fda_dt}$EXP$$$$${age}$YR$$"
-            f"{sex}$Y$$$$$MD$US$US")
+def demo_row(
+    caseid: str,
+    version: int,
+    fda_dt: str = "20170401",
+    age: str = "40",
+    sex: str = "F",
+    event_dt: str = "20170301",
+    init_dt: str = "20170101",
+) -> str:
+    return (
+        f"{caseid}{version}${caseid}${version}$F${event_dt}$${init_dt}${fda_dt}$EXP$$$$${age}$YR$${sex}$Y$$$$$MD$US$US"
+    )
 
 
 def drug_row(primaryid: str, caseid: str, seq: int, name: str, ai: str, lot: str = "", role: str = "PS") -> str:
     return f"{primaryid}${caseid}${seq}${role}${name}${ai}$1$Oral$$$$$${lot}$$$$$$"
 
 
-def write_quarter(folder: Path, q: str, demo: list[str], drug: list[str], reac: list[str], outc: list[str] = ()) -> Path:
+def write_quarter(
+    folder: Path, q: str, demo: list[str], drug: list[str], reac: list[str], outc: list[str] = ()
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"DEMO{q}.txt").write_text("\n".join([DEMO_HEADER, *demo]) + "\n")
     (folder / f"drug{q.lower()}.txt").write_text("\n".join([DRUG_HEADER, *drug]) + "\n")
@@ -130,26 +159,39 @@ def write_quarter(folder: Path, q: str, demo: list[str], drug: list[str], reac: 
 def test_synthetic_quarters_follow_up_delete_and_quarantine(tmp_path):
     db = tmp_path / "w.duckdb"
     q1 = write_quarter(
-        tmp_path / "q1", "20Q1",
+        tmp_path / "q1",
+        "20Q1",
         demo=[demo_row("100", 1), demo_row("200", 1), demo_row("300", 1, fda_dt="2017", init_dt="")],
-        drug=[drug_row("1001", "100", 1, "ZOCOR", "SIMVASTATIN", "lot 12AB"),
-              drug_row("2001", "200", 1, "Lipitor", "ATORVASTATIN", "UNKNOWN"),
-              drug_row("9991", "999", 1, "ORPHAN", "NOTHING"),          # no DEMO row
-              drug_row("2001", "200", 2, "Thing", "THING", role="XX")],  # unknown role
+        drug=[
+            drug_row("1001", "100", 1, "ZOCOR", "SIMVASTATIN", "lot 12AB"),
+            drug_row("2001", "200", 1, "Lipitor", "ATORVASTATIN", "UNKNOWN"),
+            drug_row("9991", "999", 1, "ORPHAN", "NOTHING"),  # no DEMO row
+            drug_row("2001", "200", 2, "Thing", "THING", role="XX"),
+        ],  # unknown role
         reac=["1001$100$Myalgia$", "2001$200$$", "2001$200$Rhabdomyolysis$", "9991$999$Nausea$"],
         outc=["1001$100$HO", "2001$200$ZZ"],
     )
     c1 = ingest(q1, "faers", db)
     assert c1["cases"] == 2 and c1["lots"] == 1
-    assert c1["quarantine_reasons"] == {"invalid_role": 1, "invalid_value": 1, "missing_pt": 1,
-                                        "missing_received_date": 1, "orphan_drug": 1, "orphan_reaction": 1}
+    assert c1["quarantine_reasons"] == {
+        "invalid_role": 1,
+        "invalid_value": 1,
+        "missing_pt": 1,
+        "missing_received_date": 1,
+        "orphan_drug": 1,
+        "orphan_reaction": 1,
+    }
     assert c1["quarantined"] == 6
 
     # next quarter: a follow-up of case 100 (version 2) and a deleted-case list naming case 200
     q2 = write_quarter(
-        tmp_path / "q2", "20Q2",
+        tmp_path / "q2",
+        "20Q2",
         demo=[demo_row("100", 2, fda_dt="20170601")],
-        drug=[drug_row("1002", "100", 1, "ZOCOR", "SIMVASTATIN", "12AB"), drug_row("1002", "100", 2, "ASPIRIN", "ASPIRIN")],
+        drug=[
+            drug_row("1002", "100", 1, "ZOCOR", "SIMVASTATIN", "12AB"),
+            drug_row("1002", "100", 2, "ASPIRIN", "ASPIRIN"),
+        ],
         reac=["1002$100$Myalgia$", "1002$100$Fatigue$"],
     )
     (q2 / "deleted").mkdir()
@@ -172,18 +214,26 @@ def test_synthetic_quarters_follow_up_delete_and_quarantine(tmp_path):
 
 def test_duplicate_suggestion_flags_but_keeps(tmp_path):
     q = write_quarter(
-        tmp_path / "q", "20Q3",
-        demo=[demo_row("500", 1, fda_dt="20170401"), demo_row("600", 1, fda_dt="20170405"),
-              demo_row("700", 1, fda_dt="20170405", age="41")],
-        drug=[drug_row("5001", "500", 1, "ZOCOR", "SIMVASTATIN"), drug_row("6001", "600", 1, "Zocor 20mg", "SIMVASTATIN"),
-              drug_row("7001", "700", 1, "ZOCOR", "SIMVASTATIN")],
+        tmp_path / "q",
+        "20Q3",
+        demo=[
+            demo_row("500", 1, fda_dt="20170401"),
+            demo_row("600", 1, fda_dt="20170405"),
+            demo_row("700", 1, fda_dt="20170405", age="41"),
+        ],
+        drug=[
+            drug_row("5001", "500", 1, "ZOCOR", "SIMVASTATIN"),
+            drug_row("6001", "600", 1, "Zocor 20mg", "SIMVASTATIN"),
+            drug_row("7001", "700", 1, "ZOCOR", "SIMVASTATIN"),
+        ],
         reac=["5001$500$Myalgia$", "6001$600$Myalgia$", "7001$700$Myalgia$"],
     )
     counts = ingest(q, "faers", tmp_path / "w.duckdb")
     assert counts["duplicates_flagged"] == 1 and counts["cases"] == 3
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert con.execute("SELECT case_id, duplicate_of FROM latest_case WHERE duplicate_of IS NOT NULL").fetchall() == [
-        ("FAERS-600", "FAERS-500")]
+        ("FAERS-600", "FAERS-500")
+    ]
 
 
 def test_bad_inputs_fail_clearly(tmp_path):

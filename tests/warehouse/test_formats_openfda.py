@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.ingest import ingest
-from warehouse.traceability import normalise_lot
+from warehouse.inputs.regulator.ingest import ingest
+from warehouse.linkage.pack_codes import normalise_lot
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "openfda"
 
@@ -27,22 +27,42 @@ def test_sample_report_counts(tmp_path, name):
     assert counts["lots"] == sum(bool(normalise_lot(d.get("drugbatchnumb"))) for d in doc["patient"]["drug"])
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     row = con.execute("SELECT case_id, sex, age_years, serious, seriousness FROM latest_case").fetchone()
-    assert row == (f"OPENFDA-{doc['safetyreportid']}", "F", 62.0, True, ["disability", "hospitalisation",
-                                                                        "other_medically_important"])
+    assert row == (
+        f"OPENFDA-{doc['safetyreportid']}",
+        "F",
+        62.0,
+        True,
+        ["disability", "hospitalisation", "other_medically_important"],
+    )
 
 
 def test_api_download_with_harmonised_fields_and_bad_reports(tmp_path):
     harmonised = [json.loads(line) for line in (DATA / "harmonized.small.json").read_text().splitlines()[:50]]
     brand = next(h for h in harmonised if h.get("brand_name") and h.get("substance_name"))
     reports = [
-        {"safetyreportid": "1", "safetyreportversion": "2", "receivedate": "20200105", "serious": "1",
-         "seriousnessdeath": "1",
-         "patient": {"patientsex": "1", "patientonsetage": "7", "patientonsetageunit": "800",
-                     "reaction": [{"reactionmeddrapt": "Rash", "reactionoutcome": "1"}, {"reactionoutcome": "6"}],
-                     "drug": [{"drugcharacterization": "1", "medicinalproduct": "ZANTAC", "drugbatchnumb": "LOT# ab12",
-                               "openfda": {"substance_name": ["RANITIDINE HYDROCHLORIDE"], "generic_name": ["RANITIDINE"]}},
-                              {"drugcharacterization": "2", "medicinalproduct": brand["brand_name"], "drugbatchnumb": "UNK"},
-                              {"medicinalproduct": "NO ROLE"}]}},
+        {
+            "safetyreportid": "1",
+            "safetyreportversion": "2",
+            "receivedate": "20200105",
+            "serious": "1",
+            "seriousnessdeath": "1",
+            "patient": {
+                "patientsex": "1",
+                "patientonsetage": "7",
+                "patientonsetageunit": "800",
+                "reaction": [{"reactionmeddrapt": "Rash", "reactionoutcome": "1"}, {"reactionoutcome": "6"}],
+                "drug": [
+                    {
+                        "drugcharacterization": "1",
+                        "medicinalproduct": "ZANTAC",
+                        "drugbatchnumb": "LOT# ab12",
+                        "openfda": {"substance_name": ["RANITIDINE HYDROCHLORIDE"], "generic_name": ["RANITIDINE"]},
+                    },
+                    {"drugcharacterization": "2", "medicinalproduct": brand["brand_name"], "drugbatchnumb": "UNK"},
+                    {"medicinalproduct": "NO ROLE"},
+                ],
+            },
+        },
         {"receivedate": "20200105", "patient": {}},  # no id
         {"safetyreportid": "3", "receivedate": "2020", "patient": {}},  # partial date
     ]

@@ -9,9 +9,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.formats.vaers import vaers_lot_counts
-from warehouse.ingest import ingest
-from warehouse.traceability import normalise_lot
+from warehouse.inputs.regulator.ingest import ingest
+from warehouse.inputs.regulator.vaers import vaers_lot_counts
+from warehouse.linkage.pack_codes import normalise_lot
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "vaers"
 Y1990 = DATA / "1990"
@@ -52,8 +52,12 @@ def test_1990_counts_match_the_raw_files(w1990):
     if many:
         i = many[0]
         want = [r[f"SYMPTOM{k}"] for r in sym if r["VAERS_ID"] == i for k in range(1, 6) if r[f"SYMPTOM{k}"].strip()]
-        got_pts = [r[0] for r in con.execute(
-            "SELECT pt FROM case_reaction WHERE case_id = ? ORDER BY reaction_seq", [f"VAERS-{int(i)}"]).fetchall()]
+        got_pts = [
+            r[0]
+            for r in con.execute(
+                "SELECT pt FROM case_reaction WHERE case_id = ? ORDER BY reaction_seq", [f"VAERS-{int(i)}"]
+            ).fetchall()
+        ]
         assert got_pts == want
 
 
@@ -81,7 +85,9 @@ def test_2019_partial_without_data_file(tmp_path):
     assert counts["reactions"] == sum(bool((r[f"SYMPTOM{k}"] or "").strip()) for r in sym for k in range(1, 6))
     assert any("no VAERSDATA file" in w for w in counts["warnings"])
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM latest_case WHERE sex IS NOT NULL OR serious IS NOT NULL").fetchone()[0] == 0
+    assert (
+        con.execute("SELECT count(*) FROM latest_case WHERE sex IS NOT NULL OR serious IS NOT NULL").fetchone()[0] == 0
+    )
 
 
 def test_reingest_is_idempotent_including_lot_counts(tmp_path):

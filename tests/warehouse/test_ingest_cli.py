@@ -21,15 +21,24 @@ def test_cli_json_is_the_last_line(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     counts = json.loads(last)
     assert {k: counts[k] for k in ("cases", "case_versions", "drugs", "reactions", "lots", "quarantined")} == {
-        "cases": 100, "case_versions": 100, "drugs": 328, "reactions": 286, "lots": 31, "quarantined": 0}
+        "cases": 100,
+        "case_versions": 100,
+        "drugs": 328,
+        "reactions": 286,
+        "lots": 31,
+        "quarantined": 0,
+    }
     assert counts["unmapped_drugs"]["rows"] == 4
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--format", "faers", "/no/such/path.zip"], "does not exist"),
-    (["--format", "medwatch", str(FAERS)], "unknown format"),
-    (["--format", "vaers", str(FAERS)], "no VAERS files found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--format", "faers", "/no/such/path.zip"], "does not exist"),
+        (["--format", "medwatch", str(FAERS)], "unknown format"),
+        (["--format", "vaers", str(FAERS)], "no VAERS files found"),
+    ],
+)
 def test_cli_bad_input(tmp_path, capsys, argv, message):
     code = main(["ingest", *argv, "--warehouse", str(tmp_path / "w.duckdb"), "--json"])
     assert code != 0

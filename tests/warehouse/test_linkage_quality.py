@@ -14,7 +14,7 @@ import json
 import pytest
 
 from benchmarks.linkage_quality import linkage_quality, load_world
-from warehouse.loaders.deliveries import load_deliveries
+from warehouse.inputs.platform.deliveries import load_deliveries
 
 # ground truth names the planted bad scans; the loader names the quarantine reason
 QUARANTINE_REASON = {"unknown_nmpa": "unknown_nmpa_drug_code"}
@@ -55,7 +55,7 @@ def test_recall_overall_and_per_source(quality):
     assert quality["overall"]["recall_given"] >= 0.8
     sources = _by(quality["by_source"], "source")
     assert set(sources) == {"patient_app", "hcp", "pharmacist"}
-    assert sources["patient_app"]["recall"] >= 0.65   # scanned codes
+    assert sources["patient_app"]["recall"] >= 0.65  # scanned codes
     for s in sources.values():
         assert s["recall"] >= 0.45 and s["recall_given"] >= 0.75, s
     shares = quality["by_method"]["recall_share"].sum()
@@ -67,7 +67,7 @@ def test_every_planted_bad_scan_is_quarantined_with_its_reason_and_count(world):
     counts = load_deliveries(con, inbox, "salt")
     got = dict(con.sql("SELECT reason, count(*) FROM quarantine WHERE stage = 'deliveries' GROUP BY 1").fetchall())
     expected = {QUARANTINE_REASON.get(r, r): n for r, n in truth["bad_inputs"]["deliveries"].items()}
-    assert all(n > 0 for n in expected.values())   # the generator plants some of each
+    assert all(n > 0 for n in expected.values())  # the generator plants some of each
     assert got == expected
     assert counts["deliveries"] == truth["counts"]["deliveries_valid"]
     assert json.loads((inbox / "ground_truth.json").read_text())["bad_inputs"] == truth["bad_inputs"]

@@ -11,12 +11,12 @@ from tests.mini_inbox import (
     GOOD_DELIVERIES,
     write_mini_inbox,
 )
-from warehouse.inbox import InboxError
-from warehouse.loaders.cases import load_cases
-from warehouse.loaders.deliveries import load_deliveries, load_medication_logs
-from warehouse.loaders.packs import load_packs
-from warehouse.loaders.reference import load_reference
-from warehouse.loaders.supply import COLD_CHAIN_EXCURSIONS_SQL, load_supply_events
+from warehouse.inputs.inbox import InboxError
+from warehouse.inputs.platform.cases import load_cases
+from warehouse.inputs.platform.deliveries import load_deliveries, load_medication_logs
+from warehouse.inputs.platform.packs import load_packs
+from warehouse.inputs.platform.reference import load_reference
+from warehouse.inputs.platform.supply import COLD_CHAIN_EXCURSIONS_SQL, load_supply_events
 from warehouse.schema import connect
 
 SALT = "test-salt"
@@ -69,7 +69,10 @@ def test_bad_scans_are_quarantined_with_their_reason(loaded):
 
 def test_patients_are_pseudonymous(loaded):
     con, _, _ = loaded
-    keys = [k for (k,) in con.sql("SELECT patient_key FROM delivery UNION ALL SELECT patient_key FROM case_report").fetchall()]
+    keys = [
+        k
+        for (k,) in con.sql("SELECT patient_key FROM delivery UNION ALL SELECT patient_key FROM case_report").fetchall()
+    ]
     assert keys and all(k and not k.startswith("PAT-") and len(k) == 32 for k in keys)
     # the same patient gets the same key in deliveries and in cases (PAT-1: D1 and case C1)
     (same,) = con.sql(
@@ -102,7 +105,9 @@ def test_duplicate_is_flagged_not_deleted(loaded):
 
 def test_reported_names_are_mapped_with_their_method(loaded):
     con, _, _ = loaded
-    rows = con.sql("SELECT case_id, drug_seq, product_id, mapping_method FROM latest_case_drug ORDER BY 1, 2").fetchall()
+    rows = con.sql(
+        "SELECT case_id, drug_seq, product_id, mapping_method FROM latest_case_drug ORDER BY 1, 2"
+    ).fetchall()
     assert ("C1", 0, "P-EU", "brand_prefix") in rows or ("C1", 0, "P-EU", "brand") in rows
     assert ("C2", 1, "P-CN", "brand_prefix") in rows
 
@@ -117,9 +122,21 @@ def test_epcis_events_and_cold_chain_excursion(loaded):
 
 def test_loading_twice_changes_nothing(loaded):
     con, inbox, first = loaded
-    snapshot = {t: con.sql(f"SELECT * FROM {t} ORDER BY ALL").pl() for t in
-                ("manufacturer", "product", "batch", "pack", "delivery", "medication_log", "case_report", "case_drug",
-                 "case_reaction", "supply_event")}
+    snapshot = {
+        t: con.sql(f"SELECT * FROM {t} ORDER BY ALL").pl()
+        for t in (
+            "manufacturer",
+            "product",
+            "batch",
+            "pack",
+            "delivery",
+            "medication_log",
+            "case_report",
+            "case_drug",
+            "case_reaction",
+            "supply_event",
+        )
+    }
     q_before = con.sql("SELECT stage, record_key, reason FROM quarantine ORDER BY ALL").pl()
     second = load_all(con, inbox)
     assert second == first
@@ -149,7 +166,7 @@ def test_inbox_reload_keeps_cases_ingested_from_external_sources(tmp_path):
     """`pvtrace ingest` adds FAERS cases; re-loading the inbox must not wipe them (nor their duplicate flags)."""
     from pathlib import Path
 
-    from warehouse.ingest import ingest
+    from warehouse.inputs.regulator.ingest import ingest
 
     faers = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "faers" / "faers_ascii_2017q2.zip"
     if not faers.exists():
@@ -174,7 +191,7 @@ def test_inbox_case_may_not_use_an_external_prefix():
     import json
 
     from tests.mini_inbox import case
-    from warehouse.loaders.cases import CaseRejected, parse_case_line
+    from warehouse.inputs.platform.cases import CaseRejected, parse_case_line
 
     with pytest.raises(CaseRejected, match="reserved"):
         parse_case_line(json.dumps(case("FAERS-123")))

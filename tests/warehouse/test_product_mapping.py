@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import polars as pl
 
-from warehouse.product_mapping import map_reported_products, normalise_drug_name
+from warehouse.linkage.products import map_reported_products, normalise_drug_name
 
-PRODUCTS = pl.DataFrame({
-    "product_id": ["P1", "P2", "P3", "P4"],
-    "name": ["Glucofin", "Cardiolex XR", "Amoxil", "Amoxi-Gen"],
-    "ingredient": ["metformin", "metoprolol", "amoxicillin", "amoxicillin"],
-})
+PRODUCTS = pl.DataFrame(
+    {
+        "product_id": ["P1", "P2", "P3", "P4"],
+        "name": ["Glucofin", "Cardiolex XR", "Amoxil", "Amoxi-Gen"],
+        "ingredient": ["metformin", "metoprolol", "amoxicillin", "amoxicillin"],
+    }
+)
 
 
 def mapped(names):
     frame = pl.DataFrame({"product_name_reported": names})
-    return map_reported_products(frame, PRODUCTS).select("product_name_reported", "product_id", "ingredient", "mapping_method").rows()
+    return (
+        map_reported_products(frame, PRODUCTS)
+        .select("product_name_reported", "product_id", "ingredient", "mapping_method")
+        .rows()
+    )
 
 
 def test_normalise_strips_case_strength_and_punctuation():
@@ -24,8 +30,12 @@ def test_normalise_strips_case_strength_and_punctuation():
 
 
 def test_mapping_methods():
-    got = {r[0]: r[1:] for r in mapped(["glucofin", "GLUCOFIN 850 MG", "Cardiolex XR 50mg", "cardiolex", "metformin",
-                                         "amoxicillin", "aspirin"])}
+    got = {
+        r[0]: r[1:]
+        for r in mapped(
+            ["glucofin", "GLUCOFIN 850 MG", "Cardiolex XR 50mg", "cardiolex", "metformin", "amoxicillin", "aspirin"]
+        )
+    }
     assert got["glucofin"] == ("P1", "metformin", "brand")
     assert got["GLUCOFIN 850 MG"] == ("P1", "metformin", "brand")
     assert got["Cardiolex XR 50mg"] == ("P2", "metoprolol", "brand")

@@ -71,12 +71,18 @@ def test_fact_tables_carry_no_key_index_and_violations_are_counted():
     from warehouse.schema import NATURAL_KEYS, key_violations
 
     con = connect(":memory:")
-    indexed = {t for (t,) in con.sql(
-        "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'").fetchall()}
+    indexed = {
+        t
+        for (t,) in con.sql(
+            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        ).fetchall()
+    }
     assert not indexed & set(NATURAL_KEYS)
-    assert key_violations(con) == {t: 0 for t in NATURAL_KEYS}
-    con.execute("INSERT INTO medication_log VALUES ('L1', 'k', 'D1', DATE '2025-01-06', 1, 0), "
-                "('L1', 'k', 'D1', DATE '2025-01-13', 1, 0), ('L2', 'k', 'D2', DATE '2025-01-06', 1, 0)")
+    assert key_violations(con) == dict.fromkeys(NATURAL_KEYS, 0)
+    con.execute(
+        "INSERT INTO medication_log VALUES ('L1', 'k', 'D1', DATE '2025-01-06', 1, 0), "
+        "('L1', 'k', 'D1', DATE '2025-01-13', 1, 0), ('L2', 'k', 'D2', DATE '2025-01-06', 1, 0)"
+    )
     assert key_violations(con, ["medication_log"]) == {"medication_log": 1}
 
 
@@ -87,15 +93,18 @@ def test_version_1_warehouse_is_migrated_with_its_rows(tmp_path):
     con.execute("DROP VIEW latest_case_reaction")
     con.execute("DROP VIEW latest_case")
     con.execute("DROP TABLE case_report")
-    con.execute("CREATE TABLE case_report (case_id VARCHAR NOT NULL, version INTEGER NOT NULL, is_latest BOOLEAN NOT NULL, "
-                "received_on DATE NOT NULL, source VARCHAR NOT NULL, PRIMARY KEY (case_id, version))")
+    con.execute(
+        "CREATE TABLE case_report (case_id VARCHAR NOT NULL, version INTEGER NOT NULL, is_latest BOOLEAN NOT NULL, "
+        "received_on DATE NOT NULL, source VARCHAR NOT NULL, PRIMARY KEY (case_id, version))"
+    )
     con.execute("INSERT INTO case_report VALUES ('C1', 1, true, DATE '2025-01-01', 'hcp')")
     con.execute("DELETE FROM schema_version")
     con.execute("INSERT INTO schema_version (version) VALUES (1)")
     con.close()
     con = connect(path)
     assert con.sql("SELECT case_id, version, source, narrative FROM latest_case").fetchall() == [("C1", 1, "hcp", None)]
-    pk = con.sql("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'case_report' "
-                 "AND constraint_type = 'PRIMARY KEY'").fetchone()[0]
+    pk = con.sql(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'case_report' AND constraint_type = 'PRIMARY KEY'"
+    ).fetchone()[0]
     assert pk == 0
     assert con.sql("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION

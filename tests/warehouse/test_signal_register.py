@@ -7,15 +7,32 @@ import datetime as dt
 import polars as pl
 
 from warehouse.schema import connect
-from warehouse.signal_register import signal_id, update_register
+from warehouse.stores.signal_register import signal_id, update_register
 
 
 def detections(*rows):
     return pl.DataFrame(
-        [{"level": "product", "product_id": p, "ingredient": None, "pt": pt, "batch_id": None, "methods": m,
-          "figures": {"n11": n}} for p, pt, m, n in rows],
-        schema={"level": pl.String, "product_id": pl.String, "ingredient": pl.String, "pt": pl.String,
-                "batch_id": pl.String, "methods": pl.List(pl.String), "figures": pl.Object},
+        [
+            {
+                "level": "product",
+                "product_id": p,
+                "ingredient": None,
+                "pt": pt,
+                "batch_id": None,
+                "methods": m,
+                "figures": {"n11": n},
+            }
+            for p, pt, m, n in rows
+        ],
+        schema={
+            "level": pl.String,
+            "product_id": pl.String,
+            "ingredient": pl.String,
+            "pt": pl.String,
+            "batch_id": pl.String,
+            "methods": pl.List(pl.String),
+            "figures": pl.Object,
+        },
     )
 
 
@@ -31,12 +48,18 @@ def test_new_then_refreshed_then_idempotent():
     first = update_register(con, detections(("P1", "Nausea", ["evans"], 5)), d1, "run1")
     assert first == {"new": 1, "refreshed": 0, "total": 1}
     d2 = dt.date(2025, 2, 28)
-    second = update_register(con, detections(("P1", "Nausea", ["evans", "ema_sdr"], 9), ("P2", "Rash", ["who_umc"], 4)), d2, "run2")
+    second = update_register(
+        con, detections(("P1", "Nausea", ["evans", "ema_sdr"], 9), ("P2", "Rash", ["who_umc"], 4)), d2, "run2"
+    )
     assert second == {"new": 1, "refreshed": 1, "total": 2}
-    row = con.sql("SELECT first_detected, last_detected, methods, figures->>'n11' FROM signal WHERE product_id='P1'").fetchone()
+    row = con.sql(
+        "SELECT first_detected, last_detected, methods, figures->>'n11' FROM signal WHERE product_id='P1'"
+    ).fetchone()
     assert row == (d1, d2, ["evans", "ema_sdr"], "9")
     history = con.sql("SELECT count(*) FROM signal_history").fetchone()[0]
-    again = update_register(con, detections(("P1", "Nausea", ["evans", "ema_sdr"], 9), ("P2", "Rash", ["who_umc"], 4)), d2, "run3")
+    again = update_register(
+        con, detections(("P1", "Nausea", ["evans", "ema_sdr"], 9), ("P2", "Rash", ["who_umc"], 4)), d2, "run3"
+    )
     assert again == {"new": 0, "refreshed": 2, "total": 2}
     assert con.sql("SELECT count(*) FROM signal_history").fetchone()[0] == history
 
@@ -52,12 +75,38 @@ def test_detection_does_not_overwrite_an_analyst_status():
 def test_per_row_detected_on_sets_first_detected_and_is_optional():
     con = connect(":memory:")
     frame = pl.DataFrame(
-        [{"level": "batch", "product_id": "P1", "ingredient": None, "pt": "Hypersensitivity", "batch_id": "B1",
-          "methods": ["maxsprt"], "figures": '{"n11": 4}', "detected_on": dt.date(2025, 5, 18)},
-         {"level": "product", "product_id": "P1", "ingredient": None, "pt": "Rash", "batch_id": None,
-          "methods": ["evans"], "figures": '{"n11": 3}', "detected_on": None}],
-        schema={"level": pl.String, "product_id": pl.String, "ingredient": pl.String, "pt": pl.String,
-                "batch_id": pl.String, "methods": pl.List(pl.String), "figures": pl.String, "detected_on": pl.Date},
+        [
+            {
+                "level": "batch",
+                "product_id": "P1",
+                "ingredient": None,
+                "pt": "Hypersensitivity",
+                "batch_id": "B1",
+                "methods": ["maxsprt"],
+                "figures": '{"n11": 4}',
+                "detected_on": dt.date(2025, 5, 18),
+            },
+            {
+                "level": "product",
+                "product_id": "P1",
+                "ingredient": None,
+                "pt": "Rash",
+                "batch_id": None,
+                "methods": ["evans"],
+                "figures": '{"n11": 3}',
+                "detected_on": None,
+            },
+        ],
+        schema={
+            "level": pl.String,
+            "product_id": pl.String,
+            "ingredient": pl.String,
+            "pt": pl.String,
+            "batch_id": pl.String,
+            "methods": pl.List(pl.String),
+            "figures": pl.String,
+            "detected_on": pl.Date,
+        },
     )
     dlp = dt.date(2025, 12, 31)
     assert update_register(con, frame, dlp, "run1")["new"] == 2
@@ -67,4 +116,6 @@ def test_per_row_detected_on_sets_first_detected_and_is_optional():
     # a later run keeps the first detection date and moves last_detected on
     update_register(con, frame, dt.date(2026, 1, 31), "run2")
     assert con.sql("SELECT first_detected, last_detected FROM signal WHERE pt = 'Hypersensitivity'").fetchone() == (
-        dt.date(2025, 5, 18), dt.date(2026, 1, 31))
+        dt.date(2025, 5, 18),
+        dt.date(2026, 1, 31),
+    )

@@ -14,14 +14,14 @@ import pytest
 from jsonschema import Draft7Validator
 from referencing.exceptions import NoSuchResource, Unresolvable
 
-from warehouse.loaders.epcis_schema import (
+from warehouse.inputs.platform.epcis_schema import (
     DEFAULT_SCHEMA,
     FORMAT_CHECKER,
     EpcisValidator,
     epcis_validator,
     local_registry,
 )
-from warehouse.loaders.supply import (
+from warehouse.inputs.platform.supply import (
     COLD_CHAIN_EXCURSIONS_SQL,
     _gtin14,
     load_supply_events,
@@ -42,10 +42,11 @@ def example(name: str) -> dict:
 
 # ---- the validator ----------------------------------------------------------------------------
 
+
 def test_all_47_gs1_examples_are_valid_for_jsonschema_and_the_compiled_predicate():
     assert len(EXAMPLE_FILES) == 47
     v = epcis_validator()
-    assert v.predicate is not None   # the schema compiled: every keyword it uses is implemented
+    assert v.predicate is not None  # the schema compiled: every keyword it uses is implemented
     for f in EXAMPLE_FILES:
         doc = json.loads(f.read_text(encoding="utf-8"))
         assert v.validator.is_valid(doc), (f.name, v.issues(doc))
@@ -56,8 +57,11 @@ def test_modular_schema_resolves_its_sub_schemas_locally_and_never_fetches():
     registry = local_registry(DEFAULT_SCHEMA)
     root = json.loads((DEFAULT_SCHEMA.parent / "JSON-Schema" / "EPCIS-JSON-Schema-root.json").read_text())
     modular = Draft7Validator(root, registry=registry, format_checker=FORMAT_CHECKER)
-    for name in ("Example_9.6.3-AggregationEvent.jsonld", "Example_9.6.4-TransformationEvent.jsonld",
-                 "SensorDataExample8.jsonld"):
+    for name in (
+        "Example_9.6.3-AggregationEvent.jsonld",
+        "Example_9.6.4-TransformationEvent.jsonld",
+        "SensorDataExample8.jsonld",
+    ):
         assert modular.is_valid(example(name))
     broken = example("Example_9.6.1-ObjectEvent.jsonld")
     broken["epcisBody"]["eventList"][0]["action"] = "SHAKE"
@@ -75,6 +79,7 @@ def _mutate(doc, rng: random.Random):
         children = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, list) else []
         for k, v in children:
             walk(v, [*path, k])
+
     walk(doc, [])
     path = rng.choice(nodes[1:])
     parent = doc
@@ -104,30 +109,40 @@ def test_compiled_predicate_agrees_with_jsonschema_on_mutated_documents():
         expected = v.validator.is_valid(doc)
         invalid += not expected
         assert v.predicate(doc) == expected, json.dumps(doc)[:500]
-    assert invalid > 100   # the mutations do break documents
+    assert invalid > 100  # the mutations do break documents
 
 
 def test_issues_name_the_event_the_path_and_the_reason():
     v = EpcisValidator()
     doc = example("Example_9.6.1-ObjectEvent.jsonld")
     doc["epcisBody"]["eventList"][1]["action"] = "SHAKE"
-    doc["epcisBody"]["eventList"][0]["bizStep"] = "teleporting"   # neither a CBV word nor a URI
+    doc["epcisBody"]["eventList"][0]["bizStep"] = "teleporting"  # neither a CBV word nor a URI
     issues = v.issues(doc)
     assert [(i.event_index, i.path) for i in issues] == [
-        (0, "$.epcisBody.eventList[0].bizStep"), (1, "$.epcisBody.eventList[1].action")]
+        (0, "$.epcisBody.eventList[0].bizStep"),
+        (1, "$.epcisBody.eventList[1].action"),
+    ]
     assert issues[1].message == "'SHAKE' is not one of ['OBSERVE', 'ADD', 'DELETE']"
     whole = example("Example_9.6.1-ObjectEvent.jsonld")
     del whole["schemaVersion"]
-    assert [(i.event_index, i.detail()) for i in v.issues(whole)] == [(None, "$: 'schemaVersion' is a required property")]
+    assert [(i.event_index, i.detail()) for i in v.issues(whole)] == [
+        (None, "$: 'schemaVersion' is a required property")
+    ]
 
 
 # ---- identifiers and sensors -----------------------------------------------------------------
 
+
 def test_parse_epc_reads_classes_instances_and_urns():
     gtin = _gtin14("0614141", "107346")
-    assert gtin == "10614141073464"   # indicator 1, check digit 4 (GS1 EPC TDS example)
+    assert gtin == "10614141073464"  # indicator 1, check digit 4 (GS1 EPC TDS example)
     assert parse_epc("urn:epc:id:sgtin:0614141.107346.2017") == {
-        "kind": "instance", "gtin": gtin, "lot_number": None, "serial": "2017", "nmpa_drug_code": None}
+        "kind": "instance",
+        "gtin": gtin,
+        "lot_number": None,
+        "serial": "2017",
+        "nmpa_drug_code": None,
+    }
     assert parse_epc("urn:epc:class:lgtin:4012345.012345.998877")["lot_number"] == "998877"
     assert parse_epc("https://id.gs1.org/01/09501101530003/10/AB%2F1")["lot_number"] == "AB/1"
     dl = parse_epc("https://id.gs1.org/01/09501101530003/10/L1/21/S%201?17=271231")
@@ -138,22 +153,32 @@ def test_parse_epc_reads_classes_instances_and_urns():
 
 
 def test_temperature_readings_convert_units_and_keep_interval_reports():
-    ev = {"sensorElementList": [
-        {"sensorMetadata": {"time": "2024-01-01T00:00:00Z"},
-         "sensorReport": [{"type": "gs1:Temperature", "value": 46.4, "uom": "FAH"},
-                          {"type": "Humidity", "value": 99}]},
-        {"sensorMetadata": {"startTime": "2024-01-01T00:00:00Z", "endTime": "2024-01-01T06:00:00Z"},
-         "sensorReport": [{"type": "https://gs1.org/voc/Temperature", "minValue": 275.15, "maxValue": 283.15,
-                           "uom": "KEL"}]},
-    ]}
+    ev = {
+        "sensorElementList": [
+            {
+                "sensorMetadata": {"time": "2024-01-01T00:00:00Z"},
+                "sensorReport": [
+                    {"type": "gs1:Temperature", "value": 46.4, "uom": "FAH"},
+                    {"type": "Humidity", "value": 99},
+                ],
+            },
+            {
+                "sensorMetadata": {"startTime": "2024-01-01T00:00:00Z", "endTime": "2024-01-01T06:00:00Z"},
+                "sensorReport": [
+                    {"type": "https://gs1.org/voc/Temperature", "minValue": 275.15, "maxValue": 283.15, "uom": "KEL"}
+                ],
+            },
+        ]
+    }
     assert temperature_readings(ev) == [
         {"low": 8.0, "high": 8.0, "start": "2024-01-01T00:00:00Z", "end": "2024-01-01T00:00:00Z"},
-        {"low": 2.0, "high": 10.0, "start": "2024-01-01T00:00:00Z", "end": "2024-01-01T06:00:00Z"}]
+        {"low": 2.0, "high": 10.0, "start": "2024-01-01T00:00:00Z", "end": "2024-01-01T06:00:00Z"},
+    ]
 
 
 def test_every_event_type_of_the_gs1_examples_is_read_with_roles():
     frames, rejected = read_epcis_inbox(EXAMPLE_FILES)
-    assert rejected == []   # the query document's events are read too
+    assert rejected == []  # the query document's events are read too
     kinds = set(frames["events"]["event_type"])
     assert kinds == {"ObjectEvent", "AggregationEvent", "TransformationEvent", "TransactionEvent", "AssociationEvent"}
     assert set(frames["items"]["role"]) == {"object", "parent", "child", "input", "output"}
@@ -162,22 +187,36 @@ def test_every_event_type_of_the_gs1_examples_is_read_with_roles():
 
 # ---- loading against a reference: instances through packs, both sides of a transformation ------
 
+
 def _reference(con):
     """Products/batches/packs that the GS1 examples' identifiers name."""
     con.execute("INSERT INTO manufacturer (manufacturer_id, name) VALUES ('M', 'GS1 example maker')")
-    products = [("P-A", _gtin14("0614141", "107346")), ("P-IN", _gtin14("4012345", "011122")),
-                ("P-LOT", _gtin14("4012345", "011111")), ("P-OUT", _gtin14("4012345", "077889"))]
+    products = [
+        ("P-A", _gtin14("0614141", "107346")),
+        ("P-IN", _gtin14("4012345", "011122")),
+        ("P-LOT", _gtin14("4012345", "011111")),
+        ("P-OUT", _gtin14("4012345", "077889")),
+    ]
     for pid, gtin in products:
-        con.execute("INSERT INTO product (product_id, name, manufacturer_id, ingredient, gtin, storage_min_c, storage_max_c) "
-                    "VALUES (?, ?, 'M', 'x', ?, 2, 8)", [pid, pid, gtin])
-    for bid, pid, lot in [("B-A", "P-A", "A1"), ("B-IN", "P-IN", "I1"), ("B-LOT", "P-LOT", "4444"),
-                          ("B-OUT", "P-OUT", "O1")]:
+        con.execute(
+            "INSERT INTO product (product_id, name, manufacturer_id, ingredient, gtin, storage_min_c, storage_max_c) "
+            "VALUES (?, ?, 'M', 'x', ?, 2, 8)",
+            [pid, pid, gtin],
+        )
+    for bid, pid, lot in [
+        ("B-A", "P-A", "A1"),
+        ("B-IN", "P-IN", "I1"),
+        ("B-LOT", "P-LOT", "4444"),
+        ("B-OUT", "P-OUT", "O1"),
+    ]:
         con.execute("INSERT INTO batch (batch_id, product_id, lot_number) VALUES (?, ?, ?)", [bid, pid, lot])
     packs = [("B-A", products[0][1], s) for s in ("2017", "2018")] + [("B-IN", products[1][1], "25")]
     packs += [("B-OUT", products[3][1], s) for s in ("25", "26", "27", "28")]
     for bid, gtin, serial in packs:
-        con.execute("INSERT INTO pack (pack_code, code_system, batch_id, serial, gtin) VALUES (?, 'gs1', ?, ?, ?)",
-                    [f"(01){gtin}(21){serial}", bid, serial, gtin])
+        con.execute(
+            "INSERT INTO pack (pack_code, code_system, batch_id, serial, gtin) VALUES (?, 'gs1', ?, ?, ?)",
+            [f"(01){gtin}(21){serial}", bid, serial, gtin],
+        )
 
 
 @pytest.fixture()
@@ -195,25 +234,35 @@ def gs1_inbox(tmp_path):
 def test_aggregation_children_reach_their_batch_through_the_pack_table(gs1_inbox):
     con, inbox = gs1_inbox
     load_supply_events(con, inbox)
-    rows = con.sql("SELECT event_type, role, batch_id, epc_count, quantity, parent_id FROM supply_event "
-                   "WHERE event_type = 'AggregationEvent'").fetchall()
+    rows = con.sql(
+        "SELECT event_type, role, batch_id, epc_count, quantity, parent_id FROM supply_event "
+        "WHERE event_type = 'AggregationEvent'"
+    ).fetchall()
     assert rows == [("AggregationEvent", "child", "B-A", 2, 2.0, "urn:epc:id:sscc:0614141.1234567890")]
 
 
 def test_transformation_records_inputs_and_outputs(gs1_inbox):
     con, inbox = gs1_inbox
     load_supply_events(con, inbox)
-    rows = con.sql("SELECT role, batch_id, epc_count, quantity, event_id, epcis_event_id FROM supply_event "
-                   "WHERE event_type = 'TransformationEvent' ORDER BY event_id").fetchall()
+    rows = con.sql(
+        "SELECT role, batch_id, epc_count, quantity, event_id, epcis_event_id FROM supply_event "
+        "WHERE event_type = 'TransformationEvent' ORDER BY event_id"
+    ).fetchall()
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
-        ("input", "B-IN", 1, 1.0), ("input", "B-LOT", None, 10.0), ("output", "B-OUT", 4, 4.0)]
+        ("input", "B-IN", 1, 1.0),
+        ("input", "B-LOT", None, 10.0),
+        ("output", "B-OUT", 4, 4.0),
+    ]
     eid = rows[0][5]
     assert [r[4] for r in rows] == [f"{eid}#0", f"{eid}#1", f"{eid}#2"]
     # the unknown items of a partly resolved event are quarantined one by one, not the event
-    q = con.sql("SELECT reason, detail FROM quarantine WHERE stage = 'supply' AND record_key = ? ORDER BY detail",
-                params=[eid]).fetchall()
-    assert q == [("unknown_batch", "input urn:epc:class:lgtin:0614141.077777.987: no batch with this product + lot"),
-                 ("unknown_pack", "input urn:epc:id:sgtin:4000001.065432.99886655: no pack with this GTIN + serial")]
+    q = con.sql(
+        "SELECT reason, detail FROM quarantine WHERE stage = 'supply' AND record_key = ? ORDER BY detail", params=[eid]
+    ).fetchall()
+    assert q == [
+        ("unknown_batch", "input urn:epc:class:lgtin:0614141.077777.987: no batch with this product + lot"),
+        ("unknown_pack", "input urn:epc:id:sgtin:4000001.065432.99886655: no pack with this GTIN + serial"),
+    ]
 
 
 def test_a_broken_copy_of_a_real_example_is_quarantined_with_the_validators_reason(tmp_path):
@@ -228,11 +277,15 @@ def test_a_broken_copy_of_a_real_example_is_quarantined_with_the_validators_reas
     (inbox / "supply" / "epcis_truncated.jsonld").write_text('{"type": "EPCISDocument", ')
     con = connect(":memory:")
     load_supply_events(con, inbox)
-    q = con.sql("SELECT source_file, record_key, reason, detail FROM quarantine WHERE stage = 'supply' "
-                "AND reason IN ('schema_invalid', 'bad_json') ORDER BY source_file").pl()
+    q = con.sql(
+        "SELECT source_file, record_key, reason, detail FROM quarantine WHERE stage = 'supply' "
+        "AND reason IN ('schema_invalid', 'bad_json') ORDER BY source_file"
+    ).pl()
     by_file = {Path(f).name: (k, r, d) for f, k, r, d in q.iter_rows()}
     assert by_file["epcis_broken_doc.jsonld"][1:] == (
-        "schema_invalid", "document not loaded (0 events): $.epcisBody.eventList: {'not': 'a list'} is not of type 'array'")
+        "schema_invalid",
+        "document not loaded (0 events): $.epcisBody.eventList: {'not': 'a list'} is not of type 'array'",
+    )
     key, reason, detail = by_file["epcis_broken_event.jsonld"]
     assert reason == "schema_invalid" and key == doc["epcisBody"]["eventList"][1]["eventID"]
     assert detail == "$.epcisBody.eventList[1].action: 'SHAKE' is not one of ['OBSERVE', 'ADD', 'DELETE']"
@@ -245,11 +298,12 @@ def test_a_broken_copy_of_a_real_example_is_quarantined_with_the_validators_reas
 
 # ---- the synthetic world -----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from sample_data.world import generate_world
-    from warehouse.loaders.packs import load_packs
-    from warehouse.loaders.reference import load_reference
+    from warehouse.inputs.platform.packs import load_packs
+    from warehouse.inputs.platform.reference import load_reference
 
     root = tmp_path_factory.mktemp("supply_world")
     truth = generate_world(root / "inbox", seed=7, scale=0.3)
@@ -278,16 +332,20 @@ def test_planted_cold_chain_batch_is_flagged_and_no_clean_batch(world):
     assert row["peak_at"].strftime("%Y-%m-%dT%H:%M:%SZ") == cold["excursion_at"]
     assert row["readings_out_of_range"] >= 1 and row["duration_minutes"] >= 0
     # the loader's table and a direct reading of supply_event agree (what evidence.py counts)
-    direct = con.sql("SELECT DISTINCT s.batch_id FROM supply_event s JOIN batch b USING (batch_id) "
-                     "JOIN product p USING (product_id) WHERE s.max_temp_c > p.storage_max_c "
-                     "OR s.min_temp_c < p.storage_min_c").fetchall()
+    direct = con.sql(
+        "SELECT DISTINCT s.batch_id FROM supply_event s JOIN batch b USING (batch_id) "
+        "JOIN product p USING (product_id) WHERE s.max_temp_c > p.storage_max_c "
+        "OR s.min_temp_c < p.storage_min_c"
+    ).fetchall()
     assert direct == [(cold["batch_id"],)]
 
 
 def test_every_cold_chain_shipment_carries_readings(world):
     con, _, _ = world
-    n = con.sql("SELECT count(*) FILTER (WHERE sensor_readings IS NULL) FROM supply_event s JOIN batch b USING (batch_id) "
-                "JOIN product p USING (product_id) WHERE p.storage_max_c = 8 AND s.biz_step = 'shipping'").fetchone()[0]
+    n = con.sql(
+        "SELECT count(*) FILTER (WHERE sensor_readings IS NULL) FROM supply_event s JOIN batch b USING (batch_id) "
+        "JOIN product p USING (product_id) WHERE p.storage_max_c = 8 AND s.biz_step = 'shipping'"
+    ).fetchone()[0]
     assert n == 0
     assert pl.DataFrame(con.sql("SELECT DISTINCT role FROM supply_event").fetchall())[:, 0].to_list() == ["object"]
 

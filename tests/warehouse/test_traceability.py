@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from warehouse.traceability import (
+from warehouse.linkage.pack_codes import (
     REASONS,
     InvalidPackCode,
     PackCode,
@@ -25,9 +25,7 @@ from warehouse.traceability import (
 GS = "\x1d"
 # GS1 General Specifications' check-digit example (also in formats.md §3): body → 3
 GTIN = "09501101530003"
-PACK = PackCode(
-    system="gs1", gtin=GTIN, serial="SN001", lot="ABC123", expiry=dt.date(2026, 12, 31)
-)
+PACK = PackCode(system="gs1", gtin=GTIN, serial="SN001", lot="ABC123", expiry=dt.date(2026, 12, 31))
 DICTIONARY = Path("/work/shared/data/gs1/gs1-syntax-dictionary.txt")
 
 
@@ -248,8 +246,17 @@ def _random_codes(n: int, seed: int = 7) -> list[str | None]:
         elif kind == 12:
             code = f"01{gtin}17{date}10{lot}<GS>21{safe}" + rng.choice(["", "<GS>", GS, " "])
         else:
-            code = rng.choice([None, "", " ", "garbage", f" (01){gtin}(17){date}(10)A ",
-                               f"(01){gtin}(17){date}(10)A\t", f"(01){gtin}(17){date}(10)A(21)"])
+            code = rng.choice(
+                [
+                    None,
+                    "",
+                    " ",
+                    "garbage",
+                    f" (01){gtin}(17){date}(10)A ",
+                    f"(01){gtin}(17){date}(10)A\t",
+                    f"(01){gtin}(17){date}(10)A(21)",
+                ]
+            )
         out.append(code)
     return out
 
@@ -258,10 +265,24 @@ def _expected_row(code: str | None) -> dict:
     try:
         p = parse_pack_code(code)  # type: ignore[arg-type]
     except InvalidPackCode as exc:
-        return {"system": None, "gtin": None, "serial": None, "lot": None, "expiry": None,
-                "nmpa_drug_code": None, "error_reason": exc.reason}
-    return {"system": p.system, "gtin": p.gtin, "serial": p.serial, "lot": p.lot,
-            "expiry": p.expiry, "nmpa_drug_code": p.nmpa_drug_code, "error_reason": None}
+        return {
+            "system": None,
+            "gtin": None,
+            "serial": None,
+            "lot": None,
+            "expiry": None,
+            "nmpa_drug_code": None,
+            "error_reason": exc.reason,
+        }
+    return {
+        "system": p.system,
+        "gtin": p.gtin,
+        "serial": p.serial,
+        "lot": p.lot,
+        "expiry": p.expiry,
+        "nmpa_drug_code": p.nmpa_drug_code,
+        "error_reason": None,
+    }
 
 
 def test_vectorised_parser_equals_single_parser() -> None:
@@ -275,20 +296,14 @@ def test_vectorised_parser_equals_single_parser() -> None:
         "(01)09501101530003(17)261200(10)A B(21)C",  # inner space: biip drops it
     ]
     got = parse_pack_codes(pl.Series("whatever", codes))
-    assert got.columns == [
-        "code", "system", "gtin", "serial", "lot", "expiry", "nmpa_drug_code", "error_reason"
-    ]
+    assert got.columns == ["code", "system", "gtin", "serial", "lot", "expiry", "nmpa_drug_code", "error_reason"]
     assert got.schema["expiry"] == pl.Date
     assert got["code"].to_list() == codes
-    expected = pl.DataFrame(
-        [{"code": c, **_expected_row(c)} for c in codes], schema=got.schema
-    )
-    mismatches = got.with_row_index().join(
-        expected.with_row_index(), on="index", suffix="_exp"
-    ).filter(
-        pl.any_horizontal(
-            pl.col(c).ne_missing(pl.col(f"{c}_exp")) for c in got.columns if c != "code"
-        )
+    expected = pl.DataFrame([{"code": c, **_expected_row(c)} for c in codes], schema=got.schema)
+    mismatches = (
+        got.with_row_index()
+        .join(expected.with_row_index(), on="index", suffix="_exp")
+        .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_exp")) for c in got.columns if c != "code"))
     )
     assert mismatches.height == 0, mismatches.head(5).to_dicts()
     # the mix really exercised both paths and most reasons
@@ -358,7 +373,5 @@ def test_normalise_lot(text: str | None, expected: list[str]) -> None:
 
 def test_normalise_lot_expr_equals_python() -> None:
     texts = [t for t, _ in LOT_CASES] + ["LOT ab12c; n/a; XY-9", "Batch: 77 & 78"]
-    got = pl.DataFrame({"lot": texts}, schema={"lot": pl.String}).select(
-        normalise_lot_expr("lot")
-    )["lot"].to_list()
+    got = pl.DataFrame({"lot": texts}, schema={"lot": pl.String}).select(normalise_lot_expr("lot"))["lot"].to_list()
     assert got == [normalise_lot(t) for t in texts]

@@ -1,0 +1,1 @@
+"""Reading inputs: the platform inbox (platform/) and regulators' files (regulator/)."""

@@ -1,0 +1,321 @@
+"""Adverse-event case versions (inbox/cases/*.jsonl) → case_report, case_drug, case_reaction.
+
+Every valid version is kept; ``is_latest`` marks the highest version per case. A line that is
+not valid JSON or breaks the contract (docs/inbox-format.md) is quarantined with the reason
+and the raw line, never dropped. Reported drug names are mapped to products
+(warehouse.linkage.products); suspected duplicates are flagged (``duplicate_of``), not deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from warehouse.inputs.inbox import (
+    inbox_files,
+    quarantine_frame,
+    record_ingested,
+    replace_quarantine,
+    replace_rows,
+)
+from warehouse.inputs.namespaces import inbox_case_sql, is_external_case_id
+from warehouse.linkage.products import map_reported_products
+from warehouse.pseudonym import pseudonymise
+
+SOURCES = {"patient_app", "hcp", "pharmacist", "literature", "regulator"}
+QUALIFICATIONS = {"consumer", "physician", "pharmacist", "other_hcp", None}
+SERIOUSNESS = {
+    "death",
+    "life_threatening",
+    "hospitalisation",
+    "disability",
+    "congenital_anomaly",
+    "other_medically_important",
+}
+OUTCOMES = {"recovered", "recovering", "not_recovered", "recovered_with_sequelae", "fatal", "unknown", None}
+ROLES = {"suspect", "concomitant", "interacting"}
+DUPLICATE_ONSET_WINDOW_DAYS = 3
+
+
+class CaseRejected(ValueError):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def _date(value, field: str, *, required: bool = False) -> dt.date | None:
+    if value is None or value == "":
+        if required:
+            raise CaseRejected("missing_field", f"{field} is required")
+        return None
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise CaseRejected("bad_date", f"{field}={value!r} is not a valid ISO date") from None
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def parse_case_line(line: str) -> tuple[dict, list[dict], list[dict]]:
+    """One JSON line → (case row, drug rows, reaction rows); raises CaseRejected with a reason."""
+    try:
+        doc = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CaseRejected("bad_json", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise CaseRejected("bad_json", "a case line must be a JSON object")
+    case_id = _text(doc.get("case_id"))
+    if not case_id:
+        raise CaseRejected("missing_field", "case_id is required")
+    if is_external_case_id(case_id):
+        raise CaseRejected("invalid_value", f"case_id {case_id!r} uses a prefix reserved for ingested sources")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CaseRejected("invalid_value", f"version={version!r} must be an integer ≥ 1")
+    received = _date(doc.get("received_on"), "received_on", required=True)
+    source = doc.get("source")
+    if source not in SOURCES:
+        raise CaseRejected("invalid_value", f"source={source!r} not one of {sorted(SOURCES)}")
+    qualification = doc.get("reporter_qualification")
+    if qualification not in QUALIFICATIONS:
+        raise CaseRejected("invalid_value", f"reporter_qualification={qualification!r}")
+    sex = doc.get("sex")
+    if sex not in ("F", "M", None):
+        raise CaseRejected("invalid_value", f"sex={sex!r} must be F, M or null")
+    age = doc.get("age_years")
+    if age is not None and (not isinstance(age, (int, float)) or isinstance(age, bool) or not 0 <= age <= 120):
+        raise CaseRejected("invalid_value", f"age_years={age!r} must be 0–120 or null")
+    seriousness = doc.get("seriousness") or []
+    if not isinstance(seriousness, list) or any(s not in SERIOUSNESS for s in seriousness):
+        raise CaseRejected("invalid_value", f"seriousness={seriousness!r}")
+    outcome = doc.get("outcome")
+    if outcome not in OUTCOMES:
+        raise CaseRejected("invalid_value", f"outcome={outcome!r}")
+
+    drugs_in = doc.get("drugs") or []
+    if not isinstance(drugs_in, list) or not drugs_in:
+        raise CaseRejected("missing_drugs", "a case needs at least one drug")
+    drugs = []
+    for seq, d in enumerate(drugs_in):
+        if not isinstance(d, dict):
+            raise CaseRejected("invalid_value", f"drugs[{seq}] is not an object")
+        if d.get("role") not in ROLES:
+            raise CaseRejected("invalid_value", f"drugs[{seq}].role={d.get('role')!r}")
+        name, code = _text(d.get("product_name")), _text(d.get("pack_code"))
+        if not name and not code:
+            raise CaseRejected("missing_field", f"drugs[{seq}] needs product_name or pack_code")
+        drugs.append(
+            {
+                "case_id": case_id,
+                "version": version,
+                "drug_seq": seq,
+                "role": d["role"],
+                "product_name_reported": name,
+                "lot_reported": _text(d.get("lot")),
+                "pack_code_reported": code,
+                "start_date": _date(d.get("start_date"), f"drugs[{seq}].start_date"),
+            }
+        )
+
+    reactions_in = doc.get("reactions") or []
+    if not isinstance(reactions_in, list) or not reactions_in:
+        raise CaseRejected("missing_reactions", "a case needs at least one reaction")
+    reactions = []
+    for seq, r in enumerate(reactions_in):
+        pt = _text(r.get("pt")) if isinstance(r, dict) else None
+        if not pt:
+            raise CaseRejected("missing_field", f"reactions[{seq}].pt is required")
+        onset = _date(r.get("onset_date"), f"reactions[{seq}].onset_date")
+        if onset is not None and onset > received:
+            raise CaseRejected("impossible_date", f"reactions[{seq}].onset_date {onset} after received_on {received}")
+        reactions.append(
+            {
+                "case_id": case_id,
+                "version": version,
+                "reaction_seq": seq,
+                "pt": pt,
+                "soc": _text(r.get("soc")),
+                "onset_date": onset,
+            }
+        )
+
+    case = {
+        "case_id": case_id,
+        "version": version,
+        "received_on": received,
+        "source": source,
+        "reporter_qualification": qualification,
+        "country": _text(doc.get("country")),
+        "patient_ref": _text(doc.get("patient_ref")),
+        "age_years": None if age is None else float(age),
+        "sex": sex,
+        "serious": bool(seriousness),
+        "seriousness": list(seriousness),
+        "outcome": outcome,
+        "narrative": _text(doc.get("narrative")),
+    }
+    return case, drugs, reactions
+
+
+_CASE_SCHEMA = {
+    "case_id": pl.String,
+    "version": pl.Int32,
+    "received_on": pl.Date,
+    "source": pl.String,
+    "reporter_qualification": pl.String,
+    "country": pl.String,
+    "patient_ref": pl.String,
+    "age_years": pl.Float64,
+    "sex": pl.String,
+    "serious": pl.Boolean,
+    "seriousness": pl.List(pl.String),
+    "outcome": pl.String,
+    "narrative": pl.String,
+    "source_file": pl.String,
+}
+_DRUG_SCHEMA = {
+    "case_id": pl.String,
+    "version": pl.Int32,
+    "drug_seq": pl.Int32,
+    "role": pl.String,
+    "product_name_reported": pl.String,
+    "lot_reported": pl.String,
+    "pack_code_reported": pl.String,
+    "start_date": pl.Date,
+}
+_REACTION_SCHEMA = {
+    "case_id": pl.String,
+    "version": pl.Int32,
+    "reaction_seq": pl.Int32,
+    "pt": pl.String,
+    "soc": pl.String,
+    "onset_date": pl.Date,
+}
+
+
+def read_case_files(inbox: Path):
+    files = inbox_files(inbox, "cases")
+    cases, drugs, reactions, rejected = [], [], [], []
+    for f in files:
+        with f.path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    case, d, r = parse_case_line(line)
+                except CaseRejected as exc:
+                    rejected.append(
+                        {
+                            "source_file": str(f.path),
+                            "record_key": f"line {lineno}",
+                            "reason": exc.reason,
+                            "detail": exc.detail,
+                            "raw": line.rstrip("\n")[:4000],
+                        }
+                    )
+                    continue
+                doc = len(cases)  # ties a case version's drugs and reactions to this very line
+                case["source_file"], case["_doc"] = str(f.path), doc
+                cases.append(case)
+                drugs.extend({**x, "_doc": doc} for x in d)
+                reactions.extend({**x, "_doc": doc} for x in r)
+    return (
+        pl.DataFrame(cases, schema={**_CASE_SCHEMA, "_doc": pl.Int64}),
+        pl.DataFrame(drugs, schema={**_DRUG_SCHEMA, "_doc": pl.Int64}),
+        pl.DataFrame(reactions, schema={**_REACTION_SCHEMA, "_doc": pl.Int64}),
+        quarantine_frame(rejected),
+        files,
+    )
+
+
+def load_cases(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[str, int]:
+    cases, drugs, reactions, rejected, files = read_case_files(inbox)
+    # the same (case, version) re-delivered: the last line read wins, with its own drugs and reactions
+    cases = cases.unique(subset=["case_id", "version"], keep="last", maintain_order=True)
+    kept = cases.select("_doc")
+    drugs = drugs.join(kept, on="_doc", how="semi").drop("_doc")
+    reactions = reactions.join(kept, on="_doc", how="semi").drop("_doc")
+    cases = cases.drop("_doc")
+
+    latest = cases.group_by("case_id").agg(pl.col("version").max().alias("_latest"))
+    cases = (
+        cases.join(latest, on="case_id")
+        .with_columns(
+            (pl.col("version") == pl.col("_latest")).alias("is_latest"),
+            pseudonymise(pl.col("patient_ref"), salt).alias("patient_key"),
+            pl.lit(None, dtype=pl.String).alias("duplicate_of"),
+        )
+        .drop("_latest", "patient_ref")
+    )
+
+    products = con.sql("SELECT product_id, name, ingredient FROM product").pl()
+    drugs = map_reported_products(
+        drugs.with_columns(pl.col("product_name_reported").fill_null("")), products
+    ).with_columns(pl.col("product_name_reported").replace("", None))
+
+    counts = {
+        "case_versions": replace_rows(con, "case_report", cases, where=inbox_case_sql()),
+        "case_drugs": replace_rows(con, "case_drug", drugs, where=inbox_case_sql()),
+        "case_reactions": replace_rows(con, "case_reaction", reactions, where=inbox_case_sql()),
+        "quarantined": replace_quarantine(con, "cases", rejected),
+    }
+    counts["cases"] = con.sql(f"SELECT count(*) FROM latest_case WHERE {inbox_case_sql()}").fetchone()[0]
+    counts["duplicates_flagged"] = flag_duplicates(con)
+    record_ingested(con, files)
+    return counts
+
+
+def flag_duplicates(con: duckdb.DuckDBPyConnection, window_days: int = DUPLICATE_ONSET_WINDOW_DAYS) -> int:
+    """Flag latest cases that repeat an earlier case; return how many are flagged.
+
+    Two rules, both requiring a shared suspect/interacting ingredient and a shared PT:
+
+    - *same patient*: the same pseudonymous patient key, onsets within ``window_days``;
+    - *same patient profile* (a patient key missing on either side, as in most HCP and
+      pharmacist reports): the same onset date, country and sex, ages within one year
+      (a missing sex or age does not contradict).
+
+    The case received later (ties: higher case id) gets ``duplicate_of`` = the earliest match.
+    A flag, never a deletion: statistics exclude flagged cases; an analyst can clear the flag.
+    """
+    con.execute(f"UPDATE case_report SET duplicate_of = NULL WHERE {inbox_case_sql()}")
+    con.execute(
+        f"""
+        WITH keyed AS (
+            SELECT DISTINCT c.case_id, c.received_on, c.patient_key, c.country, c.sex, c.age_years,
+                   d.ingredient, r.pt, r.onset_date
+            FROM latest_case c
+            JOIN latest_case_drug d USING (case_id)
+            JOIN latest_case_reaction r USING (case_id)
+            WHERE d.ingredient IS NOT NULL AND d.role <> 'concomitant' AND {inbox_case_sql("c.case_id")}
+        ),
+        pairs AS (
+            SELECT b.case_id AS dup, a.case_id AS orig,
+                   row_number() OVER (PARTITION BY b.case_id ORDER BY a.received_on, a.case_id) AS rk
+            FROM keyed a JOIN keyed b
+              ON a.ingredient = b.ingredient AND a.pt = b.pt AND a.case_id <> b.case_id
+             AND (a.received_on < b.received_on OR (a.received_on = b.received_on AND a.case_id < b.case_id))
+            WHERE (a.patient_key = b.patient_key
+                   AND abs(date_diff('day', coalesce(a.onset_date, a.received_on),
+                                     coalesce(b.onset_date, b.received_on))) <= {int(window_days)})
+               OR ((a.patient_key IS NULL OR b.patient_key IS NULL)
+                   AND a.onset_date = b.onset_date AND a.country IS NOT DISTINCT FROM b.country
+                   AND (a.sex IS NULL OR b.sex IS NULL OR a.sex = b.sex)
+                   AND (a.age_years IS NULL OR b.age_years IS NULL OR abs(a.age_years - b.age_years) <= 1))
+        )
+        UPDATE case_report SET duplicate_of = pairs.orig
+        FROM pairs WHERE pairs.rk = 1 AND case_report.case_id = pairs.dup AND case_report.is_latest
+        """
+    )
+    return con.sql(
+        f"SELECT count(*) FROM latest_case WHERE duplicate_of IS NOT NULL AND {inbox_case_sql()}"
+    ).fetchone()[0]

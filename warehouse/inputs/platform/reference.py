@@ -1,0 +1,215 @@
+"""Reference data: manufacturers, products, batches (inbox/reference/*.csv).
+
+Rows that break the model (unknown manufacturer or product, duplicate lot within a product,
+a GTIN with a wrong check digit, impossible dates) are quarantined with their reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from warehouse.inputs.inbox import (
+    InboxError,
+    inbox_files,
+    quarantine_frame,
+    record_ingested,
+    replace_quarantine,
+    replace_rows,
+)
+from warehouse.linkage.pack_codes import gs1_check_digit
+
+MANUFACTURER_SCHEMA = {
+    "manufacturer_id": pl.String,
+    "name": pl.String,
+    "country": pl.String,
+    "region": pl.String,
+    "alert_email": pl.String,
+    "alert_webhook_url": pl.String,
+    # optional (may be absent from the file): which alert channels, and the *name* of the
+    # environment variable holding the webhook signing secret (docs/inbox-format.md)
+    "alert_channels": pl.String,
+    "alert_webhook_secret_env": pl.String,
+}
+OPTIONAL_COLUMNS = {"alert_channels", "alert_webhook_secret_env"}
+PRODUCT_SCHEMA = {
+    "product_id": pl.String,
+    "name": pl.String,
+    "manufacturer_id": pl.String,
+    "ingredient": pl.String,
+    "atc_code": pl.String,
+    "form": pl.String,
+    "strength": pl.String,
+    "route": pl.String,
+    "region": pl.String,
+    "gtin": pl.String,
+    "ndc": pl.String,
+    "nmpa_drug_code": pl.String,
+    "storage_min_c": pl.Float64,
+    "storage_max_c": pl.Float64,
+    "additional_monitoring": pl.Boolean,
+}
+BATCH_SCHEMA = {
+    "batch_id": pl.String,
+    "product_id": pl.String,
+    "lot_number": pl.String,
+    "site": pl.String,
+    "manufactured_on": pl.Date,
+    "expiry_on": pl.Date,
+    "released_on": pl.Date,
+    "units_released": pl.Int64,
+    "recall_status": pl.String,
+}
+
+
+def _read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
+    missing = [c for c in schema if c not in header and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise InboxError(f"{path}: missing columns {missing} (see docs/inbox-format.md)")
+    frame = pl.read_csv(path, schema_overrides=dict.fromkeys(header, pl.String), infer_schema=False)
+    return frame.select(pl.col(c) if c in header else pl.lit(None, pl.String).alias(c) for c in schema)
+
+
+def _cast(
+    frame: pl.DataFrame, schema: dict[str, pl.DataType], key: str, source: Path
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cast text columns to their types; rows whose non-empty value does not parse are quarantined."""
+    exprs, bad = [], []
+    for col, dtype in schema.items():
+        text = pl.col(col).str.strip_chars().replace("", None)
+        if dtype == pl.String:
+            exprs.append(text.alias(col))
+            continue
+        if dtype == pl.Date:
+            cast = text.str.to_date("%Y-%m-%d", strict=False)
+        elif dtype == pl.Boolean:
+            cast = text.str.to_lowercase().replace_strict(
+                {"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean
+            )
+        else:
+            cast = text.cast(dtype, strict=False)
+        exprs.append(cast.alias(col))
+        bad.append(pl.when(text.is_not_null() & cast.is_null()).then(pl.lit(f"bad {col}")))
+    flags = pl.concat_str(bad, separator="; ", ignore_nulls=True) if bad else pl.lit("")
+    typed = frame.with_columns(flags.alias("_bad")).with_columns(exprs)
+    rejected = typed.filter(pl.col("_bad").is_not_null() & (pl.col("_bad") != ""))
+    kept = typed.filter(pl.col("_bad").is_null() | (pl.col("_bad") == "")).drop("_bad")
+    quarantine = rejected.select(
+        pl.lit(str(source)).alias("source_file"),
+        pl.col(key).alias("record_key"),
+        pl.lit("invalid_value").alias("reason"),
+        pl.col("_bad").alias("detail"),
+    )
+    return kept, quarantine
+
+
+def _gtin_valid(gtin: str | None) -> bool:
+    return gtin is None or (len(gtin) == 14 and gtin.isdigit() and gs1_check_digit(gtin[:-1]) == gtin[-1])
+
+
+def load_reference(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
+    """Load manufacturers, products and batches; return row and quarantine counts."""
+    files = {k: inbox_files(inbox, k) for k in ("manufacturers", "products", "batches")}
+    frames, quarantined = {}, []
+    for kind, schema, key in (
+        ("manufacturers", MANUFACTURER_SCHEMA, "manufacturer_id"),
+        ("products", PRODUCT_SCHEMA, "product_id"),
+        ("batches", BATCH_SCHEMA, "batch_id"),
+    ):
+        parts = []
+        for f in files[kind]:
+            kept, q = _cast(_read_csv(f.path, schema), schema, key, f.path)
+            parts.append(kept.with_columns(pl.lit(str(f.path)).alias("_file")))
+            quarantined.append(q)
+        frame = pl.concat(parts)
+        missing_key = frame.filter(pl.col(key).is_null())
+        quarantined.append(
+            missing_key.select(
+                pl.col("_file").alias("source_file"),
+                pl.lit(None, pl.String).alias("record_key"),
+                pl.lit("missing_key").alias("reason"),
+                pl.lit(f"no {key}").alias("detail"),
+            )
+        )
+        frames[kind] = frame.filter(pl.col(key).is_not_null()).unique(subset=[key], keep="last", maintain_order=True)
+
+    def reject(kind: str, mask: pl.Expr, reason: str, detail: pl.Expr, key: str) -> None:
+        bad = frames[kind].filter(mask)
+        if bad.height:
+            quarantined.append(
+                bad.select(
+                    pl.col("_file").alias("source_file"),
+                    pl.col(key).alias("record_key"),
+                    pl.lit(reason).alias("reason"),
+                    detail.alias("detail"),
+                )
+            )
+            frames[kind] = frames[kind].filter(~mask)
+
+    m_ids = frames["manufacturers"]["manufacturer_id"].implode()
+    reject(
+        "products",
+        ~pl.col("manufacturer_id").is_in(m_ids),
+        "unknown_manufacturer",
+        pl.format("manufacturer {} not in manufacturers.csv", pl.col("manufacturer_id")),
+        "product_id",
+    )
+    reject(
+        "products",
+        pl.col("name").is_null() | pl.col("ingredient").is_null(),
+        "missing_value",
+        pl.lit("product needs name and ingredient"),
+        "product_id",
+    )
+    reject(
+        "products",
+        ~pl.col("gtin").map_elements(_gtin_valid, return_dtype=pl.Boolean),
+        "bad_check_digit",
+        pl.format("GTIN {} fails the GS1 check digit", pl.col("gtin")),
+        "product_id",
+    )
+    reject(
+        "products",
+        pl.col("nmpa_drug_code").is_not_null() & ~pl.col("nmpa_drug_code").str.contains(r"^\d{7}$"),
+        "bad_nmpa_drug_code",
+        pl.format("NMPA drug code {} is not 7 digits", pl.col("nmpa_drug_code")),
+        "product_id",
+    )
+    p_ids = frames["products"]["product_id"].implode()
+    reject(
+        "batches",
+        ~pl.col("product_id").is_in(p_ids),
+        "unknown_product",
+        pl.format("product {} not in products.csv", pl.col("product_id")),
+        "batch_id",
+    )
+    reject("batches", pl.col("lot_number").is_null(), "missing_value", pl.lit("batch needs a lot number"), "batch_id")
+    reject(
+        "batches",
+        pl.col("expiry_on") < pl.col("manufactured_on"),
+        "impossible_date",
+        pl.lit("expiry before manufacture"),
+        "batch_id",
+    )
+    dup_lot = pl.struct("product_id", "lot_number").is_duplicated()
+    reject(
+        "batches",
+        dup_lot,
+        "duplicate_lot",
+        pl.format("lot {} appears twice for {}", pl.col("lot_number"), pl.col("product_id")),
+        "batch_id",
+    )
+
+    q = pl.concat([quarantine_frame(x) for x in quarantined])
+    counts = {
+        "manufacturers": replace_rows(con, "manufacturer", frames["manufacturers"].drop("_file")),
+        "products": replace_rows(con, "product", frames["products"].drop("_file")),
+        "batches": replace_rows(con, "batch", frames["batches"].drop("_file")),
+        "quarantined": replace_quarantine(con, "reference", q),
+    }
+    for fs in files.values():
+        record_ingested(con, fs)
+    return counts

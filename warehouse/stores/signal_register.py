@@ -1,0 +1,88 @@
+"""The signal register: stable ids, which methods fired, first/last detection, status history.
+
+A signal is identified by what it is about — level (``product`` / ``ingredient`` / ``batch``),
+the product or ingredient, the PT and the batch (or none) — so the same finding keeps its id
+across runs. Detection never overwrites an analyst's status: it adds new signals as ``new``,
+refreshes figures and ``last_detected`` of those that fire again, and writes history rows only
+when something changes, so re-running a detection is idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import duckdb
+import polars as pl
+
+STATUSES = ("new", "under_review", "escalated", "validated", "refuted", "closed")
+DETECTION_ACTOR = "pvtrace-detection"
+
+
+def signal_id(level: str, subject: str, pt: str, batch_id: str | None) -> str:
+    """Stable id from what the signal is about (``SIG-`` + 12 hex digits of SHA-1)."""
+    key = "|".join([level, subject, pt.lower(), batch_id or ""])
+    return "SIG-" + hashlib.sha1(key.encode()).hexdigest()[:12].upper()
+
+
+def update_register(
+    con: duckdb.DuckDBPyConnection, detections: pl.DataFrame, detected_on, run_id: str
+) -> dict[str, int]:
+    """Merge this run's detections into ``signal``.
+
+    ``detections`` columns: level, product_id, ingredient, pt, batch_id, methods (list[str]),
+    figures (dict or JSON text), and optionally ``detected_on`` (date) per row: when the evidence
+    first crossed its threshold (e.g. the date of a MaxSPRT look), which becomes
+    ``first_detected`` of a new signal; rows without it (or frames without the column) use
+    ``detected_on``, the run's date (data lock point).  ``last_detected`` is always the run's
+    date.  Returns counts of new and refreshed signals.
+    """
+    if detections.height == 0:
+        return {"new": 0, "refreshed": 0, "total": con.sql("SELECT count(*) FROM signal").fetchone()[0]}
+    subject = pl.coalesce("product_id", "ingredient")
+    frame = detections.with_columns(
+        pl.struct("level", subject.alias("_s"), "pt", "batch_id")
+        .map_elements(lambda r: signal_id(r["level"], r["_s"], r["pt"], r["batch_id"]), return_dtype=pl.String)
+        .alias("signal_id"),
+        pl.col("figures").map_elements(
+            lambda f: f if isinstance(f, str) else json.dumps(f, sort_keys=True, default=float), return_dtype=pl.String
+        ),
+    ).unique(subset=["signal_id"], keep="first", maintain_order=True)
+    row_date = pl.col("detected_on").cast(pl.Date) if "detected_on" in frame.columns else pl.lit(None, dtype=pl.Date)
+    frame = frame.with_columns(pl.coalesce(row_date, pl.lit(detected_on).cast(pl.Date)).alias("_first"))
+    con.register(
+        "_det",
+        frame.select(
+            "signal_id", "level", "product_id", "ingredient", "pt", "batch_id", "methods", "figures", "_first"
+        ).to_arrow(),
+    )
+    (new,) = con.execute("SELECT count(*) FROM _det WHERE signal_id NOT IN (SELECT signal_id FROM signal)").fetchone()
+    con.execute(
+        """
+        INSERT INTO signal_history (signal_id, changed_at, from_status, to_status, actor, comment, run_id)
+        SELECT signal_id, current_timestamp, NULL, 'new', ?, 'detected: ' || array_to_string(methods, ', '), ?
+        FROM _det WHERE signal_id NOT IN (SELECT signal_id FROM signal)
+        """,
+        [DETECTION_ACTOR, run_id],
+    )
+    con.execute(
+        """
+        INSERT INTO signal (signal_id, level, product_id, ingredient, pt, batch_id, methods, figures,
+                            first_detected, last_detected, status)
+        SELECT signal_id, level, product_id, ingredient, pt, batch_id, methods, figures::JSON, _first,
+               greatest(_first, ?::DATE), 'new'
+        FROM _det WHERE signal_id NOT IN (SELECT signal_id FROM signal)
+        """,
+        [detected_on],
+    )
+    con.execute(
+        """
+        UPDATE signal SET methods = _det.methods, figures = _det.figures::JSON,
+               last_detected = greatest(signal.last_detected, ?::DATE)
+        FROM _det WHERE signal.signal_id = _det.signal_id
+        """,
+        [detected_on],
+    )
+    con.unregister("_det")
+    total = con.sql("SELECT count(*) FROM signal").fetchone()[0]
+    return {"new": int(new), "refreshed": frame.height - int(new), "total": int(total)}
