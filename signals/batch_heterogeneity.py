@@ -166,8 +166,12 @@ def tarone_benjamini_hochberg(p: np.ndarray, p_min: np.ndarray, alpha: float = 0
     outside the subset get NaN (they cannot be rejected at ``alpha``).  The q-values are only
     meaningful against the same ``alpha`` the subset was chosen for.
     """
+    if not (0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     p = np.asarray(p, dtype=np.float64)
     p_min = np.asarray(p_min, dtype=np.float64)
+    if p.shape != p_min.shape:
+        raise ValueError("p and p_min must have the same shape")
     ok = np.isfinite(p) & np.isfinite(p_min)
     q = np.full(p.shape, np.nan)
     m = int(ok.sum())
@@ -291,6 +295,15 @@ def batch_rate_tests(
     q_exact, eb_alpha, eb_method, rr_shrunk, rr_shrunk_lo, rr_shrunk_hi.  Rates are per unit of
     ``exposure``.
     """
+    for name, v in (("ci_level", ci_level), ("cred_level", cred_level)):
+        if not (0 < v < 1):
+            raise ValueError(f"{name} must be in (0, 1), got {v!r}")
+    if not (prior_shape_max > 0 and np.isfinite(prior_shape_max)):
+        raise ValueError(f"prior_shape_max must be a positive number, got {prior_shape_max!r}")
+    if not (min_batches_eb >= 2 and int(min_batches_eb) == min_batches_eb):
+        raise ValueError(f"min_batches_eb must be an integer >= 2, got {min_batches_eb!r}")
+    if discrete_fdr_alpha is not None and not (0 < discrete_fdr_alpha < 1):
+        raise ValueError(f"discrete_fdr_alpha must be in (0, 1), got {discrete_fdr_alpha!r}")
     g = _prepare(frame)
     y, x, N, X, nb = g.y, g.x, g.cases_total, g.exposure_total, g.n_batches
     defined = (nb >= 2) & (N > 0)
@@ -583,6 +596,8 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized", max
     nb_g = np.bincount(gid, minlength=k)
     N_g = np.bincount(gid, weights=y, minlength=k)
     fit = (nb_g >= 2) & (N_g > 0)
+    if isinstance(max_iter, bool) or int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     if engine == "vectorized":
         sub = fit[gid]
         b0, alpha, status = np.full(k, np.nan), np.zeros(k), np.full(k, "", dtype=object)
@@ -702,6 +717,8 @@ def funnel_limits(
     already fall above the 99.8% limit), so for sparse groups read ``p_exact`` of
     :func:`batch_rate_tests`, which conditions on the group total; the funnel is for display.
     """
+    if isinstance(grid_points, bool) or int(grid_points) != grid_points or not (2 <= grid_points <= 10_000):
+        raise ValueError(f"grid_points must be an integer in [2, 10000], got {grid_points!r}")
     g = _prepare(frame)
     y, x, N, X, nb = g.y, g.x, g.cases_total, g.exposure_total, g.n_batches
     ok = nb >= 2

@@ -144,6 +144,10 @@ def monitor_batch_streams(
     crossing_look, crossed_on, observed_at_crossing, expected_at_crossing, cv_group,
     signalled_group, crossing_look_group, crossed_on_group.
     """
+    if not (0 < design.alpha_family < 1):
+        raise ValueError(f"alpha_family must be in (0, 1), got {design.alpha_family!r}")
+    if not looks:
+        raise ValueError("looks must hold at least one Monday (see weekly_looks)")
     W = len(looks)
     start = looks[0]
     look_dates = [

@@ -74,11 +74,14 @@ def maxsprt_poisson_llr(observed, expected):
 
     ``LLR(c, mu) = c ln(c/mu) - (c - mu)`` when ``c > mu`` and 0 otherwise (in particular
     0 for ``c = 0``).  Vectorised with numpy broadcasting: scalars in give a ``float``,
-    arrays in give an ``ndarray``.  NaN inputs propagate as NaN.
+    arrays in give an ``ndarray``.  NaN inputs propagate as NaN; a negative or infinite
+    count or expected count is not a count and gives NaN too (documented null).
     """
     c = np.asarray(observed, dtype=float)
     mu = np.asarray(expected, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(np.isfinite(c) & (c >= 0), c, np.nan)
+        mu = np.where(np.isfinite(mu) & (mu >= 0), mu, np.nan)
         above = c > mu
         safe_c = np.where(above, c, 1.0)
         safe_mu = np.where(above, mu, 1.0)

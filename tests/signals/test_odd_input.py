@@ -44,3 +44,33 @@ def test_eb_scores_zero_expected_is_nan_without_warning():
         s = mgps.eb_scores([1, 0, 3], [0.0, 0.0, 1.2], pr)
     assert np.isnan(s.ebgm[:2]).all() and np.isnan(s.eb05[:2]).all() and np.isnan(s.q[:2]).all()
     assert np.isfinite(s.ebgm[2]) and np.isfinite(s.eb05[2])
+
+
+def test_heterogeneity_options_validated():
+    import polars as pl
+
+    from signals.batch_heterogeneity import (
+        batch_overdispersion,
+        batch_rate_tests,
+        funnel_limits,
+        tarone_benjamini_hochberg,
+    )
+
+    df = pl.DataFrame({"product": "P", "event": "E", "batch": ["a", "b"], "cases": [1, 2], "exposure": [10.0, 20.0]})
+    with pytest.raises(ValueError, match="ci_level"):
+        batch_rate_tests(df, ci_level=1.5)
+    with pytest.raises(ValueError, match="min_batches_eb"):
+        batch_rate_tests(df, min_batches_eb=0)
+    with pytest.raises(ValueError, match="grid_points"):
+        funnel_limits(df, grid_points=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        batch_overdispersion(df, max_iter=0)
+    with pytest.raises(ValueError, match="alpha"):
+        tarone_benjamini_hochberg(np.array([0.1]), np.array([0.01]), alpha=0)
+
+
+def test_llr_of_non_counts_is_nan():
+    from signals.sequential import maxsprt_poisson_llr
+
+    out = maxsprt_poisson_llr([-1.0, 3.0, np.inf, 3.0], [1.0, -1.0, 1.0, 1.0])
+    assert np.isnan(out[:3]).all() and out[3] == pytest.approx(3 * np.log(3) - 2)
