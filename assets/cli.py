@@ -6,6 +6,8 @@ pvtrace demo                                             generate, then run, the
 pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
 pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output output]
                                                          detection delay per planted signal and method
+pvtrace evaluate --study [--replicates 200] [--seed 14] [--output output]
+                                                         operating characteristics vs the oracle
                                                          load public adverse-event files
 pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
                                                          the analysts' signal review web app
@@ -268,8 +270,21 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--inbox", default=os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX))
     ev.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     ev.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
+    ev.add_argument(
+        "--study", action="store_true", help="count-level simulation study of every batch method against the oracle"
+    )
+    ev.add_argument("--replicates", type=int, default=200, help="--study: replicates per scenario")
+    ev.add_argument("--seed", type=int, default=14, help="--study: random seed")
 
     args = parser.parse_args(argv)
+    if args.command == "evaluate" and args.study:
+        from assets.study import run_study
+
+        if args.replicates < 1:
+            raise SystemExit("pvtrace evaluate --study: --replicates must be >= 1")
+        out = run_study(args.output, replicates=args.replicates, seed=args.seed)
+        print(f"written to {out.resolve()}/ (operating_characteristics.csv, study.md, two SVG charts)")
+        return 0
     if args.command == "evaluate":
         from assets.evaluation import run_evaluation
 

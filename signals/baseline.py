@@ -40,9 +40,13 @@ def reporting_delay_pmf(lag_weeks, max_lag: int = 52) -> np.ndarray:
     """Empirical pmf of whole-week reporting lags 0..max_lag (longer lags lumped into the last bin).
 
     ``lag_weeks``: non-negative lags (received week - delivery/start week) of counted reports;
-    NaN and negative values are ignored.  With no usable lag the pmf is all mass at lag 0 (no
+    NaN and negative values are ignored (documented: they are not lags).  ``max_lag`` must be a
+    non-negative integer <= 10,000.  With no usable lag the pmf is all mass at lag 0 (no
     delay adjustment).
     """
+    if isinstance(max_lag, bool) or int(max_lag) != max_lag or not (0 <= max_lag <= 10_000):
+        raise ValueError(f"max_lag must be an integer in [0, 10000], got {max_lag!r}")
+    max_lag = int(max_lag)
     lags = np.asarray(lag_weeks, dtype=float)
     lags = lags[np.isfinite(lags) & (lags >= 0)]
     pmf = np.zeros(max_lag + 1)
@@ -65,6 +69,10 @@ def reported_exposure(packs, delay_pmf) -> np.ndarray:
     if x.ndim == 1:
         x = x[None, :]
     pmf = np.asarray(delay_pmf, dtype=float)
+    if x.ndim != 2 or not np.isfinite(x).all() or (x < 0).any():
+        raise ValueError("packs must be a (batches x weeks) array of finite non-negative numbers")
+    if pmf.ndim != 1 or not np.isfinite(pmf).all() or (pmf < 0).any() or pmf.sum() > 1 + 1e-9:
+        raise ValueError("delay_pmf must be a 1-D array of probabilities summing to at most 1")
     W = x.shape[1]
     flow = np.zeros_like(x)
     for k in range(min(len(pmf), W)):
@@ -88,6 +96,12 @@ def leave_one_out_expected(exposure, cases, group, pseudo_cases: float = 1.0) ->
     g = np.asarray(group, dtype=np.int64)
     if E.shape != C.shape or E.ndim != 2 or g.shape != (E.shape[0],):
         raise ValueError("exposure and cases must be (streams x looks) and group (streams,)")
+    if not (np.isfinite(E).all() and np.isfinite(C).all()) or (E < 0).any() or (C < 0).any():
+        raise ValueError("exposure and cases must be finite and >= 0")
+    if g.size and g.min() < 0:
+        raise ValueError("group ids must be >= 0")
+    if not (np.isfinite(pseudo_cases) and pseudo_cases >= 0):
+        raise ValueError(f"pseudo_cases must be finite and >= 0, got {pseudo_cases!r}")
     n_groups = int(g.max()) + 1 if g.size else 0
     E_g = np.zeros((n_groups, E.shape[1]))
     C_g = np.zeros((n_groups, E.shape[1]))

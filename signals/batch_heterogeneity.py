@@ -95,10 +95,13 @@ def _prepare(frame: pl.DataFrame) -> _Groups:
             "(and quarantine any case linked to it)."
         )
     cases = frame["cases"].cast(pl.Float64)
-    bad_y = ~((cases >= 0) & (cases == cases.floor())).fill_null(False)
+    # polars orders NaN above every number and NaN == NaN: test finiteness explicitly
+    bad_y = ~(cases.is_finite() & (cases >= 0) & (cases == cases.floor())).fill_null(False)
     if bad_y.any():
         example = frame.filter(bad_y).head(3).select([*BATCH_KEYS, "cases"]).to_dicts()
-        raise ValueError(f"cases must be non-negative integers; {int(bad_y.sum())} row(s) are not, e.g. {example}")
+        raise ValueError(
+            f"cases must be finite non-negative integers; {int(bad_y.sum())} row(s) are not, e.g. {example}"
+        )
     f = frame.sort(BATCH_KEYS, maintain_order=True)
     if f.height > 1:
         same = pl.lit(True)
@@ -137,14 +140,17 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     ``statsmodels.stats.multitest.multipletests(method="fdr_bh")``.  Rejecting q < Q controls the
     false discovery rate at Q for independent or positively dependent tests (Benjamini &
     Hochberg 1995; Benjamini & Yekutieli 2001).  With discrete (exact) p-values it is conservative.
+    A p-value outside [0, 1] (or infinite) is a bug upstream: ``ValueError``.
     """
     from statsmodels.stats.multitest import multipletests
 
     p = np.asarray(p, dtype=np.float64)
     q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
+    ok = ~np.isnan(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise ValueError("p-values must lie in [0, 1] (NaN = no test)")
     if ok.any():
-        q[ok] = multipletests(np.clip(p[ok], 0.0, 1.0), method="fdr_bh")[1]
+        q[ok] = multipletests(p[ok], method="fdr_bh")[1]
     return q
 
 
@@ -160,8 +166,12 @@ def tarone_benjamini_hochberg(p: np.ndarray, p_min: np.ndarray, alpha: float = 0
     outside the subset get NaN (they cannot be rejected at ``alpha``).  The q-values are only
     meaningful against the same ``alpha`` the subset was chosen for.
     """
+    if not (0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     p = np.asarray(p, dtype=np.float64)
     p_min = np.asarray(p_min, dtype=np.float64)
+    if p.shape != p_min.shape:
+        raise ValueError("p and p_min must have the same shape")
     ok = np.isfinite(p) & np.isfinite(p_min)
     q = np.full(p.shape, np.nan)
     m = int(ok.sum())
@@ -285,6 +295,15 @@ def batch_rate_tests(
     q_exact, eb_alpha, eb_method, rr_shrunk, rr_shrunk_lo, rr_shrunk_hi.  Rates are per unit of
     ``exposure``.
     """
+    for name, v in (("ci_level", ci_level), ("cred_level", cred_level)):
+        if not (0 < v < 1):
+            raise ValueError(f"{name} must be in (0, 1), got {v!r}")
+    if not (prior_shape_max > 0 and np.isfinite(prior_shape_max)):
+        raise ValueError(f"prior_shape_max must be a positive number, got {prior_shape_max!r}")
+    if not (min_batches_eb >= 2 and int(min_batches_eb) == min_batches_eb):
+        raise ValueError(f"min_batches_eb must be an integer >= 2, got {min_batches_eb!r}")
+    if discrete_fdr_alpha is not None and not (0 < discrete_fdr_alpha < 1):
+        raise ValueError(f"discrete_fdr_alpha must be in (0, 1), got {discrete_fdr_alpha!r}")
     g = _prepare(frame)
     y, x, N, X, nb = g.y, g.x, g.cases_total, g.exposure_total, g.n_batches
     defined = (nb >= 2) & (N > 0)
@@ -348,16 +367,54 @@ def _nb_loglik(y, mu, theta, gid, k):
     return np.bincount(gid, weights=ll, minlength=k)
 
 
+_ALPHA_GRID = 10.0 ** np.arange(-3.0, 3.01, 0.5)
+#: an NB fit replaces the Poisson model only if it raises the log-likelihood by more than this:
+#: NB2 log-likelihoods near alpha = 0 carry ~1e-7 of rounding (lgamma(y + 1/alpha) - lgamma(1/alpha)),
+#: and a gain of 1e-6 is a likelihood-ratio chi-square of 2e-6 -- statistically nothing
+_LL_GAIN_MIN = 1e-6
+
+
+def _profile_grid_start(y, x, gid, k, grid=_ALPHA_GRID, b_iter=12):
+    """Best alpha of ``grid`` on the NB2 profile log-likelihood of each group, NaN where none
+    beats the Poisson likelihood.  For each grid alpha, b0 is profiled out by Fisher scoring
+    (``b_iter`` steps from log(N/X); the b0 score sum (y - mu)/(1 + alpha mu) is monotone)."""
+    N = np.bincount(gid, weights=y, minlength=k)
+    X = np.bincount(gid, weights=x, minlength=k)
+    b_pois = np.log(N / X)
+    mu_p = x * np.exp(b_pois)[gid]
+    best = np.bincount(gid, weights=special.xlogy(y, mu_p) - mu_p - special.gammaln(y + 1), minlength=k)
+    best = best + _LL_GAIN_MIN
+    out = np.full(k, np.nan)
+    logx = np.log(x)
+    for a in grid:
+        b = b_pois.copy()
+        for _ in range(b_iter):
+            mu = np.exp(b[gid] + logx)
+            U = np.bincount(gid, weights=(y - mu) / (1 + a * mu), minlength=k)
+            I = np.bincount(gid, weights=mu / (1 + a * mu), minlength=k)
+            b = b + U / I
+        ll = _nb_loglik(y, np.exp(b[gid] + logx), 1.0 / a, gid, k)
+        better = ll > best
+        out[better] = a
+        best = np.where(better, ll, best)
+    return out
+
+
 def _fit_nb_vectorized(y, x, gid, k, *, max_iter=200, tol=1e-7):
     """ML fit of y_b ~ NB2(mu_b = x_b exp(b0), alpha) for every group at once.
 
     Alternates a Fisher-scoring step for b0 with a damped Newton step for phi = log(theta),
     theta = 1 / alpha (b0 and alpha are orthogonal in the NB2 information, Lawless 1987), each
-    vectorised over the groups still iterating.  Boundary handling (Dean & Lawless 1989): the
-    score for alpha at alpha = 0 is  T = 1/2 sum[(y - mu0)^2 - y]  with mu0 the Poisson fit;
-    when T <= 0 the likelihood is maximised at alpha = 0 and we return the Poisson model.
-    Returns per-group (b0, alpha, status) with status 'negbin', 'no_overdispersion',
-    'alpha_at_boundary' or 'not_converged'.
+    vectorised over the groups still iterating.  Starts (Dean & Lawless 1989): the score for
+    alpha at alpha = 0 is  T = 1/2 sum[(y - mu0)^2 - y]  with mu0 the Poisson fit.  T > 0 means
+    the likelihood rises away from alpha = 0 and the moment estimate starts Newton.  T <= 0 only
+    says alpha = 0 is a *local* maximum: the profile likelihood can still peak higher at some
+    alpha > 0 (e.g. cases [0, 5, 45], exposures [1873.7, 1036.2, 17837.5]: alpha = 1.011, as
+    MASS::glm.nb and statsmodels).  Those groups are started from the best point of a coarse
+    grid of the profile likelihood (:func:`_profile_grid_start`) when it beats the Poisson
+    likelihood, and the fitted NB is kept only if its likelihood is above the Poisson one.
+    Returns per-group (b0, alpha, status) with status 'negbin', 'no_overdispersion' (the ML
+    alpha is 0 and T <= 0), 'alpha_at_boundary' (alpha -> 0 although T > 0) or 'not_converged'.
     """
     N = np.bincount(gid, weights=y, minlength=k)
     X = np.bincount(gid, weights=x, minlength=k)
@@ -369,10 +426,20 @@ def _fit_nb_vectorized(y, x, gid, k, *, max_iter=200, tol=1e-7):
     status = np.full(k, "negbin", dtype=object)
     status[~(T > 0)] = "no_overdispersion"
     alpha = np.zeros(k)
-    active = T > 0
     # moment start: E[(y - mu)^2 - y] = alpha mu^2
     phi = np.full(k, np.nan)
-    phi[active] = -np.log(np.maximum(T[active] / S2[active], 1e-4))
+    pos = T > 0
+    phi[pos] = -np.log(np.maximum(T[pos] / S2[pos], 1e-4))
+    # T <= 0: an interior maximum is still possible; start from the profile-likelihood grid
+    nonpos = np.flatnonzero(~pos)
+    if nonpos.size:
+        sub = np.isin(gid, nonpos)
+        remap0 = np.full(k, -1)
+        remap0[nonpos] = np.arange(nonpos.size)
+        a_start = _profile_grid_start(y[sub], x[sub], remap0[gid[sub]], nonpos.size)
+        got = np.isfinite(a_start)
+        phi[nonpos[got]] = -np.log(a_start[got])
+    active = np.isfinite(phi)
     groups = np.flatnonzero(active)
     # restrict the work arrays to rows of active groups
     rows = np.flatnonzero(active[gid])
@@ -443,6 +510,14 @@ def _fit_nb_vectorized(y, x, gid, k, *, max_iter=200, tol=1e-7):
     alpha_active = np.exp(-ph)
     st = np.where(done, "negbin", "not_converged").astype(object)
     st[boundary] = "alpha_at_boundary"
+    # keep an NB fit only where it beats the Poisson model (alpha = 0 at its own ML b0)
+    mu_nb = np.exp(b[gg] + logx)
+    ll_nb = _nb_loglik(gy, mu_nb, np.exp(ph)[gg], gg, kk)
+    mu_p = gx * (N[groups] / X[groups])[gg]
+    ll_p = np.bincount(gg, weights=special.xlogy(gy, mu_p) - mu_p - special.gammaln(gy + 1), minlength=kk)
+    worse = (st == "negbin") & ~(ll_nb > ll_p + _LL_GAIN_MIN)
+    st[worse] = "alpha_at_boundary"
+    st[(st != "negbin") & ~(T[groups] > 0)] = "no_overdispersion"
     status[groups] = st
     alpha[groups] = np.where(st == "negbin", alpha_active, 0.0)
     b0[groups] = np.where(st == "negbin", b, b0[groups])
@@ -464,6 +539,9 @@ def _fit_nb_statsmodels(y, x, gid, k, fit_groups, max_iter=200):
     for j in np.flatnonzero(fit_groups):
         idx = order[bounds[j] : bounds[j + 1]]
         yy, xx = y[idx], x[idx]
+        mu0 = xx * N[j] / X[j]
+        score = float(np.sum((yy - mu0) ** 2 - yy))  # Dean & Lawless T (x2)
+        ll_pois = float(np.sum(special.xlogy(yy, mu0) - mu0 - special.gammaln(yy + 1)))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -471,12 +549,16 @@ def _fit_nb_statsmodels(y, x, gid, k, fit_groups, max_iter=200):
                     start_params=[b0[j], 0.1], disp=0, maxiter=max_iter
                 )
             a = float(res.params[-1])
-            if not res.mle_retvals.get("converged", False) or not np.isfinite(a):
-                status[j] = "not_converged"
-            elif a < 1e-8:
-                status[j] = "alpha_at_boundary"
-            else:
+            # labels as the vectorised engine: NB only where it beats the Poisson likelihood
+            beats = np.isfinite(res.llf) and res.llf > ll_pois + _LL_GAIN_MIN
+            if res.mle_retvals.get("converged", False) and np.isfinite(a) and a >= 1e-8 and beats:
                 status[j], alpha[j], b0[j] = "negbin", a, float(res.params[0])
+            elif score <= 0 and not beats:
+                status[j] = "no_overdispersion"
+            elif not res.mle_retvals.get("converged", False) or not np.isfinite(a):
+                status[j] = "not_converged"
+            else:
+                status[j] = "alpha_at_boundary"
         except Exception as exc:
             status[j] = f"error: {type(exc).__name__}"
     return b0, alpha, status
@@ -496,8 +578,10 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized", max
     :func:`batch_rate_tests`.
 
     Fallback to Poisson (mu_b = x_b N / X, alpha = 0) with the reason in ``fit_note`` when the
-    ML alpha is 0 (score test for overdispersion T = sum[(y - mu)^2 - y] <= 0, Dean & Lawless
-    1989: 'no_overdispersion'), alpha tends to 0 ('alpha_at_boundary') or the fit fails
+    ML alpha is 0 (no alpha > 0 raises the likelihood and the score statistic for
+    overdispersion T = sum[(y - mu)^2 - y] <= 0, Dean & Lawless 1989: 'no_overdispersion' --
+    T <= 0 alone is not enough, the profile likelihood can peak at alpha > 0), alpha tends to
+    0 although T > 0 ('alpha_at_boundary') or the fit fails
     ('not_converged', 'error: ...').  Groups with one batch or no case are not fitted
     (``model`` null, note 'single_batch' / 'no_cases').
 
@@ -512,6 +596,8 @@ def batch_overdispersion(frame: pl.DataFrame, *, engine: str = "vectorized", max
     nb_g = np.bincount(gid, minlength=k)
     N_g = np.bincount(gid, weights=y, minlength=k)
     fit = (nb_g >= 2) & (N_g > 0)
+    if isinstance(max_iter, bool) or int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     if engine == "vectorized":
         sub = fit[gid]
         b0, alpha, status = np.full(k, np.nan), np.zeros(k), np.full(k, "", dtype=object)
@@ -631,6 +717,8 @@ def funnel_limits(
     already fall above the 99.8% limit), so for sparse groups read ``p_exact`` of
     :func:`batch_rate_tests`, which conditions on the group total; the funnel is for display.
     """
+    if isinstance(grid_points, bool) or int(grid_points) != grid_points or not (2 <= grid_points <= 10_000):
+        raise ValueError(f"grid_points must be an integer in [2, 10000], got {grid_points!r}")
     g = _prepare(frame)
     y, x, N, X, nb = g.y, g.x, g.cases_total, g.exposure_total, g.n_batches
     ok = nb >= 2

@@ -16,8 +16,11 @@ interest.  At each weekly look ``w`` (from the batch's first delivery to the dat
 Design choices (defaults, see :class:`SurveillanceDesign`):
 
 * ``T`` (surveillance length, expected events under H0): the expected count once every released
-  pack of the batch is delivered — ``units_released`` times the product's final leave-one-out
-  rate — and at least the expected count already accrued.  The CV grows only with log T.
+  pack of the batch is delivered — ``units_released`` times the product's leave-one-out rate
+  *known at the stream's first testable look* (fixed in advance, as the MaxSPRT requires; the
+  final rate would be look-ahead).  Looks whose expected count passes T end surveillance.  The
+  CV grows only with log T.  Without ``units_released``, T is the expected count accrued by the
+  last look.
 * ``alpha``: a family-wise false-alarm probability ``alpha_family`` (0.05) per *product*, split
   equally (Bonferroni) over that product's streams (its batches x events of interest).  The
   product is the unit a manufacturer and an assessor review; Bonferroni keeps the chance of any
@@ -141,6 +144,10 @@ def monitor_batch_streams(
     crossing_look, crossed_on, observed_at_crossing, expected_at_crossing, cv_group,
     signalled_group, crossing_look_group, crossed_on_group.
     """
+    if not (0 < design.alpha_family < 1):
+        raise ValueError(f"alpha_family must be in (0, 1), got {design.alpha_family!r}")
+    if not looks:
+        raise ValueError("looks must hold at least one Monday (see weekly_looks)")
     W = len(looks)
     start = looks[0]
     look_dates = [
@@ -183,10 +190,18 @@ def monitor_batch_streams(
     Es = E[sb]
     mu = leave_one_out_expected(Es, C, streams["g"].to_numpy(), design.pseudo_cases)
 
-    # T: every released pack delivered, at the final leave-one-out rate; at least what accrued
+    # T: every released pack delivered, at the leave-one-out rate known at the stream's first
+    # testable look (no look-ahead: the final rate is not known when surveillance starts);
+    # without units_released, the expected count accrued by the last look (the one use of
+    # later data, documented)
     last_mu = np.where(np.isfinite(mu), mu, -np.inf).max(axis=1)
+    ok_look = np.isfinite(mu) & (Es > 0)
+    first_ok = np.where(ok_look.any(axis=1), ok_look.argmax(axis=1), -1)
+    rows_ = np.arange(S)
     with np.errstate(divide="ignore", invalid="ignore"):
-        final_rate = mu[:, -1] / Es[:, -1]
+        final_rate = np.where(
+            first_ok >= 0, mu[rows_, np.maximum(first_ok, 0)] / Es[rows_, np.maximum(first_ok, 0)], np.nan
+        )
     T = np.where(np.isfinite(last_mu), last_mu, np.nan)
     if units_released is not None:
         ur = (
@@ -197,7 +212,7 @@ def monitor_batch_streams(
             .fill_null(0.0)
             .to_numpy()
         )
-        T = np.fmax(T, np.where(np.isfinite(final_rate), final_rate * ur, np.nan))
+        T = np.where(np.isfinite(final_rate) & (ur > 0), final_rate * ur, T)
     T = np.where(np.isfinite(T), np.maximum(T, design.min_T), np.nan)
 
     # alpha: family-wise per product, Bonferroni over its streams

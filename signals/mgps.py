@@ -454,10 +454,12 @@ def eb_scores(n, e, prior: GammaMixturePrior, lower: float = 0.05, upper: float 
 
     Work is done once per distinct (n, E): large tables repeat the same
     small counts and margins, so this is several times cheaper than per row.
+    Pairs with E <= 0 (no expected count: the ratio n/E is undefined), negative
+    or non-finite n or E get NaN in every score, without a warning.
     """
     n, e = _prep(n, e)
     n, e = n.ravel(), e.ravel()
-    ok = np.isfinite(n) & np.isfinite(e) & (e >= 0) & (n >= 0)
+    ok = np.isfinite(n) & np.isfinite(e) & (e > 0) & (n >= 0)
     idx = np.flatnonzero(ok)
     out = [np.full(n.shape, np.nan) for _ in range(4)]
     if idx.size:

@@ -21,12 +21,30 @@ from statsmodels.stats.multitest import multipletests
 __all__ = ["fisher_one_sided", "benjamini_hochberg", "add_fdr"]
 
 
+def _counts(name: str, v) -> np.ndarray:
+    a = np.asarray(v, dtype=np.float64)
+    if not np.isfinite(a).all() or (a < 0).any() or (a != np.floor(a)).any():
+        raise ValueError(f"{name} must be finite non-negative integers")
+    return a.astype(np.int64)
+
+
 def fisher_one_sided(n11, n1_, n_1, n, mid_p: bool = False) -> np.ndarray:
-    """Vectorised upper-tail Fisher exact p-value (or mid-p) per pair."""
-    a = np.asarray(n11, dtype=np.int64)
-    hg = stats.hypergeom(
-        np.asarray(n, dtype=np.int64), np.asarray(n1_, dtype=np.int64), np.asarray(n_1, dtype=np.int64)
-    )
+    """Vectorised upper-tail Fisher exact p-value (or mid-p) per pair.
+
+    Every table must be possible: integer counts with ``n1_ <= n``, ``n_1 <= n`` and
+    ``max(0, n1_ + n_1 - n) <= n11 <= min(n1_, n_1)``; otherwise ``ValueError`` (scipy would
+    return p = 0 for a table that cannot occur).
+    """
+    a, r, c, t = (_counts(k, v) for k, v in (("n11", n11), ("n1_", n1_), ("n_1", n_1), ("n", n)))
+    a, r, c, t = np.broadcast_arrays(a, r, c, t)
+    bad = (r > t) | (c > t) | (a > np.minimum(r, c)) | (a < r + c - t)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise ValueError(
+            f"impossible 2x2 table(s): {int(bad.sum())}, e.g. n11={a.ravel()[i]}, n1_={r.ravel()[i]}, "
+            f"n_1={c.ravel()[i]}, n={t.ravel()[i]}"
+        )
+    hg = stats.hypergeom(t, r, c)
     if mid_p:
         return np.clip(hg.sf(a) + 0.5 * hg.pmf(a), 0.0, 1.0)
     return np.clip(hg.sf(a - 1), 0.0, 1.0)
@@ -34,9 +52,14 @@ def fisher_one_sided(n11, n1_, n_1, n, mid_p: bool = False) -> np.ndarray:
 
 def benjamini_hochberg(p, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """(reject, q-values) by Benjamini & Hochberg (1995); nulls/NaN are left
-    out of the family and come back as (False, NaN)."""
+    out of the family and come back as (False, NaN).  p outside [0, 1] (or
+    infinite) raises ``ValueError``: it is a bug upstream, and BH would return q < 0."""
     p = np.asarray(p, dtype=np.float64)
-    ok = np.isfinite(p)
+    ok = ~np.isnan(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise ValueError("p-values must lie in [0, 1] (NaN = no test)")
+    if not (0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     reject = np.zeros(p.shape, dtype=bool)
     q = np.full(p.shape, np.nan)
     if ok.any():

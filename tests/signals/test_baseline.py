@@ -41,3 +41,23 @@ def test_leave_one_out_needs_another_batch():
     assert np.isnan(mu).all()
     with pytest.raises(ValueError):
         leave_one_out_expected(np.ones((2, 3)), np.ones((2, 2)), np.zeros(2, dtype=int))
+
+
+def test_baseline_inputs_validated():
+    import numpy as np
+    import pytest
+
+    from signals.baseline import leave_one_out_expected, reported_exposure, reporting_delay_pmf
+
+    with pytest.raises(ValueError, match="packs"):
+        reported_exposure([[1.0, np.nan]], [1.0])
+    with pytest.raises(ValueError, match="packs"):
+        reported_exposure([[1.0, -2.0]], [1.0])
+    with pytest.raises(ValueError, match="delay_pmf"):
+        reported_exposure([[1.0, 2.0]], [0.8, 0.8])
+    with pytest.raises(ValueError, match="finite"):
+        leave_one_out_expected([[1.0], [2.0]], [[np.inf], [0.0]], [0, 0])
+    with pytest.raises(ValueError, match="pseudo_cases"):
+        leave_one_out_expected([[1.0], [2.0]], [[1.0], [0.0]], [0, 0], pseudo_cases=-1)
+    with pytest.raises(ValueError, match="max_lag"):
+        reporting_delay_pmf([1, 2], max_lag=2.5)

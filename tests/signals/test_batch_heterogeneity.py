@@ -425,3 +425,72 @@ def test_joined_columns_line_up_with_the_parts():
     assert j.height == df.height
     assert (j["p_nb"] == j["p_nb_od"]).fill_null(True).all() and (j["p_nb"].is_null() == j["p_nb_od"].is_null()).all()
     assert (j["hi998"] == j["hi998_fb"]).fill_null(True).all() and (j["cases"] == j["cases_od"]).all()
+
+
+# --------------------------------------------------------------------------------------------
+# issue 14 item 5: NB maximum when the score at alpha = 0 is <= 0; odd input
+# --------------------------------------------------------------------------------------------
+def test_nb_finds_interior_maximum_when_score_is_not_positive():
+    """Cases [0, 5, 45]: T = sum[(y - mu)^2 - y] < 0, yet the profile likelihood peaks at
+    alpha = 1.011 (MASS::glm.nb and statsmodels); p = 0.180 for the second batch."""
+    import statsmodels.api as sm
+
+    y = np.array([0.0, 5.0, 45.0])
+    x = np.array([1873.7, 1036.2, 17837.5])
+    mu0 = x * y.sum() / x.sum()
+    assert np.sum((y - mu0) ** 2 - y) < 0
+    ref = sm.NegativeBinomial(y, np.ones((3, 1)), offset=np.log(x), loglike_method="nb2").fit(
+        start_params=[math.log(y.sum() / x.sum()), 0.5], disp=0
+    )
+    a_ref = float(ref.params[-1])
+    assert a_ref == pytest.approx(1.011, abs=1e-3)
+    df = pl.DataFrame({"product": "P", "event": "E", "batch": ["a", "b", "c"], "cases": y, "exposure": x})
+    for engine in ("vectorized", "statsmodels"):
+        out = batch_overdispersion(df, engine=engine)
+        assert out["fit_note"].to_list() == ["negbin"] * 3, engine
+        assert out["nb_alpha"][0] == pytest.approx(a_ref, rel=1e-4)
+        mu = x[1] * math.exp(ref.params[0])
+        p_ref = stats.nbinom.sf(4, 1 / a_ref, 1 / (1 + a_ref * mu))
+        assert out["p_nb"][1] == pytest.approx(p_ref, rel=1e-3)
+        assert out["p_nb"][1] == pytest.approx(0.180, abs=5e-4)
+
+
+def test_nb_engines_agree_on_labels():
+    """Mixed Poisson / overdispersed groups, many with T <= 0: both engines give the same label
+    for every group and the same alpha where both fit an NB."""
+    rng = np.random.default_rng(140)
+    rows = []
+    for g in range(120):
+        nb = int(rng.integers(2, 8))
+        x = rng.lognormal(7, 1.2, nb)
+        frailty = rng.gamma(1 / rng.choice([0.01, 0.3, 1.0]), size=nb)
+        y = rng.poisson(x * rng.choice([1e-4, 1e-3, 5e-3]) * frailty / frailty.mean())
+        rows += [(f"P{g}", "E", f"B{b}", int(y[b]), float(x[b])) for b in range(nb)]
+    df = pl.DataFrame(rows, schema=["product", "event", "batch", "cases", "exposure"], orient="row")
+    vec = batch_overdispersion(df)
+    ref = batch_overdispersion(df, engine="statsmodels")
+    assert vec["fit_note"].to_list() == ref["fit_note"].to_list()
+    both = (vec["model"] == "negbin").fill_null(False).to_numpy()
+    assert both.sum() > 50
+    np.testing.assert_allclose(vec["nb_alpha"].to_numpy()[both], ref["nb_alpha"].to_numpy()[both], rtol=0.01)
+    assert set(vec["fit_note"].unique()) >= {"negbin", "no_overdispersion"}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 1.5])
+def test_non_finite_or_fractional_cases_rejected(bad):
+    df = pl.DataFrame(
+        {"product": "P", "event": "E", "batch": ["a", "b"], "cases": [1.0, bad], "exposure": [10.0, 20.0]}
+    )
+    for fn in (batch_rate_tests, batch_overdispersion, lambda f: funnel_limits(f)):
+        with pytest.raises(ValueError, match="cases must be finite non-negative integers"):
+            fn(df)
+
+
+def test_bh_rejects_p_outside_unit_interval():
+    from signals.batch_heterogeneity import benjamini_hochberg
+
+    for bad in (-0.1, 1.2, float("inf")):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            benjamini_hochberg(np.array([0.01, bad]))
+    q = benjamini_hochberg(np.array([0.01, np.nan, 0.04]))
+    assert np.isnan(q[1]) and (q[[0, 2]] >= 0).all()

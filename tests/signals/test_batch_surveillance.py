@@ -89,3 +89,27 @@ def test_group_boundary_monitor_is_backwards_compatible():
     grp = maxsprt_poisson_monitor(obs, mu, 4.0, alpha=0.01, min_events=3, boundary="group", planned_looks=8)
     assert grp.cv[0] <= cont.cv[0]
     assert grp.first_look[0] <= cont.first_look[0] or cont.first_look[0] == -1
+
+
+def test_planned_length_uses_no_later_data():
+    """T (expected_total) is fixed from what was known at the stream's first testable look:
+    running the monitor on the data up to week 40 or up to week 59 gives the same T."""
+    rng = np.random.default_rng(21)
+    packs, cases = _world(rng, defect=2)
+    ev = pl.DataFrame({"product": ["P"], "event": ["E"]})
+    units = packs.group_by("batch").agg(units_released=pl.col("packs").sum())
+    cut = START + dt.timedelta(weeks=40)
+    early = monitor_batch_streams(
+        packs.filter(pl.col("week") < cut),
+        cases.filter(pl.col("received_on") < cut),
+        ev,
+        weekly_looks(START, cut - dt.timedelta(days=1)),
+        np.array([1.0]),
+        units_released=units,
+    )
+    full = monitor_batch_streams(
+        packs, cases, ev, weekly_looks(START, START + dt.timedelta(weeks=59)), np.array([1.0]), units_released=units
+    )
+    both = early.join(full, on="batch_id", suffix="_full").filter(pl.col("looks") > 0)
+    assert both.height >= 4
+    np.testing.assert_allclose(both["expected_total"].to_numpy(), both["expected_total_full"].to_numpy())

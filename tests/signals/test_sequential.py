@@ -319,3 +319,87 @@ def test_monitor_tiny_T_stream_uses_llr_at_M():
     res = maxsprt_poisson_monitor([[0, 1]], [[0.01, 0.02]], 0.02, t_grid_per_decade=None)
     assert res.first_look[0] == 1
     assert res.cv[0] == pytest.approx(maxsprt_poisson_llr(1, 0.02))
+
+
+# --------------------------------------------------------------------------------------
+# odd input: validated or a documented closed form, in bounded time (issue 14, item 5)
+# --------------------------------------------------------------------------------------
+def test_cv_zero_has_closed_form():
+    # LLR >= 0 always holds: the test signals at the M-th event
+    assert maxsprt_poisson_alpha(0, 10) == pytest.approx(stats.poisson.sf(0, 10), rel=1e-12)
+    assert maxsprt_poisson_alpha(0.0, 10, 3) == pytest.approx(stats.poisson.sf(2, 10), rel=1e-12)
+    perf = maxsprt_poisson_performance(10, 0.0)
+    assert perf.power == pytest.approx(stats.poisson.sf(0, 20), rel=1e-12)
+    # E[first arrival | before T] of a rate-2 process
+    assert perf.expected_signal_time == pytest.approx(0.5 * stats.poisson.sf(1, 20) / stats.poisson.sf(0, 20))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, float("inf"), "x", None])
+def test_bad_critical_values_are_value_errors(bad):
+    with pytest.raises(ValueError, match="cv"):
+        maxsprt_poisson_alpha(bad, 10)
+    with pytest.raises(ValueError, match="cv"):
+        maxsprt_poisson_performance(10, bad)
+    with pytest.raises(ValueError, match="cv"):
+        maxsprt_poisson_group_performance(bad, 10, looks=4)
+
+
+@pytest.mark.parametrize("bad", [1.5, 0, -1, float("nan"), True, "2"])
+def test_min_events_never_truncated(bad):
+    with pytest.raises(ValueError, match="min_events"):
+        maxsprt_poisson_cv(10, 0.05, bad)
+    with pytest.raises(ValueError, match="min_events"):
+        maxsprt_poisson_group_cv(10, looks=4, min_events=bad)
+    with pytest.raises(ValueError, match="min_events"):
+        maxsprt_poisson_monitor([[3.0]], [[1.0]], 10, min_events=bad)
+    # an integral float is an integer
+    assert maxsprt_poisson_cv(10, 0.05, 2.0) == maxsprt_poisson_cv(10, 0.05, 2)
+
+
+def test_bad_t_rr_looks_are_value_errors():
+    for T in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="expected_total"):
+            maxsprt_poisson_alpha(3.0, T)
+    with pytest.raises(ValueError, match="rr"):
+        maxsprt_poisson_performance(10, 3.0, rr=float("nan"))
+    with pytest.raises(ValueError, match="looks"):
+        maxsprt_poisson_group_cv(10, looks=2.5)
+    with pytest.raises(ValueError, match="observed"):
+        maxsprt_poisson_monitor([[-1.0]], [[1.0]], 10)
+    with pytest.raises(ValueError, match="expected"):
+        maxsprt_poisson_monitor([[1.0]], [[float("inf")]], 10)
+
+
+def test_large_t_asymptotic_alpha_matches_exact_where_both_run():
+    """The calibrated OU extrapolation from T0 against the exact recursion at T = 4 T0 and 16 T0."""
+    from signals.sequential import _alpha_continuous, _continuous_path
+
+    # measured: -0.15 % .. -0.84 % at T0 = 500 -> 2000, -0.02 % .. -0.58 % at 1000 -> 4000
+    # (and -0.09 % .. -0.23 % at the production T0 = 5000 -> 20000, too slow for a test)
+    for cv in (3.5, 5.0, 8.0):
+        for t0, T in ((500.0, 2000.0), (1000.0, 4000.0)):
+            exact = _continuous_path(cv, T, 1)[0]
+            approx = _alpha_continuous(cv, T, 1, t_exact_max=t0)
+            assert approx == pytest.approx(exact, rel=0.01), (cv, T)
+    # at or below the switch the route is the exact one
+    assert _alpha_continuous(4.0, 200.0, 2, t_exact_max=250.0) == _continuous_path(4.0, 200.0, 2)[0]
+
+
+def test_large_t_is_bounded_and_monotone():
+    cv5k = maxsprt_poisson_cv(5000.0)
+    cv1e5 = maxsprt_poisson_cv(1e5)  # does not finish with the exact recursion
+    assert cv5k < cv1e5 < cv5k + 0.6
+    assert maxsprt_poisson_alpha(cv1e5, 1e5) == pytest.approx(0.05, rel=1e-6)
+    with pytest.raises(ValueError, match="5000"):
+        maxsprt_poisson_performance(1e5, cv1e5)
+    # monitor at counts of 1e9 (used to allocate GBs of Poisson kernels)
+    r = maxsprt_poisson_monitor([[1.0e9 + 2e5]], [[1.0e9]], 1.0e9)
+    assert np.isfinite(r.cv[0]) and r.cv[0] > cv1e5 and r.signalled[0]
+
+
+def test_group_cv_windowed_and_large_t():
+    # few looks keep this fast; the windowed recursion at T = 1e6, and the scaled route above it
+    cv6 = maxsprt_poisson_group_cv(1e6, looks=4)
+    assert maxsprt_poisson_group_cv(1e8, looks=4) == pytest.approx(cv6, abs=1e-12)
+    assert maxsprt_poisson_group_performance(cv6, 1e6, looks=4, rr=1.0).power <= 0.05 + 1e-9
+    assert maxsprt_poisson_group_cv(1e4, looks=4) == pytest.approx(cv6, abs=0.01)
