@@ -9,7 +9,7 @@ How each method's first alert date is found (no look-ahead except where stated):
 
 * disproportionality (``evans``, ``ema_sdr``, ``who_umc``, ``fda_mgps``; product level): the
   scores re-run at weekly data cut-offs (each Sunday; counts from reports received by then,
-  all cut-offs counted in one SQL statement, ``warehouse.queries.evaluation_inputs``).  The MGPS prior
+  all cut-offs counted in one SQL statement, ``warehouse.queries.detection_inputs``).  The MGPS prior
   is refitted quarterly and used for the weeks that follow (a fit takes seconds).  For a
   planted signal only a *new* alert counts: a product x PT pair on which any rule already fired
   before the signal started (e.g. injection-site reactions, a labelled ADR of an injectable, flagged
@@ -30,14 +30,12 @@ from pathlib import Path
 
 import polars as pl
 
-from assets.batch_signals import compute_heterogeneity
-from signals.disproportionality import score
-from signals.mgps import fit_prior
-from signals.rules import RULE_NAMES, apply_rules
-from warehouse.queries.batch_inputs import batch_case_rows
-from warehouse.queries.detection_inputs import additional_monitoring
-from warehouse.queries.evaluation_inputs import contingency_counts_by_cutoff
-from warehouse.queries.evidence import data_lock_point
+from signals.batch_detection import heterogeneity_by_level
+from signals.rules import RULE_NAMES
+from signals.scoring import fit_pairs_prior, score_pairs
+from warehouse.queries.batch_inputs import batch_case_rows, batch_exposure
+from warehouse.queries.detection_inputs import additional_monitoring, report_event_counts_by_cutoff
+from warehouse.queries.read_model import data_lock_point
 
 DISPROPORTIONALITY = tuple(RULE_NAMES)
 BATCH_METHODS = ("batch_exact+eb", "maxsprt", "maxsprt_group")
@@ -58,11 +56,11 @@ def disproportionality_replay(con, cutoffs: list[dt.date], prior_every_months: i
     """cutoff, product, pt, rules_fired (non-empty) at every weekly cut-off, product level.
 
     The rules read only per-pair statistics, so the cut-offs that share an MGPS prior are scored
-    in one vectorised :func:`signals.disproportionality.score` call.  The prior (DuMouchel's
+    in one :func:`signals.scoring.score_pairs` call.  The prior (DuMouchel's
     gamma mixture, a few seconds a fit) is refitted every ``prior_every_months`` months on that
     cut-off's pairs and used until the next refit, as a production system refits periodically.
     """
-    counts = contingency_counts_by_cutoff(con, "product", cutoffs)
+    counts = report_event_counts_by_cutoff(con, "product", cutoffs)
     counts = counts.join(additional_monitoring(con, "product"), on="drug", how="left")
     counts = counts.with_columns(
         _period=((pl.col("cutoff").dt.year() * 12 + pl.col("cutoff").dt.month() - 1) // prior_every_months)
@@ -70,8 +68,7 @@ def disproportionality_replay(con, cutoffs: list[dt.date], prior_every_months: i
     fired = []
     for _, part in counts.partition_by("_period", as_dict=True, maintain_order=True).items():
         first = part.filter(pl.col("cutoff") == part["cutoff"].min())
-        prior = fit_prior(first["n11"].to_numpy(), first["e"].to_numpy(), min_count=1)
-        scored = apply_rules(score(part.drop("_period"), prior=prior))
+        scored = score_pairs(part.drop("_period"), prior=fit_pairs_prior(first, min_count=1)).scored
         fired.append(
             scored.filter(pl.col("rules_fired").list.len() > 0).select(
                 "cutoff", pl.col("drug").alias("product"), pl.col("event").alias("pt"), "rules_fired"
@@ -91,7 +88,8 @@ def heterogeneity_replay(con, cutoffs: list[dt.date]) -> pl.DataFrame:
     cases = batch_case_rows(con)
     out = []
     for cutoff in cutoffs:
-        for level, (scored, _) in compute_heterogeneity(con, up_to=cutoff, cases=cases, with_funnel=False).items():
+        seen = cases.filter(pl.col("received_on") <= cutoff)
+        for level, (scored, _) in heterogeneity_by_level(seen, batch_exposure(con, cutoff), with_funnel=False).items():
             if scored.height and "flagged" in scored.columns:
                 out.append(
                     scored.filter("flagged").select(
