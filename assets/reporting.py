@@ -16,7 +16,7 @@ And once per month, ``ermr_export``: an eRMR-style CSV per active substance unde
 Only these assets are partitioned; the rest of the graph is not. ``dg.materialize`` (and
 ``dagster asset materialize --select '*'``) refuses a mix without a partition key, so the
 ``pvtrace`` CLI materialises the unpartitioned graph first, then these assets for each month the
-data covers (DESIGN.md §5). The monthly schedule builds the month just ended.
+data covers (docs/architecture.md, "Assets and jobs"). The monthly schedule builds the month just ended.
 """
 
 import datetime as dt
