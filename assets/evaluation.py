@@ -110,43 +110,32 @@ def _first(dates) -> dt.date | None:
     return min(dates) if dates else None
 
 
-def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str, pl.DataFrame]:
-    """The evaluation tables: ``detection`` (per planted signal x method), ``sensitivity`` (per
-    method) and ``false_alerts`` (alerts on clean batches and negative controls)."""
-    dlp = data_lock_point(con)
-    start = dt.date.fromisoformat(
-        truth.get("world_start", str(con.sql("SELECT min(received_on) FROM latest_case").fetchone()[0]))
-    )
-    cutoffs = cutoffs or weekly_cutoffs(start, dlp)
-    disp = disproportionality_replay(con, cutoffs)
-    het = heterogeneity_replay(con, cutoffs)
-    seq = con.sql(
-        "SELECT product_id AS product, batch_id AS batch, pt, crossed_on, crossed_on_group "
-        "FROM sequential_monitoring WHERE signalled OR signalled_group"
-    ).pl()
-    soc_of = dict(con.sql("SELECT pt, any_value(soc) FROM case_reaction GROUP BY pt").fetchall())
+def _disp_first(disp: pl.DataFrame, product, pts, rule=None, since=None) -> dt.date | None:
+    """First cut-off at which ``rule`` (any rule if None) fires for product x one of ``pts``.
+    With ``since``: only a *new* alert counts — a PT whose pair already fired before
+    ``since`` (e.g. a labelled ADR flagged before the defective batch existed) carries no
+    news about the planted signal and is skipped, whichever rule fires on it later (the
+    register keys a signal by product x PT, so a rule joining an existing signal adds a
+    method, not a new signal)."""
+    f = disp.filter((pl.col("product") == product) & pl.col("pt").is_in(pts))
+    if since is not None:  # a pair in the register before the start (any rule) is not news
+        old = set(f.filter(pl.col("cutoff") < since)["pt"].to_list())
+        f = f.filter(~pl.col("pt").is_in(sorted(old)))
+    if rule:
+        f = f.filter(pl.col("rules_fired").list.contains(rule))
+    return _first(f["cutoff"].to_list())
 
-    def disp_first(product, pts, rule=None, since=None):
-        """First cut-off at which ``rule`` (any rule if None) fires for product x one of ``pts``.
-        With ``since``: only a *new* alert counts — a PT whose pair already fired before
-        ``since`` (e.g. a labelled ADR flagged before the defective batch existed) carries no
-        news about the planted signal and is skipped, whichever rule fires on it later (the
-        register keys a signal by product x PT, so a rule joining an existing signal adds a
-        method, not a new signal)."""
-        f = disp.filter((pl.col("product") == product) & pl.col("pt").is_in(pts))
-        if since is not None:  # a pair in the register before the start (any rule) is not news
-            old = set(f.filter(pl.col("cutoff") < since)["pt"].to_list())
-            f = f.filter(~pl.col("pt").is_in(sorted(old)))
-        if rule:
-            f = f.filter(pl.col("rules_fired").list.contains(rule))
-        return _first(f["cutoff"].to_list())
 
+def _detection_table(
+    truth: dict, disp: pl.DataFrame, het: pl.DataFrame, seq: pl.DataFrame, soc_of: dict
+) -> pl.DataFrame:
+    """Per planted signal x method: the first alert and the delay from the signal's start."""
     rows = []
     for s in truth["signals"]:
         pts = s.get("pts") or [s["pt"]]
         begins = dt.date.fromisoformat(s["starts_on"][:10])
         batch = s.get("batch_id")
-        found = {r: disp_first(s["product_id"], pts, r, since=begins) for r in DISPROPORTIONALITY}
+        found = {r: _disp_first(disp, s["product_id"], pts, r, since=begins) for r in DISPROPORTIONALITY}
         found["any disproportionality"] = _first(found.values())
         if batch:
             socs = {soc_of.get(p) for p in pts} - {None}
@@ -174,7 +163,7 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
                     "delay_days": (when - begins).days if when else None,
                 }
             )
-    detection = pl.DataFrame(
+    return pl.DataFrame(
         rows,
         schema={
             "signal": pl.String,
@@ -187,19 +176,11 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             "delay_days": pl.Int64,
         },
     )
-    sensitivity = (
-        detection.group_by("method", maintain_order=True)
-        .agg(
-            planted=pl.len(),
-            detected=pl.col("first_alert").is_not_null().sum(),
-            median_delay_days=pl.col("delay_days").median(),
-        )
-        .with_columns(sensitivity=pl.col("detected") / pl.col("planted"))
-    )
 
-    # alerts on clean batches (any batch method, at any cut-off) and on negative controls
-    planted_batches = {s["batch_id"] for s in truth["signals"] if s.get("batch_id")}
-    batch_alerts = pl.concat(
+
+def _batch_alerts(het: pl.DataFrame, seq: pl.DataFrame) -> pl.DataFrame:
+    """Every batch-level alert (heterogeneity at any cut-off, MaxSPRT crossings) with its first date."""
+    return pl.concat(
         [
             het.group_by("product", "event", "batch", "level")
             .agg(pl.col("cutoff").min().alias("first_alert"))
@@ -222,6 +203,11 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             ),
         ]
     )
+
+
+def _false_alerts(truth: dict, disp: pl.DataFrame, batch_alerts: pl.DataFrame, soc_of: dict) -> pl.DataFrame:
+    """Alerts on clean batches, on planted batches for other events, and on negative controls."""
+    planted_batches = {s["batch_id"] for s in truth["signals"] if s.get("batch_id")}
     false_rows = [
         {"kind": "clean batch", **r} for r in batch_alerts.filter(~pl.col("batch").is_in(planted_batches)).to_dicts()
     ]
@@ -235,7 +221,7 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
         if (r["batch"], r["pt"]) not in planted_pairs and (r["batch"], r["pt"]) not in planted_socs
     ]
     for c in truth.get("negative_controls", []):
-        when = disp_first(c["product_id"], [c["pt"]])
+        when = _disp_first(disp, c["product_id"], [c["pt"]])
         if when:
             rules = sorted(
                 {
@@ -258,7 +244,7 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             )
         nb = batch_alerts.filter((pl.col("product") == c["product_id"]) & (pl.col("pt") == c["pt"]))
         false_rows += [{"kind": "negative control (batch)", **r} for r in nb.to_dicts()]
-    false_alerts = pl.DataFrame(
+    return pl.DataFrame(
         false_rows,
         schema={
             "kind": pl.String,
@@ -269,7 +255,10 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             "first_alert": pl.Date,
         },
     )
-    summary = pl.DataFrame(
+
+
+def _summary(con, dlp, cutoffs: list[dt.date], truth: dict, false_alerts: pl.DataFrame) -> pl.DataFrame:
+    return pl.DataFrame(
         {
             "measure": [
                 "data lock point",
@@ -294,6 +283,36 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             ],
         }
     )
+
+
+def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str, pl.DataFrame]:
+    """The evaluation tables: ``detection`` (per planted signal x method), ``sensitivity`` (per
+    method), ``false_alerts`` (alerts on clean batches and negative controls) and ``summary``."""
+    dlp = data_lock_point(con)
+    start = dt.date.fromisoformat(
+        truth.get("world_start", str(con.sql("SELECT min(received_on) FROM latest_case").fetchone()[0]))
+    )
+    cutoffs = cutoffs or weekly_cutoffs(start, dlp)
+    disp = disproportionality_replay(con, cutoffs)
+    het = heterogeneity_replay(con, cutoffs)
+    seq = con.sql(
+        "SELECT product_id AS product, batch_id AS batch, pt, crossed_on, crossed_on_group "
+        "FROM sequential_monitoring WHERE signalled OR signalled_group"
+    ).pl()
+    soc_of = dict(con.sql("SELECT pt, any_value(soc) FROM case_reaction GROUP BY pt").fetchall())
+    detection = _detection_table(truth, disp, het, seq, soc_of)
+    sensitivity = (
+        detection.group_by("method", maintain_order=True)
+        .agg(
+            planted=pl.len(),
+            detected=pl.col("first_alert").is_not_null().sum(),
+            median_delay_days=pl.col("delay_days").median(),
+        )
+        .with_columns(sensitivity=pl.col("detected") / pl.col("planted"))
+    )
+
+    false_alerts = _false_alerts(truth, disp, _batch_alerts(het, seq), soc_of)
+    summary = _summary(con, dlp, cutoffs, truth, false_alerts)
     return {"detection": detection, "sensitivity": sensitivity, "false_alerts": false_alerts, "summary": summary}
 
 
