@@ -52,7 +52,7 @@ def server(tmp_path_factory):
     port = _free_port()
     srv = uvicorn.Server(
         uvicorn.Config(
-            create_app(warehouse, secret="browser-test", quiet_s=0.5, apply_interval_s=1),
+            create_app(warehouse, quiet_s=0.5, apply_interval_s=1),
             host="127.0.0.1",
             port=port,
             log_level="warning",
