@@ -32,7 +32,11 @@ BATCHES = {  # batch -> (product, lot, packs delivered, cases of the product's P
     "B4": ("P1", "L4", 900, 2),
     "B5": ("P2", "L5", 600, 6),
 }
-PT = {"P1": ("Lactic acidosis", "Metabolism and nutrition disorders"), "P2": ("Bradycardia", "Cardiac disorders")}
+PT = {
+    "P1": ("Lactic acidosis", "Metabolism and nutrition disorders"),
+    "P2": ("Bradycardia", "Cardiac disorders"),
+    "P9": ("Lactic acidosis", "Metabolism and nutrition disorders"),
+}
 SIG_P1 = signal_id("product", "P1", "Lactic acidosis", None)
 SIG_P2 = signal_id("product", "P2", "Bradycardia", None)
 SIG_ING = signal_id("ingredient", "atenolol", "Bradycardia", None)
