@@ -4,15 +4,15 @@ pvtrace generate --out inbox [--seed 42] [--scale 1.0]   write a synthetic world
 pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output
 pvtrace demo                                             generate, then run, then say where things are
 pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
+                                                         load public adverse-event files
 pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output output]
                                                          detection delay per planted signal and method
 pvtrace evaluate --study [--replicates 200] [--seed 14] [--output output]
                                                          operating characteristics vs the oracle
-                                                         load public adverse-event files
-pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
-                                                         the analysts' signal review web app
-pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer
-                                                         create a dashboard account (password from
+pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050] [--tls-cert F --tls-key F]
+                  [--trust-proxy ADDR ...]               the analysts' signal review web app
+pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer|admin|manufacturer
+                  [--manufacturer-id M]                  create a dashboard account (password from
                                                          PVTRACE_DASHBOARD_PASSWORD or a prompt)
 """
 
@@ -187,6 +187,7 @@ def _ingest(args) -> int:
 def _dashboard_user(args) -> int:
     import getpass
 
+    from dashboard.auth import record
     from dashboard.store import add_user
 
     password = os.environ.get("PVTRACE_DASHBOARD_PASSWORD")
@@ -196,10 +197,12 @@ def _dashboard_user(args) -> int:
             print("pvtrace dashboard-user: the passwords differ", file=sys.stderr)
             return 2
     try:
-        add_user(args.warehouse, args.username, password, args.role)
+        add_user(args.warehouse, args.username, password, args.role, manufacturer_id=args.manufacturer_id)
     except ValueError as exc:
         print(f"pvtrace dashboard-user: {exc}", file=sys.stderr)
         return 2
+    detail = f"roles {args.role}" + (f", manufacturer {args.manufacturer_id}" if args.manufacturer_id else "")
+    record(args.warehouse, "account_saved", args.username.strip(), actor="cli:dashboard-user", detail=detail)
     print(f"dashboard account {args.username!r} ({args.role}) saved for {Path(args.warehouse).resolve()}")
     return 0
 
@@ -257,12 +260,23 @@ def main(argv: list[str] | None = None) -> int:
     dash.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8050)
+    dash.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM); cookies are then always Secure")
+    dash.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    dash.add_argument(
+        "--trust-proxy",
+        nargs="+",
+        metavar="ADDR",
+        help="reverse-proxy addresses or networks whose X-Forwarded-Proto/-For are believed (see the README)",
+    )
     du = sub.add_parser("dashboard-user", help="manage dashboard accounts")
     du_sub = du.add_subparsers(dest="user_command", required=True)
     du_add = du_sub.add_parser("add", help="create an account (or reset its password and role)")
     du_add.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     du_add.add_argument("--username", required=True)
-    du_add.add_argument("--role", required=True, choices=["analyst", "viewer"])
+    du_add.add_argument(
+        "--role", required=True, help="analyst, viewer, admin or manufacturer; several as admin,analyst"
+    )
+    du_add.add_argument("--manufacturer-id", help="the company a manufacturer account may see (manufacturer role only)")
 
     ev = sub.add_parser(
         "evaluate", help="detection delay, sensitivity and false alerts on a synthetic world's ground truth"
@@ -277,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--seed", type=int, default=14, help="--study: random seed")
 
     args = parser.parse_args(argv)
+    from warehouse.files import restrict_umask
+
+    restrict_umask()  # warehouse, snapshot, review store, salt, outputs, Dagster storage: private from the first byte
+    if args.command == "demo":
+        os.environ.setdefault("PVTRACE_DEMO", "1")  # the demo may keep its pseudonym salt beside the warehouse
     if args.command == "evaluate" and args.study:
         from assets.study import run_study
 
@@ -300,7 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dashboard":
         from dashboard.app import serve
 
-        serve(args.warehouse, host=args.host, port=args.port)
+        serve(
+            args.warehouse,
+            host=args.host,
+            port=args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            trust_proxy=args.trust_proxy,
+        )
         return 0
     if args.command == "dashboard-user":
         return _dashboard_user(args)

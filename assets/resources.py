@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from warehouse.files import private_dir, restrict_umask
 from warehouse.pseudonym import load_salt
 from warehouse.schema import connect
 
@@ -27,8 +28,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False):
+        restrict_umask()  # the warehouse and its WAL: 0600 from the first byte
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(self.path).parent)
         con = connect(self.path, read_only=read_only)
         try:
             yield con
@@ -63,9 +65,8 @@ class OutputResource(dg.ConfigurableResource):
     path: str
 
     def folder(self, *parts: str) -> Path:
-        folder = Path(self.path, *parts)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        restrict_umask()  # reports, alerts, E2B files: 0600 in 0700 folders
+        return private_dir(Path(self.path, *parts))
 
 
 def default_resources(

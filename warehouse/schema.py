@@ -525,6 +525,9 @@ def connect(path: str, read_only: bool = False, lock_wait: float = LOCK_WAIT_SEC
     """
     import time
 
+    from warehouse.files import restrict_umask
+
+    restrict_umask()  # the warehouse and its WAL are created 0600 (issue 16)
     deadline, delay = time.monotonic() + lock_wait, 0.05
     while True:
         try:
