@@ -87,12 +87,29 @@ _PREPARE_SQL = [
     """,
     f"""
     CREATE OR REPLACE TABLE api_pack_state AS
-    SELECT p.pack_code, p.code_system, p.batch_id, p.serial, p.gtin, p.nmpa_drug_code, p.commissioned_at,
-           {pack_key_sql("p.code_system", "p.gtin", "p.serial", "p.nmpa_drug_code")} AS pack_key,
-           d.dispensed_at, d.pharmacy_id AS dispensed_pharmacy, d.region AS dispensed_region,
+    SELECT k.*, d.dispensed_at, d.pharmacy_id AS dispensed_pharmacy, d.region AS dispensed_region,
            d.country AS dispensed_country
-    FROM pack p
-    LEFT JOIN api_dispensed d ON d.pack_key = {pack_key_sql("p.code_system", "p.gtin", "p.serial", "p.nmpa_drug_code")}
+    FROM (SELECT p.pack_code, p.code_system, p.batch_id, p.serial, p.gtin, p.nmpa_drug_code, p.commissioned_at,
+                 {pack_key_sql("p.code_system", "p.gtin", "p.serial", "p.nmpa_drug_code")} AS pack_key
+          FROM pack p) k
+    LEFT JOIN api_dispensed d USING (pack_key)
+    ORDER BY k.pack_key
+    """,
+    # single lookups probe this index (an index join: ~1 ms on 4M packs instead of a full scan)
+    "CREATE INDEX api_pack_state_key ON api_pack_state (pack_key)",
+    # product and lot look-ups of verification, resolved once per snapshot rather than per request
+    """
+    CREATE OR REPLACE TABLE api_product_gtin AS
+    SELECT gtin, min(product_id) AS product_id FROM product WHERE gtin IS NOT NULL GROUP BY gtin
+    """,
+    """
+    CREATE OR REPLACE TABLE api_product_nmpa AS
+    SELECT nmpa_drug_code, min(product_id) AS product_id FROM product WHERE nmpa_drug_code IS NOT NULL
+    GROUP BY nmpa_drug_code
+    """,
+    """
+    CREATE OR REPLACE TABLE api_lot AS
+    SELECT product_id, lot_number, min(batch_id) AS batch_id FROM batch GROUP BY product_id, lot_number
     """,
     f"""
     CREATE OR REPLACE TABLE api_batch_state AS

@@ -108,19 +108,13 @@ _RESOLVE_SQL = f"""
 WITH c AS (
     SELECT *, {pack_key_sql("system", "gtin", "serial", "nmpa_drug_code")} AS pack_key FROM _codes
 ),
-by_gtin AS (SELECT gtin, min(product_id) AS product_id FROM product WHERE gtin IS NOT NULL GROUP BY gtin),
-by_nmpa AS (
-    SELECT nmpa_drug_code, min(product_id) AS product_id FROM product WHERE nmpa_drug_code IS NOT NULL
-    GROUP BY nmpa_drug_code
-),
-by_lot AS (SELECT product_id, lot_number, min(batch_id) AS batch_id FROM batch GROUP BY product_id, lot_number),
 resolved AS (
     SELECT c.*, k.batch_id AS pack_batch, k.dispensed_at,
            coalesce(pg.product_id, pn.product_id) AS code_product
     FROM c
     LEFT JOIN api_pack_state k ON k.pack_key = c.pack_key
-    LEFT JOIN by_gtin pg ON pg.gtin = c.gtin
-    LEFT JOIN by_nmpa pn ON pn.nmpa_drug_code = c.nmpa_drug_code
+    LEFT JOIN api_product_gtin pg ON pg.gtin = c.gtin
+    LEFT JOIN api_product_nmpa pn ON pn.nmpa_drug_code = c.nmpa_drug_code
     QUALIFY row_number() OVER (PARTITION BY c.i ORDER BY k.batch_id) = 1
 ),
 with_batch AS (
@@ -129,7 +123,7 @@ with_batch AS (
                 WHEN r.system = 'gs1' AND r.serial IS NULL AND l.batch_id IS NOT NULL THEN 'batch'
                 WHEN r.code_product IS NOT NULL THEN 'product' END AS level
     FROM resolved r
-    LEFT JOIN by_lot l ON l.product_id = r.code_product AND l.lot_number = r.lot
+    LEFT JOIN api_lot l ON l.product_id = r.code_product AND l.lot_number = r.lot
 )
 SELECT w.i, w.level, w.batch_id, w.dispensed_at,
        coalesce(b.product_id, w.code_product) AS product_id,
