@@ -47,7 +47,7 @@ import duckdb
 import polars as pl
 
 from api.snapshot import pack_key_sql
-from warehouse.linkage.pack_codes import REASONS, ndc_to_gtin, parse_pack_codes
+from warehouse.linkage.pack_codes import REASONS, InvalidPackCode, ndc_to_gtin, parse_pack_code, parse_pack_codes
 
 __all__ = ["MAX_CODES", "STATUSES", "parse_codes", "verify_codes"]
 
@@ -89,7 +89,10 @@ def parse_codes(codes: list[str | None]) -> pl.DataFrame:
     code for it (``malformed_gs1`` or ``unknown_format``). Such a code is answered at product level through
     :func:`ndc_to_gtin` (GTIN-14 of the NDC's unit pack), with system ``ndc``.
     """
-    parsed = parse_pack_codes(pl.Series("code", codes, dtype=pl.String))
+    if len(codes) <= FEW_CODES:  # polars' fixed cost (~5 ms) dominates for a handful of codes
+        parsed = _parse_few(codes)
+    else:
+        parsed = parse_pack_codes(pl.Series("code", codes, dtype=pl.String))
     ndc_rows = parsed.select(
         pl.col("error_reason").is_in(["unknown_format", "malformed_gs1"])
         & pl.col("code").str.contains(_NDC_RE).fill_null(False)
@@ -102,6 +105,27 @@ def parse_codes(codes: list[str | None]) -> pl.DataFrame:
             pl.when(ndc_rows).then(None).otherwise(pl.col("error_reason")).alias("error_reason"),
         )
     return parsed.with_row_index("i")
+
+
+#: up to this many codes are parsed one by one with parse_pack_code (same result as parse_pack_codes)
+FEW_CODES = 8
+
+
+def _parse_few(codes: list[str | None]) -> pl.DataFrame:
+    rows = []
+    for code in codes:
+        try:
+            p = parse_pack_code(code)
+        except InvalidPackCode as exc:
+            rows.append((code, None, None, None, None, None, None, exc.reason))
+        else:
+            rows.append((code, p.system, p.gtin, p.serial, p.lot, p.expiry, p.nmpa_drug_code, None))
+    schema = dict.fromkeys(("code", "system", "gtin", "serial", "lot"), pl.String) | {
+        "expiry": pl.Date,
+        "nmpa_drug_code": pl.String,
+        "error_reason": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 _RESOLVE_SQL = f"""

@@ -124,3 +124,14 @@ def test_arbitrary_batches_never_fail(api, keys, codes):
     results = r.json()["results"]
     assert [x["code"] for x in results] == codes
     assert all(x["valid"] or x["reason"] in REASONS for x in results)
+
+
+def test_few_and_many_codes_give_the_same_answers(con):
+    """Up to FEW_CODES codes are parsed one by one, more in one vectorised call: same answers."""
+    from api.verify import FEW_CODES
+
+    codes = [*world.EXPECTED, *MALFORMED, None, world.NDC, "5957221593"]
+    many = verify_codes(con, codes, as_of=world.AS_OF)
+    assert len(codes) > FEW_CODES
+    few = [verify_codes(con, [c], as_of=world.AS_OF).row(0, named=True) for c in codes]
+    assert few == many.to_dicts()
