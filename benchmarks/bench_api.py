@@ -184,14 +184,19 @@ def main() -> None:
                 assert r.status_code == 200, r.text[:200]
                 return time.perf_counter() - t0
 
+            seq = sorted(one(c) for c in singles[: max(1, len(singles) // 10)])
+            q = lambda lat, f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1e3  # noqa: E731
+            print(
+                f"GET /v1/packs/{{code}}: {len(seq):,} requests one after another: "
+                f"p50 {q(seq, 0.5):.1f} ms, p99 {q(seq, 0.99):.1f} ms"
+            )
             t0 = time.perf_counter()
             with cf.ThreadPoolExecutor(args.threads) as pool:
                 lat = sorted(pool.map(one, singles))
             wall = time.perf_counter() - t0
-            p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3  # noqa: E731
             print(
                 f"GET /v1/packs/{{code}}: {len(lat):,} requests from {args.threads} threads in {wall:.1f} s "
-                f"({len(lat) / wall:.0f}/s): p50 {p(0.50):.1f} ms, p99 {p(0.99):.1f} ms, max {lat[-1] * 1e3:.1f} ms"
+                f"({len(lat) / wall:.0f}/s): p50 {q(lat, 0.5):.1f} ms, p99 {q(lat, 0.99):.1f} ms, max {lat[-1] * 1e3:.1f} ms"
             )
         finally:
             server.terminate()
