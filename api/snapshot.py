@@ -3,10 +3,10 @@
 The API never opens the warehouse itself. DuckDB's file lock lets one process write, and a
 read-only connection's shared lock also stops the pipeline from opening the file; a steady stream
 of verification requests, each opening the warehouse read-only, would starve the pipeline (whose
-assets open and close the warehouse once per step). Measured on a scale-1 warehouse (99 MB,
-``benchmarks/bench_api.py``): a read-only ``duckdb.connect`` costs tens of milliseconds per request
-and holds the lock for the request's duration, whereas copying the file takes about as long once per
-pipeline run and holds no DuckDB lock at all. So the API works like the dashboard
+assets open and close the warehouse once per step). Measured with ``benchmarks/bench_api.py`` on a
+scale-1 world (410k packs; 2 cores shared with other jobs): a read-only ``duckdb.connect`` plus one
+query costs 65-100 ms per request and holds the lock meanwhile, whereas a snapshot (copy + the tables
+below) takes 10-12 s once per warehouse change and holds no DuckDB lock at all. So the API works like the dashboard
 (:mod:`dashboard.data`): it copies the warehouse file (and its WAL) to
 ``<warehouse>.api-snapshot-{a,b}.duckdb`` when the warehouse has changed and then stayed unchanged
 for ``quiet_s`` seconds, keeps the copy only if the warehouse did not change while copying, and

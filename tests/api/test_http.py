@@ -348,3 +348,12 @@ def test_real_server_and_cli(warehouse, tmp_path):
     assert [a["http_status"] for a in audit] == [200, 200, 401]
     assert json.dumps(audit, default=str).count(world.CN_ACTIVE) >= 2
     assert Path(str(wh) + ".api-snapshot-a.duckdb").exists()
+
+
+def test_get_and_post_answer_alike(api, keys):
+    codes = [*world.EXPECTED, "garbage"]
+    posted = api.post("/v1/verify", json={"codes": codes}, headers=auth(keys["verifier"])).json()["results"]
+    for code, answer in zip(codes, posted):
+        single = pack(api, keys["verifier"], code)
+        single.pop("snapshot_taken_at")
+        assert single == answer
