@@ -244,10 +244,13 @@ def _lot_class(gtin: str | None, nmpa: str | None, lot: str) -> str:
 
 
 def _vocab(value: str | None, kind: str) -> str | None:
-    """CBV words stay bare (the schema accepts them); anything else must be a URI already."""
+    """A CBV value as its GS1 Web URI (``https://ref.gs1.org/cbv/BizStep-shipping``).
+
+    The supply loader keeps the bare word whatever form it arrived in; the URI form is valid EPCIS
+    2.0 for standard and non-standard words alike (a bare word must be a CBV word)."""
     if value is None:
         return None
-    return value if ":" in value or value.replace("_", "").isalpha() else f"{_CBV}{kind}-{value}"
+    return value if ":" in value else f"{_CBV}{kind}-{value}"
 
 
 def batch_epcis_document(con: duckdb.DuckDBPyConnection, batch_id: str, *, created: dt.datetime) -> dict | None:

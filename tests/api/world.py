@@ -211,6 +211,28 @@ def build_warehouse(path: Path) -> Path:
             "'EU5E', 'B-EU5', 10, 'ni:///sha-256;e-d5', 'object')",
             [f"https://id.gs1.org/01/{EU_GTIN}/10/EU5E", EU_GTIN],
         )
+        # the JP lot: an aggregation into a case, a transaction, and a non-CBV business step
+        jp_class = f"https://id.gs1.org/01/{JP_GTIN}/10/JP5"
+        for eid, etype, action, step, disp, role, parent in (
+            (
+                "E-J1",
+                "AggregationEvent",
+                "ADD",
+                "packing",
+                "in_progress",
+                "child",
+                "urn:epc:id:sscc:4912345.0000000001",
+            ),
+            ("E-J2", "TransactionEvent", "ADD", "shipping", "in_transit", "object", None),
+            ("E-J3", "ObjectEvent", "OBSERVE", "pvtrace_stock_check", "custom_hold", "object", None),
+        ):
+            con.execute(
+                "INSERT INTO supply_event (event_id, event_type, action, biz_step, disposition, event_time, read_point, "
+                "epc_class, gtin, lot_number, batch_id, quantity, epcis_event_id, role, parent_id) VALUES "
+                "(?, ?, ?, ?, ?, '2024-02-01 00:00:00+00', 'urn:epc:id:sgln:4912345.00001.0', ?, ?, 'JP5', 'B-JP1', 5, "
+                "?, ?, ?)",
+                [eid, etype, action, step, disp, jp_class, JP_GTIN, "ni:///sha-256;" + eid.lower(), role, parent],
+            )
         con.execute(
             "INSERT INTO cold_chain_excursion (batch_id, product_id, event_id, event_time, biz_step, consignment_id, "
             "region, min_temp_c, max_temp_c, storage_min_c, storage_max_c, readings, readings_out_of_range) VALUES "
