@@ -344,16 +344,20 @@ def test_real_server_and_cli(warehouse, tmp_path):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        r = httpx.get(f"{base}/v1/packs/{quote(world.CN_ACTIVE)}", headers=auth(key), timeout=10)
+        r = httpx.get(f"{base}/v1/packs/{quote(world.CN_ACTIVE)}", headers=auth(key), timeout=120)
         assert r.status_code == 200 and r.json()["status"] == "active" and "trace" in r.json()
-        r = httpx.post(f"{base}/v1/verify", json={"codes": list(world.EXPECTED)}, headers=auth(key), timeout=10)
+        r = httpx.post(f"{base}/v1/verify", json={"codes": list(world.EXPECTED)}, headers=auth(key), timeout=120)
         assert [x["status"] for x in r.json()["results"]] == list(world.EXPECTED.values())
         # the CLI may add and revoke clients while the server runs (side store with several writers)
         assert subprocess.run([*exe, "api-client", "revoke", "--warehouse", str(wh), "customs-de"]).returncode == 0
-        assert httpx.get(f"{base}/v1/packs/{quote(world.CN_ACTIVE)}", headers=auth(key), timeout=10).status_code == 401
+        assert httpx.get(f"{base}/v1/packs/{quote(world.CN_ACTIVE)}", headers=auth(key), timeout=120).status_code == 401
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     audit = audit_rows(wh)
     assert [a["http_status"] for a in audit] == [200, 200, 401]
     assert json.dumps(audit, default=str).count(world.CN_ACTIVE) >= 2

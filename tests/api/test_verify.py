@@ -103,7 +103,7 @@ def test_too_many_codes_is_refused(con):
         verify_codes(con, ["x"] * 10_001)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(code=st.text(max_size=80))
 def test_arbitrary_strings_never_fail(api, keys, code):
     r = api.get("/v1/packs/" + quote(code, safe=""), headers=auth(keys["verifier"]))
