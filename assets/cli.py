@@ -207,6 +207,44 @@ def _dashboard_user(args) -> int:
     return 0
 
 
+def _api_client(args) -> int:
+    """``pvtrace api-client add|list|revoke``: verification-API clients (warehouse.stores.api_clients)."""
+    from warehouse.stores import api_clients
+
+    if args.client_command == "add":
+        try:
+            record, key = api_clients.add_client(
+                args.warehouse,
+                args.name,
+                args.scopes,
+                args.jurisdiction,
+                rate_limit=args.rate_limit or api_clients.DEFAULT_RATE_LIMIT,
+                code_limit=args.code_limit or api_clients.DEFAULT_CODE_LIMIT,
+            )
+        except ValueError as exc:
+            print(f"pvtrace api-client: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"API client {record['name']!r} ({record['client_id']}) scopes {','.join(record['scopes'])}"
+            + (f", jurisdiction {record['jurisdiction']}" if record["jurisdiction"] else "")
+        )
+        print(f"key (shown once, only its SHA-256 is stored): {key}")
+        return 0
+    if args.client_command == "list":
+        for c in api_clients.list_clients(args.warehouse):
+            state = f"revoked {c['revoked_at']}" if c["revoked_at"] else "active"
+            print(
+                f"{c['client_id']}  {c['name']:<24} {','.join(c['scopes']):<20} {c['jurisdiction'] or '-':<3} "
+                f"{c['key_prefix']}…  {c['rate_limit']}  codes {c['code_limit']}  {state}"
+            )
+        return 0
+    if api_clients.revoke_client(args.warehouse, args.client):
+        print(f"API client {args.client!r} revoked")
+        return 0
+    print(f"pvtrace api-client: no active client {args.client!r}", file=sys.stderr)
+    return 1
+
+
 def _demo_analyst(warehouse: str) -> None:
     """A demo analyst with a fresh random password, printed once (only the argon2 hash is stored)."""
     import secrets
@@ -278,6 +316,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     du_add.add_argument("--manufacturer-id", help="the company a manufacturer account may see (manufacturer role only)")
 
+    api = sub.add_parser("api", help="serve the pack verification API (reads a snapshot of the warehouse)")
+    api.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8060)
+    api.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (else put a TLS reverse proxy in front)")
+    api.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    ac = sub.add_parser("api-client", help="manage verification-API clients and their keys")
+    ac_sub = ac.add_subparsers(dest="client_command", required=True)
+    ac_add = ac_sub.add_parser("add", help="create a client and print its key once")
+    ac_add.add_argument("--name", required=True)
+    ac_add.add_argument("--scopes", required=True, help="comma-separated: verify, trace, safety")
+    ac_add.add_argument("--jurisdiction", help="CN, EU, US or JP (required with the safety scope)")
+    ac_add.add_argument("--rate-limit", help="requests, e.g. '20/second;1000/minute' (the default)")
+    ac_add.add_argument("--code-limit", help="pack codes verified, e.g. '200000/hour' (the default)")
+    ac_list = ac_sub.add_parser("list", help="list clients (never their keys)")
+    ac_rev = ac_sub.add_parser("revoke", help="revoke a client's key (by name or id)")
+    ac_rev.add_argument("client")
+    for p in (ac_add, ac_list, ac_rev):
+        p.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+
     ev = sub.add_parser(
         "evaluate", help="detection delay, sensitivity and false alerts on a synthetic world's ground truth"
     )
@@ -328,6 +386,13 @@ def main(argv: list[str] | None = None) -> int:
             trust_proxy=args.trust_proxy,
         )
         return 0
+    if args.command == "api":
+        from api.app import serve as serve_api
+
+        serve_api(args.warehouse, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key)
+        return 0
+    if args.command == "api-client":
+        return _api_client(args)
     if args.command == "dashboard-user":
         return _dashboard_user(args)
     if args.command in ("generate", "demo"):
