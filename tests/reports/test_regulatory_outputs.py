@@ -132,6 +132,6 @@ def test_chart_is_deterministic_svg_with_every_month():
 def test_pdf_refuses_a_cjk_document_without_cjk_fonts(tmp_path, monkeypatch):
     monkeypatch.setattr(periodic_report, "cjk_fonts_available", lambda: False)
     with pytest.raises(periodic_report.MissingFontsError, match="fonts-noto-cjk"):
-        periodic_report.write_pdf("<p>摘要</p>", tmp_path / "x.pdf", JURISDICTIONS["nmpa"])
+        periodic_report.compile_pdf("摘要", tmp_path / "x.pdf", JURISDICTIONS["nmpa"])
     assert not (tmp_path / "x.pdf").exists()
     periodic_report.require_fonts(JURISDICTIONS["ema"])  # English only: no CJK font needed
