@@ -56,8 +56,8 @@ _TYPST_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 def typst_escape(value) -> str:
-    """A value as literal Typst markup text; numbers and ``|raw`` values (markupsafe.Markup) pass through."""
-    if isinstance(value, markupsafe.Markup) or (isinstance(value, int | float) and not isinstance(value, bool)):
+    """A value as literal Typst markup text (a number too: "-12" would become "−12"); ``|raw`` passes through."""
+    if isinstance(value, markupsafe.Markup):
         return str(value)
     text = str(value)
     return _TYPST_SPECIAL.sub(r"\\\1", text.replace("\r", " ").replace("\n", " "))
