@@ -6,7 +6,7 @@
 Builds every jurisdiction's report inputs for the latest month the data covers (the same queries
 as the ``regulatory_report_<j>`` assets; a fixed run id and time), then renders the four PDFs
 with each engine, one after another (``--jobs 1``) and in a process pool (``--jobs 2``). Prints,
-per jurisdiction and engine: seconds, pages, MB; and the wall time of the four together. The
+per jurisdiction and engine: seconds (wall and CPU), pages, MB; and the wall time of the four together. The
 content is the same for both engines (one Jinja2 context); only the typesetter differs.
 Prints figures only.
 """
@@ -14,7 +14,9 @@ Prints figures only.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -73,12 +75,17 @@ def build_inputs(warehouse: str, inbox: str) -> list:
     return out
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def render_one(args: tuple) -> dict:
     """Render one report with one engine (a pool worker); returns its figures."""
     inputs, engine, folder = args
     from reports import periodic_report as pr
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if engine == "typst":
@@ -86,16 +93,24 @@ def render_one(args: tuple) -> dict:
     else:
         import weasyprint
 
-        html = pr.render_periodic_report(inputs)
+        # the charts as <img> data URIs, as the WeasyPrint-era HTML had them: WeasyPrint draws an image with
+        # its SVG renderer ~4x faster than it styles inline SVG nodes
+        html = re.sub(
+            r"<svg .*?</svg>",
+            lambda m: f'<img src="data:image/svg+xml;base64,{base64.b64encode(m.group(0).encode()).decode()}">',
+            pr.render_periodic_report(inputs),
+            flags=re.S,
+        )
         path = folder / f"{inputs.stem}.weasyprint.pdf"
         weasyprint.HTML(string=html, base_url=str(folder)).write_pdf(path)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
     info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=False).stdout
     pages = next((int(line.split()[-1]) for line in info.splitlines() if line.startswith("Pages:")), -1)
     return {
         "code": inputs.jurisdiction.code,
         "engine": engine,
         "seconds": seconds,
+        "cpu": cpu,
         "pages": pages,
         "mb": path.stat().st_size / 2**20,
         "path": str(path),
@@ -115,7 +130,7 @@ def main() -> None:
     t0 = time.perf_counter()
     inputs = build_inputs(args.warehouse, args.inbox)
     print(f"report inputs for {len(inputs)} jurisdictions (queries): {time.perf_counter() - t0:.1f} s")
-    print(f"{'engine':<11}{'jobs':>5}{'report':>7}{'seconds':>9}{'pages':>7}{'MB':>7}")
+    print(f"{'engine':<11}{'jobs':>5}{'report':>7}{'seconds':>9}{'CPU s':>8}{'pages':>7}{'MB':>7}")
     for engine in args.engines:
         for jobs in args.jobs:
             work = [(i, engine, args.out) for i in inputs]
@@ -129,9 +144,12 @@ def main() -> None:
                     rows = list(pool.map(render_one, work))
             wall = time.perf_counter() - t0
             for r in sorted(rows, key=lambda r: r["code"]):
-                print(f"{engine:<11}{jobs:>5}{r['code']:>7}{r['seconds']:>9.1f}{r['pages']:>7}{r['mb']:>7.2f}")
+                print(
+                    f"{engine:<11}{jobs:>5}{r['code']:>7}{r['seconds']:>9.1f}{r['cpu']:>8.1f}{r['pages']:>7}{r['mb']:>7.2f}"
+                )
             print(
-                f"{engine:<11}{jobs:>5}{'all 4':>7}{wall:>9.1f}{sum(r['pages'] for r in rows):>7}"
+                f"{engine:<11}{jobs:>5}{'all 4':>7}{wall:>9.1f}{sum(r['cpu'] for r in rows):>8.1f}"
+                f"{sum(r['pages'] for r in rows):>7}"
                 f"{sum(r['mb'] for r in rows):>7.2f}   (wall time of the four; peak RSS "
                 f"{max(r['rss_mb'] for r in rows):.0f} MB)"
             )
