@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import multiprocessing
 import re
 import resource
 import subprocess
@@ -140,7 +141,8 @@ def main() -> None:
             else:
                 # the largest documents first, so the pool ends together
                 work.sort(key=lambda w: -w[0].signals.height)
-                with ProcessPoolExecutor(jobs) as pool:
+                # spawn, not fork: a forked child of a process that ran polars/DuckDB threads can deadlock
+                with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                     rows = list(pool.map(render_one, work))
             wall = time.perf_counter() - t0
             for r in sorted(rows, key=lambda r: r["code"]):
