@@ -37,6 +37,49 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
+def _materialize_with_progress(assets, *, quiet: bool = False, **kwargs):
+    """``dg.materialize`` with a progress line per stage as it finishes (stage, seconds, the counts it
+    reported), so a long run visibly moves; ``quiet`` runs it plainly."""
+    import uuid
+
+    import dagster as dg
+
+    if quiet:
+        return dg.materialize(assets, **kwargs)
+    instance = kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral()
+    selection = kwargs.pop("selection", None)
+    counts: dict[str, str] = {}
+    t0 = time.perf_counter()
+
+    def on_event(record) -> None:
+        event = record.get_dagster_event() if record.is_dagster_event else None
+        if event is None:
+            return
+        if event.is_step_materialization:
+            meta = event.event_specific_data.materialization.metadata
+            counts[event.step_key] = ", ".join(
+                f"{k} {v.value:,}"
+                for k, v in meta.items()
+                if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
+            )
+        elif event.is_step_success or event.is_step_failure:
+            took = event.event_specific_data.duration_ms / 1000 if event.is_step_success else None
+            status = f"{took:6.1f} s" if took is not None else "FAILED "
+            print(
+                f"  [{time.perf_counter() - t0:6.1f} s] {event.step_key:<32} {status}  {counts.get(event.step_key, '')}",
+                flush=True,
+            )
+
+    run_id = str(uuid.uuid4())
+    instance.add_event_listener(run_id, on_event)
+    job = dg.Definitions(
+        jobs=[dg.define_asset_job("__ephemeral_asset_job__", selection=selection)],
+        assets=assets,
+        resources=kwargs.pop("resources", {}),
+    ).resolve_job_def("__ephemeral_asset_job__")
+    return job.execute_in_process(instance=instance, run_id=run_id, **kwargs)
+
+
 def report_months(warehouse: str, which: str) -> list[str]:
     """Partition keys (``YYYY-MM-01``) of the monthly reports to build: the month of the last case received
     (``latest``), every month the data covers (``all``), or none."""
@@ -66,8 +109,9 @@ def run_reports(
     results = []
     for key in partition_keys:
         t0 = time.perf_counter()
-        result = dg.materialize(
+        result = _materialize_with_progress(
             [*ALL_ASSETS, *REPORT_ASSETS],
+            quiet=quiet,
             selection=dg.AssetSelection.assets(*REPORT_ASSETS),
             partition_key=key,
             resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
@@ -101,15 +145,15 @@ def run_pipeline(
     Dagster refuses to materialise partitioned and unpartitioned assets in one call, so the
     unpartitioned graph runs first and the report assets then run once per month partition.
     Returns the Dagster result of the unpartitioned run."""
-    import dagster as dg
 
     from assets.definitions import ALL_ASSETS, ALL_CHECKS
     from assets.resources import default_resources
 
     if not Path(inbox).is_dir():
         raise SystemExit(f"pvtrace: inbox folder {inbox!r} does not exist (generate one with `pvtrace generate`)")
-    result = dg.materialize(
+    result = _materialize_with_progress(
         [*ALL_ASSETS, *ALL_CHECKS],
+        quiet=quiet,
         resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
         instance=_instance(),
         raise_on_error=False,
