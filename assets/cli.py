@@ -154,7 +154,10 @@ def _summary(warehouse: str, output: str) -> None:
     print(f"  warehouse : {Path(warehouse).resolve()}")
     for r in reports:
         print(f"  report    : {r.resolve()}  (+ .html)")
-    print(f"  E2B(R3)   : {Path(output, 'e2b').resolve()}  ({len(e2b)} schema-valid batch files)")
+    print(
+        f"  E2B(R3)   : {Path(output, 'e2b').resolve()}  ({len(e2b)} schema- and business-rule-valid batch files; "
+        "gateway readiness in each .status.json)"
+    )
     print(f"  eRMR      : {Path(output, 'ermr').resolve()}  ({len(ermr)} CSV files, one per substance and month)")
     print(f"  alerts    : {Path(output, 'alerts').resolve()}  ({alerts} alerts for {len(alert_dirs)} manufacturers)")
 
@@ -302,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.command == "generate":
             return 0
+        # the demo's E2B files need a sender: the shipped, clearly-labelled fictitious one unless one is configured
+        from reports.e2b.sender import DEMO_SENDER, ENV
+
+        os.environ.setdefault(ENV, str(DEMO_SENDER))
     t0 = time.perf_counter()
     run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports)
     print(f"pipeline finished in {time.perf_counter() - t0:.1f} s")
