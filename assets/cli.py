@@ -7,6 +7,9 @@ pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
 pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output output]
                                                          detection delay per planted signal and method
                                                          load public adverse-event files
+pvtrace e2b-ack PATH --warehouse FILE [--sent output/e2b]
+                                                         load a gateway's E2B(R3) acknowledgments; each
+                                                         shipped ICSR's state (sent/accepted/rejected)
 pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
                                                          the analysts' signal review web app
 pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer
@@ -185,6 +188,38 @@ def _ingest(args) -> int:
     return 0
 
 
+def _e2b_ack(args) -> int:
+    """Load E2B(R3) acknowledgments; with --sent, print each shipped ICSR's submission state."""
+    import json as _json
+
+    from warehouse.inputs.regulator.e2b_ack import AckError, load_acks, submission_states
+    from warehouse.schema import connect
+
+    con = connect(args.warehouse)
+    try:
+        try:
+            counts = load_acks(con, args.path)
+        except (AckError, OSError) as exc:
+            print(f"pvtrace e2b-ack: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"{counts['files']} acknowledgment file(s): {counts['acks']} ICSR acknowledgments, "
+            f"{counts['accepted']} accepted, {counts['rejected']} rejected"
+        )
+        if args.sent:
+            sent = []
+            for status in sorted(Path(args.sent).glob("*.status.json")):
+                data = _json.loads(status.read_text(encoding="utf-8"))
+                if data.get("shipped"):
+                    sent += [{"batch_id": data["batch_id"], **i} for i in data.get("icsrs", [])]
+            for row in submission_states(con, sent):
+                reasons = f"  {row['reasons']}" if row["reasons"] and row["state"] != "accepted" else ""
+                print(f"  {row['safety_report_id']}  {row['state']}{reasons}")
+    finally:
+        con.close()
+    return 0
+
+
 def _dashboard_user(args) -> int:
     import getpass
 
@@ -254,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     ing.add_argument("--harmonisation", help="openFDA harmonisation JSON (brand/generic name -> substance)")
     ing.add_argument("--json", action="store_true", help="print the counts as one JSON line (the last line)")
 
+    ack = sub.add_parser("e2b-ack", help="load E2B(R3) acknowledgments (.ack) from a regulator's gateway")
+    ack.add_argument("path", help="an .ack file or a folder of them")
+    ack.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    ack.add_argument("--sent", help="the E2B output folder: print each shipped ICSR's state (sent/accepted/rejected)")
+
     dash = sub.add_parser("dashboard", help="serve the signal review dashboard (reads a snapshot of the warehouse)")
     dash.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     dash.add_argument("--host", default="127.0.0.1")
@@ -285,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "ingest":
         return _ingest(args)
+    if args.command == "e2b-ack":
+        return _e2b_ack(args)
     if args.command == "dashboard":
         from dashboard.app import serve
 
