@@ -38,8 +38,15 @@ EDQM_ROUTES = {
 EDQM_FORMS = {
     "tablet": ("10219000", "Tablet"),
     "film-coated tablet": ("10221000", "Film-coated tablet"),
+    "gastro-resistant tablet": ("10225000", "Gastro-resistant tablet"),
+    "orally disintegrating tablet": ("10223000", "Orodispersible tablet"),
     "solution for injection": ("11201000", "Solution for injection"),
-}
+    "suspension for injection": ("11202000", "Suspension for injection"),
+    "powder for solution for injection": ("11205000", "Powder for solution for injection"),
+    "solution for injection in pre-filled pen": ("50060200", "Solution for injection in pre-filled pen"),
+    "solution for injection in pre-filled syringe": ("50060300", "Solution for injection in pre-filled syringe"),
+    "suspension for injection in pre-filled syringe": ("50063300", "Suspension for injection in pre-filled syringe"),
+}  # "capsule" and "delayed-release capsule" are ambiguous in EDQM (hard / soft capsule): text only
 
 
 @dataclass(frozen=True)
