@@ -8,6 +8,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+# namespaces and code-system OIDs (ICH E2B(R3) implementation guide; FDA regional guide for NCI / FDA_OID)
+HL7 = "urn:hl7-org:v3"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+OID = "2.16.840.1.113883.3.989.2.1"  # ICH E2B(R3) OID arc
+MEDDRA = "2.16.840.1.113883.6.163"
+COUNTRY = "1.0.3166.1.2.2"  # ISO 3166-1 alpha-2
+NCI = "2.16.840.1.113883.3.26.1.1"  # NCI thesaurus (FDA regional codes)
+FDA_OID = "2.16.840.1.113883.3.989.5.1.2.2.1"  # FDA regional code systems
+
 SERIOUSNESS_CODES = {  # E.i.3.2a–f: observation code → PV Trace criterion
     "34": "death",
     "21": "life_threatening",

@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from reports.jurisdictions import JURISDICTIONS
+
 EDQM_ROUTE_OID = "0.4.0.127.0.16.1.1.2.6"  # G.k.4.r.10.2b (ICH code-system OID for EDQM RoA)
 EDQM_FORM_OID = "0.4.0.127.0.16.1.1.2.1"  # G.k.4.r.9.2b (EDQM pharmaceutical dose form)
 # EDQM Standard Terms for the routes and dose forms PV Trace's products use; checked against public uses of the
@@ -59,20 +61,21 @@ class Profile:
     unverified_regional: str | None = None  # regional elements PV Trace does not write [M]
 
 
+_N14 = {code: j.e2b_receiver for code, j in JURISDICTIONS.items()}  # N.1.4: one definition, the jurisdiction's
 PROFILES = {
-    "fda": Profile("fda", "ZZFDA", ("CDER", "CBER"), fda_regional=True),
-    "ema": Profile("ema", "EVHUMAN", ("EVHUMAN",), edqm_terms=True),
+    "fda": Profile("fda", _N14["fda"], ("CDER", "CBER"), fda_regional=True),
+    "ema": Profile("ema", _N14["ema"], (_N14["ema"],), edqm_terms=True),
     "pmda": Profile(
         "pmda",
-        "PMDA",
-        ("PMDA",),
+        _N14["pmda"],
+        (_N14["pmda"],),
         unverified_regional="PMDA regional J elements (e.g. J2.1a reporting category) not written: their "
         "specification was not verified [M]",
     ),
     "nmpa": Profile(
         "nmpa",
-        "CN-NMPA-CDR",
-        ("CN-NMPA-CDR",),
+        _N14["nmpa"],
+        (_N14["nmpa"],),
         unverified_regional="NMPA China-specific regional elements (*.CN.*) not written: their specification "
         "was not verified [M]",
     ),

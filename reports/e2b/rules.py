@@ -30,13 +30,10 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-HL7 = "urn:hl7-org:v3"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
+from reports.e2b.model import FDA_OID, HL7, MEDDRA, NCI, OID, XSI
+from reports.e2b.profiles import EDQM_FORM_OID, EDQM_ROUTE_OID, PROFILES
+
 NS = {"h": HL7, "xsi": XSI}
-OID = "2.16.840.1.113883.3.989.2.1"
-NCI = "2.16.840.1.113883.3.26.1.1"  # NCI thesaurus (FDA regional codes)
-FDA_OID = "2.16.840.1.113883.3.989.5.1.2.2.1"
-MEDDRA = "2.16.840.1.113883.6.163"
 
 IE = "h:controlActProcess/h:subject/h:investigationEvent"
 PRIMARY_ROLE = f"{IE}/h:component/h:adverseEventAssessment/h:subject1/h:primaryRole"
@@ -454,27 +451,16 @@ def _sender_contact(msg, ctx):
     return out
 
 
-def _ema_receivers(msg, ctx):
+def _regional_receivers(msg, ctx):
+    """N.1.4 and N.2.r.3 are the profile's receiver identifiers (reports.e2b.profiles)."""
+    profile = PROFILES[ctx.profile]
     out = []
-    if ctx.batch_receiver != "EVHUMAN":
-        out.append(f"N.1.4 is {ctx.batch_receiver!r}, not EVHUMAN")
+    if ctx.batch_receiver != profile.batch_receiver:
+        out.append(f"N.1.4 is {ctx.batch_receiver!r}, not {profile.batch_receiver}")
     r = _first(msg, "h:receiver/h:device/h:id/@extension")
-    if r != "EVHUMAN":
-        out.append(f"N.2.r.3 is {r!r}, not EVHUMAN")
+    if r not in profile.message_receivers:
+        out.append(f"N.2.r.3 is {r!r}, not {' or '.join(profile.message_receivers)}")
     return out
-
-
-def _receiver_is(expected: str) -> Check:
-    def check(msg, ctx):
-        out = []
-        if ctx.batch_receiver != expected:
-            out.append(f"N.1.4 is {ctx.batch_receiver!r}, not {expected}")
-        r = _first(msg, "h:receiver/h:device/h:id/@extension")
-        if r != expected:
-            out.append(f"N.2.r.3 is {r!r}, not {expected}")
-        return out
-
-    return check
 
 
 def _edqm(what: str, oid: str, path: str) -> Check:
@@ -601,18 +587,18 @@ RULES: tuple[Rule, ...] = (
        _drug_roles),
     # EMA, PMDA, NMPA
     _r("EMA-RECEIVER", "reject", frozenset({"ema"}), "N.1.4, N.2.r.3", "EudraVigilance receiver EVHUMAN [M]",
-       "EU ICSR implementation guide [M]", _ema_receivers),
+       "EU ICSR implementation guide [M]", _regional_receivers),
     _r("EMA-EDQM-ROUTE", "warn", frozenset({"ema"}), "G.k.4.r.10.2b", "Route of administration as an EDQM TermID",
-       "EU ICSR implementation guide", _edqm("G.k.4.r.10", "0.4.0.127.0.16.1.1.2.6",
+       "EU ICSR implementation guide", _edqm("G.k.4.r.10", EDQM_ROUTE_OID,
                                              f"{DRUGS}/h:outboundRelationship2/h:substanceAdministration/h:routeCode")),
     _r("EMA-EDQM-FORM", "warn", frozenset({"ema"}), "G.k.4.r.9.2b", "Pharmaceutical dose form as an EDQM TermID",
-       "EU ICSR implementation guide", _edqm("G.k.4.r.9", "0.4.0.127.0.16.1.1.2.1",
+       "EU ICSR implementation guide", _edqm("G.k.4.r.9", EDQM_FORM_OID,
                                              f"{DRUGS}/h:outboundRelationship2/h:substanceAdministration/h:consumable"
                                              "/h:instanceOfKind/h:kindOfProduct/h:formCode")),
     _r("PMDA-RECEIVER", "reject", frozenset({"pmda"}), "N.1.4, N.2.r.3", "PMDA receiver identifier [M]", "[M]",
-       _receiver_is("PMDA")),
+       _regional_receivers),
     _r("NMPA-RECEIVER", "reject", frozenset({"nmpa"}), "N.1.4, N.2.r.3", "NMPA receiver identifier [M]", "[M]",
-       _receiver_is("CN-NMPA-CDR")),
+       _regional_receivers),
     # readiness
     _r("PVT-MEDDRA-TERMINOLOGY", "not_ready", ALL, "E.i.2.1a, E.i.2.1b", "A MedDRA terminology is loaded so reactions "
        "carry LLT codes", "PV Trace", _meddra_terminology),

@@ -33,10 +33,17 @@ import polars as pl
 from lxml import etree
 
 from reports.e2b.model import (
+    COUNTRY,
+    FDA_OID,
+    HL7,
+    MEDDRA,
+    NCI,
+    OID,
     OUTCOME_CODES,
     QUALIFICATION_CODES,
     ROLE_CODES,
     SERIOUSNESS_CODES,
+    XSI,
     Drug,
     Icsr,
     IcsrBatch,
@@ -52,19 +59,13 @@ from reports.e2b.profiles import (
     text_language,
 )
 from reports.e2b.profiles import message_receiver as receiver_for
-from reports.e2b.rules import NCI, Evaluation, evaluate
+from reports.e2b.rules import Evaluation, evaluate
 from reports.e2b.sender import Sender
 from reports.e2b.terminology import MeddraCoding
 from reports.e2b.validation import validate
 
-HL7 = "urn:hl7-org:v3"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSI_TYPE = f"{{{XSI}}}type"
-OID = "2.16.840.1.113883.3.989.2.1"  # ICH E2B(R3) OID arc
 CS_OBS = f"{OID}.1.19"  # observation codes
-MEDDRA = "2.16.840.1.113883.6.163"
-COUNTRY = "1.0.3166.1.2.2"
-FDA_OID = "2.16.840.1.113883.3.989.5.1.2.2.1"
 UUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:pvtrace:e2b")
 SERIOUSNESS_ORDER = ["34", "21", "33", "35", "12", "26"]
 NAMES = {
