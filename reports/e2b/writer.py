@@ -19,7 +19,8 @@ XSD; XPaths as in FDA's data-element table. Choices, and why:
   code, exact/normalised/fuzzy lot), else the lot as reported; the link method is in the narrative.
 * **Clock.** N.1.5, N.2.r.4 and C.1.2 are the run's clock (passed in as ``created``), never after it;
   a date in the file after that clock is a rejection (``ICH-FUTURE-DATE``).
-* **Determinism.** Ids are UUID-5 of the case and element, so the same data and clock give the same bytes.
+* **Determinism.** Ids are UUID-5 of the case and element (the message id N.2.r.1 also of the clock, so a
+  re-run after a gateway rejection is a new message), so the same data and clock give the same bytes.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def build_icsr(
     report_id = f"{country or 'XX'}-PVTRACE-{cid}"
     age = (str(int(case["age_years"])), "a") if case["age_years"] is not None else None
     return Icsr(
-        message_id=_uid(cid, case["version"], "message"),
+        message_id=_uid(cid, case["version"], "message", ts(created)),  # a new N.2.r.1 for every transmission
         created=ts(created),
         safety_report_id=report_id,
         worldwide_id=report_id,

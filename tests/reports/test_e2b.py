@@ -301,3 +301,12 @@ def test_fda_example_instances_pass_the_validator(path):
     ev = evaluate(xml, "fda")
     assert ev.of("reject") == [] and ev.of("warn") == []
     assert len(ev.results) >= 1
+
+
+def test_every_transmission_is_a_new_message():
+    """Re-running a month (e.g. after a gateway rejection) sends the same cases as new messages (N.2.r.1)."""
+    again = build_batch(rows(), jurisdiction=JURISDICTIONS["fda"], period_label="2025-11",
+                        created=CREATED + dt.timedelta(days=1), sender=SENDER, meddra=MEDDRA)  # fmt: skip
+    first = batch_for("fda")
+    assert [i.safety_report_id for i in again.icsrs] == [i.safety_report_id for i in first.icsrs]
+    assert not {i.message_id for i in again.icsrs} & {i.message_id for i in first.icsrs}
