@@ -9,6 +9,9 @@ pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output outpu
                                                          detection delay per planted signal and method
 pvtrace evaluate --study [--replicates 200] [--seed 14] [--output output]
                                                          operating characteristics vs the oracle
+pvtrace e2b-ack PATH --warehouse FILE [--sent output/e2b]
+                                                         load a gateway's E2B(R3) acknowledgments; each
+                                                         shipped ICSR's state (sent/accepted/rejected)
 pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050] [--tls-cert F --tls-key F]
                   [--trust-proxy ADDR ...]               the analysts' signal review web app
 pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer|admin|manufacturer
@@ -200,7 +203,10 @@ def _summary(warehouse: str, output: str) -> None:
     print(f"  warehouse : {Path(warehouse).resolve()}")
     for r in reports:
         print(f"  report    : {r.resolve()}  (+ .html)")
-    print(f"  E2B(R3)   : {Path(output, 'e2b').resolve()}  ({len(e2b)} schema-valid batch files)")
+    print(
+        f"  E2B(R3)   : {Path(output, 'e2b').resolve()}  ({len(e2b)} schema- and business-rule-valid batch files; "
+        "gateway readiness in each .status.json)"
+    )
     print(f"  eRMR      : {Path(output, 'ermr').resolve()}  ({len(ermr)} CSV files, one per substance and month)")
     print(f"  alerts    : {Path(output, 'alerts').resolve()}  ({alerts} alerts for {len(alert_dirs)} manufacturers)")
 
@@ -225,6 +231,38 @@ def _ingest(args) -> int:
         )
         for warning in counts.get("warnings", []):
             print(f"  warning: {warning}")
+    return 0
+
+
+def _e2b_ack(args) -> int:
+    """Load E2B(R3) acknowledgments; with --sent, print each shipped ICSR's submission state."""
+    import json as _json
+
+    from warehouse.inputs.regulator.e2b_ack import AckError, load_acks, submission_states
+    from warehouse.schema import connect
+
+    con = connect(args.warehouse)
+    try:
+        try:
+            counts = load_acks(con, args.path)
+        except (AckError, OSError) as exc:
+            print(f"pvtrace e2b-ack: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"{counts['files']} acknowledgment file(s): {counts['acks']} ICSR acknowledgments, "
+            f"{counts['accepted']} accepted, {counts['rejected']} rejected"
+        )
+        if args.sent:
+            sent = []
+            for status in sorted(Path(args.sent).glob("*.status.json")):
+                data = _json.loads(status.read_text(encoding="utf-8"))
+                if data.get("shipped"):
+                    sent += [{"batch_id": data["batch_id"], **i} for i in data.get("icsrs", [])]
+            for row in submission_states(con, sent):
+                reasons = f"  {row['reasons']}" if row["reasons"] and row["state"] != "accepted" else ""
+                print(f"  {row['safety_report_id']}  {row['state']}{reasons}")
+    finally:
+        con.close()
     return 0
 
 
@@ -338,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     ing.add_argument("--harmonisation", help="openFDA harmonisation JSON (brand/generic name -> substance)")
     ing.add_argument("--json", action="store_true", help="print the counts as one JSON line (the last line)")
 
+    ack = sub.add_parser("e2b-ack", help="load E2B(R3) acknowledgments (.ack) from a regulator's gateway")
+    ack.add_argument("path", help="an .ack file or a folder of them")
+    ack.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    ack.add_argument("--sent", help="the E2B output folder: print each shipped ICSR's state (sent/accepted/rejected)")
+
     dash = sub.add_parser("dashboard", help="serve the signal review dashboard (reads a snapshot of the warehouse)")
     dash.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     dash.add_argument("--host", default="127.0.0.1")
@@ -418,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "ingest":
         return _ingest(args)
+    if args.command == "e2b-ack":
+        return _e2b_ack(args)
     if args.command == "dashboard":
         from dashboard.app import serve
 
@@ -452,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.command == "generate":
             return 0
+        # the demo's E2B files need a sender: the shipped, clearly-labelled fictitious one unless one is configured
+        from reports.e2b.sender import DEMO_SENDER, ENV
+
+        os.environ.setdefault(ENV, str(DEMO_SENDER))
     t0 = time.perf_counter()
     run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports)
     print(f"pipeline finished in {time.perf_counter() - t0:.1f} s")

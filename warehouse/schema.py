@@ -459,6 +459,29 @@ _DDL = [
     """
     CREATE OR REPLACE VIEW latest_case_reaction AS
         SELECT r.* FROM case_reaction r JOIN case_report c USING (case_id, version) WHERE c.is_latest""",
+    # ---- issue 20: E2B(R3) acknowledgments from a regulator's gateway (warehouse/inputs/regulator/e2b_ack.py) ----
+    """
+    CREATE TABLE IF NOT EXISTS e2b_ack (
+        ack_batch_id VARCHAR NOT NULL,          -- ACK.M.1
+        message_seq INTEGER NOT NULL,           -- 1.. per ICSR acknowledgment; 0 = the batch answered as a whole
+        ack_created TIMESTAMP,                  -- ACK.M.4 (UTC)
+        ack_sender VARCHAR,                     -- ACK.M.2
+        ack_receiver VARCHAR,                   -- ACK.M.3
+        batch_id VARCHAR NOT NULL,              -- ACK.A.1 = the N.1.2 we sent
+        local_message_number VARCHAR,           -- ACK.A.2
+        batch_transmitted TIMESTAMP,            -- ACK.A.3 (UTC)
+        batch_code VARCHAR NOT NULL,            -- ACK.A.4: AA, AE, AR
+        batch_detail VARCHAR,                   -- ACK.A.5
+        icsr_message_id VARCHAR,                -- ACK.B.r.1 (N.2.r.1 or, in FDA's example, C.1.1)
+        local_report_number VARCHAR,            -- ACK.B.r.2
+        icsr_created TIMESTAMP,                 -- ACK.B.r.5 (UTC)
+        icsr_code VARCHAR,                      -- ACK.B.r.6: CA, CR
+        icsr_detail VARCHAR,                    -- ACK.B.r.7: the gateway's reasons
+        state VARCHAR NOT NULL,                 -- accepted, rejected, batch_accepted, batch_rejected, batch_error
+        source_file VARCHAR,
+        loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (ack_batch_id, message_seq)
+    )""",
 ]
 
 
