@@ -72,6 +72,8 @@ REASONS = {
     "missing_gtin": "a GS1 code without AI (01): not a pack identifier",
     "malformed_gs1": "GS1 syntax error (unknown AI, bad characters, value too long ...)",
     "bad_nmpa_code": "looks like an NMPA code but is not 20 digits starting with 8",
+    "conflicting_ai": "the same AI twice with different values (e.g. two GTINs, or a Digital Link query "
+    "contradicting its path)",
 }
 
 
@@ -129,9 +131,23 @@ def parse_pack_code(text: str) -> PackCode:
 
     NMPA: ``^8\\d{19}$`` (possibly behind a symbology identifier).
 
+    An AI given twice must carry the same value both times: ``(01)…(10)AAA(01)<other GTIN>``
+    or a Digital Link whose ``?10=`` / ``?01=`` query contradicts its path is refused with
+    ``conflicting_ai`` (never "the last value wins").
+
     Raises:
-        InvalidPackCode: with ``reason`` in :data:`REASONS`.
+        InvalidPackCode: with ``reason`` in :data:`REASONS` — and nothing else, whatever the
+        input (an unexpected failure inside biip becomes ``malformed_gs1``).
     """
+    try:
+        return _parse_pack_code(text)
+    except InvalidPackCode:
+        raise
+    except Exception as exc:  # the documented contract: only InvalidPackCode escapes
+        raise InvalidPackCode("malformed_gs1", f"unreadable code ({type(exc).__name__})", text) from exc
+
+
+def _parse_pack_code(text: str) -> PackCode:
     if text is None or not isinstance(text, str) or not text.strip():
         raise InvalidPackCode("empty", "no pack code", text)
     code = text.strip()
@@ -146,6 +162,8 @@ def parse_pack_code(text: str) -> PackCode:
         return _gs1(code, _parse_digital_link, text)
 
     if code.startswith("]"):
+        if len(code) < 3:  # "]" + symbology character + modifier
+            raise InvalidPackCode("unknown_format", f"incomplete symbology identifier {code!r}", text)
         try:
             symbology = SymbologyIdentifier.extract(code)
         except ParseError as exc:
@@ -196,23 +214,38 @@ def _parse_element_string(code: str):
     return GS1Message.parse(code).element_strings
 
 
+_DL_GTIN_RE = re.compile(r"/01/([^/?#]*)")
+
+
 def _parse_digital_link(code: str):
+    path_gtin = _DL_GTIN_RE.search(code)
+    # biip zero-pads whatever stands after /01/, so an empty or short segment would read as a GTIN
+    if path_gtin and not re.fullmatch(r"\d{8}|\d{12,14}", path_gtin.group(1)):
+        raise InvalidPackCode("bad_gtin", f"Digital Link GTIN {path_gtin.group(1)!r} is not 8, 12, 13 or 14 digits")
     return GS1DigitalLinkURI.parse(code).element_strings
 
 
 def _gs1(code: str, parser, original: str) -> PackCode:
     try:
         elements = parser(code)
+    except InvalidPackCode as exc:
+        raise InvalidPackCode(exc.reason, str(exc).split(": ", 1)[-1], original) from exc
     except ParseError as exc:
         raise InvalidPackCode(_classify_biip_error(str(exc)), str(exc), original) from exc
     except ValueError as exc:  # biip lets e.g. an out-of-range date escape as ValueError
         raise InvalidPackCode("malformed_gs1", str(exc), original) from exc
 
     values: dict[str, object] = {}
+    seen: dict[str, str] = {}
     gtin_error = None
     for element in elements:
         ai = element.ai.ai
+        if ai in seen and seen[ai] != element.value:
+            raise InvalidPackCode("conflicting_ai", f"AI ({ai}) twice with different values in {code[:60]!r}", original)
+        seen[ai] = element.value
         if ai == "01":
+            if len(element.value) not in (8, 12, 13, 14) or not element.value.isdigit():
+                raise InvalidPackCode("bad_gtin", f"GTIN {element.value!r} is not 8, 12, 13 or 14 digits", original)
             values["gtin"] = element.value.zfill(14)
             gtin_error = element.gtin_error
         elif ai == "17":
