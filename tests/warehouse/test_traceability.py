@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from warehouse.linkage.lot_rules import LOT_RULES, clean_lot
 from warehouse.linkage.pack_codes import (
     REASONS,
     InvalidPackCode,
@@ -481,12 +482,72 @@ LOT_CASES = [
     ("AB12C, unknown", ["AB12C"]),
     ("AB12C,ab12c", ["AB12C"]),
     ("ANDY12", ["ANDY12"]),
+    # issue 12: junk families, expiry split, N/K kept whole
+    ("UNCONFIRMED", []),
+    ("unkown", []),
+    ("UNKNWN", []),
+    ("Unk.", []),
+    ("I don't know", []),
+    ("not on card", []),
+    ("LOT NUMBER NOT AVAILABLE", []),
+    ("Pfizer", []),
+    ("PFIZER\\BIONTECH", []),
+    ("Merck & Co. Inc.", []),
+    ("N/K", []),
+    ("n/k", []),
+    ("U/K", []),
+    ("03/2021", []),
+    ("EK9231  4/21", ["EK9231"]),
+    ("EK9231 EXP 04/2021", ["EK9231"]),
+    ("Lot# 033F21A exp 7/2021", ["033F21A"]),
+    ("EN6201 (unconfirmed)", ["EN6201"]),
+    ("EK9231/EL0140", ["EK9231", "EL0140"]),
+    ("A/12", ["A/12"]),
+    ("LOT 12/34", ["12/34"]),
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), LOT_CASES)
 def test_normalise_lot(text: str | None, expected: list[str]) -> None:
     assert normalise_lot(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "lots", "expiry", "rejected"),
+    [
+        ("EK9231  4/21", ["EK9231"], "2021-04", []),
+        ("EK9231 04/2021", ["EK9231"], "2021-04", []),
+        ("EK9231 EXP 4/21", ["EK9231"], "2021-04", []),
+        ("EK9231 (EXP 04-2021)", ["EK9231"], "2021-04", []),
+        ("EK9231 EXP 2021-04", ["EK9231"], "2021-04", []),
+        ("EK9231 exp apr 2021", ["EK9231"], "2021-04", []),
+        ("EK9231 APR21", ["EK9231"], "2021-04", []),
+        ("EK9231 4/30/21", ["EK9231"], "2021-04", []),
+        ("AB123 4/96", ["AB123"], "1996-04", []),
+        ("LOT 12/34", ["12/34"], None, []),  # nothing would be left of the lot: no split
+        ("N/K", [], None, ["junk_unknown"]),
+        ("EK9231, unknown", ["EK9231"], None, ["junk_unknown"]),
+        ("UNKNOWN,UNKNOWN", [], None, ["junk_unknown", "junk_unknown"]),
+        ("UNCONFIRMED", [], None, ["unconfirmed"]),
+        ("patient does not remember", [], None, ["sentence"]),
+        ("Merck & Co. Inc.", [], None, ["manufacturer_name"]),
+        ("Janssen Pharmaceuticals", [], None, ["manufacturer_name"]),
+        ("4/30/2021", [], None, ["date_only"]),
+        (None, [], None, []),
+        ("", [], None, []),
+    ],
+)
+def test_clean_lot_expiry_and_rules(text, lots, expiry, rejected) -> None:
+    assert clean_lot(text) == {"lots": lots, "expiry": expiry, "rejected": rejected}
+    assert set(rejected) <= set(LOT_RULES)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(max_size=40))
+def test_clean_lot_never_raises(text: str) -> None:
+    out = clean_lot(text)
+    assert all(lot and " " not in lot for lot in out["lots"])
+    assert out["expiry"] is None or re.fullmatch(r"(19|20)\d\d-(0[1-9]|1[0-2])", out["expiry"])
 
 
 def test_normalise_lot_expr_equals_python() -> None:

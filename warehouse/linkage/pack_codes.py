@@ -17,8 +17,8 @@ Two entry points read codes:
   everything else per distinct code through :func:`parse_pack_code`. Both paths give the
   same result for every input (tested).
 
-Lot numbers as typed in case reports are cleaned by :func:`normalise_lot` and its
-vectorised twin :func:`normalise_lot_expr`.
+Lot numbers as typed in case reports are cleaned in :mod:`warehouse.linkage.lot_rules`
+(:func:`normalise_lot` and :func:`normalise_lot_expr` are re-exported here for callers).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from biip import ParseError
 from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_messages import GS1Message
 from biip.symbology import SymbologyIdentifier
+
+from warehouse.linkage.lot_rules import normalise_lot, normalise_lot_expr
 
 __all__ = [
     "REASONS",
@@ -472,113 +474,3 @@ def _parse_slow(codes: pl.Series) -> pl.DataFrame:
         else:
             rows.append((code, p.system, p.gtin, p.serial, p.lot, p.expiry, p.nmpa_drug_code, None))
     return pl.DataFrame(rows, schema=_PACK_SCHEMA, orient="row")
-
-
-# ---------------------------------------------------------------------------------------
-# Lot normalisation
-
-# Whole-field values that mean "no lot"; compared after upper-casing and squeezing spaces.
-_JUNK_LOTS = frozenset(
-    {
-        "",
-        "UNKNOWN",
-        "UNK",
-        "UNKN",
-        "NOT REPORTED",
-        "NOTREPORTED",
-        "NOT KNOWN",
-        "NOT AVAILABLE",
-        "NOT APPLICABLE",
-        "N/A",
-        "NA",
-        "N.A.",
-        "NONE",
-        "NIL",
-        "NULL",
-        "-",
-        "--",
-        "?",
-        "??",
-        "UNKNOWN,UNKNOWN",
-        "ASKU",  # E2B nullFlavor "asked but unknown"
-        "NASK",
-        "不详",
-        "未知",
-    }
-)
-# Prefixes people write before the lot (Rust regex: no look-around). "LOT"/"BATCH" need a
-# separator after them, or "LOT" a digit (handled by _LOT_DIGIT_RE), so that lots such as
-# "LOTUS7" keep their letters; single-letter L/B need ":" or "#".
-_LOT_PREFIX_RE = (
-    r"^(?:"
-    r"(?:LOT|BATCH|CHARGE)\s*(?:NUMBER|NO\.|NO\s|NR\.?|N°|#|:)\s*[:#.]?\s*"
-    r"|(?:LOT|BATCH|CHARGE)\s*[#:.\-]+\s*"
-    r"|(?:LOT|BATCH|CHARGE)\s+"
-    r"|CH\.-?B\.\s*[:#]?\s*"
-    r"|[LB]\s*[:#]\s*"
-    r"|批号\s*[:：]?\s*"
-    r")"
-)
-_LOT_PREFIX = re.compile(_LOT_PREFIX_RE)
-_LOT_DIGIT_RE = r"^LOT(\d)"
-_LOT_DIGIT = re.compile(_LOT_DIGIT_RE)
-# Separators between several lots in one field; "N/A" is caught as junk before splitting.
-_LOT_SPLIT_RE = r"\s*(?:[,;/&]|\sAND\s)\s*"
-_LOT_SPLIT = re.compile(_LOT_SPLIT_RE)
-_EDGE_PUNCT = "#:.-_*'\"()[]"
-_EDGE_PUNCT_RE = r"""^[#:.\-_*'"()\[\]]+|[#:.\-_*'"()\[\]]+$"""
-
-
-def normalise_lot(text: str | None) -> list[str]:
-    """Clean a lot number as typed in a case report into zero or more comparable lots.
-
-    Upper-cases; drops junk values (UNKNOWN, N/A, NONE, "-", "?" ...: ``[]``); splits
-    several lots (``,`` ``;`` ``/`` `` and `` ``&``); removes prefixes (``LOT``, ``LOT#``,
-    ``LOT:``, ``L:``, ``BATCH``, ``Lot No.``, ``Ch.-B.``, ``批号``) and all whitespace;
-    trims edge punctuation; de-duplicates keeping order. Batch lot numbers go through the
-    same function so both sides meet in the middle.
-
-    >>> normalise_lot("Lot No. ab 12c; LOT#XY9")
-    ['AB12C', 'XY9']
-    """
-    if text is None:
-        return []
-    upper = " ".join(str(text).upper().split())
-    if upper in _JUNK_LOTS:
-        return []
-    out: list[str] = []
-    for part in _LOT_SPLIT.split(upper):
-        part = part.strip()
-        if part in _JUNK_LOTS:
-            continue
-        part = _LOT_PREFIX.sub("", part, count=1)
-        part = _LOT_DIGIT.sub(r"\1", part, count=1)
-        part = "".join(part.split()).strip(_EDGE_PUNCT)
-        if part in _JUNK_LOTS or part in out:
-            continue
-        out.append(part)
-    return out
-
-
-def normalise_lot_expr(expr: pl.Expr | str) -> pl.Expr:
-    """Vectorised :func:`normalise_lot`: a ``list[str]`` expression (empty list, never null)."""
-    e = pl.col(expr) if isinstance(expr, str) else expr
-    junk = pl.lit(pl.Series(sorted(_JUNK_LOTS), dtype=pl.String)).implode()
-    upper = e.str.to_uppercase().str.replace_all(r"\s+", " ").str.strip_chars(" ")
-    parts = (
-        upper.str.replace_all(_LOT_SPLIT_RE, "\x00")
-        .str.split("\x00")
-        .list.eval(
-            pl.element()
-            .str.strip_chars(" ")
-            .pipe(lambda p: pl.when(p.is_in(junk)).then(pl.lit("")).otherwise(p))
-            .str.replace(_LOT_PREFIX_RE, "")
-            .str.replace(_LOT_DIGIT_RE, "${1}")
-            .str.replace_all(r"\s", "")
-            .str.replace_all(_EDGE_PUNCT_RE, "")
-        )
-        .list.eval(pl.element().filter(~pl.element().is_in(junk)))
-        .list.unique(maintain_order=True)
-    )
-    # `parts` first so that the result keeps the input column's name
-    return pl.when(upper.is_not_null() & ~upper.is_in(junk)).then(parts).otherwise(pl.lit([], dtype=pl.List(pl.String)))
