@@ -459,6 +459,10 @@ _DDL = [
     """
     CREATE OR REPLACE VIEW latest_case_reaction AS
         SELECT r.* FROM case_reaction r JOIN case_report c USING (case_id, version) WHERE c.is_latest""",
+    # ---- issue 12 (regulator files): an expiry typed after the lot is kept apart from it (YYYY-MM);
+    # the state/province a report came from (VAERS STATE), which duplicate suggestions must not cross
+    "ALTER TABLE case_drug ADD COLUMN IF NOT EXISTS lot_expiry VARCHAR",
+    "ALTER TABLE case_report ADD COLUMN IF NOT EXISTS region VARCHAR",
 ]
 
 
