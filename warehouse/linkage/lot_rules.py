@@ -4,8 +4,8 @@ The single place that cleans lot text. Case-report lots (FAERS ``LOT_NUM``, VAER
 E2B G.k.4.r.7, openFDA ``drugbatchnumb``, our own cases inbox) and batch lot numbers from the
 reference data all go through :func:`clean_lots_expr`, so both sides meet in the middle.
 
-Steps, in order (every step is a polars expression; the scalar functions evaluate the same
-expression on one value, so there is one definition):
+Steps, in order (:func:`clean_lots` runs them on the distinct values of a column in a few frame
+passes; the expression and scalar forms call it, so there is one definition):
 
 1. upper-case, squeeze whitespace;
 2. **expiry split**: an expiry written after the lot is moved to the ``expiry`` field (``YYYY-MM``)
@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import polars as pl
 
-__all__ = ["LOT_RULES", "clean_lot", "clean_lots_expr", "normalise_lot", "normalise_lot_expr"]
+__all__ = ["LOT_RULES", "clean_lot", "clean_lots", "clean_lots_expr", "normalise_lot", "normalise_lot_expr"]
 
 #: Every rejection rule, by name: what it rejects.
 LOT_RULES = {
@@ -120,13 +120,16 @@ def _two_digit_year(yy: pl.Expr) -> pl.Expr:
     return pl.when(yy.str.len_chars() == 4).then(n).when(n <= 50).then(2000 + n).otherwise(1900 + n)
 
 
-def _split_expiry(upper: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(the field without its expiry, expiry ``YYYY-MM`` or null)."""
+def _split_expiry(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add ``body`` (the field without its expiry) and ``expiry`` (``YYYY-MM`` or null) to a frame
+    with an ``upper`` column; each form's regex runs once, into its own column."""
     rest = pl.lit(None, pl.String)
     expiry = pl.lit(None, pl.String)
+    forms = [f"_x{i}" for i in range(len(_EXPIRY_FORMS))]
+    frame = frame.with_columns(pl.col("upper").str.extract_groups(f).alias(n) for n, f in zip(forms, _EXPIRY_FORMS))
     # later forms first so that the first form (tried last) wins ties
-    for form in reversed(_EXPIRY_FORMS):
-        groups = upper.str.extract_groups(form)
+    for name, form in reversed(list(zip(forms, _EXPIRY_FORMS))):
+        groups = pl.col(name)
         month = (
             groups.struct.field("mm").cast(pl.Int32, strict=False)
             if "(?P<mm>" in form
@@ -140,7 +143,7 @@ def _split_expiry(upper: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
         text = pl.format("{}-{}", year.cast(pl.String), month.cast(pl.String).str.zfill(2))
         rest = pl.when(ok).then(left).otherwise(rest)
         expiry = pl.when(ok).then(text).otherwise(expiry)
-    return pl.coalesce(rest, upper), expiry
+    return frame.with_columns(body=pl.coalesce(rest, pl.col("upper")), expiry=expiry).drop(forms)
 
 
 def _rule(part: pl.Expr) -> pl.Expr:
@@ -181,42 +184,68 @@ def _compact(part: pl.Expr) -> pl.Expr:
     return _drop_unconfirmed(part).str.replace_all(r"\s", "").str.replace_all(_EDGE_PUNCT_RE, "")
 
 
-def clean_lots_expr(expr: pl.Expr | str) -> pl.Expr:
-    """Struct ``{lots: list[str], expiry: str (YYYY-MM) | null, rejected: list[str]}`` per value.
+_SCHEMA = {"lots": pl.List(pl.String), "expiry": pl.String, "rejected": pl.List(pl.String)}
 
-    ``lots`` are the comparable lots (empty when none, never null); ``rejected`` names the
-    :data:`LOT_RULES` rule of every rejected part (empty when nothing was rejected).
+
+def clean_lots(values: pl.Series) -> pl.DataFrame:
+    """Clean a column of typed lots: ``lots`` (``list[str]``, empty when none, never null),
+    ``expiry`` (``YYYY-MM`` or null) and ``rejected`` (the :data:`LOT_RULES` rule of every rejected
+    part); one row per input value, input order kept.
+
+    Each distinct value is cleaned once, in a few frame passes (the parts of a field exploded to
+    rows, not evaluated inside list expressions), then joined back.
     """
-    e = pl.col(expr) if isinstance(expr, str) else expr
-    upper = e.str.to_uppercase().str.replace_all(r"\s+", " ").str.strip_chars(" ")
-    body, expiry = _split_expiry(upper)
-    # a few rules judge the whole field before it is split ("N/K", "MERCK & CO"); the rest judge each part
-    whole_rule = _rule(_strip_prefix(body))
-    whole_rule = pl.when(whole_rule.is_in(["junk_unknown", "manufacturer_name"])).then(whole_rule)
-    split = (
-        body.str.replace_all(_SLASH_SPLIT_RE, f"${{1}}{_SEP}${{2}}")
+    values = values.cast(pl.String)
+    distinct = pl.DataFrame({"raw": values.unique()})
+    frame = distinct.with_columns(
+        upper=pl.col("raw").str.to_uppercase().str.replace_all(r"\s+", " ").str.strip_chars(" ")
+    )
+    frame = _split_expiry(frame)
+    whole = _rule(_strip_prefix(pl.col("body")))
+    frame = frame.with_row_index("_v").with_columns(
+        # a few rules judge the whole field before it is split ("N/K", "MERCK & CO"); the rest each part
+        _whole=pl.when(whole.is_in(["junk_unknown", "manufacturer_name"])).then(whole),
+        _blank=pl.col("upper").is_null() | (pl.col("body").str.replace_all(r"[\s,;&/]", "") == ""),
+        _parts=pl.col("body")
+        .str.replace_all(_SLASH_SPLIT_RE, f"${{1}}{_SEP}${{2}}")
         .str.replace_all(_SLASH_SPLIT_RE, f"${{1}}{_SEP}${{2}}")  # A/B/C: the middle run was consumed once
         .str.replace_all(_LOT_SPLIT_RE, _SEP)
-        .str.split(_SEP)
+        .str.split(_SEP),
     )
-    parts = split.list.eval(_strip_prefix(pl.element()))
-    part_rules = parts.list.eval(_rule(pl.element()).fill_null(""))
-    lots = (
-        parts.list.eval(pl.when(_rule(pl.element()).is_null()).then(_compact(pl.element())).otherwise(pl.lit("")))
-        .list.eval(pl.element().filter(pl.element() != ""))
-        .list.unique(maintain_order=True)
+    parts = (
+        frame.filter(~pl.col("_blank") & pl.col("_whole").is_null())
+        .select("_v", pl.col("_parts").alias("part"))
+        .explode("part")
+        .with_columns(part=_strip_prefix(pl.col("part")))
+        .with_columns(rule=_rule(pl.col("part")))
+        .with_columns(lot=pl.when(pl.col("rule").is_null()).then(_compact(pl.col("part"))))
     )
-    rejected = part_rules.list.eval(pl.element().filter(pl.element() != ""))
-    blank = upper.is_null() | (body.str.replace_all(r"[\s,;&/]", "") == "")
-    return pl.struct(
-        lots=pl.when(blank | whole_rule.is_not_null()).then(_EMPTY).otherwise(lots),
-        expiry=pl.when(upper.is_not_null()).then(expiry),
-        rejected=pl.when(blank)
+    per_value = parts.group_by("_v", maintain_order=True).agg(  # rows stay in part order within a value
+        pl.col("lot").filter(pl.col("lot").is_not_null() & (pl.col("lot") != "")).alias("_lots"),
+        pl.col("rule").filter(pl.col("rule").is_not_null()).alias("_rej"),
+    )
+    frame = frame.join(per_value, on="_v", how="left").select(
+        "raw",
+        pl.when(pl.col("_blank") | pl.col("_whole").is_not_null())
         .then(_EMPTY)
-        .when(whole_rule.is_not_null())
-        .then(pl.concat_list(whole_rule))
-        .otherwise(rejected),
+        .otherwise(pl.col("_lots").list.unique(maintain_order=True).fill_null(_EMPTY))
+        .alias("lots"),
+        pl.when(pl.col("upper").is_not_null()).then(pl.col("expiry")).alias("expiry"),
+        pl.when(pl.col("_blank"))
+        .then(_EMPTY)
+        .when(pl.col("_whole").is_not_null())
+        .then(pl.concat_list("_whole"))
+        .otherwise(pl.col("_rej").fill_null(_EMPTY))
+        .alias("rejected"),
     )
+    out = pl.DataFrame({"raw": values}).join(frame, on="raw", how="left", nulls_equal=True, maintain_order="left")
+    return out.select(pl.col(c).cast(t) for c, t in _SCHEMA.items())
+
+
+def clean_lots_expr(expr: pl.Expr | str) -> pl.Expr:
+    """:func:`clean_lots` as an expression: a struct ``{lots, expiry, rejected}`` per value."""
+    e = pl.col(expr) if isinstance(expr, str) else expr
+    return e.map_batches(lambda s: clean_lots(s).to_struct(s.name), return_dtype=pl.Struct(_SCHEMA))
 
 
 def normalise_lot_expr(expr: pl.Expr | str) -> pl.Expr:
@@ -238,7 +267,7 @@ def clean_lot(text: str | None) -> dict:
 
 @lru_cache(maxsize=1 << 16)
 def _clean_one(text: str | None) -> tuple[tuple[str, ...], str | None, tuple[str, ...]]:
-    row = pl.select(clean_lots_expr(pl.lit(text, dtype=pl.String)).alias("x")).item()
+    row = clean_lots(pl.Series([text], dtype=pl.String)).row(0, named=True)
     return tuple(row["lots"]), row["expiry"], tuple(row["rejected"])
 
 
