@@ -482,6 +482,10 @@ _DDL = [
         loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (ack_batch_id, message_seq)
     )""",
+    # ---- issue 12 (regulator files): an expiry typed after the lot is kept apart from it (YYYY-MM);
+    # the state/province a report came from (VAERS STATE), which duplicate suggestions must not cross
+    "ALTER TABLE case_drug ADD COLUMN IF NOT EXISTS lot_expiry VARCHAR",
+    "ALTER TABLE case_report ADD COLUMN IF NOT EXISTS region VARCHAR",
 ]
 
 
