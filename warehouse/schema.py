@@ -459,6 +459,36 @@ _DDL = [
     """
     CREATE OR REPLACE VIEW latest_case_reaction AS
         SELECT r.* FROM case_reaction r JOIN case_report c USING (case_id, version) WHERE c.is_latest""",
+    # ---- issue 12: row accounting (load manifest), quarantine line numbers, run generations ----------------------
+    """
+    CREATE TABLE IF NOT EXISTS load_manifest (
+        kind VARCHAR NOT NULL,
+        file VARCHAR NOT NULL,
+        sha256 VARCHAR,
+        format VARCHAR NOT NULL,
+        n_bytes BIGINT,
+        rows_read BIGINT NOT NULL,
+        rows_loaded BIGINT NOT NULL,
+        rows_quarantined BIGINT NOT NULL,
+        rows_fallback_decoded BIGINT NOT NULL DEFAULT 0,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        run_id VARCHAR,
+        loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS line BIGINT",
+    """
+    CREATE TABLE IF NOT EXISTS pipeline_run (
+        run_id VARCHAR NOT NULL,
+        generation INTEGER,
+        inbox VARCHAR,
+        inbox_sha256 VARCHAR,
+        clock TIMESTAMPTZ,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        status VARCHAR NOT NULL,
+        failed_steps VARCHAR
+    )""",
 ]
 
 
