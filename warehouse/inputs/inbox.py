@@ -413,19 +413,18 @@ def read_csv_file(con: duckdb.DuckDBPyConnection, f: InboxFile, required: list[s
     # physical lines of good rows: exact when every record is one line (no blank lines, no quoted
     # newlines): then the k-th good row sits after the rejects r_i with r_i - 1 - i < k
     lines_exact = _count_lines(f.path, f.n_bytes) == 1 + good + rejects.height
+    # the record's position: rowids of a fresh table filled by one statement are consecutive, in file order
     con.execute(f"ALTER TABLE {table} ADD COLUMN _ord BIGINT")
-    con.execute(f"UPDATE {table} SET _ord = rowid + 1")
     con.execute(f"ALTER TABLE {table} ADD COLUMN _line BIGINT")
+    con.execute(f"UPDATE {table} SET _ord = rowid - (SELECT min(rowid) FROM {table}) + 1")
     if lines_exact:
-        if rejects.height:
-            gaps = pl.DataFrame(
-                {"g": rejects["line"].cast(pl.Int64) - 1 - pl.int_range(1, rejects.height + 1, eager=True)}
-            )
-            con.register("_gaps", gaps.to_arrow())
-            con.execute(f"UPDATE {table} SET _line = _ord + 1 + (SELECT count(*) FROM _gaps WHERE g < {table}._ord)")
-            con.unregister("_gaps")
-        else:
-            con.execute(f"UPDATE {table} SET _line = _ord + 1")
+        gaps = pl.DataFrame(
+            {"g": rejects["line"].cast(pl.Int64) - 1 - pl.int_range(1, rejects.height + 1, eager=True)},
+            schema={"g": pl.Int64},
+        )
+        con.register("_gaps", gaps.to_arrow())
+        con.execute(f"UPDATE {table} SET _line = _ord + 1 + (SELECT count(*) FROM _gaps WHERE g < {table}._ord)")
+        con.unregister("_gaps")
     q = quarantine_frame(
         rejects.select(
             pl.lit(str(f.path)).alias("source_file"),
