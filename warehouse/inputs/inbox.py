@@ -295,27 +295,26 @@ def account(accounts: list[FileAccount], loaded: dict[str, int], quarantine: pl.
 def write_manifest(con: duckdb.DuckDBPyConnection, kind: str, accounts: list[FileAccount]) -> dict[str, int]:
     """Replace the kind's load_manifest rows; return the totals (for the asset's metadata)."""
     con.execute("DELETE FROM load_manifest WHERE kind = ?", [kind])
-    if accounts:
-        con.executemany(
-            "INSERT INTO load_manifest (kind, file, sha256, format, n_bytes, rows_read, rows_loaded, rows_quarantined, "
-            "rows_fallback_decoded, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    kind,
-                    str(a.file.path),
-                    a.file.sha256,
-                    a.format,
-                    a.file.n_bytes,
-                    a.rows_read,
-                    a.rows_loaded,
-                    a.rows_quarantined,
-                    a.rows_fallback_decoded,
-                    a.status,
-                    a.error,
-                )
-                for a in accounts
-            ],
+    if accounts:  # one insert from a frame: executemany costs milliseconds per row in DuckDB
+        rows = pl.DataFrame(
+            {
+                "kind": [kind] * len(accounts),
+                "file": [str(a.file.path) for a in accounts],
+                "sha256": [a.file.sha256 for a in accounts],
+                "format": [a.format for a in accounts],
+                "n_bytes": [a.file.n_bytes for a in accounts],
+                "rows_read": [a.rows_read for a in accounts],
+                "rows_loaded": [a.rows_loaded for a in accounts],
+                "rows_quarantined": [a.rows_quarantined for a in accounts],
+                "rows_fallback_decoded": [a.rows_fallback_decoded for a in accounts],
+                "status": [a.status for a in accounts],
+                "error": [a.error for a in accounts],
+            },
+            schema_overrides={"sha256": pl.String, "error": pl.String, "n_bytes": pl.Int64},
         )
+        con.register("_manifest", rows.to_arrow())
+        con.execute(f"INSERT INTO load_manifest ({', '.join(rows.columns)}) SELECT * FROM _manifest")
+        con.unregister("_manifest")
     return {
         f"{kind}_files_rejected": sum(a.status == "rejected" for a in accounts),
         f"{kind}_rows_read": sum(a.rows_read for a in accounts),
@@ -336,13 +335,23 @@ _CSV_REJECT_REASONS = {
 
 @dataclass
 class CsvRead:
-    """One CSV file read into the temporary table ``table`` (its header's columns as text, plus
-    ``_file``, ``_line`` — the physical line, null when the file's records do not map one to
-    one onto lines — and ``_ord``, the record's position), and the malformed rows."""
+    """One CSV file appended to a table (see :func:`read_csv_file`): rows read, the malformed rows
+    (quarantine frame, with their physical line), and what maps a good row to its line."""
 
-    table: str
     rows_read: int
     rejects: pl.DataFrame  # quarantine columns
+    first_rowid: int | None  # rowid of the file's first good row in the table
+    reject_lines: list[int]
+    lines_exact: bool  # every record is one line (no blank lines, no quoted newlines)
+
+    def line_of(self, rowid: int) -> int | None:
+        """The physical line of the good row stored at ``rowid``: the k-th good row sits after the
+        rejects r_i with r_i - 1 - i < k (i = 1, 2, ...). None when records do not map onto lines."""
+        if not self.lines_exact or self.first_rowid is None:
+            return None
+        k = rowid - self.first_rowid + 1
+        before = sum(1 for i, r in enumerate(self.reject_lines, start=1) if r - 1 - i < k)
+        return k + 1 + before
 
 
 def csv_header(f: InboxFile, required: list[str]) -> list[str]:
@@ -378,25 +387,30 @@ def _count_lines(path: Path, n_bytes: int) -> int:
     return n + (last != b"\n")
 
 
-def read_csv_file(con: duckdb.DuckDBPyConnection, f: InboxFile, required: list[str], table: str) -> CsvRead:
-    """Read one of our CSV files into the temporary table ``table``; see :class:`CsvRead`.
+def read_csv_file(
+    con: duckdb.DuckDBPyConnection, f: InboxFile, columns: list[str], table: str, *, optional: tuple = ()
+) -> CsvRead:
+    """Append one of our CSV files to ``table`` (columns ``columns`` as text, then ``_file``):
+    ``columns`` must all be in the header except those in ``optional`` (filled with null).
 
     DuckDB's reader with the header's names, all VARCHAR, ``auto_detect = false`` (comma,
     double quote, RFC 4180 escaping: no sniffing) and ``store_rejects``: a row with a wrong
     field count, undecodable bytes or over CSV_MAX_LINE_BYTES lands in the rejects table with
     its line; its raw text is not kept (identifier positions are unknown in a malformed row).
+    The table's rowids keep file order (insertion order is preserved), so a good row's line
+    is recovered with :meth:`CsvRead.line_of` for the few rows that need one.
     """
-    header = csv_header(f, required)
-    columns = "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in header) + "}"
+    header = csv_header(f, [c for c in columns if c not in optional])
+    spec = "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in header) + "}"
     errors, scans = f"{table}_rej_errors", f"{table}_rej_scans"
-    quoted = ", ".join(f'"{c}"' for c in header)
+    select = ", ".join(f'"{c}"' if c in header else f'NULL AS "{c}"' for c in columns)
+    before = con.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
     try:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT {quoted}, ?::VARCHAR AS _file FROM read_csv(?, columns = {columns}, header = true,
-                auto_detect = false, delim = ',', quote = '"', escape = '"', store_rejects = true,
-                rejects_table = '{errors}', rejects_scan = '{scans}', max_line_size = {CSV_MAX_LINE_BYTES},
-                parallel = false)""",
+            f"""INSERT INTO {table}
+            SELECT {select}, ?::VARCHAR FROM read_csv(?, columns = {spec}, header = true, auto_detect = false,
+                delim = ',', quote = '"', escape = '"', store_rejects = true, rejects_table = '{errors}',
+                rejects_scan = '{scans}', max_line_size = {CSV_MAX_LINE_BYTES})""",
             [str(f.path), str(f.path)],
         )
         rejects = con.sql(
@@ -409,22 +423,9 @@ def read_csv_file(con: duckdb.DuckDBPyConnection, f: InboxFile, required: list[s
         con.execute(f"DROP TABLE IF EXISTS {scans}")
     # several errors can be reported for one line: one quarantine row per line
     rejects = rejects.group_by("line", maintain_order=True).first()
-    good = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    # physical lines of good rows: exact when every record is one line (no blank lines, no quoted
-    # newlines): then the k-th good row sits after the rejects r_i with r_i - 1 - i < k
-    lines_exact = _count_lines(f.path, f.n_bytes) == 1 + good + rejects.height
-    # the record's position: rowids of a fresh table filled by one statement are consecutive, in file order
-    con.execute(f"ALTER TABLE {table} ADD COLUMN _ord BIGINT")
-    con.execute(f"ALTER TABLE {table} ADD COLUMN _line BIGINT")
-    con.execute(f"UPDATE {table} SET _ord = rowid - (SELECT min(rowid) FROM {table}) + 1")
-    if lines_exact:
-        gaps = pl.DataFrame(
-            {"g": rejects["line"].cast(pl.Int64) - 1 - pl.int_range(1, rejects.height + 1, eager=True)},
-            schema={"g": pl.Int64},
-        )
-        con.register("_gaps", gaps.to_arrow())
-        con.execute(f"UPDATE {table} SET _line = _ord + 1 + (SELECT count(*) FROM _gaps WHERE g < {table}._ord)")
-        con.unregister("_gaps")
+    first, last, good = con.execute(
+        f"SELECT min(rowid), max(rowid), count(*) FROM {table} WHERE rowid > ?", [-1 if before is None else before]
+    ).fetchone()
     q = quarantine_frame(
         rejects.select(
             pl.lit(str(f.path)).alias("source_file"),
@@ -438,7 +439,13 @@ def read_csv_file(con: duckdb.DuckDBPyConnection, f: InboxFile, required: list[s
             ).alias("detail"),
         )
     )
-    return CsvRead(table=table, rows_read=good + rejects.height, rejects=q)
+    return CsvRead(
+        rows_read=good + rejects.height,
+        rejects=q,
+        first_rowid=first,
+        reject_lines=rejects["line"].cast(pl.Int64).to_list(),
+        lines_exact=_count_lines(f.path, f.n_bytes) == 1 + good + rejects.height,
+    )
 
 
 # ---- Parquet ------------------------------------------------------------------------------------

@@ -55,17 +55,19 @@ def _scan_text(code: pl.Expr) -> pl.Expr:
 
 # Resolution of every delivery row, in DuckDB: the pack table (millions of rows) never leaves
 # the database; only the distinct scanned codes go through the vectorised parser (_parsed).
-# _dl_raw holds every well-formed row of every file (text), with _file, _fileno, _line, _ord.
+# _dl_raw holds every well-formed row of every file (text), with _file, in file order
+# (rowid order: the last delivery of a delivery_id wins).
 _RESOLVE_SQL = """
 CREATE OR REPLACE TEMP TABLE _dl_resolved AS
 WITH raw AS (
-    SELECT *, CASE WHEN nullif(trim(delivery_id), '') IS NULL THEN NULL
-                   ELSE row_number() OVER (PARTITION BY delivery_id ORDER BY _fileno DESC, _ord DESC) END AS _rank
+    SELECT *, rowid AS _rid,
+           CASE WHEN nullif(trim(delivery_id), '') IS NULL THEN NULL
+                ELSE row_number() OVER (PARTITION BY delivery_id ORDER BY rowid DESC) END AS _rank
     FROM _dl_raw
 ),
 typed AS (
     SELECT r.delivery_id, r.delivered_at, r.quantity, r.pack_code, r.patient_ref, r.pharmacy_id, r.region,
-           r.country, r._file, r._line, r._rank,
+           r.country, r._file, r._rid, r._rank,
            try_cast(r.delivered_at AS TIMESTAMPTZ) AS _at,
            CASE WHEN $strict_qty THEN (CASE WHEN regexp_full_match(trim(r.quantity), '[0-9]{1,9}')
                                            THEN trim(r.quantity)::INTEGER END)
@@ -152,33 +154,31 @@ def _mark_excess(con: duckdb.DuckDBPyConnection) -> int:
     return len(excess)
 
 
-def _read_delivery_files(con: duckdb.DuckDBPyConnection, files) -> tuple[list[FileAccount], list[pl.DataFrame]]:
-    """Every file into the temp table _dl_raw; file-level and malformed-row quarantine frames."""
+def _read_delivery_files(con: duckdb.DuckDBPyConnection, files) -> tuple[list[FileAccount], list, list[pl.DataFrame]]:
+    """Every file into the temp table _dl_raw; (accounts, CsvRead per file or None, quarantine frames)."""
     cols = ", ".join(f"{c} VARCHAR" for c in DELIVERY_COLUMNS)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _dl_raw ({cols}, _file VARCHAR, _fileno INTEGER, _line BIGINT, _ord BIGINT)"
-    )
-    accounts, quarantined = [], []
-    for n, f in enumerate(files):
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _dl_raw ({cols}, _file VARCHAR)")
+    accounts, reads, quarantined = [], [], []
+    for f in files:
         acc = FileAccount(f, "csv")
         accounts.append(acc)
         try:
-            read = read_csv_file(con, f, DELIVERY_COLUMNS, "_dl_file")
+            read = read_csv_file(con, f, DELIVERY_COLUMNS, "_dl_raw")
         except FileRejected as exc:
             acc.error = f"{exc.reason}: {exc.detail}"
             quarantined.append(file_quarantine(f, exc))
+            reads.append(None)
             continue
-        names = ", ".join(DELIVERY_COLUMNS)
-        con.execute(f"INSERT INTO _dl_raw SELECT {names}, _file, {n}, _line, _ord FROM {read.table} ORDER BY _ord")
-        con.execute(f"DROP TABLE {read.table}")
         acc.rows_read = read.rows_read
+        reads.append(read)
         quarantined.append(read.rejects)
-    return accounts, quarantined
+    return accounts, reads, quarantined
 
 
 def load_deliveries(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[str, int]:
     files = inbox_files(inbox, "deliveries")
-    accounts, quarantined = _read_delivery_files(con, files)
+    accounts, reads, quarantined = _read_delivery_files(con, files)
+    by_file = {str(f.path): r for f, r in zip(files, reads, strict=True)}
     codes = con.execute("SELECT DISTINCT pack_code FROM _dl_raw WHERE pack_code IS NOT NULL").pl()["pack_code"]
     scans = codes.to_frame("code").select("code", _scan_text(pl.col("code")).alias("scan"))
     parsed = pl.concat([scans, parse_pack_codes(scans["scan"]).drop("code")], how="horizontal")
@@ -212,12 +212,22 @@ def load_deliveries(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> d
     quarantined.append(
         quarantine_frame(
             con.execute(
-                f"SELECT _file AS source_file, _line AS line, delivery_id AS record_key, _reason AS reason, "
+                f"SELECT _file AS source_file, _rid, delivery_id AS record_key, _reason AS reason, "
                 f"'pack code ' || coalesce(pack_code, '') || CASE WHEN _reason = 'bad_quantity' "
                 f"THEN ', quantity ' || coalesce(quantity, '') ELSE '' END AS detail, {_redacted_raw_sql()} AS raw "
-                "FROM _dl_resolved WHERE _reason IS NOT NULL ORDER BY _file, _line, delivery_id",
+                "FROM _dl_resolved WHERE _reason IS NOT NULL ORDER BY _rid",
                 {"salt": salt},
-            ).pl()
+            )
+            .pl()
+            .pipe(
+                lambda q: q.with_columns(
+                    pl.Series(
+                        "line",
+                        [by_file[f].line_of(r) for f, r in zip(q["source_file"], q["_rid"], strict=True)],
+                        dtype=pl.Int64,
+                    )
+                )
+            )
         )
     )
     loaded = dict(con.sql("SELECT _file, count(*) FROM _dl_resolved WHERE _reason IS NULL GROUP BY 1").fetchall())

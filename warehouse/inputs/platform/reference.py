@@ -76,13 +76,13 @@ BATCH_SCHEMA = {
 
 def _read_csv(con: duckdb.DuckDBPyConnection, f: InboxFile, schema: dict[str, pl.DataType]):
     """(text frame with every schema column + _line, rows read, malformed-row quarantine)."""
-    read = read_csv_file(con, f, [c for c in schema if c not in OPTIONAL_COLUMNS], "_ref_file")
-    frame = con.sql(f"SELECT * FROM {read.table} ORDER BY _ord").pl()
-    con.execute(f"DROP TABLE {read.table}")
-    header = frame.columns
-    frame = frame.select(
-        *[pl.col(c) if c in header else pl.lit(None, pl.String).alias(c) for c in schema], pl.col("_line")
-    )
+    cols = ", ".join(f'"{c}" VARCHAR' for c in schema)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ref_file ({cols}, _file VARCHAR)")
+    read = read_csv_file(con, f, list(schema), "_ref_file", optional=tuple(OPTIONAL_COLUMNS))
+    frame = con.sql("SELECT *, rowid AS _rid FROM _ref_file ORDER BY rowid").pl()
+    con.execute("DROP TABLE _ref_file")
+    lines = pl.Series("_line", [read.line_of(r) for r in frame["_rid"].to_list()], dtype=pl.Int64)
+    frame = frame.select(*schema).with_columns(lines)
     return frame, read.rows_read, read.rejects
 
 
