@@ -66,6 +66,11 @@ def _date(value, field: str, *, required: bool = False) -> dt.date | None:
         raise CaseRejected("bad_date", f"{field}={value!r} is not a valid ISO date") from None
 
 
+def _one_of(value, allowed) -> bool:
+    """Membership that a JSON list or object (unhashable) fails instead of raising TypeError."""
+    return (value is None or isinstance(value, str)) and value in allowed
+
+
 def _text(value) -> str | None:
     if value is None:
         return None
@@ -98,22 +103,22 @@ def parse_case_line(
     if clock is not None and received > clock:
         raise CaseRejected("after_run_clock", f"received_on {received} is after the run's clock {clock}")
     source = doc.get("source")
-    if source not in SOURCES:
+    if not _one_of(source, SOURCES):
         raise CaseRejected("invalid_value", f"source={source!r} not one of {sorted(SOURCES)}")
     qualification = doc.get("reporter_qualification")
-    if qualification not in QUALIFICATIONS:
+    if not _one_of(qualification, QUALIFICATIONS):
         raise CaseRejected("invalid_value", f"reporter_qualification={qualification!r}")
     sex = doc.get("sex")
-    if sex not in ("F", "M", None):
+    if not _one_of(sex, ("F", "M", None)):
         raise CaseRejected("invalid_value", f"sex={sex!r} must be F, M or null")
     age = doc.get("age_years")
     if age is not None and (not isinstance(age, (int, float)) or isinstance(age, bool) or not 0 <= age <= 120):
         raise CaseRejected("invalid_value", f"age_years={age!r} must be 0–120 or null")
     seriousness = doc.get("seriousness") or []
-    if not isinstance(seriousness, list) or any(s not in SERIOUSNESS for s in seriousness):
+    if not isinstance(seriousness, list) or not all(_one_of(s, SERIOUSNESS) and s for s in seriousness):
         raise CaseRejected("invalid_value", f"seriousness={seriousness!r}")
     outcome = doc.get("outcome")
-    if outcome not in OUTCOMES:
+    if not _one_of(outcome, OUTCOMES):
         raise CaseRejected("invalid_value", f"outcome={outcome!r}")
 
     drugs_in = doc.get("drugs") or []
@@ -123,7 +128,7 @@ def parse_case_line(
     for seq, d in enumerate(drugs_in):
         if not isinstance(d, dict):
             raise CaseRejected("invalid_value", f"drugs[{seq}] is not an object")
-        if d.get("role") not in ROLES:
+        if not _one_of(d.get("role"), ROLES):
             raise CaseRejected("invalid_value", f"drugs[{seq}].role={d.get('role')!r}")
         name, code = _text(d.get("product_name")), _text(d.get("pack_code"))
         if not name and not code:
