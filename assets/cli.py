@@ -122,6 +122,22 @@ def _checkpointed(path: Path) -> None:
             con.close()
 
 
+def _run_lock(published: Path):
+    """One run at a time per warehouse (they would share the working copy): an exclusive lock on
+    ``<warehouse>.run.lock``, released when the returned file is closed (or the process ends)."""
+    import fcntl
+
+    fh = open(f"{published}.run.lock", "a")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise SystemExit(
+            f"pvtrace: another run is writing a generation of {published}; try again when it ends"
+        ) from None
+    return fh
+
+
 def working_copy(warehouse: str) -> tuple[Path, float]:
     """A private copy of the published warehouse (or a fresh path) for a run to write; (path, seconds)."""
     import shutil
@@ -224,6 +240,7 @@ def run_pipeline(
         "status": "failed",
         "failed_steps": None,
     }
+    lock = _run_lock(published)
     work, copy_s = working_copy(warehouse)
     try:
         result = dg.materialize(
@@ -279,6 +296,7 @@ def run_pipeline(
             _record_run(published, run_row)
         raise
     finally:
+        lock.close()
         if previous_clock is None:
             os.environ.pop(CLOCK_ENV, None)
         else:
@@ -308,7 +326,10 @@ def _after_publication(inbox: str, warehouse: str, output: str, *, log_level: st
     from assets.resources import default_resources
     from dashboard.store import apply_pending_to_warehouse
 
-    apply_pending_to_warehouse(warehouse)
+    try:
+        apply_pending_to_warehouse(warehouse)
+    except Exception as exc:  # the journal keeps them: the dashboard's applier or the next run applies them
+        print(f"pvtrace: triage decisions not re-applied now ({type(exc).__name__}); they stay in the journal")
     result = dg.materialize(
         [*ALL_ASSETS],
         selection=dg.AssetSelection.assets(manufacturer_alerts),

@@ -219,3 +219,16 @@ def test_a_failing_step_leaves_the_previous_generation_and_sends_no_alert(tmp_pa
     gens = con.sql("SELECT max(generation) FROM pipeline_run WHERE status = 'published'").fetchone()[0]
     cases = con.sql("SELECT count(*) FROM case_report").fetchone()[0]
     assert gens == 3 and cases > before["case_report"]
+
+
+def test_a_second_run_on_the_same_warehouse_is_refused_while_one_publishes(tmp_path):
+    from assets.cli import _run_lock
+
+    inbox = write_mini_inbox(tmp_path / "inbox")
+    held = _run_lock(tmp_path / "w.duckdb")
+    try:
+        with pytest.raises(SystemExit, match="another run"):
+            _run(inbox, tmp_path)
+    finally:
+        held.close()
+    assert not (tmp_path / "w.duckdb").exists() and not Path(f"{tmp_path / 'w.duckdb'}.next").exists()
