@@ -364,7 +364,11 @@ def csv_header(f: InboxFile, required: list[str]) -> list[str]:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise FileRejected("bad_encoding", f"header is not UTF-8 (byte {exc.start})") from None
-    header = next(csv.reader([text.rstrip("\r\n")]), [])
+    lines = text.splitlines()
+    try:
+        header = next(csv.reader(lines[:1]), [])
+    except csv.Error as exc:
+        raise FileRejected("bad_header", f"the header is not a CSV line ({exc})") from None
     header = [h.strip() for h in header]
     if not any(header):
         raise FileRejected("empty_file", "no header line")
