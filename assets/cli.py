@@ -1,7 +1,7 @@
 """``pvtrace``: the command line of PV Trace.
 
 pvtrace generate --out inbox [--seed 42] [--scale 1.0]   write a synthetic world
-pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output
+pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output [--clock 2025-12-31]
 pvtrace demo                                             generate, then run, then say where things are
 pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
                                                          load public adverse-event files
@@ -101,7 +101,14 @@ def report_months(warehouse: str, which: str) -> list[str]:
 
 
 def run_reports(
-    inbox: str, warehouse: str, output: str, partition_keys: list[str], *, quiet: bool = False, log_level: str = "INFO"
+    inbox: str,
+    warehouse: str,
+    output: str,
+    partition_keys: list[str],
+    *,
+    quiet: bool = False,
+    log_level: str = "INFO",
+    published: str = "",
 ) -> list:
     """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process."""
     import dagster as dg
@@ -117,7 +124,7 @@ def run_reports(
             quiet=quiet,
             selection=dg.AssetSelection.assets(*REPORT_ASSETS),
             partition_key=key,
-            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
+            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output, published=published),
             instance=_instance(),
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
@@ -140,46 +147,269 @@ def run_reports(
     return results
 
 
+class RunFailed(SystemExit):
+    """A run that published nothing: the previous generation stays; ``failed_steps`` says where."""
+
+    def __init__(self, message: str, failed_steps: list[str]):
+        super().__init__(message)
+        self.failed_steps = failed_steps
+
+
+def _failed_steps(result) -> list[str]:
+    return [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+
+
+def _checkpointed(path: Path) -> None:
+    """Fold a DuckDB write-ahead log into the file, so a byte copy or a rename carries everything."""
+    if Path(f"{path}.wal").exists():
+        from warehouse.schema import connect
+
+        con = connect(str(path))
+        try:
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+
+def _run_lock(published: Path):
+    """One run at a time per warehouse (they would share the working copy): an exclusive lock on
+    ``<warehouse>.run.lock``, released when the returned file is closed (or the process ends)."""
+    import fcntl
+
+    fh = open(f"{published}.run.lock", "a")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise SystemExit(
+            f"pvtrace: another run is writing a generation of {published}; try again when it ends"
+        ) from None
+    return fh
+
+
+def working_copy(warehouse: str) -> tuple[Path, float]:
+    """A private copy of the published warehouse (or a fresh path) for a run to write; (path, seconds)."""
+    import shutil
+
+    published, work = Path(warehouse), Path(f"{warehouse}.next")
+    for stale in (work, Path(f"{work}.wal")):
+        stale.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    if published.exists():
+        _checkpointed(published)
+        shutil.copyfile(published, work)
+    return work, time.perf_counter() - t0
+
+
+def _record_run(warehouse: Path, row: dict) -> None:
+    from warehouse.schema import connect
+
+    con = connect(str(warehouse))
+    try:
+        con.execute(
+            "INSERT INTO pipeline_run (run_id, generation, inbox, inbox_sha256, clock, started_at, finished_at, status, "
+            "failed_steps) VALUES ($run_id, $generation, $inbox, $inbox_sha256, $clock, $started_at, $finished_at, "
+            "$status, $failed_steps)",
+            row,
+        )
+        if row["status"] == "published":
+            con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def _inbox_digest(warehouse: Path) -> str:
+    """One hash over the content hashes of every inbox file the generation loaded."""
+    import hashlib
+
+    from warehouse.schema import connect
+
+    con = connect(str(warehouse), read_only=True)
+    try:
+        rows = con.sql("SELECT kind, sha256 FROM load_manifest ORDER BY kind, file").fetchall()
+    finally:
+        con.close()
+    return hashlib.sha256("\n".join(f"{k}:{h}" for k, h in rows).encode()).hexdigest()
+
+
 def run_pipeline(
-    inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO", reports: str = "latest"
+    inbox: str,
+    warehouse: str,
+    output: str,
+    *,
+    quiet: bool = False,
+    log_level: str = "INFO",
+    reports: str = "latest",
+    clock: str | None = None,
 ):
-    """Materialise the whole graph in this process, then the monthly reports (``reports``: latest, all or none).
+    """Materialise the whole graph in this process, then the monthly reports (``reports``: latest, all or none),
+    and publish the result as one new *generation* of the warehouse — or nothing.
+
+    Generations. The graph runs against a working copy (``<warehouse>.next``, a byte copy of the
+    published file); only when every step, blocking check and report succeeded is the copy
+    checkpointed and moved over the warehouse with one atomic ``os.replace``. Readers that
+    open the warehouse therefore see the previous generation or the new one, never a mix of two
+    inboxes; a failed run deletes its copy, records itself (``pipeline_run``, status ``failed``
+    and the failed steps) in the published warehouse and exits naming the steps. Manufacturer
+    alerts are built and delivered only after the publication, from the published generation,
+    so a failed run never sends one; triage decisions the dashboard applied while the run was
+    going are applied again from its journal (idempotent).
+
+    The run's clock (``clock`` or ``PVTRACE_CLOCK``, default now) is fixed once and holds for
+    every step: nothing after it loads, so the data lock point cannot pass it.
 
     Dagster refuses to materialise partitioned and unpartitioned assets in one call, so the
     unpartitioned graph runs first and the report assets then run once per month partition.
     Returns the Dagster result of the unpartitioned run."""
+    import datetime as dt
 
+    import dagster as dg
+
+    from assets.alerting import manufacturer_alerts
     from assets.definitions import ALL_ASSETS, ALL_CHECKS
     from assets.resources import default_resources
+    from warehouse.inputs.inbox import CLOCK_ENV, parse_clock, run_clock
 
     if not Path(inbox).is_dir():
         raise SystemExit(f"pvtrace: inbox folder {inbox!r} does not exist (generate one with `pvtrace generate`)")
-    result = _materialize_with_progress(
-        [*ALL_ASSETS, *ALL_CHECKS],
-        quiet=quiet,
+    fixed = parse_clock(clock) if clock else run_clock()
+    previous_clock = os.environ.get(CLOCK_ENV)
+    os.environ[CLOCK_ENV] = fixed.isoformat()
+    published = Path(warehouse)
+    published.parent.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    run_row = {
+        "run_id": None,
+        "generation": None,
+        "inbox": str(Path(inbox).resolve()),
+        "inbox_sha256": None,
+        "clock": fixed,
+        "started_at": started,
+        "finished_at": None,
+        "status": "failed",
+        "failed_steps": None,
+    }
+    lock = _run_lock(published)
+    work, copy_s = working_copy(warehouse)
+    try:
+        result = _materialize_with_progress(
+            [*ALL_ASSETS, *ALL_CHECKS],
+            quiet=quiet,
+            selection=dg.AssetSelection.all() - dg.AssetSelection.assets(manufacturer_alerts),
+            resources=default_resources(inbox=inbox, warehouse=str(work), output=output, published=warehouse),
+            instance=_instance(),
+            raise_on_error=False,
+            # Dagster's step events are DEBUG; INFO keeps what the assets themselves report
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+        run_row["run_id"] = result.run_id
+        if not quiet:
+            _print_result(result)
+            print(f"  working copy of the warehouse made in {copy_s:.2f} s")
+        if not result.success:
+            failed = _failed_steps(result)
+            raise RunFailed(
+                f"pvtrace: the run failed at {failed}; nothing was published, the previous generation of "
+                f"{warehouse} stays in place; see the log above",
+                failed,
+            )
+        try:
+            run_reports(
+                inbox,
+                str(work),
+                output,
+                report_months(str(work), reports),
+                quiet=quiet,
+                log_level=log_level,
+                published=warehouse,
+            )
+        except SystemExit as exc:
+            raise RunFailed(
+                f"{exc}; nothing was published, the previous generation stays in place", ["reports"]
+            ) from None
+        run_row.update(
+            status="published",
+            inbox_sha256=_inbox_digest(work),
+            generation=_next_generation(work),
+            finished_at=dt.datetime.now(dt.UTC),
+        )
+        _record_run(work, run_row)
+        os.replace(work, published)
+    except BaseException as exc:
+        for leftover in (work, Path(f"{work}.wal")):
+            leftover.unlink(missing_ok=True)
+        run_row.update(
+            failed_steps=",".join(getattr(exc, "failed_steps", None) or [type(exc).__name__]),
+            finished_at=dt.datetime.now(dt.UTC),
+        )
+        if published.exists():
+            _record_run(published, run_row)
+        raise
+    finally:
+        lock.close()
+        if previous_clock is None:
+            os.environ.pop(CLOCK_ENV, None)
+        else:
+            os.environ[CLOCK_ENV] = previous_clock
+    _after_publication(inbox, warehouse, output, log_level=log_level, quiet=quiet)
+    return result
+
+
+def _next_generation(work: Path) -> int:
+    from warehouse.schema import connect
+
+    con = connect(str(work), read_only=True)
+    try:
+        last = con.sql("SELECT max(generation) FROM pipeline_run WHERE status = 'published'").fetchone()[0]
+    finally:
+        con.close()
+    return (last or 0) + 1
+
+
+def _after_publication(inbox: str, warehouse: str, output: str, *, log_level: str, quiet: bool) -> None:
+    """Once a generation is published: re-apply the dashboard's triage journal (decisions applied to
+    the previous file while the run was going), then build and deliver manufacturer alerts from it."""
+    import dagster as dg
+
+    from assets.alerting import manufacturer_alerts
+    from assets.definitions import ALL_ASSETS
+    from assets.resources import default_resources
+    from dashboard.store import apply_pending_to_warehouse
+
+    try:
+        apply_pending_to_warehouse(warehouse)
+    except Exception as exc:  # the journal keeps them: the dashboard's applier or the next run applies them
+        print(f"pvtrace: triage decisions not re-applied now ({type(exc).__name__}); they stay in the journal")
+    result = dg.materialize(
+        [*ALL_ASSETS],
+        selection=dg.AssetSelection.assets(manufacturer_alerts),
         resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
         instance=_instance(),
         raise_on_error=False,
-        # Dagster's step events are DEBUG; INFO keeps what the assets themselves report
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     if not quiet:
-        for ev in result.get_asset_materialization_events():
-            mat = ev.event_specific_data.materialization
-            counts = ", ".join(
-                f"{k} {v.value:,}"
-                for k, v in mat.metadata.items()
-                if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
-            )
-            print(f"  asset {mat.asset_key.to_user_string():<28} {counts}")
-        for ev in result.get_asset_check_evaluations():
-            status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
-            print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} {status}")
-    if not result.success:
-        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        raise SystemExit(f"pvtrace: the run failed at {failed}; see the log above")
-    run_reports(inbox, warehouse, output, report_months(warehouse, reports), quiet=quiet, log_level=log_level)
-    return result
+        _print_result(result)
+    if not result.success:  # the generation stands; undelivered alerts stay pending in the outbox
+        print(
+            f"pvtrace: alerting failed at {_failed_steps(result)}; the generation is published, pending alert "
+            "deliveries are retried on the next run",
+            file=sys.stderr,
+        )
+
+
+def _print_result(result) -> None:
+    for ev in result.get_asset_materialization_events():
+        mat = ev.event_specific_data.materialization
+        counts = ", ".join(
+            f"{k} {v.value:,}"
+            for k, v in mat.metadata.items()
+            if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
+        )
+        print(f"  asset {mat.asset_key.to_user_string():<28} {counts}")
+    for ev in result.get_asset_check_evaluations():
+        status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
+        print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} {status}")
 
 
 def _summary(warehouse: str, output: str) -> None:
@@ -360,6 +590,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
         p.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
         p.add_argument(
+            "--clock",
+            default=None,
+            help="the run's clock (ISO date or timestamp; default PVTRACE_CLOCK, else now): nothing after it loads",
+        )
+        p.add_argument(
             "--reports",
             choices=["latest", "all", "none"],
             default="latest",
@@ -502,7 +737,11 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ.setdefault(ENV, str(DEMO_SENDER))
     t0 = time.perf_counter()
-    run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports)
+    try:
+        run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports, clock=args.clock)
+    except ValueError as exc:  # a bad --clock / PVTRACE_CLOCK / PVTRACE_PLAUSIBILITY_OFF
+        print(f"pvtrace: {exc}", file=sys.stderr)
+        return 2
     print(f"pipeline finished in {time.perf_counter() - t0:.1f} s")
     _summary(args.warehouse, args.output)
     if args.command == "demo":

@@ -45,6 +45,7 @@ from reports.expedited import expedited_clock, write_clock_csv
 from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS, Jurisdiction
 from reports.periodic_report import ReportInputs, write_periodic_report
 from signals.scoring import score_pairs
+from warehouse.inputs.inbox import run_clock
 from warehouse.queries import report_queries as rq
 from warehouse.queries.read_model import data_lock_point
 
@@ -216,7 +217,7 @@ def _e2b_asset(code: str):
         status_path = folder / f"{stem}.status.json"
         sender = load_sender()  # SenderConfigError (the step fails, saying what to configure) when not set
         # N.1.5 / N.2.r.4 / C.1.2 are the run's clock, never after it (a gateway rejects future times)
-        created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        created = run_clock().astimezone(dt.UTC).replace(microsecond=0)
         with warehouse.connect(read_only=True) as con:
             dlp = period_lock_point(con, end)
             # no MedDRA terminology is loaded yet (issue 17): the status says the file is not gateway-ready

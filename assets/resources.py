@@ -22,9 +22,14 @@ DEFAULT_WAREHOUSE = "output/pvtrace.duckdb"
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file. DuckDB allows one writing process: the job runs in process."""
+    """The DuckDB warehouse file. DuckDB allows one writing process: the job runs in process.
+
+    ``published``: when ``path`` is a working copy that a run publishes over another file
+    (assets/cli.py run_pipeline), that file; the files beside the warehouse (the pseudonym salt)
+    are the published warehouse's, so keys stay the same across generations."""
 
     path: str
+    published: str = ""
 
     @contextmanager
     def connect(self, read_only: bool = False):
@@ -50,7 +55,7 @@ class WarehouseResource(dg.ConfigurableResource):
             con.execute("COMMIT")
 
     def pseudonym_salt(self) -> str:
-        return load_salt(self.path)
+        return load_salt(self.published or self.path)
 
 
 class InboxResource(dg.ConfigurableResource):
@@ -70,10 +75,12 @@ class OutputResource(dg.ConfigurableResource):
 
 
 def default_resources(
-    inbox: str | None = None, warehouse: str | None = None, output: str | None = None
+    inbox: str | None = None, warehouse: str | None = None, output: str | None = None, published: str = ""
 ) -> dict[str, dg.ConfigurableResource]:
     return {
-        "warehouse": WarehouseResource(path=warehouse or os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE)),
+        "warehouse": WarehouseResource(
+            path=warehouse or os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE), published=published
+        ),
         "inbox": InboxResource(path=inbox or os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX)),
         "output": OutputResource(path=output or os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT)),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: load_manifest, pipeline_run, quarantine.line, e2b_ack, case_drug.lot_expiry, case_report.region
 
 # Natural keys of the large fact tables. They are not declared as PRIMARY KEYs: DuckDB keeps an
 # index per key, and replacing a table's rows through that index costs ~100 s per 2M rows
@@ -486,6 +486,36 @@ _DDL = [
     # the state/province a report came from (VAERS STATE), which duplicate suggestions must not cross
     "ALTER TABLE case_drug ADD COLUMN IF NOT EXISTS lot_expiry VARCHAR",
     "ALTER TABLE case_report ADD COLUMN IF NOT EXISTS region VARCHAR",
+    # ---- issue 12: row accounting (load manifest), quarantine line numbers, run generations ----------------------
+    """
+    CREATE TABLE IF NOT EXISTS load_manifest (
+        kind VARCHAR NOT NULL,
+        file VARCHAR NOT NULL,
+        sha256 VARCHAR,
+        format VARCHAR NOT NULL,
+        n_bytes BIGINT,
+        rows_read BIGINT NOT NULL,
+        rows_loaded BIGINT NOT NULL,
+        rows_quarantined BIGINT NOT NULL,
+        rows_fallback_decoded BIGINT NOT NULL DEFAULT 0,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        run_id VARCHAR,
+        loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS line BIGINT",
+    """
+    CREATE TABLE IF NOT EXISTS pipeline_run (
+        run_id VARCHAR NOT NULL,
+        generation INTEGER,
+        inbox VARCHAR,
+        inbox_sha256 VARCHAR,
+        clock TIMESTAMPTZ,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        status VARCHAR NOT NULL,
+        failed_steps VARCHAR
+    )""",
 ]
 
 

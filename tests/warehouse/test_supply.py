@@ -285,7 +285,7 @@ def test_a_broken_copy_of_a_real_example_is_quarantined_with_the_validators_reas
     by_file = {Path(f).name: (k, r, d) for f, k, r, d in q.iter_rows()}
     assert by_file["epcis_broken_doc.jsonld"][1:] == (
         "schema_invalid",
-        "document not loaded (0 events): $.epcisBody.eventList: {'not': 'a list'} is not of type 'array'",
+        "whole file: document not loaded (0 events): $.epcisBody.eventList: {'not': 'a list'} is not of type 'array'",
     )
     key, reason, detail = by_file["epcis_broken_event.jsonld"]
     assert reason == "schema_invalid" and key == doc["epcisBody"]["eventList"][1]["eventID"]
