@@ -40,7 +40,7 @@ from warehouse.queries.alert_evidence import (
     batch_excursions,
     batch_pharmacies,
 )
-from warehouse.queries.evidence import data_lock_point
+from warehouse.queries.read_model import data_lock_point
 
 _cache: dict[tuple, dict] = {}
 _cache_lock = threading.Lock()

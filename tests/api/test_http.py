@@ -17,7 +17,7 @@ import pytest
 
 from tests.api import world
 from tests.api.conftest import auth
-from warehouse.inputs.platform.epcis_schema import DEFAULT_SCHEMA
+from tests.shared_data import EPCIS_SCHEMA
 from warehouse.stores.api_clients import add_client, audit_rows, hash_key, list_clients, revoke_client, store_path
 
 
@@ -244,7 +244,7 @@ def test_batch_events_unknown_batch_is_404(api, keys):
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not DEFAULT_SCHEMA.exists(), reason="GS1 EPCIS schema (../shared/data/epcis) not present")
+@pytest.mark.skipif(not EPCIS_SCHEMA.exists(), reason="GS1 EPCIS schema (../shared/data/epcis) not present")
 @pytest.mark.parametrize("batch", ["B-CN1", "B-EU1", "B-EU5", "B-JP1"])
 def test_batch_events_are_valid_epcis_2(api, keys, batch):
     from warehouse.inputs.platform.epcis_schema import EpcisValidator
@@ -252,7 +252,7 @@ def test_batch_events_are_valid_epcis_2(api, keys, batch):
     r = api.get(f"/v1/batches/{batch}/events", headers=auth(keys["tracer"]))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/ld+json")
     doc = r.json()
-    validator = EpcisValidator(DEFAULT_SCHEMA, fast=False)
+    validator = EpcisValidator(EPCIS_SCHEMA, fast=False)
     assert validator.issues(doc) == [], validator.issues(doc)
     events = doc["epcisBody"]["eventList"]
     if batch == "B-CN1":
