@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "sample_data": set(),
     "dashboard": {"warehouse", "signals", "reports"},
     "api": {"warehouse", "signals", "reports"},
-    "assets": {"warehouse", "signals", "reports", "dashboard", "sample_data"},
+    "assets": {"warehouse", "signals", "reports", "dashboard", "api", "sample_data"},
     "tests": PROJECT - {"benchmarks"},
 }
 
