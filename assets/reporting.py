@@ -37,7 +37,7 @@ from assets.ingestion import supply_events
 from assets.register import signal_register
 from assets.resources import InboxResource, OutputResource, WarehouseResource
 from reports import ermr
-from reports.e2b.sender import Sender, load_sender
+from reports.e2b.sender import Sender, SenderConfigError, load_sender
 from reports.e2b.terminology import MeddraCoding
 from reports.e2b.validation import default_schema_path
 from reports.e2b.writer import IcsrBatch, build_batch, write_validated
@@ -168,7 +168,11 @@ def _report_asset(code: str):
         inputs.files["clock"] = clock_path.name
         e2b_status = output.folder("e2b") / f"e2b_icsr_{code}_{start:%Y-%m}.status.json"
         if e2b_status.exists():
-            inputs.e2b = json.loads(e2b_status.read_text())
+            status = json.loads(e2b_status.read_text())
+            if status.get("status") == "not_exported":
+                inputs.e2b_not_exported = status["reason"]
+            else:
+                inputs.e2b = status
         paths = write_periodic_report(inputs, reports)
         context.log.info(f"{code}: {inputs.stem} with {signals.height} signals, {clock.height} cases on the clock")
         return dg.MaterializeResult(
@@ -215,7 +219,27 @@ def _e2b_asset(code: str):
         folder = output.folder("e2b")
         stem = f"e2b_icsr_{code}_{start:%Y-%m}"
         status_path = folder / f"{stem}.status.json"
-        sender = load_sender()  # SenderConfigError (the step fails, saying what to configure) when not set
+        try:
+            sender = load_sender()
+        except SenderConfigError as exc:
+            # PV Trace never invents a sender: without one no E2B file is written (the rest of the run goes on),
+            # the status file and a failed (warning) check say what to configure
+            (folder / f"{stem}.xml").unlink(missing_ok=True)
+            status_path.write_text(
+                json.dumps({"status": "not_exported", "reason": str(exc)}, indent=1, sort_keys=True), encoding="utf-8"
+            )
+            context.log.warning(f"{stem}: no E2B file written: {exc}")
+            return dg.MaterializeResult(
+                metadata={"icsrs": 0, "status": "not exported: no E2B sender configured"},
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="ich_schema_valid",
+                        passed=False,
+                        severity=dg.AssetCheckSeverity.WARN,
+                        description=f"no file written: {exc}",
+                    )
+                ],
+            )
         # N.1.5 / N.2.r.4 / C.1.2 are the run's clock, never after it (a gateway rejects future times)
         created = run_clock().astimezone(dt.UTC).replace(microsecond=0)
         with warehouse.connect(read_only=True) as con:

@@ -122,6 +122,7 @@ class ReportInputs:
     clock: pl.DataFrame
     lineage: pl.DataFrame
     e2b: dict = field(default_factory=dict)  # {"file", "status", "cases", "errors"}
+    e2b_not_exported: str | None = None  # why no E2B file was written (e.g. no sender configured)
     files: dict = field(default_factory=dict)  # other outputs of the period (clock CSV, eRMR folder)
     # signal ids that get a full page (chart, tables, batch annex); the others a table row. None: the default
     # rule, full_page_ids() (product and batch level). A priority ranking passes its own selection here.
