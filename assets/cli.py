@@ -11,6 +11,11 @@ pvtrace evaluate --study [--replicates 200] [--seed 14] [--output output]
                                                          load public adverse-event files
 pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
                                                          the analysts' signal review web app
+pvtrace meddra load DIR --warehouse FILE [--version V --language L]
+                                                         load a MedDRA ASCII release (any version/language)
+pvtrace meddra code --warehouse FILE [--language zh|en|ja] [--version V] [--json] TERM...
+                                                         code verbatim reaction text to LLT/PT
+pvtrace meddra synthetic --out DIR                       write the SYNTHETIC terminology (MedDRA file format)
 pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer
                                                          create a dashboard account (password from
                                                          PVTRACE_DASHBOARD_PASSWORD or a prompt)
@@ -204,6 +209,63 @@ def _dashboard_user(args) -> int:
     return 0
 
 
+def _meddra(args) -> int:
+    """``pvtrace meddra load|code|synthetic`` (issue 17)."""
+    import json
+
+    if args.meddra_command == "synthetic":
+        from sample_data.terminology import write_terminology
+
+        for folder in write_terminology(Path(args.out)):
+            print(f"synthetic terminology (MedDRA file format, invented content): {folder.resolve()}")
+        return 0
+    from warehouse.schema import connect
+    from warehouse.terminology.coder import Coder, save_coding
+    from warehouse.terminology.meddra import MeddraLoadError, load_release
+
+    if args.meddra_command == "load":
+        con = connect(args.warehouse)
+        try:
+            counts = load_release(con, args.dir, version=args.version, language=args.language)
+        except MeddraLoadError as exc:
+            print(f"pvtrace meddra load: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            con.close()
+        files = counts["files"]
+        print(
+            f"MedDRA {counts['meddra_version']} ({counts['language']}): "
+            + ", ".join(f"{f.removesuffix('.asc')} {c['loaded']:,}" for f, c in files.items())
+            + f"; {sum(c['quarantined'] for c in files.values()):,} rows quarantined -> {Path(args.warehouse).resolve()}"
+        )
+        return 0
+    if not Path(args.warehouse).is_file():
+        print(
+            f"pvtrace meddra code: no warehouse at {args.warehouse!r} (pvtrace meddra load DIR first)", file=sys.stderr
+        )
+        return 2
+    con = connect(args.warehouse)
+    try:
+        coder = Coder(con, args.version, args.language)
+        if args.save:
+            save_coding(con, coder, args.terms)
+    except ValueError as exc:
+        print(f"pvtrace meddra code: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        con.close()
+    for term in args.terms:
+        obj = coder.code_json(term)
+        if args.json:
+            print(json.dumps(obj, ensure_ascii=False))
+        else:
+            for p in obj["parts"]:
+                code = f"{p['pt_code']} {p['pt_name']} (LLT {p['llt_code']} {p['llt_name']})" if p["pt_code"] else "-"
+                flag = "  [review]" if p["needs_review"] else ""
+                print(f"{term!r}: {code}  {p['method']} {p['confidence']:.2f}{flag}")
+    return 0
+
+
 def _demo_analyst(warehouse: str) -> None:
     """A demo analyst with a fresh random password, printed once (only the argon2 hash is stored)."""
     import secrets
@@ -264,6 +326,23 @@ def main(argv: list[str] | None = None) -> int:
     du_add.add_argument("--username", required=True)
     du_add.add_argument("--role", required=True, choices=["analyst", "viewer"])
 
+    md = sub.add_parser("meddra", help="load a MedDRA release, code verbatim reaction text")
+    md_sub = md.add_subparsers(dest="meddra_command", required=True)
+    md_load = md_sub.add_parser("load", help="load MedDRA's $-delimited ASCII files (llt.asc, pt.asc, ... mdhier.asc)")
+    md_load.add_argument("dir")
+    md_load.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    md_load.add_argument("--version", help="MedDRA version (default: from meddra_release.asc)")
+    md_load.add_argument("--language", help="language code, e.g. en, zh, ja (default: from meddra_release.asc)")
+    md_code = md_sub.add_parser("code", help="code verbatim text to LLT -> PT (one JSON object per term with --json)")
+    md_code.add_argument("terms", nargs="+", metavar="TERM")
+    md_code.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    md_code.add_argument("--language", help="one loaded language (default: every language of the version)")
+    md_code.add_argument("--version", help="MedDRA version (default: the last loaded)")
+    md_code.add_argument("--json", action="store_true")
+    md_code.add_argument("--save", action="store_true", help="store the codings (meddra_coding; review queue)")
+    md_syn = md_sub.add_parser("synthetic", help="write the synthetic terminology in MedDRA's file format")
+    md_syn.add_argument("--out", required=True)
+
     ev = sub.add_parser(
         "evaluate", help="detection delay, sensitivity and false alerts on a synthetic world's ground truth"
     )
@@ -297,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "ingest":
         return _ingest(args)
+    if args.command == "meddra":
+        return _meddra(args)
     if args.command == "dashboard":
         from dashboard.app import serve
 
