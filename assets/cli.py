@@ -11,6 +11,9 @@ pvtrace evaluate --study [--replicates 200] [--seed 14] [--output output]
                                                          load public adverse-event files
 pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
                                                          the analysts' signal review web app
+pvtrace detect --warehouse FILE [--output DIR] [--reports latest|all|none]
+                                                         scores, register, alerts and reports on whatever the
+                                                         warehouse holds (after `pvtrace ingest`; no inbox)
 pvtrace meddra load DIR --warehouse FILE [--version V --language L]
                                                          load a MedDRA ASCII release (any version/language)
 pvtrace meddra code --warehouse FILE [--language zh|en|ja] [--version V] [--json] TERM...
@@ -138,6 +141,34 @@ def run_pipeline(
         raise SystemExit(f"pvtrace: the run failed at {failed}; see the log above")
     run_reports(inbox, warehouse, output, report_months(warehouse, reports), quiet=quiet, log_level=log_level)
     return result
+
+
+def run_detect(warehouse: str, output: str, *, reports: str = "latest", log_level: str = "WARNING") -> None:
+    """Every asset that does not read the platform inbox (links, scores, the register, alerts, traceability),
+    then the monthly reports: detection on a warehouse filled by ``pvtrace ingest`` alone (issue 17)."""
+    import dagster as dg
+
+    from assets.definitions import ALL_ASSETS, ALL_CHECKS
+    from assets.resources import default_resources
+
+    if not Path(warehouse).is_file():
+        raise SystemExit(f"pvtrace detect: no warehouse at {warehouse!r} (load one with `pvtrace ingest` first)")
+    keys = [k for a in ALL_ASSETS if "inbox" not in a.required_resource_keys for k in a.keys]
+    here = os.getcwd()  # input lineage in the reports is shown relative to where the command runs
+    result = dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        selection=dg.AssetSelection.assets(*keys),
+        resources=default_resources(inbox=here, warehouse=warehouse, output=output),
+        instance=_instance(),
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    for ev in result.get_asset_materialization_events():
+        print(f"  asset {ev.event_specific_data.materialization.asset_key.to_user_string()}")
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        raise SystemExit(f"pvtrace detect: failed at {failed}; see the log above")
+    run_reports(here, warehouse, output, report_months(warehouse, reports), log_level=log_level)
 
 
 def _summary(warehouse: str, output: str) -> None:
@@ -326,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     du_add.add_argument("--username", required=True)
     du_add.add_argument("--role", required=True, choices=["analyst", "viewer"])
 
+    det = sub.add_parser("detect", help="scores, register, alerts and reports on the warehouse as it is (no inbox)")
+    det.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    det.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
+    det.add_argument("--reports", choices=["latest", "all", "none"], default="latest")
+
     md = sub.add_parser("meddra", help="load a MedDRA release, code verbatim reaction text")
     md_sub = md.add_subparsers(dest="meddra_command", required=True)
     md_load = md_sub.add_parser("load", help="load MedDRA's $-delimited ASCII files (llt.asc, pt.asc, ... mdhier.asc)")
@@ -378,6 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         return _ingest(args)
     if args.command == "meddra":
         return _meddra(args)
+    if args.command == "detect":
+        t0 = time.perf_counter()
+        run_detect(args.warehouse, args.output, reports=args.reports)
+        print(f"detection finished in {time.perf_counter() - t0:.1f} s")
+        _summary(args.warehouse, args.output)
+        return 0
     if args.command == "dashboard":
         from dashboard.app import serve
 
