@@ -59,10 +59,12 @@ demo: setup system-deps
 test: setup system-deps
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
-# ruff: the rule set and the formatter are configured in pyproject.toml ([tool.ruff]).
+# ruff: the rule set and the formatter are configured in pyproject.toml ([tool.ruff]);
+# lint-imports: the import rules ([tool.importlinter]; docs/architecture.md).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -45,7 +45,7 @@ from warehouse.queries.alert_evidence import (
     batch_excursions,
     batch_pharmacies,
 )
-from warehouse.queries.evidence import data_lock_point
+from warehouse.queries.read_model import data_lock_point
 from warehouse.schema import connect
 from warehouse.stores.alert_outbox import (
     DuckDBOutbox,

@@ -1,7 +1,7 @@
 """The Dagster code location: every asset, check, job and schedule of PV Trace.
 
 All assets write to one DuckDB file, which allows a single writing process, so the jobs use
-the in-process executor (DESIGN.md §5). ``dagster dev`` loads this module (pyproject
+the in-process executor (docs/architecture.md, "Assets and jobs"). ``dagster dev`` loads this module (pyproject
 ``[tool.dagster]``).
 """
 
@@ -28,17 +28,12 @@ ALL_CHECKS = dg.load_asset_checks_from_modules(
 )
 REPORT_ASSETS = reporting.PARTITIONED_ASSETS
 
-pvtrace_job = dg.define_asset_job(
-    "pvtrace_job",
-    selection=dg.AssetSelection.assets(*ALL_ASSETS),
-    executor_def=dg.in_process_executor,
-    description="The unpartitioned graph: inbox → warehouse → scores → signal register → alerts (reports: monthly_report_job).",
-)
 daily_detection_job = dg.define_asset_job(
     "daily_detection_job",
     selection=dg.AssetSelection.assets(*ALL_ASSETS),
     executor_def=dg.in_process_executor,
-    description="Load what arrived, recompute scores and the register, send manufacturer alerts.",
+    description="The unpartitioned graph: load what arrived, recompute scores and the register, send manufacturer "
+    "alerts (reports: monthly_report_job).",
 )
 monthly_report_job = dg.define_asset_job(
     "monthly_report_job",
@@ -59,7 +54,7 @@ monthly_report_schedule = dg.build_schedule_from_partitioned_job(monthly_report_
 defs = dg.Definitions(
     assets=[*ALL_ASSETS, *REPORT_ASSETS],
     asset_checks=ALL_CHECKS,
-    jobs=[pvtrace_job, daily_detection_job, monthly_report_job, alerting.manufacturer_alerts_job],
+    jobs=[daily_detection_job, monthly_report_job, alerting.manufacturer_alerts_job],
     schedules=[daily_detection_schedule, monthly_report_schedule],
     sensors=[alerting.signal_register_sensor],
     resources=default_resources(),

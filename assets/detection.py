@@ -1,27 +1,22 @@
-"""Counts → scores → the signal register. Statistics come from ``signals``; storage from ``warehouse``."""
+"""Counts → scores: exposure, and the disproportionality battery per level. Statistics from ``signals``; I/O from ``warehouse``."""
 
 import dagster as dg
 import polars as pl
 
 from assets.ingestion import case_batch_links, deliveries, medication_logs
 from assets.resources import WarehouseResource
-from signals.disproportionality import score
-from signals.mgps import fit_prior
-from signals.multiplicity import add_fdr
-from signals.rules import apply_rules
-from warehouse.queries.counts import contingency_counts
+from signals.scoring import score_pairs
 from warehouse.queries.detection_inputs import (
     LEVELS,
     additional_monitoring,
-    report_event_rows_sql,
+    report_event_counts,
     store_prior,
     store_scores,
 )
-from warehouse.queries.evidence import data_lock_point
 from warehouse.queries.exposure import build_exposure
+from warehouse.queries.read_model import data_lock_point
 
 GROUP = "detection"
-STRATA = ["sex", "age_band", "report_year"]
 
 
 @dg.asset(
@@ -49,12 +44,10 @@ def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: Ware
     with warehouse.transaction() as con:
         dlp = data_lock_point(con)
         for level in LEVELS:
-            counts = contingency_counts(con, f"({report_event_rows_sql(level)})", strata=STRATA)
-            counts = counts.join(additional_monitoring(con, level), on="drug", how="left")
-            # DuMouchel's prior, fitted on this level's own pairs (n ≥ 1, stratified E)
-            prior = fit_prior(counts["n11"].to_numpy(), counts["e"].to_numpy(), min_count=1)
-            # one-sided Fisher mid-p and Benjamini–Hochberg q over all pairs of the level
-            scored = apply_rules(add_fdr(score(counts, prior=prior)))
+            counts = report_event_counts(con, level).join(additional_monitoring(con, level), on="drug", how="left")
+            # DuMouchel's prior fitted on this level's own pairs (n ≥ 1, stratified E); Fisher mid-p + BH q
+            result = score_pairs(counts, prior="fit", min_count=1, fdr=True)
+            scored, prior = result.scored, result.prior
             store_scores(con, level, scored, dlp)
             store_prior(con, level, prior, dlp)
             metadata[f"{level}_prior"] = dg.MetadataValue.json(

@@ -9,7 +9,7 @@ How each method's first alert date is found (no look-ahead except where stated):
 
 * disproportionality (``evans``, ``ema_sdr``, ``who_umc``, ``fda_mgps``; product level): the
   scores re-run at weekly data cut-offs (each Sunday; counts from reports received by then,
-  all cut-offs counted in one SQL statement, ``warehouse.queries.evaluation_inputs``).  The MGPS prior
+  all cut-offs counted in one SQL statement, ``warehouse.queries.detection_inputs``).  The MGPS prior
   is refitted quarterly and used for the weeks that follow (a fit takes seconds).  For a
   planted signal only a *new* alert counts: a product x PT pair on which any rule already fired
   before the signal started (e.g. injection-site reactions, a labelled ADR of an injectable, flagged
@@ -30,14 +30,12 @@ from pathlib import Path
 
 import polars as pl
 
-from assets.batch_signals import compute_heterogeneity
-from signals.disproportionality import score
-from signals.mgps import fit_prior
-from signals.rules import RULE_NAMES, apply_rules
-from warehouse.queries.batch_inputs import batch_case_rows
-from warehouse.queries.detection_inputs import additional_monitoring
-from warehouse.queries.evaluation_inputs import contingency_counts_by_cutoff
-from warehouse.queries.evidence import data_lock_point
+from signals.batch_detection import heterogeneity_by_level
+from signals.rules import RULE_NAMES
+from signals.scoring import fit_pairs_prior, score_pairs
+from warehouse.queries.batch_inputs import batch_case_rows, batch_exposure
+from warehouse.queries.detection_inputs import additional_monitoring, report_event_counts_by_cutoff
+from warehouse.queries.read_model import data_lock_point
 
 DISPROPORTIONALITY = tuple(RULE_NAMES)
 BATCH_METHODS = ("batch_exact+eb", "maxsprt", "maxsprt_group")
@@ -58,11 +56,11 @@ def disproportionality_replay(con, cutoffs: list[dt.date], prior_every_months: i
     """cutoff, product, pt, rules_fired (non-empty) at every weekly cut-off, product level.
 
     The rules read only per-pair statistics, so the cut-offs that share an MGPS prior are scored
-    in one vectorised :func:`signals.disproportionality.score` call.  The prior (DuMouchel's
+    in one :func:`signals.scoring.score_pairs` call.  The prior (DuMouchel's
     gamma mixture, a few seconds a fit) is refitted every ``prior_every_months`` months on that
     cut-off's pairs and used until the next refit, as a production system refits periodically.
     """
-    counts = contingency_counts_by_cutoff(con, "product", cutoffs)
+    counts = report_event_counts_by_cutoff(con, "product", cutoffs)
     counts = counts.join(additional_monitoring(con, "product"), on="drug", how="left")
     counts = counts.with_columns(
         _period=((pl.col("cutoff").dt.year() * 12 + pl.col("cutoff").dt.month() - 1) // prior_every_months)
@@ -70,8 +68,7 @@ def disproportionality_replay(con, cutoffs: list[dt.date], prior_every_months: i
     fired = []
     for _, part in counts.partition_by("_period", as_dict=True, maintain_order=True).items():
         first = part.filter(pl.col("cutoff") == part["cutoff"].min())
-        prior = fit_prior(first["n11"].to_numpy(), first["e"].to_numpy(), min_count=1)
-        scored = apply_rules(score(part.drop("_period"), prior=prior))
+        scored = score_pairs(part.drop("_period"), prior=fit_pairs_prior(first, min_count=1)).scored
         fired.append(
             scored.filter(pl.col("rules_fired").list.len() > 0).select(
                 "cutoff", pl.col("drug").alias("product"), pl.col("event").alias("pt"), "rules_fired"
@@ -91,7 +88,8 @@ def heterogeneity_replay(con, cutoffs: list[dt.date]) -> pl.DataFrame:
     cases = batch_case_rows(con)
     out = []
     for cutoff in cutoffs:
-        for level, (scored, _) in compute_heterogeneity(con, up_to=cutoff, cases=cases, with_funnel=False).items():
+        seen = cases.filter(pl.col("received_on") <= cutoff)
+        for level, (scored, _) in heterogeneity_by_level(seen, batch_exposure(con, cutoff), with_funnel=False).items():
             if scored.height and "flagged" in scored.columns:
                 out.append(
                     scored.filter("flagged").select(
@@ -112,43 +110,32 @@ def _first(dates) -> dt.date | None:
     return min(dates) if dates else None
 
 
-def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str, pl.DataFrame]:
-    """The evaluation tables: ``detection`` (per planted signal x method), ``sensitivity`` (per
-    method) and ``false_alerts`` (alerts on clean batches and negative controls)."""
-    dlp = data_lock_point(con)
-    start = dt.date.fromisoformat(
-        truth.get("world_start", str(con.sql("SELECT min(received_on) FROM latest_case").fetchone()[0]))
-    )
-    cutoffs = cutoffs or weekly_cutoffs(start, dlp)
-    disp = disproportionality_replay(con, cutoffs)
-    het = heterogeneity_replay(con, cutoffs)
-    seq = con.sql(
-        "SELECT product_id AS product, batch_id AS batch, pt, crossed_on, crossed_on_group "
-        "FROM sequential_monitoring WHERE signalled OR signalled_group"
-    ).pl()
-    soc_of = dict(con.sql("SELECT pt, any_value(soc) FROM case_reaction GROUP BY pt").fetchall())
+def _disp_first(disp: pl.DataFrame, product, pts, rule=None, since=None) -> dt.date | None:
+    """First cut-off at which ``rule`` (any rule if None) fires for product x one of ``pts``.
+    With ``since``: only a *new* alert counts — a PT whose pair already fired before
+    ``since`` (e.g. a labelled ADR flagged before the defective batch existed) carries no
+    news about the planted signal and is skipped, whichever rule fires on it later (the
+    register keys a signal by product x PT, so a rule joining an existing signal adds a
+    method, not a new signal)."""
+    f = disp.filter((pl.col("product") == product) & pl.col("pt").is_in(pts))
+    if since is not None:  # a pair in the register before the start (any rule) is not news
+        old = set(f.filter(pl.col("cutoff") < since)["pt"].to_list())
+        f = f.filter(~pl.col("pt").is_in(sorted(old)))
+    if rule:
+        f = f.filter(pl.col("rules_fired").list.contains(rule))
+    return _first(f["cutoff"].to_list())
 
-    def disp_first(product, pts, rule=None, since=None):
-        """First cut-off at which ``rule`` (any rule if None) fires for product x one of ``pts``.
-        With ``since``: only a *new* alert counts — a PT whose pair already fired before
-        ``since`` (e.g. a labelled ADR flagged before the defective batch existed) carries no
-        news about the planted signal and is skipped, whichever rule fires on it later (the
-        register keys a signal by product x PT, so a rule joining an existing signal adds a
-        method, not a new signal)."""
-        f = disp.filter((pl.col("product") == product) & pl.col("pt").is_in(pts))
-        if since is not None:  # a pair in the register before the start (any rule) is not news
-            old = set(f.filter(pl.col("cutoff") < since)["pt"].to_list())
-            f = f.filter(~pl.col("pt").is_in(sorted(old)))
-        if rule:
-            f = f.filter(pl.col("rules_fired").list.contains(rule))
-        return _first(f["cutoff"].to_list())
 
+def _detection_table(
+    truth: dict, disp: pl.DataFrame, het: pl.DataFrame, seq: pl.DataFrame, soc_of: dict
+) -> pl.DataFrame:
+    """Per planted signal x method: the first alert and the delay from the signal's start."""
     rows = []
     for s in truth["signals"]:
         pts = s.get("pts") or [s["pt"]]
         begins = dt.date.fromisoformat(s["starts_on"][:10])
         batch = s.get("batch_id")
-        found = {r: disp_first(s["product_id"], pts, r, since=begins) for r in DISPROPORTIONALITY}
+        found = {r: _disp_first(disp, s["product_id"], pts, r, since=begins) for r in DISPROPORTIONALITY}
         found["any disproportionality"] = _first(found.values())
         if batch:
             socs = {soc_of.get(p) for p in pts} - {None}
@@ -176,7 +163,7 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
                     "delay_days": (when - begins).days if when else None,
                 }
             )
-    detection = pl.DataFrame(
+    return pl.DataFrame(
         rows,
         schema={
             "signal": pl.String,
@@ -189,19 +176,11 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             "delay_days": pl.Int64,
         },
     )
-    sensitivity = (
-        detection.group_by("method", maintain_order=True)
-        .agg(
-            planted=pl.len(),
-            detected=pl.col("first_alert").is_not_null().sum(),
-            median_delay_days=pl.col("delay_days").median(),
-        )
-        .with_columns(sensitivity=pl.col("detected") / pl.col("planted"))
-    )
 
-    # alerts on clean batches (any batch method, at any cut-off) and on negative controls
-    planted_batches = {s["batch_id"] for s in truth["signals"] if s.get("batch_id")}
-    batch_alerts = pl.concat(
+
+def _batch_alerts(het: pl.DataFrame, seq: pl.DataFrame) -> pl.DataFrame:
+    """Every batch-level alert (heterogeneity at any cut-off, MaxSPRT crossings) with its first date."""
+    return pl.concat(
         [
             het.group_by("product", "event", "batch", "level")
             .agg(pl.col("cutoff").min().alias("first_alert"))
@@ -224,6 +203,11 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             ),
         ]
     )
+
+
+def _false_alerts(truth: dict, disp: pl.DataFrame, batch_alerts: pl.DataFrame, soc_of: dict) -> pl.DataFrame:
+    """Alerts on clean batches, on planted batches for other events, and on negative controls."""
+    planted_batches = {s["batch_id"] for s in truth["signals"] if s.get("batch_id")}
     false_rows = [
         {"kind": "clean batch", **r} for r in batch_alerts.filter(~pl.col("batch").is_in(planted_batches)).to_dicts()
     ]
@@ -237,7 +221,7 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
         if (r["batch"], r["pt"]) not in planted_pairs and (r["batch"], r["pt"]) not in planted_socs
     ]
     for c in truth.get("negative_controls", []):
-        when = disp_first(c["product_id"], [c["pt"]])
+        when = _disp_first(disp, c["product_id"], [c["pt"]])
         if when:
             rules = sorted(
                 {
@@ -260,7 +244,7 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             )
         nb = batch_alerts.filter((pl.col("product") == c["product_id"]) & (pl.col("pt") == c["pt"]))
         false_rows += [{"kind": "negative control (batch)", **r} for r in nb.to_dicts()]
-    false_alerts = pl.DataFrame(
+    return pl.DataFrame(
         false_rows,
         schema={
             "kind": pl.String,
@@ -271,7 +255,10 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             "first_alert": pl.Date,
         },
     )
-    summary = pl.DataFrame(
+
+
+def _summary(con, dlp, cutoffs: list[dt.date], truth: dict, false_alerts: pl.DataFrame) -> pl.DataFrame:
+    return pl.DataFrame(
         {
             "measure": [
                 "data lock point",
@@ -296,6 +283,36 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
             ],
         }
     )
+
+
+def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str, pl.DataFrame]:
+    """The evaluation tables: ``detection`` (per planted signal x method), ``sensitivity`` (per
+    method), ``false_alerts`` (alerts on clean batches and negative controls) and ``summary``."""
+    dlp = data_lock_point(con)
+    start = dt.date.fromisoformat(
+        truth.get("world_start", str(con.sql("SELECT min(received_on) FROM latest_case").fetchone()[0]))
+    )
+    cutoffs = cutoffs or weekly_cutoffs(start, dlp)
+    disp = disproportionality_replay(con, cutoffs)
+    het = heterogeneity_replay(con, cutoffs)
+    seq = con.sql(
+        "SELECT product_id AS product, batch_id AS batch, pt, crossed_on, crossed_on_group "
+        "FROM sequential_monitoring WHERE signalled OR signalled_group"
+    ).pl()
+    soc_of = dict(con.sql("SELECT pt, any_value(soc) FROM case_reaction GROUP BY pt").fetchall())
+    detection = _detection_table(truth, disp, het, seq, soc_of)
+    sensitivity = (
+        detection.group_by("method", maintain_order=True)
+        .agg(
+            planted=pl.len(),
+            detected=pl.col("first_alert").is_not_null().sum(),
+            median_delay_days=pl.col("delay_days").median(),
+        )
+        .with_columns(sensitivity=pl.col("detected") / pl.col("planted"))
+    )
+
+    false_alerts = _false_alerts(truth, disp, _batch_alerts(het, seq), soc_of)
+    summary = _summary(con, dlp, cutoffs, truth, false_alerts)
     return {"detection": detection, "sensitivity": sensitivity, "false_alerts": false_alerts, "summary": summary}
 
 

@@ -3,17 +3,17 @@
 import dagster as dg
 import polars as pl
 
-from assets.batch_signals import batch_detections, batch_heterogeneity_scores, sequential_monitoring
+from assets.batch_signals import batch_heterogeneity_scores, sequential_monitoring
 from assets.detection import disproportionality_scores
 from assets.resources import WarehouseResource
-from warehouse.queries.evidence import data_lock_point
+from signals.batch_detection import batch_detections
+from signals.scoring import round_figures_expr
+from warehouse.queries.batch_inputs import crossed_streams, flagged_heterogeneity
+from warehouse.queries.read_model import data_lock_point
 from warehouse.stores.signal_register import update_register
 
 GROUP = "detection"
-# Statistics quoted with each signal in the register (and so in reports and alerts), to
-# FIGURE_SIG_DIGITS significant digits: DuckDB's parallel float sums are not bit-reproducible,
-# and a last-bit change must not make an unchanged signal look changed (new alert hash).
-FIGURE_SIG_DIGITS = 6
+# statistics quoted with each product/ingredient signal (rounded by the one register rule, signals.scoring)
 FIGURES = [
     "n11",
     "e",
@@ -51,14 +51,11 @@ def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             pl.col("event").alias("pt"),
             pl.lit(None, dtype=pl.String).alias("batch_id"),
             pl.col("rules_fired").alias("methods"),
-            pl.struct(
-                pl.col(c).round_sig_figs(FIGURE_SIG_DIGITS) if scores.schema[c].is_float() else pl.col(c)
-                for c in FIGURES
-            )
+            pl.struct(round_figures_expr(c) if scores.schema[c].is_float() else pl.col(c) for c in FIGURES)
             .struct.json_encode()
             .alias("figures"),
         )
-        batch = batch_detections(con, dlp)
+        batch = batch_detections(flagged_heterogeneity(con), crossed_streams(con), dlp)
         detections = pl.concat(
             [
                 detections.with_columns(pl.lit(None, dtype=pl.Date).alias("detected_on")),

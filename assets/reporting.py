@@ -16,7 +16,7 @@ And once per month, ``ermr_export``: an eRMR-style CSV per active substance unde
 Only these assets are partitioned; the rest of the graph is not. ``dg.materialize`` (and
 ``dagster asset materialize --select '*'``) refuses a mix without a partition key, so the
 ``pvtrace`` CLI materialises the unpartitioned graph first, then these assets for each month the
-data covers (DESIGN.md §5). The monthly schedule builds the month just ended.
+data covers (docs/architecture.md, "Assets and jobs"). The monthly schedule builds the month just ended.
 """
 
 import datetime as dt
@@ -40,9 +40,9 @@ from reports.e2b.writer import IcsrBatch, build_batch, write_validated
 from reports.expedited import expedited_clock, write_clock_csv
 from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS, Jurisdiction
 from reports.periodic_report import ReportInputs, write_periodic_report
-from signals.disproportionality import score
-from signals.rules import RuleThresholds, apply_rules
+from signals.scoring import score_pairs
 from warehouse.queries import report_queries as rq
+from warehouse.queries.read_model import data_lock_point
 
 GROUP = "reporting"
 # the first month a report can be asked for; the demo world's cases start in January 2024
@@ -97,9 +97,9 @@ def _relative_lineage(lineage: pl.DataFrame, inbox: Path) -> pl.DataFrame:
     ).sort("kind", "path")
 
 
-def data_lock_point(con, end: dt.date) -> dt.date:
+def period_lock_point(con, end: dt.date) -> dt.date:
     """The period end; a period the data does not reach yet locks at the last case received."""
-    last = con.sql("SELECT max(received_on) FROM latest_case").fetchone()[0]
+    last = data_lock_point(con)
     return min(end, last) if last else end
 
 
@@ -129,7 +129,7 @@ def _report_asset(code: str):
         start, end = period_of(context)
         reports = output.folder("reports")
         with warehouse.connect(read_only=True) as con:
-            dlp = data_lock_point(con, end)
+            dlp = period_lock_point(con, end)
             signals = rq.period_signals(con, j.market_region, start, dlp)
             ids = signals["signal_id"].to_list()
             clock = expedited_clock(rq.expedited_cases(con, j.market_region, start, dlp), j, dlp)
@@ -199,7 +199,7 @@ def _e2b_asset(code: str):
         stem = f"e2b_icsr_{code}_{start:%Y-%m}"
         status_path = folder / f"{stem}.status.json"
         with warehouse.connect(read_only=True) as con:
-            dlp = data_lock_point(con, end)
+            dlp = period_lock_point(con, end)
             # N.1.5 / C.1.2 are creation times: the end of the DLP day, so the same data gives the same file
             created = dt.datetime.combine(dlp, dt.time(23, 59, 59), tzinfo=dt.UTC)
             batch = e2b_batch_for(con, j, start, dlp, run_created=created)
@@ -267,13 +267,13 @@ def ermr_export(
 ) -> dg.MaterializeResult:
     start, end = period_of(context)
     with warehouse.connect(read_only=True) as con:
-        dlp = data_lock_point(con, end)
+        dlp = period_lock_point(con, end)
         counts = rq.substance_event_counts(con, start, dlp)
     if counts.is_empty():
         return dg.MaterializeResult(metadata={"substances": 0})
     # ROR at the DLP from the cumulative 2x2 table (n11 = total count of the pair), EMA's SDR rule on it
     pairs = counts.rename({"ingredient": "drug", "pt": "event"}).with_columns(n11=pl.col("total_count"))
-    scored = apply_rules(score(pairs), rules=["ema_sdr"], thresholds=RuleThresholds())
+    scored = score_pairs(pairs, prior=None, rules=["ema_sdr"]).scored
     paths = ermr.write_ermr(
         scored.rename({"drug": "ingredient", "event": "pt"}),
         output.folder("ermr", f"{start:%Y-%m}"),

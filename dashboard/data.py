@@ -9,9 +9,11 @@ and the copy opens and has a ``signal`` table; otherwise the last good snapshot 
 served, with a banner saying the pipeline is writing. Refreshing waits until the warehouse has
 been quiet for ``quiet_s`` seconds, so a run in progress is not copied between every asset.
 
-Evidence for every signal is computed once per snapshot (a second or so at scale 1) with the
-read queries of :mod:`warehouse.queries.evidence`, plus what the dashboard alone needs: SOC per PT,
-cases behind ingredient-level signals, time to onset, monthly counts, funnel-plot data.
+Evidence for every signal is computed once per snapshot (a second or so at scale 1) from the
+read model (:mod:`warehouse.queries.read_model`: which cases count, a signal's cases, its batches,
+its figures — the same definitions the reports and the alerts filter), plus what the dashboard
+alone needs: SOC per PT, triage priority, funnel-plot data. A batch-level signal shows its own
+batch's cases and figures, not its product's.
 """
 
 from __future__ import annotations
@@ -29,12 +31,7 @@ import duckdb
 import polars as pl
 
 from signals.batch_heterogeneity import funnel_limits
-from warehouse.queries.evidence import (
-    COUNTED_CASE_DRUGS_SQL,
-    signal_batches,
-    signal_case_summaries,
-    signal_overview,
-)
+from warehouse.queries.read_model import AGE_BAND_SQL, install
 from warehouse.stores.signal_register import DETECTION_ACTOR
 
 # Triage order (documented in the README): status, then batch-level before product before
@@ -196,45 +193,42 @@ def _has_table(con, name: str) -> bool:
     )
 
 
-INGREDIENT_CASES_SQL = f"""
-    WITH counted AS ({COUNTED_CASE_DRUGS_SQL})
-    SELECT DISTINCT s.signal_id, k.case_id, k.received_on, r.onset_date,
-           CASE WHEN k.age_years IS NULL THEN 'unknown' WHEN k.age_years < 2 THEN '0-1' WHEN k.age_years < 12 THEN '2-11'
-                WHEN k.age_years < 18 THEN '12-17' WHEN k.age_years < 65 THEN '18-64' WHEN k.age_years < 75 THEN '65-74'
-                ELSE '75+' END AS age_band,
-           coalesce(k.sex, 'unknown') AS sex, k.serious, array_to_string(k.seriousness, ', ') AS seriousness,
-           coalesce(k.outcome, 'unknown') AS outcome, k.source, k.batch_id, k.link_method
-    FROM signal s
-    JOIN counted k ON k.ingredient = s.ingredient AND k.role IN ('suspect', 'interacting')
-    JOIN latest_case_reaction r ON r.case_id = k.case_id AND r.pt = s.pt
-    WHERE s.product_id IS NULL AND s.ingredient IS NOT NULL
+# every register row with its product, manufacturer and batch lot
+OVERVIEW_SQL = """
+    SELECT signal_id, level, product_id, product_name, ingredient, manufacturer_id, manufacturer_name, pt, batch_id,
+           methods, figures, first_detected, last_detected, status
+    FROM pv_signal ORDER BY status = 'new' DESC, first_detected DESC, signal_id
 """
 
-# time to onset: reaction onset minus the suspect drug's start (earliest pair per case and signal)
-ONSET_SQL = """
-    SELECT s.signal_id, d.case_id, min(date_diff('day', d.start_date, r.onset_date)) AS tto_days
-    FROM signal s
-    JOIN latest_case_drug d ON (d.product_id = s.product_id OR (s.product_id IS NULL AND d.ingredient = s.ingredient))
-                            AND d.role IN ('suspect', 'interacting')
-    JOIN latest_case_reaction r ON r.case_id = d.case_id AND r.pt = s.pt
-    WHERE d.start_date IS NOT NULL AND r.onset_date IS NOT NULL AND r.onset_date >= d.start_date
-    GROUP BY ALL
+# a signal's batches with the batch facts the batch table shows
+BATCHES_SQL = """
+    SELECT signal_id, batch_id, lot_number, product_id, site, manufactured_on, expiry_on, released_on, units_released,
+           recall_status, units_delivered, regions, first_delivery, last_delivery, cold_chain_excursions, max_temp_c,
+           linked_cases, cases_by_method, cases_per_10k_packs
+    FROM pv_signal_batch(NULL) ORDER BY signal_id, linked_cases DESC, batch_id
+"""
+
+# a signal's cases, de-identified (age band, no patient key, no narrative), with the time to onset per case
+CASES_SQL = f"""
+    WITH tto AS (SELECT signal_id, case_id, min(tto_days) AS tto_days FROM pv_signal_case(NULL) GROUP BY ALL)
+    SELECT k.*, tto.tto_days FROM (
+        SELECT DISTINCT signal_id, case_id, received_on, onset_date, {AGE_BAND_SQL} AS age_band,
+               coalesce(sex, 'unknown') AS sex, serious, array_to_string(seriousness, ', ') AS seriousness,
+               coalesce(outcome, 'unknown') AS outcome, source, batch_id, link_method
+        FROM pv_signal_case(NULL)) k
+    JOIN tto USING (signal_id, case_id)
+    ORDER BY signal_id, received_on, case_id
 """
 
 
 def compute_evidence(con: duckdb.DuckDBPyConnection) -> Evidence:
-    overview = signal_overview(con)
-    batches = signal_batches(con)
-    cases = pl.concat([signal_case_summaries(con), con.sql(INGREDIENT_CASES_SQL).pl()], how="vertical_relaxed")
-    onset = con.sql(ONSET_SQL).pl()
-    cases = cases.join(onset, on=["signal_id", "case_id"], how="left")
+    install(con)
+    overview = con.sql(OVERVIEW_SQL).pl()
+    batches = con.sql(BATCHES_SQL).pl()
+    cases = con.sql(CASES_SQL).pl()
     history = con.sql("SELECT * FROM signal_history ORDER BY signal_id, changed_at").pl()
     soc = con.sql("SELECT pt, mode(soc) AS soc FROM latest_case_reaction WHERE soc IS NOT NULL GROUP BY pt").pl()
-    scores = con.sql(
-        """SELECT s.signal_id, d.* EXCLUDE (rules_fired) FROM signal s JOIN disproportionality_score d
-           ON d.level = (CASE WHEN s.level = 'ingredient' THEN 'ingredient' ELSE 'product' END)
-          AND d.drug = (CASE WHEN s.level = 'ingredient' THEN s.ingredient ELSE s.product_id END) AND d.event = s.pt"""
-    ).pl()
+    scores = con.sql("SELECT * FROM pv_signal_score").pl()  # none for a batch-level signal: its figures are its own
     detected = (
         history.filter(pl.col("actor") == DETECTION_ACTOR)
         .group_by("signal_id")
@@ -331,7 +325,7 @@ def funnel_data(con, batches: pl.DataFrame, signals: pl.DataFrame) -> tuple[pl.D
         "FROM batch b JOIN delivery d USING (batch_id) GROUP BY ALL HAVING sum(d.quantity) > 0"
     ).pl()
     cases = (
-        batches.join(signals.select("signal_id", "pt"), on="signal_id")
+        batches.join(signals.filter(pl.col("product_id").is_not_null()).select("signal_id", "pt"), on="signal_id")
         .group_by(pl.col("product_id").alias("product"), pl.col("pt").alias("event"), pl.col("batch_id").alias("batch"))
         .agg(pl.col("linked_cases").max().alias("cases"))
     )

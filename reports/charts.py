@@ -1,22 +1,190 @@
-"""Static SVG charts for regulator documents: altair specs rendered by vl-convert (no browser, no network).
+"""SVG charts built by hand: one chart stack for the dashboard and the regulator documents.
 
-SVG text is kept as text (not outlined paths) so the PDF's text layer holds the axis labels, and
-the labels are Latin (months, counts): titles are in the HTML, in the document's language.
-Every chart is deterministic: the data is sorted and the spec has no timestamps or random ids.
+No JavaScript, no CDN, no browser and no renderer process: every chart is SVG text written here,
+deterministic (the same data gives the same bytes), with every text escaped.
+
+* Dashboard charts (:func:`bar_chart`, :func:`histogram`, :func:`funnel_plot`) return a
+  ``markupsafe.Markup`` ``<svg role="img">`` with a ``<title>`` (read by screen readers), inlined
+  in the page and styled by its stylesheet (classes ``bar``, ``grid``, ``tick``, ``axis``, …).
+* Document charts (:func:`case_count_chart`) carry their own presentation attributes (colours,
+  font) because a report embeds them as an ``<img>`` (:func:`data_uri`): WeasyPrint then draws
+  them with its SVG renderer, and the HTML stays one self-contained file. Labels are Latin
+  (months, counts) and stay text, so the PDF's text layer holds them; titles are in the HTML, in
+  the document's language.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import re
+import math
+from datetime import date
 
-import altair as alt
 import polars as pl
-import vl_convert as vlc
+from markupsafe import Markup, escape
 
-# Latin only: labels are months and counts (titles go in the HTML, in the document's language); measuring text
-# against the CJK font family makes vl-convert twice as slow
+W, H = 560, 220
+PAD_L, PAD_R, PAD_T, PAD_B = 48, 12, 14, 34
+
+
+def _svg(title: str, body: list[str], width: int = W, height: int = H) -> Markup:
+    return Markup(
+        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>' + "".join(body) + "</svg>"
+    )
+
+
+def _empty(title: str, text: str) -> Markup:
+    return _svg(title, [f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="muted">{escape(text)}</text>'])
+
+
+def _nice_max(v: float) -> float:
+    if v <= 0:
+        return 1.0
+    mag = 10 ** math.floor(math.log10(v))
+    for m in (1, 2, 2.5, 5, 10):
+        if v <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 1:
+        return f"{v:.3g}"
+    return f"{v:.2g}"
+
+
+def _y_axis(ymax: float, to_y, ticks: int = 4) -> list[str]:
+    out = []
+    for i in range(ticks + 1):
+        v = ymax * i / ticks
+        y = to_y(v)
+        out.append(
+            f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_fmt(v)}</text>'
+        )
+    return out
+
+
+def bar_chart(labels: list[str], values: list[float], title: str, *, y_label: str = "cases") -> Markup:
+    """Vertical bars (e.g. cases per month); every ~n-th label shown so they do not overlap."""
+    if not values or max(values) <= 0:
+        return _empty(title, "no cases")
+    ymax = _nice_max(max(values))
+    pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+    bw = pw / len(values)
+
+    def to_y(v):
+        return PAD_T + ph * (1 - v / ymax)
+
+    body = _y_axis(ymax, to_y)
+    step = max(1, math.ceil(len(labels) / 10))
+    for i, (lab, v) in enumerate(zip(labels, values)):
+        x = PAD_L + i * bw
+        body.append(
+            f'<rect x="{x + 1:.1f}" y="{to_y(v):.1f}" width="{max(bw - 2, 1):.1f}" height="{ph * v / ymax:.1f}" '
+            f'class="bar"><title>{escape(lab)}: {_fmt(v)} {escape(y_label)}</title></rect>'
+        )
+        if i % step == 0:
+            body.append(
+                f'<text x="{x + bw / 2:.1f}" y="{H - PAD_B + 14}" text-anchor="middle" class="tick">{escape(lab)}</text>'
+            )
+    body.append(
+        f'<text x="12" y="{PAD_T + ph / 2}" transform="rotate(-90 12 {PAD_T + ph / 2})" text-anchor="middle" '
+        f'class="axis">{escape(y_label)}</text>'
+    )
+    return _svg(title, body)
+
+
+def monthly_counts(dates: list[date]) -> tuple[list[str], list[int]]:
+    """Cases per calendar month from the first to the last date, months with none included."""
+    ds = sorted(d for d in dates if d is not None)
+    if not ds:
+        return [], []
+    y, m = ds[0].year, ds[0].month
+    counts: dict[str, int] = {}
+    while (y, m) <= (ds[-1].year, ds[-1].month):
+        counts[f"{y}-{m:02d}"] = 0
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    for d in ds:
+        counts[f"{d.year}-{d.month:02d}"] += 1
+    return list(counts), list(counts.values())
+
+
+def histogram(values: list[float], title: str, *, unit: str = "days", bins: int = 12) -> Markup:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return _empty(title, "no case with a known time to onset")
+    hi = max(vals)
+    width = max(1, math.ceil((hi + 1) / bins))
+    n = max(1, math.ceil((hi + 1) / width))
+    counts = [0] * n
+    for v in vals:
+        counts[min(int(v // width), n - 1)] += 1
+    labels = [f"{i * width}–{(i + 1) * width - 1}" if width > 1 else f"{i}" for i in range(n)]
+    return bar_chart(labels, counts, title, y_label=f"cases (by {unit})")
+
+
+def funnel_plot(points: list[dict], grid: list[dict], title: str, *, highlight: set[str] | None = None) -> Markup:
+    """Batch reporting rate (cases per 10,000 packs) against packs delivered, with the 95% and 99.8%
+    exact Poisson limits around the product's pooled rate (Spiegelhalter 2005). Log x axis."""
+    pts = [p for p in points if p.get("exposure") and p.get("rate") is not None]
+    if not pts:
+        return _empty(title, "no batch with exposure for this product")
+    scale = 1e4
+    highlight = highlight or set()
+    xs = [p["exposure"] for p in pts] + [g["exposure"] for g in grid]
+    x0, x1 = math.log10(min(xs)), math.log10(max(xs))
+    if x1 - x0 < 1e-9:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    ys = [p["rate"] * scale for p in pts] + [g["hi95"] * scale for g in grid if g.get("hi95") is not None]
+    ymax = _nice_max(max(ys) * 1.05 if ys else 1)
+    pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+
+    def to_x(v):
+        return PAD_L + pw * (math.log10(v) - x0) / (x1 - x0)
+
+    def to_y(v):
+        return PAD_T + ph * (1 - min(v, ymax) / ymax)
+
+    body = _y_axis(ymax, to_y)
+    for e in range(math.ceil(x0), math.floor(x1) + 1):
+        x = to_x(10**e)
+        body.append(f'<text x="{x:.1f}" y="{H - PAD_B + 14}" text-anchor="middle" class="tick">{_fmt(10**e)}</text>')
+    for key, cls in (
+        ("hi998", "lim998"),
+        ("lo998", "lim998"),
+        ("hi95", "lim95"),
+        ("lo95", "lim95"),
+        ("target_rate", "target"),
+    ):
+        line = [(to_x(g["exposure"]), to_y(g[key] * scale)) for g in grid if g.get(key) is not None]
+        if len(line) > 1:
+            body.append(
+                f'<polyline class="{cls}" fill="none" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in line) + '"/>'
+            )
+    for p in pts:
+        cls = "pt-hi" if p.get("batch") in highlight else ("pt-out" if p.get("above_95") else "pt")
+        label = f"{p.get('lot') or p.get('batch')}: {p.get('cases')} cases / {p['exposure']:,.0f} packs"
+        body.append(
+            f'<circle cx="{to_x(p["exposure"]):.1f}" cy="{to_y(p["rate"] * scale):.1f}" r="4" class="{cls}">'
+            f"<title>{escape(label)}</title></circle>"
+        )
+    body.append(
+        f'<text x="{PAD_L + pw / 2}" y="{H - 4}" text-anchor="middle" class="axis">packs delivered (log scale)</text>'
+    )
+    body.append(
+        f'<text x="12" y="{PAD_T + ph / 2}" transform="rotate(-90 12 {PAD_T + ph / 2})" text-anchor="middle" '
+        f'class="axis">cases per 10,000 packs</text>'
+    )
+    return _svg(title, body)
+
+
+# ---- document charts (self-styled, for <img> embedding) -----------------------------------------
 FONT = "DejaVu Sans, sans-serif"
 COLOURS = {"serious": "#b2182b", "non-serious": "#92a8c8"}
 
@@ -50,32 +218,73 @@ def monthly_case_counts(cases: pl.DataFrame, first: dt.date, dlp: dt.date) -> pl
     return counts.sort("month", "seriousness")
 
 
-def case_count_chart(counts: pl.DataFrame, width: int = 460, height: int = 90) -> str:
-    """Stacked monthly bars, serious on top of non-serious; returns an SVG document as text."""
-    chart = (
-        alt.Chart(alt.Data(values=counts.to_dicts()))
-        .mark_bar()
-        .encode(
-            x=alt.X("month:O", title=None, axis=alt.Axis(labelAngle=-60, labelFontSize=7, ticks=False, domain=False)),
-            y=alt.Y("cases:Q", title="cases", axis=alt.Axis(tickMinStep=1, format="d", labelFontSize=7, grid=False)),
-            color=alt.Color(
-                "seriousness:N",
-                scale=alt.Scale(domain=list(COLOURS), range=list(COLOURS.values())),
-                legend=alt.Legend(orient="top", title=None, labelFontSize=8),
-            ),
-            order=alt.Order("seriousness:N", sort="descending"),
+def stacked_bar_chart(
+    labels: list[str],
+    series: dict[str, list[float]],
+    colours: dict[str, str],
+    *,
+    width: int = 460,
+    height: int = 90,
+    y_label: str = "cases",
+) -> str:
+    """Stacked vertical bars, the first series at the bottom, with a legend on top; self-styled SVG text.
+
+    Raises ``ValueError`` when a series' length differs from the labels'."""
+    if any(len(v) != len(labels) for v in series.values()):
+        raise ValueError("every series needs one value per label")
+    pad_l, pad_r, pad_t, pad_b = 34, 6, 18, 34
+    w, h = width + pad_l + pad_r, height + pad_t + pad_b
+    totals = [sum(v[i] for v in series.values()) for i in range(len(labels))]
+    ymax = _nice_max(max(totals, default=0))
+    bw = width / max(len(labels), 1)
+    text = f'font-family="{FONT}" fill="#333"'
+
+    def to_y(v: float) -> float:
+        return pad_t + height * (1 - v / ymax)
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">',
+        f'<rect width="{w}" height="{h}" fill="#ffffff"/>',
+    ]
+    for i in range(3):  # y axis: 0, half, max
+        v = ymax * i / 2
+        out.append(
+            f'<text x="{pad_l - 4}" y="{to_y(v) + 2.5:.1f}" text-anchor="end" font-size="7" {text}>{_fmt(v)}</text>'
         )
-        .properties(width=width, height=height)
-        .configure(font=FONT)
-        .configure_view(stroke=None)
-        .configure_axis(titleFontSize=8)
+    out.append(
+        f'<text x="8" y="{pad_t + height / 2:.1f}" transform="rotate(-90 8 {pad_t + height / 2:.1f})" '
+        f'text-anchor="middle" font-size="8" {text}>{escape(y_label)}</text>'
     )
-    return _clean(vlc.vegalite_to_svg(chart.to_dict()))
+    for i, lab in enumerate(labels):
+        x, base = pad_l + i * bw, 0.0
+        for name, values in series.items():
+            v = values[i]
+            if v > 0:
+                out.append(
+                    f'<rect x="{x + 0.5:.1f}" y="{to_y(base + v):.1f}" width="{max(bw - 1, 0.5):.1f}" '
+                    f'height="{height * v / ymax:.1f}" fill="{colours[name]}"/>'
+                )
+            base += v
+        cx, cy = x + bw / 2, pad_t + height + 4
+        out.append(
+            f'<text x="{cx:.1f}" y="{cy:.1f}" transform="rotate(-60 {cx:.1f} {cy:.1f})" text-anchor="end" '
+            f'font-size="7" {text}>{escape(lab)}</text>'
+        )
+    lx = pad_l
+    for name in reversed(list(series)):  # legend in stacking order, top first
+        out.append(f'<rect x="{lx}" y="4" width="8" height="8" fill="{colours[name]}"/>')
+        out.append(f'<text x="{lx + 11}" y="11" font-size="8" {text}>{escape(name)}</text>')
+        lx += 14 + 5 * len(name)
+    out.append("</svg>")
+    return "".join(out)
 
 
-def _clean(svg: str) -> str:
-    # drop the XML prolog so the SVG can be inlined in HTML; vl-convert output is otherwise stable
-    return re.sub(r"^<\?xml[^>]*>\s*", "", svg).strip()
+def case_count_chart(counts: pl.DataFrame, width: int = 460, height: int = 90) -> str:
+    """Stacked monthly bars of :func:`monthly_case_counts`, serious on top of non-serious; SVG text."""
+    months = sorted(set(counts["month"].to_list()))
+    by = {(m, s): c for m, s, c in counts.select("month", "seriousness", "cases").iter_rows()}
+    series = {s: [float(by.get((m, s), 0)) for m in months] for s in ("non-serious", "serious")}
+    return stacked_bar_chart(months, series, COLOURS, width=width, height=height)
 
 
 def data_uri(svg: str) -> str:

@@ -10,7 +10,20 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from warehouse.linkage.pack_codes import gs1_check_digit
+
+def gs1_check_digit(body: str) -> str:
+    """GS1 mod-10 check digit of a numeric body (GS1 General Specifications §7.9.1): from the
+    rightmost digit, weights 3, 1, 3, …; the check digit brings the weighted sum to a multiple of 10.
+
+    The generator's own implementation, deliberately not the parser's
+    (``warehouse.linkage.pack_codes``): the synthetic world's codes are then an independent
+    oracle for the parser's check-digit validation, and ``sample_data`` imports nothing of the
+    warehouse."""
+    if not body.isdigit():
+        raise ValueError(f"a GS1 check digit needs a numeric body, got {body!r}")
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return str(-total % 10)
+
 
 _ALNUM = np.frombuffer(b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ", dtype=np.uint8)  # no I, O
 _DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)

@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 
 from signals.baseline import leave_one_out_expected, reported_exposure
-from signals.sequential import maxsprt_poisson_llr, maxsprt_poisson_monitor
+from signals.sequential import maxsprt_poisson_monitor
 
 __all__ = [
     "QUALITY_DEFECT_PTS",
@@ -279,8 +279,3 @@ def _nullable_int(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series
     return pl.Series(name, np.asarray(values).astype(np.int64)).zip_with(
         pl.Series(valid), pl.Series([None], dtype=pl.Int64)
     )
-
-
-def llr_path(observed, expected) -> np.ndarray:
-    """LLR at every look (for plots): thin wrapper over :func:`maxsprt_poisson_llr`."""
-    return maxsprt_poisson_llr(observed, expected)

@@ -35,7 +35,7 @@ Shrinker data mining model. The R Journal 9(2):499–519.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -476,8 +476,3 @@ def eb_scores(n, e, prior: GammaMixturePrior, lower: float = 0.05, upper: float 
         for o, v in zip(out, (g, lo, hi, w)):
             o[idx] = v[inv]
     return EBScores(ebgm=out[0], eb05=out[1], eb95=out[2], q=out[3])
-
-
-def with_fit_info(prior: GammaMixturePrior, **kw) -> GammaMixturePrior:
-    """Copy of a prior with some descriptive fields replaced."""
-    return replace(prior, **kw)

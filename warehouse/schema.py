@@ -1,6 +1,6 @@
 """The warehouse schema: versioned DDL for every table PV Trace keeps in DuckDB.
 
-Tables follow DESIGN.md §3. Case tables keep *every* version of a case (nothing is lost);
+Tables follow docs/architecture.md ("The data path"). Case tables keep *every* version of a case (nothing is lost);
 ``is_latest`` marks the version statistics use, and the ``latest_*`` views expose only those.
 Patients appear only as salted pseudonymous keys (``patient_key``).
 """

@@ -5,7 +5,7 @@ Used to check the writer by round trip: FDA's example instances are read, writte
 must be equal. Paths follow FDA's data-element table (``fda_refs/icsr_data_elements.csv``).
 
 The ingest side (``warehouse/inputs/regulator/e2b.py``, issue 9) parses ICSRs into warehouse rows; it is not
-reused here because ``reports`` does not import ``warehouse`` (DESIGN.md §2) and it keeps MedDRA codes
+reused here because ``reports`` does not import ``warehouse`` (docs/architecture.md, "Packages and what each may import") and it keeps MedDRA codes
 only, not the reaction as reported (E.i.1.1a), which this reader needs.
 """
 

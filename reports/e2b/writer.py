@@ -11,7 +11,7 @@ XSD; XPaths as in FDA's data-element table. Choices, and why:
   count is reported (``missing_meddra_codes``) and the report says so. Coding needs a licensed
   MedDRA release.
 * **Privacy.** D.1 patient initials are ``nullFlavor="MSK"`` (masked); no reporter name or
-  address; H.1 is a narrative *generated from coded fields*, never the free text (DESIGN.md §3).
+  address; H.1 is a narrative *generated from coded fields*, never the free text (docs/architecture.md, "Privacy").
 * **Batch numbers.** G.k.4.r.7 carries the lot number of the batch the drug links to (scanned pack
   code, exact/normalised/fuzzy lot), else the lot as reported; the link method is in the narrative.
 * **Determinism.** Ids are UUID-5 of the case and element, creation times come from the data lock

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from benchmarks.linkage_quality import linkage_quality, load_world
+from assets.linkage_evaluation import linkage_quality, load_world
 from warehouse.inputs.platform.deliveries import load_deliveries
 
 # ground truth names the planted bad scans; the loader names the quarantine reason

@@ -15,7 +15,6 @@ from jsonschema import Draft7Validator
 from referencing.exceptions import NoSuchResource, Unresolvable
 
 from warehouse.inputs.platform.epcis_schema import (
-    DEFAULT_SCHEMA,
     FORMAT_CHECKER,
     EpcisValidator,
     epcis_validator,
@@ -31,6 +30,8 @@ from warehouse.inputs.platform.supply import (
 )
 from warehouse.schema import connect
 
+# the public GS1 files beside the repository (not shipped: see README, "EPCIS schema")
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "data" / "epcis" / "EPCIS-JSON-Schema.json"
 EXAMPLES = DEFAULT_SCHEMA.parent / "JSON"
 EXAMPLE_FILES = sorted(EXAMPLES.rglob("*.jsonld"))
 pytestmark = pytest.mark.skipif(not DEFAULT_SCHEMA.exists(), reason="../shared/data/epcis not present")
@@ -45,7 +46,7 @@ def example(name: str) -> dict:
 
 def test_all_47_gs1_examples_are_valid_for_jsonschema_and_the_compiled_predicate():
     assert len(EXAMPLE_FILES) == 47
-    v = epcis_validator()
+    v = epcis_validator(str(DEFAULT_SCHEMA))
     assert v.predicate is not None  # the schema compiled: every keyword it uses is implemented
     for f in EXAMPLE_FILES:
         doc = json.loads(f.read_text(encoding="utf-8"))
@@ -100,7 +101,7 @@ def _mutate(doc, rng: random.Random):
 
 
 def test_compiled_predicate_agrees_with_jsonschema_on_mutated_documents():
-    v = epcis_validator()
+    v = epcis_validator(str(DEFAULT_SCHEMA))
     rng = random.Random(20240611)
     docs = [json.loads(f.read_text()) for f in EXAMPLE_FILES]
     invalid = 0
@@ -113,7 +114,7 @@ def test_compiled_predicate_agrees_with_jsonschema_on_mutated_documents():
 
 
 def test_issues_name_the_event_the_path_and_the_reason():
-    v = EpcisValidator()
+    v = EpcisValidator(DEFAULT_SCHEMA)
     doc = example("Example_9.6.1-ObjectEvent.jsonld")
     doc["epcisBody"]["eventList"][1]["action"] = "SHAKE"
     doc["epcisBody"]["eventList"][0]["bizStep"] = "teleporting"  # neither a CBV word nor a URI
@@ -360,3 +361,13 @@ def test_schema_location_is_configurable_and_a_wrong_one_is_an_error(tmp_path, m
     monkeypatch.setenv("PVTRACE_EPCIS_SCHEMA", str(tmp_path / "missing.json"))
     with pytest.raises(FileNotFoundError, match="PVTRACE_EPCIS_SCHEMA"):
         load_supply_events(con, inbox)
+
+
+def test_without_a_configured_schema_documents_load_unvalidated_and_say_so(tmp_path, monkeypatch):
+    """The product never looks for the schema outside its configuration (no path beside the checkout)."""
+    inbox = tmp_path / "inbox"
+    (inbox / "supply").mkdir(parents=True)
+    shutil.copy(next(EXAMPLES.rglob("Example_9.6.1-ObjectEvent.jsonld")), inbox / "supply" / "epcis_a.jsonld")
+    monkeypatch.delenv("PVTRACE_EPCIS_SCHEMA", raising=False)
+    with pytest.warns(UserWarning, match="unvalidated"):
+        assert load_supply_events(connect(":memory:"), inbox)["documents_validated"] == 0

@@ -115,11 +115,3 @@ def replace_quarantine(con: duckdb.DuckDBPyConnection, stage: str, frame: pl.Dat
         )
         con.unregister("_q")
     return frame.height
-
-
-def dedupe_last_wins(frame: pl.DataFrame, key: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the last row per key (rows are in file order); return (kept, superseded)."""
-    indexed = frame.with_row_index("_row")
-    kept = indexed.unique(subset=key, keep="last", maintain_order=True)
-    superseded = indexed.join(kept.select("_row"), on="_row", how="anti")
-    return kept.drop("_row"), superseded.drop("_row")

@@ -7,12 +7,15 @@ excursions, its recall status, and the case reports linked to it by link method.
 One SQL text serves both readers: :func:`batch_traceability_record` (one batch, computed
 fresh, for the dashboard and reports) and :func:`build_batch_traceability` (every batch,
 materialised into the ``batch_traceability`` table with list/struct columns). Reports count
-as in the statistics: the latest version of each case, suspected duplicates left out.
+as in the statistics: the read model's counted cases (``pv_counted_case``,
+:mod:`warehouse.queries.read_model`), every drug role, suspect/interacting ones flagged.
 """
 
 from __future__ import annotations
 
 import duckdb
+
+from warehouse.queries.read_model import install
 
 __all__ = ["BATCH_TRACEABILITY_SQL", "batch_traceability_record", "build_batch_traceability"]
 
@@ -75,9 +78,9 @@ linked AS (
     SELECT l.batch_id, l.method, c.case_id,
            bool_or(d.role IN ('suspect', 'interacting')) AS as_suspect
     FROM case_batch_link l
-    JOIN latest_case c ON c.case_id = l.case_id AND c.version = l.version
+    JOIN pv_counted_case(NULL) c ON c.case_id = l.case_id AND c.version = l.version
     JOIN case_drug d ON d.case_id = l.case_id AND d.version = l.version AND d.drug_seq = l.drug_seq
-    WHERE l.batch_id IS NOT NULL AND c.duplicate_of IS NULL AND {only_l}
+    WHERE l.batch_id IS NOT NULL AND {only_l}
     GROUP BY ALL
 ),
 by_method AS (
@@ -134,7 +137,7 @@ def _sql(batch_id: str | None) -> str:
 def batch_traceability_record(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict:
     """The traceability record of one batch as a dict (lists of dicts for regions, pharmacies,
     route, excursions and linked reports). Raises ``KeyError`` for an unknown batch."""
-    cur = con.execute(_sql(batch_id), {"batch_id": batch_id})
+    cur = install(con).execute(_sql(batch_id), {"batch_id": batch_id})
     row = cur.fetchone()
     if row is None:
         raise KeyError(f"unknown batch {batch_id!r}")
@@ -143,6 +146,7 @@ def batch_traceability_record(con: duckdb.DuckDBPyConnection, batch_id: str) -> 
 
 def build_batch_traceability(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Replace ``batch_traceability`` with one row per batch; return summary counts."""
+    install(con)
     con.execute("DELETE FROM batch_traceability")
     con.execute(f"INSERT INTO batch_traceability BY NAME ({_sql(None)})")
     (batches, delivered, with_excursions, recalled, with_cases) = con.execute(

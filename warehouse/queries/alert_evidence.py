@@ -11,6 +11,9 @@ Which signals: every register row with a product of the manufacturer — ``produ
 (implicated batches = the batches its cases link to) and ``batch`` level (the signal's own
 batch, plus the same). ``ingredient`` level signals have no product and their figures pool
 several companies' products, so they are not sent to any one manufacturer.
+
+What counts, a signal's cases and its batches are the read model's
+(:mod:`warehouse.queries.read_model`); the queries here filter them to one manufacturer.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import hmac
 import duckdb
 import polars as pl
 
-from warehouse.queries.evidence import AGE_BAND_SQL, COUNTED_CASE_DRUGS_SQL
+from warehouse.queries.read_model import AGE_BAND_SQL, install
 
 
 def case_ref(salt: str, manufacturer_id: str, case_id: str) -> str:
@@ -32,50 +35,49 @@ def case_ref(salt: str, manufacturer_id: str, case_id: str) -> str:
 
 def alert_signals(con: duckdb.DuckDBPyConnection, manufacturer_id: str) -> pl.DataFrame:
     """The manufacturer's signals (product and batch level; a batch signal only if the batch is its product's)."""
-    return con.execute(
-        """
-        SELECT s.signal_id, s.level, s.product_id, p.name AS product_name, coalesce(s.ingredient, p.ingredient) AS ingredient,
-               p.manufacturer_id, s.pt, s.batch_id, s.methods, s.figures::VARCHAR AS figures,
-               s.first_detected, s.last_detected, s.status
-        FROM signal s
-        JOIN product p ON p.product_id = s.product_id
-        LEFT JOIN batch b ON b.batch_id = s.batch_id
-        WHERE p.manufacturer_id = ? AND (s.batch_id IS NULL OR b.product_id = s.product_id)
-        ORDER BY s.signal_id
+    return (
+        install(con)
+        .execute(
+            """
+        SELECT signal_id, level, product_id, product_name, ingredient, manufacturer_id, pt, batch_id, methods, figures,
+               first_detected, last_detected, status
+        FROM pv_signal
+        WHERE product_id IS NOT NULL AND manufacturer_id = ? AND (batch_id IS NULL OR batch_product_id = product_id)
+        ORDER BY signal_id
         """,
-        [manufacturer_id],
-    ).pl()
+            [manufacturer_id],
+        )
+        .pl()
+    )
 
 
-# cases behind each of the manufacturer's signals: its own drug row only (product = signal product;
-# a batch-level signal keeps the cases linked to its batch)
-_SIGNAL_CASES_SQL = f"""
-    WITH counted AS ({COUNTED_CASE_DRUGS_SQL})
-    SELECT s.signal_id, k.case_id, k.received_on, r.onset_date, {AGE_BAND_SQL} AS age_band,
-           coalesce(k.sex, 'unknown') AS sex, k.serious, array_to_string(k.seriousness, ', ') AS seriousness,
-           coalesce(k.outcome, 'unknown') AS outcome, k.source,
-           CASE WHEN b.product_id = s.product_id THEN k.batch_id END AS batch_id,
-           CASE WHEN b.product_id = s.product_id THEN k.link_method ELSE 'product_only' END AS link_method
-    FROM signal s
-    JOIN product p ON p.product_id = s.product_id
-    JOIN counted k ON k.product_id = s.product_id AND k.role IN ('suspect', 'interacting')
-    JOIN latest_case_reaction r ON r.case_id = k.case_id AND r.pt = s.pt
-    LEFT JOIN batch b ON b.batch_id = k.batch_id
-    WHERE p.manufacturer_id = $mid AND (s.batch_id IS NULL OR k.batch_id = s.batch_id)
-"""
+# the manufacturer's signals: what every query below is scoped to
+_OWN_SIGNALS = """SELECT signal_id FROM pv_signal WHERE product_id IS NOT NULL AND manufacturer_id = $mid
+                  AND (batch_id IS NULL OR batch_product_id = product_id)"""
 
 
 def alert_case_summaries(con: duckdb.DuckDBPyConnection, manufacturer_id: str, salt: str) -> pl.DataFrame:
-    """De-identified case summaries per signal: age band, sex, onset, seriousness, outcome, own batch link."""
-    rows = con.execute(
-        f"""
-        SELECT DISTINCT signal_id, case_id, received_on, onset_date, age_band, sex, serious, seriousness, outcome,
-               source, batch_id, link_method
-        FROM ({_SIGNAL_CASES_SQL})
-        ORDER BY signal_id, received_on, case_id
+    """De-identified case summaries per signal: age band, sex, onset, seriousness, outcome, own batch link.
+
+    Only the signal product's own drug row of a case is read (a batch of another product is never named)."""
+    rows = (
+        install(con)
+        .execute(
+            f"""
+        SELECT DISTINCT k.signal_id, k.case_id, k.received_on, k.onset_date, {AGE_BAND_SQL} AS age_band,
+               coalesce(k.sex, 'unknown') AS sex, k.serious, array_to_string(k.seriousness, ', ') AS seriousness,
+               coalesce(k.outcome, 'unknown') AS outcome, k.source,
+               CASE WHEN b.product_id = k.product_id THEN k.batch_id END AS batch_id,
+               CASE WHEN b.product_id = k.product_id THEN k.link_method ELSE 'product_only' END AS link_method
+        FROM pv_signal_case(NULL) k
+        LEFT JOIN batch b ON b.batch_id = k.batch_id
+        WHERE k.signal_id IN ({_OWN_SIGNALS})
+        ORDER BY k.signal_id, k.received_on, k.case_id
         """,
-        {"mid": manufacturer_id},
-    ).pl()
+            {"mid": manufacturer_id},
+        )
+        .pl()
+    )
     # several reactions with the same PT in one case give one row (earliest onset)
     rows = rows.sort("signal_id", "received_on", "case_id", "onset_date", nulls_last=True).unique(
         subset=["signal_id", "case_id"], keep="first", maintain_order=True
@@ -85,49 +87,23 @@ def alert_case_summaries(con: duckdb.DuckDBPyConnection, manufacturer_id: str, s
 
 
 def alert_batches(con: duckdb.DuckDBPyConnection, manufacturer_id: str) -> pl.DataFrame:
-    """Implicated batches per signal with the batch record, deliveries and linked-case rate."""
-    return con.execute(
-        f"""
-        WITH hits AS (
-            SELECT signal_id, batch_id, case_id, link_method FROM ({_SIGNAL_CASES_SQL}) WHERE batch_id IS NOT NULL
-        ),
-        implicated AS (
-            SELECT signal_id, batch_id, 'linked_cases' AS implicated_by FROM hits
-            UNION
-            SELECT s.signal_id, s.batch_id, 'batch_signal' FROM signal s JOIN batch b ON b.batch_id = s.batch_id
-            JOIN product p ON p.product_id = b.product_id
-            WHERE s.batch_id IS NOT NULL AND b.product_id = s.product_id AND p.manufacturer_id = $mid
-        ),
-        per_batch AS (
-            SELECT signal_id, batch_id, list(DISTINCT implicated_by ORDER BY implicated_by) AS implicated_by
-            FROM implicated GROUP BY ALL
-        ),
-        cases AS (
-            SELECT signal_id, batch_id, count(DISTINCT case_id) AS linked_cases,
-                   string_agg(DISTINCT link_method, ', ' ORDER BY link_method) AS link_methods
-            FROM hits GROUP BY ALL
-        ),
-        delivered AS (
-            SELECT batch_id, sum(quantity)::BIGINT AS units_delivered, list(DISTINCT region ORDER BY region) AS regions,
-                   count(DISTINCT pharmacy_id) AS pharmacies_reached,
-                   min(delivered_at)::DATE AS first_delivery, max(delivered_at)::DATE AS last_delivery
-            FROM delivery WHERE batch_id IN (SELECT batch_id FROM per_batch) GROUP BY batch_id
-        )
-        SELECT pb.signal_id, pb.batch_id, b.lot_number, b.product_id, b.site, b.manufactured_on, b.expiry_on,
-               b.released_on, b.units_released, b.recall_status, pb.implicated_by,
-               coalesce(d.units_delivered, 0)::BIGINT AS units_delivered, d.regions, coalesce(d.pharmacies_reached, 0) AS pharmacies_reached,
-               d.first_delivery, d.last_delivery,
-               coalesce(c.linked_cases, 0) AS linked_cases, c.link_methods,
-               round(1e4 * coalesce(c.linked_cases, 0) / nullif(d.units_delivered, 0), 2) AS cases_per_10k_packs
-        FROM per_batch pb
-        JOIN batch b ON b.batch_id = pb.batch_id
-        JOIN product p ON p.product_id = b.product_id AND p.manufacturer_id = $mid
-        LEFT JOIN cases c ON c.signal_id = pb.signal_id AND c.batch_id = pb.batch_id
-        LEFT JOIN delivered d ON d.batch_id = pb.batch_id
-        ORDER BY pb.signal_id, linked_cases DESC, pb.batch_id
+    """Implicated batches per signal (read model ``pv_signal_batch``), the manufacturer's own only,
+    with the batch record, deliveries and linked-case rate."""
+    return (
+        install(con)
+        .execute(
+            f"""
+        SELECT signal_id, batch_id, lot_number, product_id, site, manufactured_on, expiry_on, released_on,
+               units_released, recall_status, implicated_by, units_delivered, regions, pharmacies_reached,
+               first_delivery, last_delivery, linked_cases, link_methods, cases_per_10k_packs
+        FROM pv_signal_batch(NULL)
+        WHERE manufacturer_id = $mid AND signal_id IN ({_OWN_SIGNALS})
+        ORDER BY signal_id, linked_cases DESC, batch_id
         """,
-        {"mid": manufacturer_id},
-    ).pl()
+            {"mid": manufacturer_id},
+        )
+        .pl()
+    )
 
 
 def _own_batches(batch_ids: list[str]) -> pl.DataFrame:

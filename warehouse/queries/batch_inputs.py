@@ -1,8 +1,8 @@
 """What the batch statistics count, and where their results are stored.
 
-Counted reports (the same rule as the disproportionality counts, ``warehouse.queries.detection_inputs``):
-the latest version of each case, not flagged as a suspected duplicate, with the drug in a
-*suspect* or *interacting* role.  On top of that a report is attributed to a batch only through
+Counted reports are the read model's (``pv_counted_drug`` in :mod:`warehouse.queries.read_model`,
+as for the disproportionality counts): the latest version of each case, not flagged as a
+suspected duplicate, with the drug in a *suspect* or *interacting* role.  On top of that a report is attributed to a batch only through
 ``case_batch_link`` with ``confidence >= MIN_LINK_CONFIDENCE`` (0.8): scanned pack codes (1.0 /
 0.99), exact (0.98) and normalised (0.95) lot matches and unambiguous one-edit fuzzy lot
 matches (0.8).  Fuzzy links are kept because they are only made when exactly one batch of the
@@ -42,19 +42,17 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from warehouse.queries import read_model
+
 MIN_LINK_CONFIDENCE = 0.8
-LEVELS = ("pt", "soc")
 
 DISPENSING_RECORD_CONFIDENCE = 0.9
 
 _CASE_ROWS_SQL = """
-WITH counted AS (
-    SELECT c.case_id, c.patient_key, c.received_on, d.version, d.drug_seq, d.start_date,
-           coalesce(l.product_id, d.product_id) AS product_id, l.batch_id AS link_batch, l.confidence AS link_confidence
-    FROM latest_case c
-    JOIN latest_case_drug d USING (case_id)
-    LEFT JOIN case_batch_link l ON l.case_id = d.case_id AND l.version = d.version AND l.drug_seq = d.drug_seq
-    WHERE c.duplicate_of IS NULL AND d.role IN ('suspect', 'interacting')
+WITH counted AS (  -- the read model's counted suspect/interacting drugs (warehouse.queries.read_model)
+    SELECT d.case_id, c.patient_key, c.received_on, d.version, d.drug_seq, d.start_date,
+           d.product_id, d.batch_id AS link_batch, d.link_confidence
+    FROM pv_counted_drug(NULL) d JOIN pv_counted_case(NULL) c USING (case_id)
 ),
 dispensed AS (  -- the patient's own deliveries of that product around the reported start date
     SELECT k.case_id, k.drug_seq, min(dl.batch_id) AS batch_id
@@ -83,6 +81,7 @@ WHERE a.batch IS NOT NULL AND a.product IS NOT NULL
 
 def batch_case_rows(con: duckdb.DuckDBPyConnection, min_confidence: float = MIN_LINK_CONFIDENCE) -> pl.DataFrame:
     """One row per counted (case, product, batch, PT): received_on, soc, onset_days (see module doc)."""
+    read_model.install(con)
     return con.execute(_CASE_ROWS_SQL, [min_confidence, min_confidence]).pl()
 
 
@@ -103,42 +102,6 @@ def weekly_batch_exposure(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         "SELECT product_id AS product, batch_id AS batch, week, sum(packs_delivered)::DOUBLE AS packs "
         "FROM exposure_weekly GROUP BY ALL HAVING sum(packs_delivered) > 0 ORDER BY ALL"
     ).pl()
-
-
-def batch_event_frame(cases: pl.DataFrame, exposure: pl.DataFrame, level: str) -> pl.DataFrame:
-    """(product, event, batch, cases, exposure) for every batch with exposure of every product
-    that has at least one counted case of the event — batches with no case appear with 0.
-
-    ``cases`` is :func:`batch_case_rows` (possibly filtered to a cut-off), ``exposure`` is
-    :func:`batch_exposure`.  Cases linked to a batch without exposure (delivered outside the
-    logs) cannot have a rate and are dropped here.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    counts = (
-        cases.select("case_id", "product", "batch", pl.col(level).alias("event"))
-        .unique()
-        .group_by("product", "event", "batch")
-        .agg(pl.len().cast(pl.Int64).alias("cases"))
-    )
-    events = counts.select("product", "event").unique()
-    grid = events.join(exposure.select("product", "batch", "exposure"), on="product")
-    return (
-        grid.join(counts, on=["product", "event", "batch"], how="left")
-        .with_columns(pl.col("cases").fill_null(0))
-        .select("product", "event", "batch", "cases", "exposure")
-        .sort("product", "event", "batch")
-    )
-
-
-def onset_frame(cases: pl.DataFrame, level: str) -> pl.DataFrame:
-    """(product, event, batch, onset_days) per counted case with a known time to onset (earliest per case)."""
-    return (
-        cases.filter(pl.col("onset_days").is_not_null())
-        .group_by("case_id", "product", "batch", pl.col(level).alias("event"))
-        .agg(pl.col("onset_days").min())
-        .select("product", "event", "batch", "onset_days")
-    )
 
 
 # ---- storage ------------------------------------------------------------------------------------
@@ -255,3 +218,21 @@ def product_routes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 def batch_units_released(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.sql("SELECT batch_id AS batch, units_released::DOUBLE AS units_released FROM batch").pl()
+
+
+def flagged_heterogeneity(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Stored heterogeneity rows that are flagged, with the figures a register row quotes."""
+    return con.sql(
+        "SELECT level AS event_level, product_id, event AS pt, batch_id, cases, exposure, expected, rr, rr_lo, rr_hi, "
+        "p_exact, q_exact, rr_shrunk, rr_shrunk_lo, rr_shrunk_hi, median_batch AS onset_median_days, "
+        "median_rest AS onset_median_days_rest FROM batch_heterogeneity WHERE flagged"
+    ).pl()
+
+
+def crossed_streams(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Stored MaxSPRT streams that crossed a boundary, with the figures a register row quotes."""
+    return con.sql(
+        "SELECT product_id, batch_id, pt, observed, expected AS seq_expected, llr, cv, alpha, expected_total, "
+        "crossed_on, observed_at_crossing, expected_at_crossing, signalled, signalled_group, crossed_on_group "
+        "FROM sequential_monitoring WHERE signalled OR signalled_group"
+    ).pl()

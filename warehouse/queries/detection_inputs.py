@@ -1,42 +1,68 @@
 """What the disproportionality statistics count, and where their scores are stored.
 
-Counted reports: the latest version of each case, not flagged as a suspected duplicate,
-with the drug in a suspect or interacting role. A drug's product is the one its scanned pack
-code names when there is one, else the product mapped from the reported name. Counts are of
-distinct reports (``report_id`` = case id), never of drug-event rows.
+Counted reports are the read model's (:mod:`warehouse.queries.read_model`, ``pv_case_event``):
+the latest version of each case, not flagged as a suspected duplicate, with the drug in a
+suspect or interacting role; the product is the one its scanned pack code names, else the one
+mapped from the reported name. Counts are of distinct reports (``report_id`` = case id), never
+of drug-event rows, built by the one contingency-count SQL (:mod:`warehouse.queries.counts`).
+Expected counts are stratified by sex, age band and report year (:data:`STRATA`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
 import polars as pl
 
-LEVELS = ("product", "ingredient")
+from warehouse.queries import read_model
+from warehouse.queries.counts import contingency_counts
 
-_SUBJECT = {
-    "product": "coalesce(l.product_id, d.product_id)",
-    "ingredient": "coalesce(p.ingredient, d.ingredient)",
-}
+LEVELS = ("product", "ingredient")
+STRATA = ["sex", "age_band", "report_year"]
+
+_SUBJECT = {"product": "product_id", "ingredient": "ingredient"}
 
 
 def report_event_rows_sql(level: str) -> str:
-    """A SELECT of report-level rows (report_id, drug, event, strata) for one level."""
+    """A SELECT of report-level rows (report_id, drug, event, strata, received_on) for one level.
+
+    Reads the read model's ``pv_case_event``: run :func:`warehouse.queries.read_model.install` on
+    the connection first (the functions below do)."""
     if level not in _SUBJECT:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     return f"""
-        SELECT DISTINCT c.case_id AS report_id, {_SUBJECT[level]} AS drug, r.pt AS event,
-               coalesce(c.sex, 'U') AS sex,
-               CASE WHEN c.age_years IS NULL THEN 'unknown' WHEN c.age_years < 18 THEN '0-17'
-                    WHEN c.age_years < 65 THEN '18-64' ELSE '65+' END AS age_band,
-               year(c.received_on) AS report_year
-        FROM latest_case c
-        JOIN latest_case_drug d USING (case_id)
-        JOIN latest_case_reaction r USING (case_id)
-        LEFT JOIN case_batch_link l ON l.case_id = d.case_id AND l.version = d.version AND l.drug_seq = d.drug_seq
-        LEFT JOIN product p ON p.product_id = coalesce(l.product_id, d.product_id)
-        WHERE c.duplicate_of IS NULL AND d.role IN ('suspect', 'interacting')
-          AND {_SUBJECT[level]} IS NOT NULL
+        SELECT DISTINCT case_id AS report_id, {_SUBJECT[level]} AS drug, pt AS event,
+               coalesce(sex, 'U') AS sex,
+               CASE WHEN age_years IS NULL THEN 'unknown' WHEN age_years < 18 THEN '0-17'
+                    WHEN age_years < 65 THEN '18-64' ELSE '65+' END AS age_band,
+               year(received_on) AS report_year, received_on
+        FROM pv_case_event(NULL)
+        WHERE {_SUBJECT[level]} IS NOT NULL
     """
+
+
+def report_event_counts(con: duckdb.DuckDBPyConnection, level: str) -> pl.DataFrame:
+    """drug, event, n11, n1_, n_1, n, e (stratified) of one level at the current data."""
+    read_model.install(con)
+    return contingency_counts(con, report_event_rows_sql(level), strata=STRATA)
+
+
+def report_event_counts_by_cutoff(con: duckdb.DuckDBPyConnection, level: str, cutoffs: list[dt.date]) -> pl.DataFrame:
+    """cutoff, drug, event, n11, n1_, n_1, n, e for every cut-off date, in one query.
+
+    A report counts at cut-off ``t`` when its latest version was received on or before ``t`` (the
+    latest version's ``received_on``: follow-ups arriving later than ``t`` slightly re-date a case;
+    on the synthetic world few follow-ups change the product or PT)."""
+    read_model.install(con)
+    con.register("_cutoffs", pl.DataFrame({"cutoff": cutoffs}, schema={"cutoff": pl.Date}).to_arrow())
+    try:
+        rows = (
+            f"SELECT k.cutoff, r.* FROM ({report_event_rows_sql(level)}) r JOIN _cutoffs k ON r.received_on <= k.cutoff"
+        )
+        return contingency_counts(con, rows, strata=STRATA, by=["cutoff"])
+    finally:
+        con.unregister("_cutoffs")
 
 
 SCORE_COLUMNS = [

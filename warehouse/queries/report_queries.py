@@ -2,9 +2,10 @@
 
 Everything here reads. A *period* is ``[start, end]`` (dates, inclusive); the data lock point of a
 period report is ``end``: only cases received on or before it count, so a report on a past month
-is not changed by cases that arrived later. Cases are counted as in :mod:`warehouse.queries.evidence`:
-the latest version of each case, suspected duplicates excluded, drugs in a suspect or interacting
-role. The *initial* receipt date of a case (its first version) is day 0 of the expedited clock.
+is not changed by cases that arrived later. What counts, a signal's cases and its batches are the
+read model's (:mod:`warehouse.queries.read_model`); the queries here only filter them by data lock
+point, market region and signal. The *initial* receipt date of a case (its first version) is day 0
+of the expedited clock.
 
 Results are polars frames sorted on stable keys, so the same warehouse renders the same report.
 """
@@ -16,25 +17,8 @@ import datetime as dt
 import duckdb
 import polars as pl
 
-# case × suspect/interacting drug × reaction, with the product's market region and ingredient
-_SUSPECT_HITS = """
-    SELECT c.case_id, c.version, first.initial_received, c.received_on, c.serious, c.seriousness, c.outcome,
-           c.country, c.source, c.age_years, c.sex,
-           d.drug_seq, coalesce(l.product_id, d.product_id) AS product_id,
-           coalesce(d.ingredient, p.ingredient) AS ingredient, p.region AS market_region, d.start_date,
-           l.batch_id, l.method AS link_method, r.pt, r.onset_date
-    FROM latest_case c
-    JOIN (SELECT case_id, min(received_on) AS initial_received FROM case_report GROUP BY case_id) first USING (case_id)
-    JOIN latest_case_drug d USING (case_id)
-    LEFT JOIN case_batch_link l ON l.case_id = d.case_id AND l.version = d.version AND l.drug_seq = d.drug_seq
-    LEFT JOIN product p ON p.product_id = coalesce(l.product_id, d.product_id)
-    JOIN latest_case_reaction r ON r.case_id = c.case_id
-    WHERE c.duplicate_of IS NULL AND d.role IN ('suspect', 'interacting') AND c.received_on <= $dlp
-"""
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0] > 0
+from warehouse.queries.counts import contingency_counts_sql
+from warehouse.queries.read_model import install
 
 
 def period_signals(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, end: dt.date) -> pl.DataFrame:
@@ -43,124 +27,80 @@ def period_signals(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, 
     Product- and batch-level signals on products of the region; ingredient-level signals on an
     ingredient of one of its products. A signal first detected after the period end did not exist yet.
     """
-    return con.sql(
-        """
-        SELECT s.signal_id, s.level, s.product_id, p.name AS product_name,
-               coalesce(s.ingredient, p.ingredient) AS ingredient, p.manufacturer_id, m.name AS manufacturer_name,
-               s.pt, s.batch_id, b.lot_number AS batch_lot, s.methods, s.figures::VARCHAR AS figures, s.first_detected,
-               s.last_detected, s.status,
-               CASE WHEN s.status IN ('closed', 'refuted') THEN 'closed'
-                    WHEN s.first_detected BETWEEN $start AND $end THEN 'new' ELSE 'ongoing' END AS category
-        FROM signal s
-        LEFT JOIN product p USING (product_id)
-        LEFT JOIN manufacturer m ON m.manufacturer_id = p.manufacturer_id
-        LEFT JOIN batch b ON b.batch_id = s.batch_id
-        WHERE s.first_detected <= $end
-          AND ((s.level IN ('product', 'batch') AND p.region = $region)
-               OR (s.level = 'ingredient' AND s.ingredient IN (SELECT ingredient FROM product WHERE region = $region)))
-        ORDER BY s.level DESC, s.signal_id
+    return (
+        install(con)
+        .sql(
+            """
+        SELECT signal_id, level, product_id, product_name, ingredient, manufacturer_id, manufacturer_name,
+               pt, batch_id, batch_lot, methods, figures, first_detected, last_detected, status,
+               CASE WHEN status IN ('closed', 'refuted') THEN 'closed'
+                    WHEN first_detected BETWEEN $start AND $end THEN 'new' ELSE 'ongoing' END AS category
+        FROM pv_signal
+        WHERE first_detected <= $end
+          AND ((level IN ('product', 'batch') AND market_region = $region)
+               OR (level = 'ingredient' AND ingredient IN (SELECT ingredient FROM product WHERE region = $region)))
+        ORDER BY level DESC, signal_id
         """,
-        params={"start": start, "end": end, "region": region},
-    ).pl()
-
-
-def _signal_hits_sql() -> str:
-    return f"""
-        WITH hits AS ({_SUSPECT_HITS}),
-        sig AS (SELECT signal_id, level, product_id, ingredient, pt, batch_id FROM signal WHERE list_contains($ids, signal_id))
-        SELECT DISTINCT sig.signal_id, h.case_id, h.initial_received, h.received_on, h.serious, h.seriousness,
-               h.outcome, h.start_date, h.onset_date, h.batch_id, h.link_method
-        FROM sig JOIN hits h ON h.pt = sig.pt AND (
-            (sig.level = 'product' AND h.product_id = sig.product_id)
-            OR (sig.level = 'batch' AND h.product_id = sig.product_id AND h.batch_id = sig.batch_id)
-            OR (sig.level = 'ingredient' AND h.ingredient = sig.ingredient))
-    """
+            params={"start": start, "end": end, "region": region},
+        )
+        .pl()
+    )
 
 
 def signal_cases(con: duckdb.DuckDBPyConnection, signal_ids: list[str], dlp: dt.date) -> pl.DataFrame:
     """One row per (signal, case) received up to the data lock point: dates, seriousness, time to onset."""
     if not signal_ids:
         return pl.DataFrame()
-    return con.sql(
-        f"""
+    return (
+        install(con)
+        .sql(
+            """
         SELECT signal_id, case_id, min(initial_received) AS initial_received, min(received_on) AS received_on,
                bool_or(serious) AS serious, any_value(array_to_string(seriousness, ', ')) AS seriousness,
-               any_value(coalesce(outcome, 'unknown')) AS outcome,
-               min(onset_date - start_date) AS days_to_onset
-        FROM ({_signal_hits_sql()})
+               any_value(coalesce(outcome, 'unknown')) AS outcome, min(tto_days) AS days_to_onset
+        FROM pv_signal_case($dlp)
+        WHERE list_contains($ids, signal_id)
         GROUP BY signal_id, case_id
         ORDER BY signal_id, case_id
         """,
-        params={"ids": sorted(signal_ids), "dlp": dlp},
-    ).pl()
+            params={"ids": sorted(signal_ids), "dlp": dlp},
+        )
+        .pl()
+    )
 
 
 def signal_batch_annex(con: duckdb.DuckDBPyConnection, signal_ids: list[str], dlp: dt.date) -> pl.DataFrame:
-    """Per signal, each batch its cases (received up to the DLP) link to, with the batch's traceability facts.
-
-    Cold-chain excursions come from the ``cold_chain_excursion`` table when the warehouse has it,
-    else from EPCIS sensor readings outside the product's storage range in ``supply_event``.
-    """
+    """Per signal, its batches (read model ``pv_signal_batch``: the batches its cases received up to the
+    DLP link to, and a batch-level signal's own batch) with the batch's traceability facts at the DLP."""
     if not signal_ids:
         return pl.DataFrame()
-    if _has_table(con, "cold_chain_excursion"):
-        excursions = """SELECT batch_id, count(*) AS excursions, max(max_temp_c) AS max_temp_c
-                        FROM cold_chain_excursion WHERE event_time::DATE <= $dlp GROUP BY batch_id"""
-    else:
-        excursions = """SELECT s.batch_id, count(*) AS excursions, max(s.max_temp_c) AS max_temp_c
-                        FROM supply_event s JOIN batch b USING (batch_id) JOIN product p USING (product_id)
-                        WHERE (s.max_temp_c > p.storage_max_c OR s.min_temp_c < p.storage_min_c)
-                          AND s.event_time::DATE <= $dlp
-                        GROUP BY s.batch_id"""
-    return con.sql(
-        f"""
-        WITH hits AS ({_signal_hits_sql()}),
-        per_batch AS (
-            SELECT signal_id, batch_id, count(DISTINCT case_id) AS linked_cases,
-                   count(DISTINCT case_id) FILTER (WHERE serious) AS serious_cases
-            FROM hits WHERE batch_id IS NOT NULL GROUP BY ALL
-        ),
-        by_method AS (
-            SELECT signal_id, batch_id, string_agg(link_method || ': ' || n, ', ' ORDER BY link_method) AS cases_by_method
-            FROM (SELECT signal_id, batch_id, link_method, count(DISTINCT case_id) AS n
-                  FROM hits WHERE batch_id IS NOT NULL GROUP BY ALL)
-            GROUP BY ALL
-        ),
-        delivered AS (
-            SELECT batch_id, sum(quantity) AS units_delivered, list(DISTINCT region ORDER BY region) AS regions,
-                   min(delivered_at)::DATE AS first_delivery, max(delivered_at)::DATE AS last_delivery
-            FROM delivery WHERE delivered_at::DATE <= $dlp GROUP BY batch_id
-        ),
-        excursions AS ({excursions})
-        SELECT pb.signal_id, pb.batch_id, b.lot_number, b.product_id, p.name AS product_name,
-               m.name AS manufacturer_name, b.site, b.manufactured_on, b.released_on, b.expiry_on, b.units_released,
-               coalesce(b.recall_status, 'none') AS recall_status,
-               coalesce(d.units_delivered, 0)::BIGINT AS units_delivered, d.regions, d.first_delivery, d.last_delivery,
-               coalesce(x.excursions, 0)::BIGINT AS cold_chain_excursions, x.max_temp_c,
-               pb.linked_cases, pb.serious_cases, bm.cases_by_method,
-               round(1e4 * pb.linked_cases / nullif(d.units_delivered, 0), 2) AS cases_per_10k_packs
-        FROM per_batch pb
-        JOIN by_method bm USING (signal_id, batch_id)
-        JOIN batch b USING (batch_id)
-        JOIN product p ON p.product_id = b.product_id
-        LEFT JOIN manufacturer m ON m.manufacturer_id = p.manufacturer_id
-        LEFT JOIN delivered d USING (batch_id)
-        LEFT JOIN excursions x USING (batch_id)
-        ORDER BY pb.signal_id, pb.linked_cases DESC, b.lot_number, pb.batch_id
+    return (
+        install(con)
+        .sql(
+            """
+        SELECT signal_id, batch_id, lot_number, product_id, product_name, manufacturer_name, site, manufactured_on,
+               released_on, expiry_on, units_released, coalesce(recall_status, 'none') AS recall_status,
+               units_delivered, regions, first_delivery, last_delivery, cold_chain_excursions, max_temp_c,
+               linked_cases, serious_cases, cases_by_method, cases_per_10k_packs
+        FROM pv_signal_batch($dlp)
+        WHERE list_contains($ids, signal_id)
+        ORDER BY signal_id, linked_cases DESC, lot_number, batch_id
         """,
-        params={"ids": sorted(signal_ids), "dlp": dlp},
-    ).pl()
+            params={"ids": sorted(signal_ids), "dlp": dlp},
+        )
+        .pl()
+    )
 
 
 def scope_summary(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, end: dt.date) -> dict:
     """The counts a report's 'sources and counts' quotes, for the region's products, in the period and cumulatively."""
     row = (
-        con.sql(
-            f"""
-        WITH hits AS ({_SUSPECT_HITS.replace("$dlp", "$end")}),
-        scoped AS (SELECT DISTINCT case_id, initial_received, received_on, serious,
+        install(con)
+        .sql(
+            """
+        WITH scoped AS (SELECT DISTINCT case_id, initial_received, received_on, serious,
                           list_contains(seriousness, 'death') OR outcome = 'fatal' AS fatal
-                   FROM hits WHERE market_region = $region)
+                   FROM pv_case_event($end) WHERE market_region = $region)
         SELECT count(*) AS cases_cumulative,
                count(*) FILTER (WHERE initial_received BETWEEN $start AND $end) AS cases_new,
                count(*) FILTER (WHERE received_on BETWEEN $start AND $end) AS cases_received_in_period,
@@ -201,7 +141,7 @@ def scope_summary(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, e
             r=region,
             e=end,
         ),
-        all_cases=one("SELECT count(*) FROM latest_case WHERE duplicate_of IS NULL AND received_on <= $e", e=end),
+        all_cases=one("SELECT count(*) FROM pv_counted_case($e)", e=end),
         duplicates_flagged=one(
             "SELECT count(*) FROM latest_case WHERE duplicate_of IS NOT NULL AND received_on <= $e", e=end
         ),
@@ -219,9 +159,10 @@ def scope_summary(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, e
 
 def expedited_cases(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, end: dt.date) -> pl.DataFrame:
     """Serious cases on the region's products first received in the period: what the expedited clock runs on."""
-    return con.sql(
-        f"""
-        WITH hits AS ({_SUSPECT_HITS.replace("$dlp", "$end")})
+    return (
+        install(con)
+        .sql(
+            """
         SELECT case_id, min(initial_received) AS initial_received, max(received_on) AS latest_received,
                any_value(country) AS country, any_value(array_to_string(seriousness, ', ')) AS seriousness,
                any_value(coalesce(outcome, 'unknown')) AS outcome,
@@ -229,7 +170,7 @@ def expedited_cases(con: duckdb.DuckDBPyConnection, region: str, start: dt.date,
                string_agg(DISTINCT p.name, ', ' ORDER BY p.name) AS products,
                string_agg(DISTINCT b.lot_number, ', ' ORDER BY b.lot_number) AS lots,
                string_agg(DISTINCT h.pt, ', ' ORDER BY h.pt) AS reactions
-        FROM hits h
+        FROM pv_case_event($end) h
         JOIN product p USING (product_id)
         LEFT JOIN batch b ON b.batch_id = h.batch_id
         WHERE h.serious AND h.market_region = $region
@@ -237,14 +178,16 @@ def expedited_cases(con: duckdb.DuckDBPyConnection, region: str, start: dt.date,
         HAVING min(initial_received) BETWEEN $start AND $end
         ORDER BY initial_received, case_id
         """,
-        params={"region": region, "start": start, "end": end},
-    ).pl()
+            params={"region": region, "start": start, "end": end},
+        )
+        .pl()
+    )
 
 
 def icsr_rows(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[str, pl.DataFrame]:
     """What an E2B(R3) ICSR needs for each case: the latest version, every drug (lot from the linkage), every reaction.
 
-    No patient key and no free-text narrative: those never leave the warehouse (DESIGN.md §3).
+    No patient key and no free-text narrative: those never leave the warehouse (docs/architecture.md, "Privacy").
     The lot written is the *linked batch's* lot number when the case links to a batch, else the lot as
     reported (and the link method says which).
     """
@@ -294,18 +237,18 @@ def icsr_rows(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[str, 
 
 def substance_event_counts(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> pl.DataFrame:
     """eRMR-style counts per (active substance, PT): total up to the DLP and new in the period (by initial receipt),
-    serious and fatal, with the 2×2 margins for the ROR at the DLP (distinct reports)."""
-    return con.sql(
-        f"""
-        WITH hits AS ({_SUSPECT_HITS.replace("$dlp", "$end")}),
-        pairs AS (
+    serious and fatal, with the 2×2 margins for the ROR at the DLP (distinct reports, :mod:`warehouse.queries.counts`)."""
+    rows = "SELECT case_id AS report_id, ingredient AS drug, pt AS event FROM pv_case_event($end) WHERE ingredient IS NOT NULL"
+    return (
+        install(con)
+        .sql(
+            f"""
+        WITH pairs AS (
             SELECT ingredient, pt, case_id, any_value(initial_received) AS initial_received, bool_or(serious) AS serious,
                    bool_or(list_contains(seriousness, 'death') OR outcome = 'fatal') AS fatal
-            FROM hits WHERE ingredient IS NOT NULL GROUP BY ALL
+            FROM pv_case_event($end) WHERE ingredient IS NOT NULL GROUP BY ALL
         ),
-        drug_n AS (SELECT ingredient, count(DISTINCT case_id) AS n1_ FROM pairs GROUP BY ALL),
-        event_n AS (SELECT pt, count(DISTINCT case_id) AS n_1 FROM pairs GROUP BY ALL),
-        total AS (SELECT count(DISTINCT case_id) AS n FROM pairs),
+        margins AS ({contingency_counts_sql(rows)}),
         am AS (SELECT ingredient, bool_or(coalesce(additional_monitoring, false)) AS additional_monitoring
                FROM product GROUP BY ALL)
         SELECT p.ingredient, p.pt,
@@ -315,15 +258,17 @@ def substance_event_counts(con: duckdb.DuckDBPyConnection, start: dt.date, end: 
                count(*) FILTER (WHERE serious) AS total_serious,
                count(*) FILTER (WHERE fatal AND initial_received BETWEEN $start AND $end) AS new_fatal,
                count(*) FILTER (WHERE fatal) AS total_fatal,
-               any_value(d.n1_) AS n1_, any_value(e.n_1) AS n_1, any_value(t.n) AS n,
+               any_value(m.n1_) AS n1_, any_value(m.n_1) AS n_1, any_value(m.n) AS n,
                coalesce(any_value(am.additional_monitoring), false) AS additional_monitoring
-        FROM pairs p JOIN drug_n d USING (ingredient) JOIN event_n e USING (pt) CROSS JOIN total t
+        FROM pairs p JOIN margins m ON m.drug = p.ingredient AND m.event = p.pt
         LEFT JOIN am USING (ingredient)
         GROUP BY p.ingredient, p.pt
         ORDER BY p.ingredient, p.pt
         """,
-        params={"start": start, "end": end},
-    ).pl()
+            params={"start": start, "end": end},
+        )
+        .pl()
+    )
 
 
 def data_months(con: duckdb.DuckDBPyConnection) -> list[dt.date]:

@@ -46,12 +46,6 @@ def latest_alert(con: duckdb.DuckDBPyConnection, manufacturer_id: str) -> dict |
     return {"alert_id": row[0], "content_hash": row[1], "state": json.loads(row[2]) if row[2] else None}
 
 
-def previous_alert(con: duckdb.DuckDBPyConnection, manufacturer_id: str) -> tuple[str, str] | None:
-    """(alert_id, content_hash) of the manufacturer's latest alert, if any."""
-    last = latest_alert(con, manufacturer_id)
-    return (last["alert_id"], last["content_hash"]) if last else None
-
-
 def enqueue_alert(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -101,36 +95,6 @@ def enqueue_alert(
             [alert_id, channel, manufacturer_id, f"{alert_id}/{channel}", created_at, created_at],
         )
     return True
-
-
-def record_alert(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    alert_id: str,
-    manufacturer_id: str,
-    signal_ids: list[str],
-    batch_ids: list[str],
-    content_hash: str,
-    created_at,
-    json_path: str,
-    html_path: str,
-) -> bool:
-    """Insert an alert without deliveries (kept for callers that write files themselves)."""
-    return enqueue_alert(
-        con,
-        alert_id=alert_id,
-        manufacturer_id=manufacturer_id,
-        signal_ids=signal_ids,
-        batch_ids=batch_ids,
-        content_hash=content_hash,
-        state={},
-        supersedes=None,
-        document="",
-        channels=[],
-        created_at=created_at,
-        json_path=json_path,
-        html_path=html_path,
-    )
 
 
 @dataclass

@@ -25,6 +25,7 @@ the compiled predicate calls the same functions.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,8 +39,19 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT7
 
-#: ../shared/data/epcis from the repository root (override with load_validator(schema_path=...))
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[4] / "shared" / "data" / "epcis" / "EPCIS-JSON-Schema.json"
+#: Where the GS1 schema is: ``EPCIS-JSON-Schema.json`` of a copy of GS1's EPCIS repository, with its
+#: ``JSON-Schema/`` folder beside it. Not shipped with PV Trace: the licence file of GS1's repository
+#: is a disclaimer under GS1's IP policy and grants no right to redistribute the schema files.
+SCHEMA_ENV = "PVTRACE_EPCIS_SCHEMA"
+
+
+def configured_schema() -> Path | None:
+    """The schema named by ``PVTRACE_EPCIS_SCHEMA``, or None when the variable is not set.
+
+    Nothing outside the configuration is looked at (no path relative to the checkout)."""
+    value = os.environ.get(SCHEMA_ENV)
+    return Path(value) if value else None
+
 
 Predicate = Callable[[object], bool]
 
@@ -382,7 +394,7 @@ def json_path(parts) -> str:
 class EpcisValidator:
     """The compiled EPCIS validator: build once, then :meth:`issues` per document."""
 
-    def __init__(self, schema_path: Path = DEFAULT_SCHEMA, *, fast: bool = True):
+    def __init__(self, schema_path: Path, *, fast: bool = True):
         self.schema_path = Path(schema_path)
         schema = json.loads(self.schema_path.read_text(encoding="utf-8"))
         self.registry = local_registry(self.schema_path)
@@ -452,6 +464,6 @@ def _short(error: ValidationError) -> str:
 
 
 @lru_cache(maxsize=4)
-def epcis_validator(schema_path: str = str(DEFAULT_SCHEMA)) -> EpcisValidator:
+def epcis_validator(schema_path: str) -> EpcisValidator:
     """One compiled validator per schema file per process."""
     return EpcisValidator(Path(schema_path))

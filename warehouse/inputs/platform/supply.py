@@ -46,7 +46,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from pathlib import Path
@@ -62,11 +61,10 @@ from warehouse.inputs.inbox import (
     replace_quarantine,
     replace_rows,
 )
-from warehouse.inputs.platform.epcis_schema import DEFAULT_SCHEMA, epcis_validator
+from warehouse.inputs.platform.epcis_schema import SCHEMA_ENV, configured_schema, epcis_validator
 from warehouse.linkage.pack_codes import gs1_check_digit
 
 #: where the GS1 schema is read from (the inlined file; its modular sources beside it)
-SCHEMA_ENV = "PVTRACE_EPCIS_SCHEMA"
 
 _DL = re.compile(
     r"^https?://[^/]+(?:/[^/]+)*?/01/(?P<gtin>\d{8,14})(?:/22/[^/?#]+)?"
@@ -306,27 +304,27 @@ _ITEM_SCHEMA = {
 _READING_SCHEMA = {"seq": pl.Int64, "low": pl.Float64, "high": pl.Float64, "start": pl.String, "end": pl.String}
 
 
-def schema_path() -> Path:
-    return Path(os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA)
+def schema_path() -> Path | None:
+    return configured_schema()
 
 
 def _validator(validate: bool):
-    """The compiled validator, or None when asked not to validate or when the GS1 schema is not
-    beside the repository (a fresh clone without ../shared/data): then the load goes on
-    unvalidated and says so with a warning and ``documents_validated`` = 0. A schema named in
+    """The compiled validator, or None when asked not to validate or when no GS1 schema is configured
+    (``PVTRACE_EPCIS_SCHEMA`` unset; the schema is not shipped, see ``epcis_schema``): then the load goes
+    on unvalidated and says so with a warning and ``documents_validated`` = 0. A schema named in
     PVTRACE_EPCIS_SCHEMA that does not exist is an error."""
     if not validate:
         return None
     path = schema_path()
-    if not path.exists():
-        if os.environ.get(SCHEMA_ENV):
-            raise FileNotFoundError(f"{SCHEMA_ENV}={path}: no such EPCIS JSON Schema file")
+    if path is None:
         warnings.warn(
-            f"EPCIS JSON Schema not found at {path}; supply documents are loaded unvalidated "
-            f"(set {SCHEMA_ENV} to EPCIS-JSON-Schema.json)",
+            f"no EPCIS JSON Schema configured; supply documents are loaded unvalidated "
+            f"(set {SCHEMA_ENV} to GS1's EPCIS-JSON-Schema.json)",
             stacklevel=3,
         )
         return None
+    if not path.exists():
+        raise FileNotFoundError(f"{SCHEMA_ENV}={path}: no such EPCIS JSON Schema file")
     return epcis_validator(str(path))
 
 
