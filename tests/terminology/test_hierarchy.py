@@ -54,3 +54,23 @@ def test_e2b_mapping(con):
     assert m["hives"][1] == VERSION and m["hives"][0] != code_of["Urticaria"]
     assert "Feeling queasy (old)" not in m  # non-current
     assert e2b_llt_mapping(con, language="xx") == {}
+
+
+def test_map_events_counts_a_report_once_per_group(con):
+    from warehouse.terminology.hierarchy import map_events_sql
+
+    rows = (
+        "SELECT * FROM (VALUES ('r1', 'D', 'Urticaria'), ('r1', 'D', 'Angioedema'), ('r2', 'D', 'Rash'), "
+        "('r3', 'D', 'Headache'), ('r4', 'D', 'Not in the release')) t(report_id, drug, event)"
+    )
+    narrow = con.execute(
+        f"SELECT report_id, event FROM ({map_events_sql(rows, 'smq_narrow', VERSION)}) ORDER BY 1"
+    ).fetchall()
+    assert narrow == [("r1", "Hypersensitivity (synthetic SMQ)")]
+    broad = con.execute(f"SELECT report_id FROM ({map_events_sql(rows, 'smq_broad', VERSION)}) ORDER BY 1").fetchall()
+    assert broad == [("r1",), ("r2",)]
+    assert con.execute(f"SELECT count(*) FROM ({map_events_sql(rows, 'pt', VERSION)})").fetchone()[0] == 5
+    soc = dict(
+        con.execute(f"SELECT event, count(*) FROM ({map_events_sql(rows, 'soc', VERSION)}) GROUP BY 1").fetchall()
+    )
+    assert soc == {"Skin and subcutaneous tissue disorders": 2, "Nervous system disorders": 1}  # r1 once

@@ -86,3 +86,15 @@ def e2b_llt_mapping(
     ).fetchall()
     # PT-named LLTs last so that they win when a lay LLT has the same name as a PT
     return {name: (int(code), version) for name, code, _ in rows}
+
+
+def map_events_sql(rows_sql: str, level: str, version: str, language: str = "en") -> str:
+    """Any counting relation with an ``event`` column holding PT names, re-expressed at ``level``: the event
+    replaced by its group, one row per (row, group), duplicates removed (a report naming two PTs of one SMQ counts
+    once for that SMQ). Rows whose PT the release lacks drop out at levels above PT."""
+    if level == "pt":
+        return rows_sql
+    return (
+        f"SELECT DISTINCT r.* EXCLUDE (event), m.event FROM ({rows_sql}) r "
+        f"JOIN ({event_map_sql(level, version, language)}) m ON m.pt = r.event"
+    )
