@@ -1,16 +1,14 @@
 """``pvtrace``: the command line of PV Trace.
 
 pvtrace generate --out inbox [--seed 42] [--scale 1.0]   write a synthetic world
-pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output
+pvtrace run --inbox inbox --warehouse output/pvtrace.duckdb --output output [--clock 2025-12-31]
 pvtrace demo                                             generate, then run, then say where things are
 pvtrace ingest --format {faers,vaers,e2b,openfda} PATH --warehouse FILE [--json]
+                                                         load public adverse-event files
 pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output output]
                                                          detection delay per planted signal and method
 pvtrace evaluate --study [--replicates 200] [--seed 14] [--output output]
                                                          operating characteristics vs the oracle
-                                                         load public adverse-event files
-pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050]
-                                                         the analysts' signal review web app
 pvtrace detect --warehouse FILE [--output DIR] [--reports latest|all|none]
                                                          scores, register, alerts and reports on whatever the
                                                          warehouse holds (after `pvtrace ingest`; no inbox)
@@ -19,8 +17,13 @@ pvtrace meddra load DIR --warehouse FILE [--version V --language L]
 pvtrace meddra code --warehouse FILE [--language zh|en|ja] [--version V] [--json] TERM...
                                                          code verbatim reaction text to LLT/PT
 pvtrace meddra synthetic --out DIR                       write the SYNTHETIC terminology (MedDRA file format)
-pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer
-                                                         create a dashboard account (password from
+pvtrace e2b-ack PATH --warehouse FILE [--sent output/e2b]
+                                                         load a gateway's E2B(R3) acknowledgments; each
+                                                         shipped ICSR's state (sent/accepted/rejected)
+pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050] [--tls-cert F --tls-key F]
+                  [--trust-proxy ADDR ...]               the analysts' signal review web app
+pvtrace dashboard-user add --warehouse FILE --username U --role analyst|viewer|admin|manufacturer
+                  [--manufacturer-id M]                  create a dashboard account (password from
                                                          PVTRACE_DASHBOARD_PASSWORD or a prompt)
 """
 
@@ -45,6 +48,49 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
+def _materialize_with_progress(assets, *, quiet: bool = False, **kwargs):
+    """``dg.materialize`` with a progress line per stage as it finishes (stage, seconds, the counts it
+    reported), so a long run visibly moves; ``quiet`` runs it plainly."""
+    import uuid
+
+    import dagster as dg
+
+    if quiet:
+        return dg.materialize(assets, **kwargs)
+    instance = kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral()
+    selection = kwargs.pop("selection", None)
+    counts: dict[str, str] = {}
+    t0 = time.perf_counter()
+
+    def on_event(record) -> None:
+        event = record.get_dagster_event() if record.is_dagster_event else None
+        if event is None:
+            return
+        if event.is_step_materialization:
+            meta = event.event_specific_data.materialization.metadata
+            counts[event.step_key] = ", ".join(
+                f"{k} {v.value:,}"
+                for k, v in meta.items()
+                if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
+            )
+        elif event.is_step_success or event.is_step_failure:
+            took = event.event_specific_data.duration_ms / 1000 if event.is_step_success else None
+            status = f"{took:6.1f} s" if took is not None else "FAILED "
+            print(
+                f"  [{time.perf_counter() - t0:6.1f} s] {event.step_key:<32} {status}  {counts.get(event.step_key, '')}",
+                flush=True,
+            )
+
+    run_id = str(uuid.uuid4())
+    instance.add_event_listener(run_id, on_event)
+    job = dg.Definitions(
+        jobs=[dg.define_asset_job("__ephemeral_asset_job__", selection=selection)],
+        assets=assets,
+        resources=kwargs.pop("resources", {}),
+    ).resolve_job_def("__ephemeral_asset_job__")
+    return job.execute_in_process(instance=instance, run_id=run_id, **kwargs)
+
+
 def report_months(warehouse: str, which: str) -> list[str]:
     """Partition keys (``YYYY-MM-01``) of the monthly reports to build: the month of the last case received
     (``latest``), every month the data covers (``all``), or none."""
@@ -63,9 +109,18 @@ def report_months(warehouse: str, which: str) -> list[str]:
 
 
 def run_reports(
-    inbox: str, warehouse: str, output: str, partition_keys: list[str], *, quiet: bool = False, log_level: str = "INFO"
+    inbox: str,
+    warehouse: str,
+    output: str,
+    partition_keys: list[str],
+    *,
+    quiet: bool = False,
+    log_level: str = "INFO",
+    published: str = "",
+    skip_e2b: bool = False,
 ) -> list:
-    """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process."""
+    """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process
+    (``skip_e2b``: without the E2B(R3) batches)."""
     import dagster as dg
 
     from assets.definitions import ALL_ASSETS, REPORT_ASSETS
@@ -74,11 +129,14 @@ def run_reports(
     results = []
     for key in partition_keys:
         t0 = time.perf_counter()
-        result = dg.materialize(
+        result = _materialize_with_progress(
             [*ALL_ASSETS, *REPORT_ASSETS],
-            selection=dg.AssetSelection.assets(*REPORT_ASSETS),
+            quiet=quiet,
+            selection=dg.AssetSelection.assets(
+                *[a for a in REPORT_ASSETS if not (skip_e2b and a.key.to_user_string().startswith("e2b_"))]
+            ),
             partition_key=key,
-            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
+            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output, published=published),
             instance=_instance(),
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
@@ -101,46 +159,269 @@ def run_reports(
     return results
 
 
+class RunFailed(SystemExit):
+    """A run that published nothing: the previous generation stays; ``failed_steps`` says where."""
+
+    def __init__(self, message: str, failed_steps: list[str]):
+        super().__init__(message)
+        self.failed_steps = failed_steps
+
+
+def _failed_steps(result) -> list[str]:
+    return [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+
+
+def _checkpointed(path: Path) -> None:
+    """Fold a DuckDB write-ahead log into the file, so a byte copy or a rename carries everything."""
+    if Path(f"{path}.wal").exists():
+        from warehouse.schema import connect
+
+        con = connect(str(path))
+        try:
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+
+def _run_lock(published: Path):
+    """One run at a time per warehouse (they would share the working copy): an exclusive lock on
+    ``<warehouse>.run.lock``, released when the returned file is closed (or the process ends)."""
+    import fcntl
+
+    fh = open(f"{published}.run.lock", "a")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise SystemExit(
+            f"pvtrace: another run is writing a generation of {published}; try again when it ends"
+        ) from None
+    return fh
+
+
+def working_copy(warehouse: str) -> tuple[Path, float]:
+    """A private copy of the published warehouse (or a fresh path) for a run to write; (path, seconds)."""
+    import shutil
+
+    published, work = Path(warehouse), Path(f"{warehouse}.next")
+    for stale in (work, Path(f"{work}.wal")):
+        stale.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    if published.exists():
+        _checkpointed(published)
+        shutil.copyfile(published, work)
+    return work, time.perf_counter() - t0
+
+
+def _record_run(warehouse: Path, row: dict) -> None:
+    from warehouse.schema import connect
+
+    con = connect(str(warehouse))
+    try:
+        con.execute(
+            "INSERT INTO pipeline_run (run_id, generation, inbox, inbox_sha256, clock, started_at, finished_at, status, "
+            "failed_steps) VALUES ($run_id, $generation, $inbox, $inbox_sha256, $clock, $started_at, $finished_at, "
+            "$status, $failed_steps)",
+            row,
+        )
+        if row["status"] == "published":
+            con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def _inbox_digest(warehouse: Path) -> str:
+    """One hash over the content hashes of every inbox file the generation loaded."""
+    import hashlib
+
+    from warehouse.schema import connect
+
+    con = connect(str(warehouse), read_only=True)
+    try:
+        rows = con.sql("SELECT kind, sha256 FROM load_manifest ORDER BY kind, file").fetchall()
+    finally:
+        con.close()
+    return hashlib.sha256("\n".join(f"{k}:{h}" for k, h in rows).encode()).hexdigest()
+
+
 def run_pipeline(
-    inbox: str, warehouse: str, output: str, *, quiet: bool = False, log_level: str = "INFO", reports: str = "latest"
+    inbox: str,
+    warehouse: str,
+    output: str,
+    *,
+    quiet: bool = False,
+    log_level: str = "INFO",
+    reports: str = "latest",
+    clock: str | None = None,
 ):
-    """Materialise the whole graph in this process, then the monthly reports (``reports``: latest, all or none).
+    """Materialise the whole graph in this process, then the monthly reports (``reports``: latest, all or none),
+    and publish the result as one new *generation* of the warehouse — or nothing.
+
+    Generations. The graph runs against a working copy (``<warehouse>.next``, a byte copy of the
+    published file); only when every step, blocking check and report succeeded is the copy
+    checkpointed and moved over the warehouse with one atomic ``os.replace``. Readers that
+    open the warehouse therefore see the previous generation or the new one, never a mix of two
+    inboxes; a failed run deletes its copy, records itself (``pipeline_run``, status ``failed``
+    and the failed steps) in the published warehouse and exits naming the steps. Manufacturer
+    alerts are built and delivered only after the publication, from the published generation,
+    so a failed run never sends one; triage decisions the dashboard applied while the run was
+    going are applied again from its journal (idempotent).
+
+    The run's clock (``clock`` or ``PVTRACE_CLOCK``, default now) is fixed once and holds for
+    every step: nothing after it loads, so the data lock point cannot pass it.
 
     Dagster refuses to materialise partitioned and unpartitioned assets in one call, so the
     unpartitioned graph runs first and the report assets then run once per month partition.
     Returns the Dagster result of the unpartitioned run."""
+    import datetime as dt
+
     import dagster as dg
 
+    from assets.alerting import manufacturer_alerts
     from assets.definitions import ALL_ASSETS, ALL_CHECKS
     from assets.resources import default_resources
+    from warehouse.inputs.inbox import CLOCK_ENV, parse_clock, run_clock
 
     if not Path(inbox).is_dir():
         raise SystemExit(f"pvtrace: inbox folder {inbox!r} does not exist (generate one with `pvtrace generate`)")
+    fixed = parse_clock(clock) if clock else run_clock()
+    previous_clock = os.environ.get(CLOCK_ENV)
+    os.environ[CLOCK_ENV] = fixed.isoformat()
+    published = Path(warehouse)
+    published.parent.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    run_row = {
+        "run_id": None,
+        "generation": None,
+        "inbox": str(Path(inbox).resolve()),
+        "inbox_sha256": None,
+        "clock": fixed,
+        "started_at": started,
+        "finished_at": None,
+        "status": "failed",
+        "failed_steps": None,
+    }
+    lock = _run_lock(published)
+    work, copy_s = working_copy(warehouse)
+    try:
+        result = _materialize_with_progress(
+            [*ALL_ASSETS, *ALL_CHECKS],
+            quiet=quiet,
+            selection=dg.AssetSelection.all() - dg.AssetSelection.assets(manufacturer_alerts),
+            resources=default_resources(inbox=inbox, warehouse=str(work), output=output, published=warehouse),
+            instance=_instance(),
+            raise_on_error=False,
+            # Dagster's step events are DEBUG; INFO keeps what the assets themselves report
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+        run_row["run_id"] = result.run_id
+        if not quiet:
+            _print_result(result)
+            print(f"  working copy of the warehouse made in {copy_s:.2f} s")
+        if not result.success:
+            failed = _failed_steps(result)
+            raise RunFailed(
+                f"pvtrace: the run failed at {failed}; nothing was published, the previous generation of "
+                f"{warehouse} stays in place; see the log above",
+                failed,
+            )
+        try:
+            run_reports(
+                inbox,
+                str(work),
+                output,
+                report_months(str(work), reports),
+                quiet=quiet,
+                log_level=log_level,
+                published=warehouse,
+            )
+        except SystemExit as exc:
+            raise RunFailed(
+                f"{exc}; nothing was published, the previous generation stays in place", ["reports"]
+            ) from None
+        run_row.update(
+            status="published",
+            inbox_sha256=_inbox_digest(work),
+            generation=_next_generation(work),
+            finished_at=dt.datetime.now(dt.UTC),
+        )
+        _record_run(work, run_row)
+        os.replace(work, published)
+    except BaseException as exc:
+        for leftover in (work, Path(f"{work}.wal")):
+            leftover.unlink(missing_ok=True)
+        run_row.update(
+            failed_steps=",".join(getattr(exc, "failed_steps", None) or [type(exc).__name__]),
+            finished_at=dt.datetime.now(dt.UTC),
+        )
+        if published.exists():
+            _record_run(published, run_row)
+        raise
+    finally:
+        lock.close()
+        if previous_clock is None:
+            os.environ.pop(CLOCK_ENV, None)
+        else:
+            os.environ[CLOCK_ENV] = previous_clock
+    _after_publication(inbox, warehouse, output, log_level=log_level, quiet=quiet)
+    return result
+
+
+def _next_generation(work: Path) -> int:
+    from warehouse.schema import connect
+
+    con = connect(str(work), read_only=True)
+    try:
+        last = con.sql("SELECT max(generation) FROM pipeline_run WHERE status = 'published'").fetchone()[0]
+    finally:
+        con.close()
+    return (last or 0) + 1
+
+
+def _after_publication(inbox: str, warehouse: str, output: str, *, log_level: str, quiet: bool) -> None:
+    """Once a generation is published: re-apply the dashboard's triage journal (decisions applied to
+    the previous file while the run was going), then build and deliver manufacturer alerts from it."""
+    import dagster as dg
+
+    from assets.alerting import manufacturer_alerts
+    from assets.definitions import ALL_ASSETS
+    from assets.resources import default_resources
+    from dashboard.store import apply_pending_to_warehouse
+
+    try:
+        apply_pending_to_warehouse(warehouse)
+    except Exception as exc:  # the journal keeps them: the dashboard's applier or the next run applies them
+        print(f"pvtrace: triage decisions not re-applied now ({type(exc).__name__}); they stay in the journal")
     result = dg.materialize(
-        [*ALL_ASSETS, *ALL_CHECKS],
+        [*ALL_ASSETS],
+        selection=dg.AssetSelection.assets(manufacturer_alerts),
         resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
         instance=_instance(),
         raise_on_error=False,
-        # Dagster's step events are DEBUG; INFO keeps what the assets themselves report
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     if not quiet:
-        for ev in result.get_asset_materialization_events():
-            mat = ev.event_specific_data.materialization
-            counts = ", ".join(
-                f"{k} {v.value:,}"
-                for k, v in mat.metadata.items()
-                if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
-            )
-            print(f"  asset {mat.asset_key.to_user_string():<28} {counts}")
-        for ev in result.get_asset_check_evaluations():
-            status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
-            print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} {status}")
-    if not result.success:
-        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        raise SystemExit(f"pvtrace: the run failed at {failed}; see the log above")
-    run_reports(inbox, warehouse, output, report_months(warehouse, reports), quiet=quiet, log_level=log_level)
-    return result
+        _print_result(result)
+    if not result.success:  # the generation stands; undelivered alerts stay pending in the outbox
+        print(
+            f"pvtrace: alerting failed at {_failed_steps(result)}; the generation is published, pending alert "
+            "deliveries are retried on the next run",
+            file=sys.stderr,
+        )
+
+
+def _print_result(result) -> None:
+    for ev in result.get_asset_materialization_events():
+        mat = ev.event_specific_data.materialization
+        counts = ", ".join(
+            f"{k} {v.value:,}"
+            for k, v in mat.metadata.items()
+            if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
+        )
+        print(f"  asset {mat.asset_key.to_user_string():<28} {counts}")
+    for ev in result.get_asset_check_evaluations():
+        status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
+        print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} {status}")
 
 
 def run_detect(warehouse: str, output: str, *, reports: str = "latest", log_level: str = "WARNING") -> None:
@@ -176,7 +457,12 @@ def run_detect(warehouse: str, output: str, *, reports: str = "latest", log_leve
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         raise SystemExit(f"pvtrace detect: failed at {failed}; see the log above")
-    run_reports(here, warehouse, output, report_months(warehouse, reports), log_level=log_level)
+    from reports.e2b.sender import ENV as E2B_SENDER_ENV
+
+    skip_e2b = not os.environ.get(E2B_SENDER_ENV)
+    if skip_e2b and reports != "none":  # PV Trace never invents a sender for real data (README, E2B section)
+        print(f"  E2B(R3) batches skipped: set {E2B_SENDER_ENV} to your sender TOML to write them")
+    run_reports(here, warehouse, output, report_months(warehouse, reports), log_level=log_level, skip_e2b=skip_e2b)
 
 
 def _summary(warehouse: str, output: str) -> None:
@@ -200,7 +486,10 @@ def _summary(warehouse: str, output: str) -> None:
     print(f"  warehouse : {Path(warehouse).resolve()}")
     for r in reports:
         print(f"  report    : {r.resolve()}  (+ .html)")
-    print(f"  E2B(R3)   : {Path(output, 'e2b').resolve()}  ({len(e2b)} schema-valid batch files)")
+    print(
+        f"  E2B(R3)   : {Path(output, 'e2b').resolve()}  ({len(e2b)} schema- and business-rule-valid batch files; "
+        "gateway readiness in each .status.json)"
+    )
     print(f"  eRMR      : {Path(output, 'ermr').resolve()}  ({len(ermr)} CSV files, one per substance and month)")
     print(f"  alerts    : {Path(output, 'alerts').resolve()}  ({alerts} alerts for {len(alert_dirs)} manufacturers)")
 
@@ -228,9 +517,42 @@ def _ingest(args) -> int:
     return 0
 
 
+def _e2b_ack(args) -> int:
+    """Load E2B(R3) acknowledgments; with --sent, print each shipped ICSR's submission state."""
+    import json as _json
+
+    from warehouse.inputs.regulator.e2b_ack import AckError, load_acks, submission_states
+    from warehouse.schema import connect
+
+    con = connect(args.warehouse)
+    try:
+        try:
+            counts = load_acks(con, args.path)
+        except (AckError, OSError) as exc:
+            print(f"pvtrace e2b-ack: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"{counts['files']} acknowledgment file(s): {counts['acks']} ICSR acknowledgments, "
+            f"{counts['accepted']} accepted, {counts['rejected']} rejected"
+        )
+        if args.sent:
+            sent = []
+            for status in sorted(Path(args.sent).glob("*.status.json")):
+                data = _json.loads(status.read_text(encoding="utf-8"))
+                if data.get("shipped"):
+                    sent += [{"batch_id": data["batch_id"], **i} for i in data.get("icsrs", [])]
+            for row in submission_states(con, sent):
+                reasons = f"  {row['reasons']}" if row["reasons"] and row["state"] != "accepted" else ""
+                print(f"  {row['safety_report_id']}  {row['state']}{reasons}")
+    finally:
+        con.close()
+    return 0
+
+
 def _dashboard_user(args) -> int:
     import getpass
 
+    from dashboard.auth import record
     from dashboard.store import add_user
 
     password = os.environ.get("PVTRACE_DASHBOARD_PASSWORD")
@@ -240,10 +562,12 @@ def _dashboard_user(args) -> int:
             print("pvtrace dashboard-user: the passwords differ", file=sys.stderr)
             return 2
     try:
-        add_user(args.warehouse, args.username, password, args.role)
+        add_user(args.warehouse, args.username, password, args.role, manufacturer_id=args.manufacturer_id)
     except ValueError as exc:
         print(f"pvtrace dashboard-user: {exc}", file=sys.stderr)
         return 2
+    detail = f"roles {args.role}" + (f", manufacturer {args.manufacturer_id}" if args.manufacturer_id else "")
+    record(args.warehouse, "account_saved", args.username.strip(), actor="cli:dashboard-user", detail=detail)
     print(f"dashboard account {args.username!r} ({args.role}) saved for {Path(args.warehouse).resolve()}")
     return 0
 
@@ -305,6 +629,44 @@ def _meddra(args) -> int:
     return 0
 
 
+def _api_client(args) -> int:
+    """``pvtrace api-client add|list|revoke``: verification-API clients (warehouse.stores.api_clients)."""
+    from warehouse.stores import api_clients
+
+    if args.client_command == "add":
+        try:
+            record, key = api_clients.add_client(
+                args.warehouse,
+                args.name,
+                args.scopes,
+                args.jurisdiction,
+                rate_limit=args.rate_limit or api_clients.DEFAULT_RATE_LIMIT,
+                code_limit=args.code_limit or api_clients.DEFAULT_CODE_LIMIT,
+            )
+        except ValueError as exc:
+            print(f"pvtrace api-client: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"API client {record['name']!r} ({record['client_id']}) scopes {','.join(record['scopes'])}"
+            + (f", jurisdiction {record['jurisdiction']}" if record["jurisdiction"] else "")
+        )
+        print(f"key (shown once, only its SHA-256 is stored): {key}")
+        return 0
+    if args.client_command == "list":
+        for c in api_clients.list_clients(args.warehouse):
+            state = f"revoked {c['revoked_at']}" if c["revoked_at"] else "active"
+            print(
+                f"{c['client_id']}  {c['name']:<24} {','.join(c['scopes']):<20} {c['jurisdiction'] or '-':<3} "
+                f"{c['key_prefix']}…  {c['rate_limit']}  codes {c['code_limit']}  {state}"
+            )
+        return 0
+    if api_clients.revoke_client(args.warehouse, args.client):
+        print(f"API client {args.client!r} revoked")
+        return 0
+    print(f"pvtrace api-client: no active client {args.client!r}", file=sys.stderr)
+    return 1
+
+
 def _demo_analyst(warehouse: str) -> None:
     """A demo analyst with a fresh random password, printed once (only the argon2 hash is stored)."""
     import secrets
@@ -338,6 +700,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
         p.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
         p.add_argument(
+            "--clock",
+            default=None,
+            help="the run's clock (ISO date or timestamp; default PVTRACE_CLOCK, else now): nothing after it loads",
+        )
+        p.add_argument(
             "--reports",
             choices=["latest", "all", "none"],
             default="latest",
@@ -354,16 +721,52 @@ def main(argv: list[str] | None = None) -> int:
     ing.add_argument("--harmonisation", help="openFDA harmonisation JSON (brand/generic name -> substance)")
     ing.add_argument("--json", action="store_true", help="print the counts as one JSON line (the last line)")
 
+    ack = sub.add_parser("e2b-ack", help="load E2B(R3) acknowledgments (.ack) from a regulator's gateway")
+    ack.add_argument("path", help="an .ack file or a folder of them")
+    ack.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    ack.add_argument("--sent", help="the E2B output folder: print each shipped ICSR's state (sent/accepted/rejected)")
+
     dash = sub.add_parser("dashboard", help="serve the signal review dashboard (reads a snapshot of the warehouse)")
     dash.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8050)
+    dash.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM); cookies are then always Secure")
+    dash.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    dash.add_argument(
+        "--trust-proxy",
+        nargs="+",
+        metavar="ADDR",
+        help="reverse-proxy addresses or networks whose X-Forwarded-Proto/-For are believed (see the README)",
+    )
     du = sub.add_parser("dashboard-user", help="manage dashboard accounts")
     du_sub = du.add_subparsers(dest="user_command", required=True)
     du_add = du_sub.add_parser("add", help="create an account (or reset its password and role)")
     du_add.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     du_add.add_argument("--username", required=True)
-    du_add.add_argument("--role", required=True, choices=["analyst", "viewer"])
+    du_add.add_argument(
+        "--role", required=True, help="analyst, viewer, admin or manufacturer; several as admin,analyst"
+    )
+    du_add.add_argument("--manufacturer-id", help="the company a manufacturer account may see (manufacturer role only)")
+
+    api = sub.add_parser("api", help="serve the pack verification API (reads a snapshot of the warehouse)")
+    api.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8060)
+    api.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (else put a TLS reverse proxy in front)")
+    api.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    ac = sub.add_parser("api-client", help="manage verification-API clients and their keys")
+    ac_sub = ac.add_subparsers(dest="client_command", required=True)
+    ac_add = ac_sub.add_parser("add", help="create a client and print its key once")
+    ac_add.add_argument("--name", required=True)
+    ac_add.add_argument("--scopes", required=True, help="comma-separated: verify, trace, safety")
+    ac_add.add_argument("--jurisdiction", help="CN, EU, US or JP (required with the safety scope)")
+    ac_add.add_argument("--rate-limit", help="requests, e.g. '20/second;1000/minute' (the default)")
+    ac_add.add_argument("--code-limit", help="pack codes verified, e.g. '200000/hour' (the default)")
+    ac_list = ac_sub.add_parser("list", help="list clients (never their keys)")
+    ac_rev = ac_sub.add_parser("revoke", help="revoke a client's key (by name or id)")
+    ac_rev.add_argument("client")
+    for p in (ac_add, ac_list, ac_rev):
+        p.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
 
     det = sub.add_parser("detect", help="scores, register, alerts and reports on the warehouse as it is (no inbox)")
     det.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
@@ -400,6 +803,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--seed", type=int, default=14, help="--study: random seed")
 
     args = parser.parse_args(argv)
+    from warehouse.files import restrict_umask
+
+    restrict_umask()  # warehouse, snapshot, review store, salt, outputs, Dagster storage: private from the first byte
+    if args.command == "demo":
+        os.environ.setdefault("PVTRACE_DEMO", "1")  # the demo may keep its pseudonym salt beside the warehouse
     if args.command == "evaluate" and args.study:
         from assets.study import run_study
 
@@ -428,11 +836,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"detection finished in {time.perf_counter() - t0:.1f} s")
         _summary(args.warehouse, args.output)
         return 0
+    if args.command == "e2b-ack":
+        return _e2b_ack(args)
     if args.command == "dashboard":
         from dashboard.app import serve
 
-        serve(args.warehouse, host=args.host, port=args.port)
+        serve(
+            args.warehouse,
+            host=args.host,
+            port=args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            trust_proxy=args.trust_proxy,
+        )
         return 0
+    if args.command == "api":
+        from api.app import serve as serve_api
+
+        serve_api(args.warehouse, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key)
+        return 0
+    if args.command == "api-client":
+        return _api_client(args)
     if args.command == "dashboard-user":
         return _dashboard_user(args)
     if args.command in ("generate", "demo"):
@@ -448,8 +872,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.command == "generate":
             return 0
+        # the demo's E2B files need a sender: the shipped, clearly-labelled fictitious one unless one is configured
+        from reports.e2b.sender import DEMO_SENDER, ENV
+
+        os.environ.setdefault(ENV, str(DEMO_SENDER))
     t0 = time.perf_counter()
-    run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports)
+    try:
+        run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports, clock=args.clock)
+    except ValueError as exc:  # a bad --clock / PVTRACE_CLOCK / PVTRACE_PLAUSIBILITY_OFF
+        print(f"pvtrace: {exc}", file=sys.stderr)
+        return 2
     print(f"pipeline finished in {time.perf_counter() - t0:.1f} s")
     _summary(args.warehouse, args.output)
     if args.command == "demo":

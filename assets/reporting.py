@@ -6,9 +6,11 @@ For each jurisdiction (NMPA, EMA, FDA, PMDA) and month:
   (``periodic_signal_report_<j>_<YYYY-MM>.{html,pdf}``), with the expedited-reporting clock also
   written as a table (``expedited_clock_<j>_<YYYY-MM>.csv``);
 * ``e2b_icsr_batch_<j>``: the serious cases of the month as one ICH E2B(R3) batch file under
-  ``output/e2b/`` (``e2b_icsr_<j>_<YYYY-MM>.xml``), validated against the ICH schema before it is
-  written; an invalid file goes to ``output/e2b/rejected/`` with its errors, the asset's
-  ``ich_schema_valid`` check fails and the report says the file was not shipped.
+  ``output/e2b/`` (``e2b_icsr_<j>_<YYYY-MM>.xml``), validated against the ICH schema and the
+  regulator's business rules (``reports.e2b.rules``) before it is written; an invalid file goes to
+  ``output/e2b/rejected/`` with its errors, the asset's ``ich_schema_valid`` check fails and the report
+  says the file was not shipped. The sender comes from ``$PVTRACE_E2B_SENDER`` (``reports.e2b.sender``);
+  without it the asset fails with a message saying what to configure.
 
 And once per month, ``ermr_export``: an eRMR-style CSV per active substance under
 ``output/ermr/<YYYY-MM>/``.
@@ -35,12 +37,15 @@ from assets.ingestion import supply_events
 from assets.register import signal_register
 from assets.resources import InboxResource, OutputResource, WarehouseResource
 from reports import ermr
+from reports.e2b.sender import Sender, load_sender
+from reports.e2b.terminology import MeddraCoding
 from reports.e2b.validation import default_schema_path
 from reports.e2b.writer import IcsrBatch, build_batch, write_validated
 from reports.expedited import expedited_clock, write_clock_csv
 from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS, Jurisdiction
 from reports.periodic_report import ReportInputs, write_periodic_report
 from signals.scoring import score_pairs
+from warehouse.inputs.inbox import run_clock
 from warehouse.queries import report_queries as rq
 from warehouse.queries.read_model import data_lock_point
 
@@ -103,12 +108,23 @@ def period_lock_point(con, end: dt.date) -> dt.date:
     return min(end, last) if last else end
 
 
-def e2b_batch_for(con, j: Jurisdiction, start: dt.date, end: dt.date, *, run_created: dt.datetime) -> IcsrBatch | None:
+def e2b_batch_for(
+    con,
+    j: Jurisdiction,
+    start: dt.date,
+    end: dt.date,
+    *,
+    run_created: dt.datetime,
+    sender: Sender,
+    meddra: MeddraCoding | None = None,
+) -> IcsrBatch | None:
     cases = rq.expedited_cases(con, j.market_region, start, end)
     if cases.is_empty():
         return None
     rows = rq.icsr_rows(con, cases["case_id"].to_list())
-    return build_batch(rows, jurisdiction=j, period_label=f"{start:%Y-%m}", created=run_created)
+    return build_batch(
+        rows, jurisdiction=j, period_label=f"{start:%Y-%m}", created=run_created, sender=sender, meddra=meddra
+    )
 
 
 def _report_asset(code: str):
@@ -184,7 +200,8 @@ def _e2b_asset(code: str):
             dg.AssetCheckSpec(
                 "ich_schema_valid",
                 asset=f"e2b_icsr_batch_{code}",
-                description="The batch file validates against the ICH E2B(R3) XSD",
+                description="The batch file validates against the ICH E2B(R3) XSD and has no rejection-level "
+                "business-rule finding (reports.e2b.rules)",
             )
         ],
         description=f"ICH E2B(R3) batch file of the month's serious cases for {j.authority}, validated against the ICH "
@@ -198,11 +215,13 @@ def _e2b_asset(code: str):
         folder = output.folder("e2b")
         stem = f"e2b_icsr_{code}_{start:%Y-%m}"
         status_path = folder / f"{stem}.status.json"
+        sender = load_sender()  # SenderConfigError (the step fails, saying what to configure) when not set
+        # N.1.5 / N.2.r.4 / C.1.2 are the run's clock, never after it (a gateway rejects future times)
+        created = run_clock().astimezone(dt.UTC).replace(microsecond=0)
         with warehouse.connect(read_only=True) as con:
             dlp = period_lock_point(con, end)
-            # N.1.5 / C.1.2 are creation times: the end of the DLP day, so the same data gives the same file
-            created = dt.datetime.combine(dlp, dt.time(23, 59, 59), tzinfo=dt.UTC)
-            batch = e2b_batch_for(con, j, start, dlp, run_created=created)
+            # no MedDRA terminology is loaded yet (issue 17): the status says the file is not gateway-ready
+            batch = e2b_batch_for(con, j, start, dlp, run_created=created, sender=sender, meddra=None)
         if batch is None:
             status_path.unlink(missing_ok=True)
             (folder / f"{stem}.xml").unlink(missing_ok=True)
@@ -214,14 +233,8 @@ def _e2b_asset(code: str):
                     )
                 ],
             )
-        result = write_validated(batch, folder / f"{stem}.xml", schema=default_schema_path())
-        status = {
-            "file": result.path.name,
-            "status": "valid" if result.valid else "INVALID",
-            "cases": batch.n_icsrs,
-            "errors": result.errors[:50],
-            "missing_meddra_codes": batch.missing_meddra_codes,
-        }
+        result = write_validated(batch, folder / f"{stem}.xml", schema=default_schema_path(), clock=created)
+        status = result.status(batch)
         status_path.write_text(json.dumps(status, indent=1, sort_keys=True), encoding="utf-8")
         check = dg.AssetCheckResult(
             check_name="ich_schema_valid",
@@ -229,12 +242,15 @@ def _e2b_asset(code: str):
             severity=dg.AssetCheckSeverity.ERROR,
             description="valid"
             if result.valid
-            else f"{len(result.errors)} schema errors: not shipped, see {result.path}",
-            metadata={"errors": "\n".join(result.errors[:20]) or "none"},
+            else f"{len(result.errors)} schema or business-rule errors: not shipped, see {result.path}",
+            metadata={
+                "errors": "\n".join(result.errors[:20]) or "none",
+                "not_gateway_ready": "\n".join(status.get("not_gateway_ready", [])) or "none",
+            },
         )
         if not result.valid:
             context.log.error(
-                f"{stem}.xml failed ICH schema validation ({len(result.errors)} errors); written to "
+                f"{stem}.xml failed ICH schema or business-rule validation ({len(result.errors)} errors); written to "
                 f"{result.path} and not shipped"
             )
         return dg.MaterializeResult(
@@ -242,6 +258,7 @@ def _e2b_asset(code: str):
                 "path": dg.MetadataValue.path(str(result.path)),
                 "icsrs": batch.n_icsrs,
                 "schema": "valid" if result.valid else "INVALID",
+                "gateway_ready": status.get("gateway_ready", False),
                 "reactions_without_meddra_code": batch.missing_meddra_codes,
             },
             check_results=[check],

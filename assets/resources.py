@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from warehouse.files import private_dir, restrict_umask
 from warehouse.pseudonym import load_salt
 from warehouse.schema import connect
 
@@ -21,14 +22,20 @@ DEFAULT_WAREHOUSE = "output/pvtrace.duckdb"
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file. DuckDB allows one writing process: the job runs in process."""
+    """The DuckDB warehouse file. DuckDB allows one writing process: the job runs in process.
+
+    ``published``: when ``path`` is a working copy that a run publishes over another file
+    (assets/cli.py run_pipeline), that file; the files beside the warehouse (the pseudonym salt)
+    are the published warehouse's, so keys stay the same across generations."""
 
     path: str
+    published: str = ""
 
     @contextmanager
     def connect(self, read_only: bool = False):
+        restrict_umask()  # the warehouse and its WAL: 0600 from the first byte
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(self.path).parent)
         con = connect(self.path, read_only=read_only)
         try:
             yield con
@@ -48,7 +55,7 @@ class WarehouseResource(dg.ConfigurableResource):
             con.execute("COMMIT")
 
     def pseudonym_salt(self) -> str:
-        return load_salt(self.path)
+        return load_salt(self.published or self.path)
 
 
 class InboxResource(dg.ConfigurableResource):
@@ -63,16 +70,17 @@ class OutputResource(dg.ConfigurableResource):
     path: str
 
     def folder(self, *parts: str) -> Path:
-        folder = Path(self.path, *parts)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        restrict_umask()  # reports, alerts, E2B files: 0600 in 0700 folders
+        return private_dir(Path(self.path, *parts))
 
 
 def default_resources(
-    inbox: str | None = None, warehouse: str | None = None, output: str | None = None
+    inbox: str | None = None, warehouse: str | None = None, output: str | None = None, published: str = ""
 ) -> dict[str, dg.ConfigurableResource]:
     return {
-        "warehouse": WarehouseResource(path=warehouse or os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE)),
+        "warehouse": WarehouseResource(
+            path=warehouse or os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE), published=published
+        ),
         "inbox": InboxResource(path=inbox or os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX)),
         "output": OutputResource(path=output or os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT)),
     }

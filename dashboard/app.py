@@ -21,9 +21,13 @@ Concurrency with the pipeline (DuckDB: one writing process, and readers block wr
   been quiet. The pipeline may also apply pending decisions itself
   (:func:`dashboard.store.apply_review_store`). Applying is idempotent (keyed by run_id).
 
-Access: local accounts (``pvtrace dashboard-user add``), argon2 password hashes, a signed session
-cookie (secret from ``PVTRACE_DASHBOARD_SECRET``, else random per process: sessions end on
-restart), a per-session CSRF token checked on every POST; ``analyst`` may triage, ``viewer`` reads.
+Access (:mod:`dashboard.auth`): local accounts (``pvtrace dashboard-user add`` or the admin page),
+argon2 password hashes, server-side sessions (the cookie is an opaque random token, ``HttpOnly``,
+``SameSite=Strict``, ``Secure`` over HTTPS or behind a trusted proxy that says HTTPS), idle and
+absolute timeouts, revocation on logout / password change / by an admin, login throttling per
+account and per client, a per-session CSRF token checked on every POST (a double-submit cookie on
+the login form). Roles: ``analyst`` triages, ``viewer`` reads, ``admin`` manages accounts and reads
+the audit trail, ``manufacturer`` sees only its own company's portal (:mod:`dashboard.portal`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import os
 import secrets
 import threading
 from datetime import datetime
@@ -44,7 +47,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -55,7 +57,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dashboard import charts, store
+from dashboard import auth, charts, store
 from dashboard.data import (
     FILTERS,
     RULE_METHOD,
@@ -65,11 +67,11 @@ from dashboard.data import (
     filter_signals,
 )
 from reports.rendering import fmt_ci, fmt_num
+from warehouse.files import restrict_umask
 from warehouse.stores.signal_register import STATUSES
 
 log = logging.getLogger("pvtrace.dashboard")
 HERE = Path(__file__).parent
-SECRET_ENV = "PVTRACE_DASHBOARD_SECRET"
 PAGE_SIZE = 100
 
 # every method's statistics and the rule it feeds (thresholds: signals.rules.RuleThresholds defaults)
@@ -112,8 +114,21 @@ def _environment() -> jinja2.Environment:
 class Dashboard:
     """State shared by the requests: the warehouse, its snapshot, the review store, the applier."""
 
-    def __init__(self, warehouse: str | Path, *, quiet_s: float = 2.0, apply_interval_s: float = 5.0):
+    def __init__(
+        self,
+        warehouse: str | Path,
+        *,
+        quiet_s: float = 2.0,
+        apply_interval_s: float = 5.0,
+        session_policy: auth.SessionPolicy | None = None,
+        login_policy: auth.LoginPolicy | None = None,
+        secure_cookies: bool = False,
+    ):
         self.warehouse = Path(warehouse)
+        self.sessions = session_policy or auth.SessionPolicy()
+        self.guard = auth.LoginGuard(self.warehouse, login_policy)
+        self.secure_cookies = secure_cookies  # always Secure (served over TLS); else only when the request is https
+        self.flash: dict[str, str] = {}  # per session (token hash): one message for the next page
         self.snapshot = Snapshot(self.warehouse, quiet_s=quiet_s)
         self.apply_interval_s = apply_interval_s
         self.applied: set[str] = set()  # decision ids known to be in the warehouse
@@ -174,46 +189,118 @@ def _dash(request: Request) -> Dashboard:
     return request.app.state.dashboard
 
 
+def _client(request: Request) -> str:
+    """The client's address (the real one when a trusted proxy forwarded it; see ``trusted_proxies``)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _session(request: Request) -> dict | None:
+    """The request's live server-side session (looked up once per request), or None."""
+    if not hasattr(request.state, "session"):
+        dash = _dash(request)
+        request.state.session = auth.load_session(dash.warehouse, request.cookies.get(auth.COOKIE), dash.sessions)
+    return request.state.session
+
+
 def _csrf(request: Request) -> str:
-    token = request.session.get("csrf")
-    if not token:
-        token = request.session["csrf"] = secrets.token_urlsafe(32)
-    return token
+    """The CSRF token forms carry: the session's; before login, the login cookie's (double submit)."""
+    session = _session(request)
+    if session:
+        return session["csrf"]
+    if not hasattr(request.state, "login_csrf"):
+        request.state.login_csrf = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    return request.state.login_csrf
 
 
 def _check_csrf(request: Request, form) -> None:
     sent = form.get("csrf_token") or ""
-    good = request.session.get("csrf") or ""
+    session = _session(request)
+    good = session["csrf"] if session else (request.cookies.get(auth.LOGIN_CSRF_COOKIE) or "")
     if not good or not hmac.compare_digest(str(sent), str(good)):
         raise HTTPException(403, "CSRF token missing or wrong: reload the page and try again")
 
 
 def _user(request: Request) -> dict | None:
-    name = request.session.get("user")
-    if not name:
-        return None
-    user = store.get_user(_dash(request).warehouse, name)
-    if user is None:  # account removed: end the session
-        request.session.clear()
+    """The logged-in account, or None (no session; or the account was removed or disabled: session revoked)."""
+    if hasattr(request.state, "user"):
+        return request.state.user
+    session = _session(request)
+    user = None
+    if session:
+        dash = _dash(request)
+        user = store.get_user(dash.warehouse, session["username"])
+        if user is None or user["disabled"]:
+            auth.revoke(dash.warehouse, request.cookies.get(auth.COOKIE), "account removed or disabled")
+            request.state.session = None
+            user = None
+    request.state.user = user
     return user
+
+
+def _is_https(request: Request) -> bool:
+    return _dash(request).secure_cookies or request.url.scheme == "https"
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=_is_https(request),
+    )
+
+
+def _flash(request: Request, text: str) -> None:
+    session = _session(request)
+    if session:
+        _dash(request).flash[session["token_hash"]] = text
 
 
 def _render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
     dash = _dash(request)
-    flash = request.session.pop("flash", None)
+    session = _session(request)
+    flash = dash.flash.pop(session["token_hash"], None) if session else None
+    csrf = _csrf(request)
+    user = context.pop("user", None)
     html = dash.env.get_template(template).render(
         request=request,
-        csrf_token=_csrf(request),
-        user=context.pop("user", None),
+        csrf_token=csrf,
+        user=user,
+        perms=(user or {}).get("permissions", set()),
         flash=flash,
         snapshot=dash.snapshot,
         **context,
     )
-    return HTMLResponse(html, status_code=status_code)
+    response = HTMLResponse(html, status_code=status_code)
+    if not session and request.cookies.get(auth.LOGIN_CSRF_COOKIE) != csrf:
+        _set_cookie(request, response, auth.LOGIN_CSRF_COOKIE, csrf, 3600)
+    return response
 
 
 def _login_redirect(request: Request) -> RedirectResponse:
-    return RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
+    response = RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
+    if request.cookies.get(auth.COOKIE):  # a dead session's cookie: drop it
+        response.delete_cookie(auth.COOKIE, path="/")
+    return response
+
+
+def _home(user: dict) -> str:
+    """Where an account lands: the signal list, else its portal, else account management."""
+    perms = user["permissions"]
+    return "/" if "read_signals" in perms else "/portal" if "portal" in perms else "/admin"
+
+
+def _require(request: Request, permission: str) -> dict | Response:
+    """The user if logged in with ``permission``; else a redirect to the login (no session) or a 403."""
+    user = _user(request)
+    if user is None:
+        return _login_redirect(request)
+    if permission not in user["permissions"]:
+        raise HTTPException(403, f"your role ({user['role']}) does not allow this page")
+    return user
 
 
 def _busy(request: Request, user, exc: Exception) -> HTMLResponse:
@@ -236,41 +323,111 @@ def _effective_status(signals: pl.DataFrame, pending: list[dict]) -> pl.DataFram
 
 
 # ---- pages --------------------------------------------------------------------------------
+def _safe_next(nxt: str) -> str:
+    return nxt if nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt else "/"
+
+
+def _refused(request: Request, refusal: auth.Refusal, nxt: str) -> Response:
+    resp = _render(request, "login.html", status_code=refusal.status, next=nxt, error=refusal.message)
+    resp.headers["Retry-After"] = str(refusal.retry_after)
+    return resp
+
+
 async def login_page(request: Request) -> Response:
     if request.method == "GET":
-        return _render(request, "login.html", next=request.query_params.get("next", "/"), error=None)
+        return _render(request, "login.html", next=_safe_next(request.query_params.get("next", "/")), error=None)
     form = await request.form()
     _check_csrf(request, form)
-    user = await run_in_threadpool(
-        store.authenticate, _dash(request).warehouse, str(form.get("username", "")), str(form.get("password", ""))
-    )
-    nxt = str(form.get("next") or "/")
-    if not nxt.startswith("/") or nxt.startswith("//"):
-        nxt = "/"
+    dash = _dash(request)
+    username = str(form.get("username", ""))[: store.USERNAME_MAX * 2].strip()
+    password = str(form.get("password", ""))[:1024]
+    nxt = _safe_next(str(form.get("next") or "/"))
+    client = _client(request)
+    refusal = await run_in_threadpool(dash.guard.check, username, client)
+    if refusal:
+        return _refused(request, refusal, nxt)
+    try:
+        user = await run_in_threadpool(store.authenticate, dash.warehouse, username, password)
+    except store.HashBusy as exc:
+        return _refused(request, auth.Refusal(503, str(exc), 2), nxt)
     if user is None:
+        await run_in_threadpool(dash.guard.failed, username, client)
         return _render(request, "login.html", status_code=401, next=nxt, error="Unknown user or wrong password.")
-    request.session.clear()  # new session on login (no fixation)
-    request.session.update(
-        {
-            "user": user["username"],
-            "csrf": secrets.token_urlsafe(32),
-            "login_at": datetime.now().isoformat(timespec="seconds"),
-        }
-    )
-    return RedirectResponse(nxt, status_code=303)
+    old = request.cookies.get(auth.COOKIE)
+    if old:  # rotation: whatever session the browser had ends here
+        await run_in_threadpool(auth.revoke, dash.warehouse, old, "replaced by a new login")
+    token, _ = await run_in_threadpool(auth.new_session, dash.warehouse, user["username"], client)
+    await run_in_threadpool(dash.guard.succeeded, user["username"], client)
+    target = nxt if nxt != "/" or "read_signals" in user["permissions"] else _home(user)
+    response = RedirectResponse(target, status_code=303)
+    _set_cookie(request, response, auth.COOKIE, token, int(dash.sessions.absolute_s))
+    response.delete_cookie(auth.LOGIN_CSRF_COOKIE, path="/")
+    return response
 
 
 async def logout(request: Request) -> Response:
     form = await request.form()
     _check_csrf(request, form)
-    request.session.clear()
-    return RedirectResponse("/login", status_code=303)
+    dash = _dash(request)
+    session = _session(request)
+    if session:
+        await run_in_threadpool(auth.revoke, dash.warehouse, request.cookies.get(auth.COOKIE), "logout")
+        await run_in_threadpool(auth.record, dash.warehouse, "logout", session["username"], client=_client(request))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(auth.COOKIE, path="/")
+    return response
+
+
+async def change_password(request: Request) -> Response:
+    user = _user(request)
+    if user is None:
+        return _login_redirect(request)
+    if request.method == "GET":
+        return _render(request, "password.html", user=user, error=None)
+    form = await request.form()
+    _check_csrf(request, form)
+    dash = _dash(request)
+    client = _client(request)
+    current, new, again = (str(form.get(k, ""))[:1024] for k in ("current", "new", "again"))
+    refusal = await run_in_threadpool(dash.guard.check, user["username"], client)
+    if refusal:
+        return _render(request, "password.html", status_code=refusal.status, user=user, error=refusal.message)
+    try:
+        ok = await run_in_threadpool(store.authenticate, dash.warehouse, user["username"], current)
+    except store.HashBusy as exc:
+        return _render(request, "password.html", status_code=503, user=user, error=str(exc))
+    if ok is None:
+        await run_in_threadpool(dash.guard.failed, user["username"], client)
+        return _render(request, "password.html", status_code=401, user=user, error="The current password is wrong.")
+    if new != again:
+        return _render(request, "password.html", status_code=400, user=user, error="The new passwords differ.")
+    try:
+        await run_in_threadpool(store.set_password, dash.warehouse, user["username"], new)
+    except ValueError as exc:
+        return _render(request, "password.html", status_code=400, user=user, error=str(exc))
+    n = await run_in_threadpool(auth.revoke_user_sessions, dash.warehouse, user["username"], "password changed")
+    await run_in_threadpool(
+        auth.record,
+        dash.warehouse,
+        "password_changed",
+        user["username"],
+        actor=user["username"],
+        client=client,
+        detail=f"{n} session(s) revoked",
+    )
+    token, _ = await run_in_threadpool(auth.new_session, dash.warehouse, user["username"], client)
+    dash.flash[auth.token_hash(token)] = "Password changed. Every other session of your account has been ended."
+    response = RedirectResponse(_home(user), status_code=303)
+    _set_cookie(request, response, auth.COOKIE, token, int(dash.sessions.absolute_s))
+    return response
 
 
 def signal_list(request: Request) -> Response:
     user = _user(request)
     if user is None:
         return _login_redirect(request)
+    if "read_signals" not in user["permissions"]:
+        return RedirectResponse(_home(user), status_code=303)
     dash = _dash(request)
     try:
         ev = dash.snapshot.evidence()
@@ -306,13 +463,13 @@ def signal_list(request: Request) -> Response:
 
 
 async def mark_reviewed(request: Request) -> Response:
-    user = _user(request)
-    if user is None:
-        return _login_redirect(request)
+    user = _require(request, "read_signals")
+    if isinstance(user, Response):
+        return user
     form = await request.form()
     _check_csrf(request, form)
     await run_in_threadpool(store.mark_reviewed, _dash(request).warehouse, user["username"])
-    request.session["flash"] = "List marked as reviewed: “new since last review” now counts from this moment."
+    _flash(request, "List marked as reviewed: “new since last review” now counts from this moment.")
     return RedirectResponse("/", status_code=303)
 
 
@@ -390,9 +547,9 @@ def _split_record(record: dict, max_rows: int = 15) -> dict:
 def signal_detail(request: Request) -> Response:
     import json
 
-    user = _user(request)
-    if user is None:
-        return _login_redirect(request)
+    user = _require(request, "read_signals")
+    if isinstance(user, Response):
+        return user
     dash = _dash(request)
     try:
         ev = dash.snapshot.evidence()
@@ -465,7 +622,7 @@ def signal_detail(request: Request) -> Response:
         n_tto=len(tto),
         funnel=funnel,
         actions=ACTION_LABELS,
-        can_triage=user["role"] == "analyst",
+        can_triage="triage" in user["permissions"],
         statuses=STATUSES,
         error=None,
         form={},
@@ -478,8 +635,8 @@ async def triage(request: Request) -> Response:
         return _login_redirect(request)
     form = await request.form()
     _check_csrf(request, form)
-    if user["role"] != "analyst":
-        raise HTTPException(403, "viewers cannot triage signals")
+    if "triage" not in user["permissions"]:
+        raise HTTPException(403, f"only analysts can triage signals (your role: {user['role']})")
     dash = _dash(request)
     sid = request.path_params["signal_id"]
     action = str(form.get("action") or "")
@@ -492,17 +649,18 @@ async def triage(request: Request) -> Response:
     if current.height == 0:
         raise HTTPException(404, f"no signal {sid}")
     if action not in store.TRIAGE_ACTIONS or not comment:
-        request.session["flash"] = "Choose an action and write a comment: every decision needs its reason."
+        _flash(request, "Choose an action and write a comment: every decision needs its reason.")
         return RedirectResponse(f"/signals/{sid}#triage", status_code=303)
     await run_in_threadpool(
         store.record_decision, dash.warehouse, sid, user["username"], action, comment, current["status"][0]
     )
     applied = await run_in_threadpool(dash.apply_now)
-    request.session["flash"] = (
+    _flash(
+        request,
         f"Recorded: {action} → {store.TRIAGE_ACTIONS[action]}."
         if applied
         else f"Recorded: {action} → {store.TRIAGE_ACTIONS[action]}. The pipeline is writing the warehouse; the decision "
-        "is kept and will reach the warehouse (and reports and alerts) as soon as it finishes."
+        "is kept and will reach the warehouse (and reports and alerts) as soon as it finishes.",
     )
     return RedirectResponse(f"/signals/{sid}", status_code=303)
 
@@ -522,7 +680,7 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
 
 
 class SecurityHeaders:
-    """No scripts at all, nothing from elsewhere, no framing."""
+    """No scripts at all, nothing from elsewhere, no framing; HSTS when the request came over HTTPS."""
 
     def __init__(self, app):
         self.app = app
@@ -530,6 +688,7 @@ class SecurityHeaders:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        https = scope.get("scheme") == "https"
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
@@ -546,6 +705,8 @@ class SecurityHeaders:
                     (b"referrer-policy", b"same-origin"),
                     (b"cache-control", b"no-store"),
                 ]
+                if https:
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
                 message["headers"] = headers
             await send(message)
 
@@ -555,16 +716,31 @@ class SecurityHeaders:
 def create_app(
     warehouse: str | Path,
     *,
-    secret: str | None = None,
     quiet_s: float = 2.0,
     apply_interval_s: float = 5.0,
     background: bool = True,
+    session_policy: auth.SessionPolicy | None = None,
+    login_policy: auth.LoginPolicy | None = None,
+    secure_cookies: bool = False,
+    trusted_proxies: list[str] | str | None = None,
 ) -> Starlette:
-    secret = secret or os.environ.get(SECRET_ENV)
-    if not secret:
-        log.warning("%s is not set: using a random secret, sessions end when the dashboard restarts", SECRET_ENV)
-        secret = secrets.token_urlsafe(32)
-    dash = Dashboard(warehouse, quiet_s=quiet_s, apply_interval_s=apply_interval_s)
+    """The dashboard app.
+
+    ``secure_cookies``: always mark cookies ``Secure`` (set when serving TLS directly). Otherwise a
+    cookie is ``Secure`` when the request's scheme is https — which, behind a reverse proxy, is
+    believed only from ``trusted_proxies`` (addresses or networks whose ``X-Forwarded-Proto`` and
+    ``X-Forwarded-For`` are honoured; the forwarded client address is then the one throttled)."""
+    from dashboard import admin, portal
+
+    restrict_umask()  # snapshot, review store and their WAL files: 0600 from the first byte
+    dash = Dashboard(
+        warehouse,
+        quiet_s=quiet_s,
+        apply_interval_s=apply_interval_s,
+        session_policy=session_policy,
+        login_policy=login_policy,
+        secure_cookies=secure_cookies,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -574,28 +750,26 @@ def create_app(
         yield
         dash.stop()
 
+    middleware = [Middleware(SecurityHeaders)]
+    if trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        middleware.insert(0, Middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies))
     app = Starlette(
         routes=[
             Route("/", signal_list),
             Route("/login", login_page, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),
+            Route("/account/password", change_password, methods=["GET", "POST"]),
             Route("/mark-reviewed", mark_reviewed, methods=["POST"]),
             Route("/signals/{signal_id}", signal_detail),
             Route("/signals/{signal_id}/triage", triage, methods=["POST"]),
+            *admin.routes(),
+            *portal.routes(),
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
-        middleware=[
-            Middleware(SecurityHeaders),
-            Middleware(
-                SessionMiddleware,
-                secret_key=secret,
-                session_cookie="pvtrace_session",
-                max_age=8 * 3600,
-                same_site="strict",
-                https_only=False,
-            ),
-        ],
+        middleware=middleware,
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
@@ -603,13 +777,38 @@ def create_app(
     return app
 
 
-def serve(warehouse: str | Path, host: str = "127.0.0.1", port: int = 8050) -> None:
+def serve(
+    warehouse: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    *,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    trust_proxy: list[str] | None = None,
+) -> None:
+    """Serve the dashboard with uvicorn: over TLS with ``tls_cert``/``tls_key`` (cookies always ``Secure``),
+    or behind a reverse proxy at ``trust_proxy`` addresses (see the README: deploying behind a proxy)."""
     import uvicorn
 
+    restrict_umask()
     if not Path(warehouse).exists():
         raise SystemExit(
             f"pvtrace dashboard: warehouse {warehouse} does not exist (run `pvtrace run` or `make demo` first)"
         )
+    if bool(tls_cert) != bool(tls_key):
+        raise SystemExit("pvtrace dashboard: --tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(f"PV Trace dashboard on http://{host}:{port}/  (warehouse {Path(warehouse).resolve()})", flush=True)
-    uvicorn.run(create_app(warehouse), host=host, port=port, log_level="warning")
+    scheme = "https" if tls_cert else "http"
+    print(f"PV Trace dashboard on {scheme}://{host}:{port}/  (warehouse {Path(warehouse).resolve()})", flush=True)
+    if not tls_cert and not trust_proxy and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving plain HTTP on %s: put it behind a TLS proxy (--trust-proxy) or use --tls-cert", host)
+    uvicorn.run(
+        create_app(warehouse, secure_cookies=bool(tls_cert), trusted_proxies=trust_proxy or None),
+        host=host,
+        port=port,
+        log_level="warning",
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        proxy_headers=False,  # forwarded headers only from --trust-proxy (ProxyHeadersMiddleware in the app)
+        server_header=False,
+    )

@@ -21,11 +21,24 @@ Triage actions and the register's vocabulary (``warehouse.stores.signal_register
 watching), ``escalate`` → ``escalated`` (raised to the safety committee / QPPV; a status of its
 own so reports and alerts can tell it from routine monitoring).
 
-Passwords are argon2id hashes (argon2-cffi defaults); nothing stores a clear password.
+Passwords are argon2id hashes (argon2-cffi defaults); nothing stores a clear password. Hashing
+and verifying run at most :data:`HASH_SLOTS` at a time in the process (each argon2 call takes
+64 MiB): a burst of logins queues for a slot (and gets :class:`HashBusy` after
+``HASH_WAIT_S``) instead of multiplying the server's memory.
+
+Accounts carry one or more roles (:data:`ROLES`, stored comma-separated in ``account.role``):
+``admin`` manages accounts and reads the audit trail, ``analyst`` triages, ``viewer`` reads, and
+``manufacturer`` (alone, bound to one ``manufacturer_id``) sees only that company's portal.
+Sessions and the authentication audit trail live here too (:mod:`dashboard.auth`).
+
+The file is created ``0600`` (the process's umask, :func:`warehouse.files.restrict_umask`); an
+older store with wider permissions is narrowed when first opened.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 import uuid
@@ -37,9 +50,22 @@ import duckdb
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from warehouse.files import restrict_umask
 from warehouse.stores.signal_register import STATUSES
 
-ROLES = ("analyst", "viewer")
+log = logging.getLogger("pvtrace.dashboard")
+
+ROLES = ("admin", "analyst", "viewer", "manufacturer")
+# what each role may do; an account may hold several roles (except manufacturer, which stands alone)
+PERMISSIONS = {
+    "admin": {"manage_accounts", "read_audit"},
+    "analyst": {"read_signals", "triage"},
+    "viewer": {"read_signals"},
+    "manufacturer": {"portal"},
+}
+HASH_SLOTS = 2  # concurrent argon2 computations per process (64 MiB each)
+HASH_WAIT_S = 10.0
+MIN_PASSWORD = 8
 TRIAGE_ACTIONS = {
     "validate": "validated",
     "refute": "refuted",
@@ -74,13 +100,73 @@ _DDL = [
         username VARCHAR NOT NULL,
         marked_at TIMESTAMP NOT NULL
     )""",
+    # issue 16: a manufacturer account's company; disabled accounts cannot log in
+    "ALTER TABLE account ADD COLUMN IF NOT EXISTS manufacturer_id VARCHAR",
+    "ALTER TABLE account ADD COLUMN IF NOT EXISTS disabled BOOLEAN DEFAULT false",
+    "ALTER TABLE account ADD COLUMN IF NOT EXISTS password_changed_at TIMESTAMP",
+    # server-side sessions: the cookie carries a random token; only its SHA-256 is kept here
+    """
+    CREATE TABLE IF NOT EXISTS web_session (
+        token_hash VARCHAR PRIMARY KEY,
+        username VARCHAR NOT NULL,
+        csrf_token VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        last_seen_at TIMESTAMP NOT NULL,
+        client VARCHAR,
+        revoked_at TIMESTAMP,
+        revoked_reason VARCHAR
+    )""",
+    # the authentication audit trail (append-only): logins, failures, lockouts, logouts, account changes
+    """
+    CREATE TABLE IF NOT EXISTS auth_event (
+        event_id VARCHAR PRIMARY KEY,
+        occurred_at TIMESTAMP NOT NULL,
+        kind VARCHAR NOT NULL,
+        username VARCHAR,
+        actor VARCHAR,
+        client VARCHAR,
+        detail VARCHAR
+    )""",
+    "CREATE INDEX IF NOT EXISTS auth_event_username ON auth_event (username)",
 ]
 
 _hasher = PasswordHasher()
+_hash_slots = threading.BoundedSemaphore(HASH_SLOTS)
 
 
 class StoreBusy(RuntimeError):
     """The file stayed locked by another process for the whole retry window."""
+
+
+class HashBusy(RuntimeError):
+    """Every password-hashing slot stayed taken for ``HASH_WAIT_S``: too many logins at once."""
+
+
+@contextmanager
+def hash_slot(wait_s: float | None = None):
+    """One of the process's :data:`HASH_SLOTS` argon2 slots (bounded memory under a login burst)."""
+    if not _hash_slots.acquire(timeout=HASH_WAIT_S if wait_s is None else wait_s):
+        raise HashBusy("too many password checks at once; retry in a moment")
+    try:
+        yield
+    finally:
+        _hash_slots.release()
+
+
+def normalise_roles(role) -> tuple[str, ...]:
+    """Roles from ``"admin,analyst"`` or an iterable, validated, in :data:`ROLES` order."""
+    items = role.split(",") if isinstance(role, str) else list(role)
+    roles = {r.strip() for r in items if r and r.strip()}
+    unknown = roles - set(ROLES)
+    if not roles or unknown:
+        raise ValueError(f"role must be one or more of {ROLES}, not {role!r}")
+    if "manufacturer" in roles and len(roles) > 1:
+        raise ValueError("the manufacturer role cannot be combined with another role")
+    return tuple(r for r in ROLES if r in roles)
+
+
+def permissions(roles) -> set[str]:
+    return set().union(*(PERMISSIONS[r] for r in roles)) if roles else set()
 
 
 def review_store_path(warehouse: str | Path) -> Path:
@@ -109,17 +195,26 @@ def connect_with_retry(
 
 
 _store_lock = threading.RLock()  # one process: never mix connection configs to the same file
+_ready: set[str] = set()  # stores whose schema this process has already ensured
 
 
 @contextmanager
 def open_store(warehouse: str | Path, *, timeout_s: float = 3.0):
-    """A short-lived connection to the review store (created if missing), serialised in-process."""
+    """A short-lived connection to the review store (created ``0600`` if missing), serialised in-process."""
     path = review_store_path(warehouse)
     with _store_lock:
+        restrict_umask()
         con = connect_with_retry(path, timeout_s=timeout_s)
         try:
-            for ddl in _DDL:
-                con.execute(ddl)
+            key = f"{path}|{os.stat(path).st_ino}"  # a store deleted and made anew needs its tables again
+            if key not in _ready:
+                for ddl in _DDL:
+                    con.execute(ddl)
+                for f in (path, Path(str(path) + ".wal")):
+                    if f.exists() and os.stat(f).st_mode & 0o077:
+                        log.warning("narrowing the permissions of %s to 0600", f)
+                        os.chmod(f, 0o600)
+                _ready.add(key)
             yield con
         finally:
             con.close()
@@ -133,39 +228,122 @@ def _now() -> datetime:
 
 
 # ---- accounts ---------------------------------------------------------------------------------
-def add_user(warehouse: str | Path, username: str, password: str, role: str) -> None:
-    """Create an account, or reset its password and role if it exists."""
-    username = username.strip()
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
-    if not username or len(password) < 8:
-        raise ValueError("a username and a password of at least 8 characters are required")
-    digest = _hasher.hash(password)
+USERNAME_MAX = 64
+
+
+def _check_username(username: str) -> str:
+    username = (username or "").strip()
+    if not username or len(username) > USERNAME_MAX or any(c.isspace() or not c.isprintable() for c in username):
+        raise ValueError(f"a username of 1 to {USERNAME_MAX} printable characters without spaces is required")
+    return username
+
+
+def hash_password(password: str) -> str:
+    if len(password or "") < MIN_PASSWORD:
+        raise ValueError(f"a password of at least {MIN_PASSWORD} characters is required")
+    with hash_slot():
+        return _hasher.hash(password)
+
+
+def add_user(warehouse: str | Path, username: str, password: str, role, *, manufacturer_id: str | None = None) -> None:
+    """Create an account, or reset its password and roles if it exists (its sessions are then revoked).
+
+    ``role``: one role, ``"admin,analyst"`` or an iterable. ``manufacturer`` needs ``manufacturer_id``
+    (and no other role); no other role may carry one."""
+    username = _check_username(username)
+    roles = normalise_roles(role)
+    manufacturer_id = (manufacturer_id or "").strip() or None
+    if ("manufacturer" in roles) != (manufacturer_id is not None):
+        raise ValueError("the manufacturer role needs a --manufacturer-id, and only that role takes one")
+    digest = hash_password(password)
+    now = _now()
     with open_store(warehouse) as con:
+        existed = con.execute("SELECT count(*) FROM account WHERE username = ?", [username]).fetchone()[0]
         con.execute(
-            "INSERT OR REPLACE INTO account (username, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-            [username, role, digest, _now()],
+            "INSERT OR REPLACE INTO account (username, role, password_hash, created_at, manufacturer_id, disabled, "
+            "password_changed_at) VALUES (?, ?, ?, ?, ?, false, ?)",
+            [username, ",".join(roles), digest, now, manufacturer_id, now],
         )
+        if existed:
+            con.execute(
+                "UPDATE web_session SET revoked_at = ?, revoked_reason = 'account reset' "
+                "WHERE username = ? AND revoked_at IS NULL",
+                [now, username],
+            )
+
+
+def _account(row) -> dict:
+    roles = normalise_roles(row[1])
+    return {
+        "username": row[0],
+        "role": "+".join(roles),
+        "roles": roles,
+        "permissions": permissions(roles),
+        "manufacturer_id": row[2],
+        "disabled": bool(row[3]),
+    }
+
+
+_ACCOUNT_COLS = "username, role, manufacturer_id, coalesce(disabled, false)"
 
 
 def get_user(warehouse: str | Path, username: str) -> dict | None:
+    """The account (username, role label, roles, permissions, manufacturer_id, disabled) or None."""
     with open_store(warehouse) as con:
-        row = con.execute("SELECT username, role FROM account WHERE username = ?", [username]).fetchone()
-    return {"username": row[0], "role": row[1]} if row else None
+        row = con.execute(f"SELECT {_ACCOUNT_COLS} FROM account WHERE username = ?", [username]).fetchone()
+    return _account(row) if row else None
+
+
+def list_users(warehouse: str | Path) -> list[dict]:
+    with open_store(warehouse) as con:
+        rows = con.execute(f"SELECT {_ACCOUNT_COLS} FROM account ORDER BY username").fetchall()
+    return [_account(r) for r in rows]
 
 
 def authenticate(warehouse: str | Path, username: str, password: str) -> dict | None:
-    """The account if the password matches its argon2 hash, else None (same work either way)."""
+    """The account if the password matches its argon2 hash and it is enabled, else None (same work either way).
+
+    Raises :class:`HashBusy` when no hashing slot frees up in time."""
     with open_store(warehouse) as con:
         row = con.execute(
-            "SELECT username, role, password_hash FROM account WHERE username = ?", [username.strip()]
+            f"SELECT {_ACCOUNT_COLS}, password_hash FROM account WHERE username = ?", [(username or "").strip()]
         ).fetchone()
-    digest = row[2] if row else _DUMMY_HASH
-    try:
-        ok = _hasher.verify(digest, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        ok = False
-    return {"username": row[0], "role": row[1]} if (ok and row) else None
+    digest = row[4] if row else _DUMMY_HASH
+    with hash_slot():
+        try:
+            ok = _hasher.verify(digest, password or "")
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+    if not (ok and row) or row[3]:
+        return None
+    return _account(row)
+
+
+def set_password(warehouse: str | Path, username: str, password: str) -> None:
+    """Replace the password hash (the caller revokes the sessions: :func:`dashboard.auth.revoke_user_sessions`)."""
+    digest = hash_password(password)
+    with open_store(warehouse) as con:
+        con.execute(
+            "UPDATE account SET password_hash = ?, password_changed_at = ? WHERE username = ?",
+            [digest, _now(), username],
+        )
+
+
+def set_roles(warehouse: str | Path, username: str, role, manufacturer_id: str | None = None) -> None:
+    roles = normalise_roles(role)
+    manufacturer_id = (manufacturer_id or "").strip() or None
+    if ("manufacturer" in roles) != (manufacturer_id is not None):
+        raise ValueError("the manufacturer role needs a manufacturer id, and only that role takes one")
+    with open_store(warehouse) as con:
+        con.execute(
+            "UPDATE account SET role = ?, manufacturer_id = ? WHERE username = ?",
+            [",".join(roles), manufacturer_id, username],
+        )
+
+
+def set_disabled(warehouse: str | Path, username: str, disabled: bool) -> None:
+    with open_store(warehouse) as con:
+        con.execute("UPDATE account SET disabled = ? WHERE username = ?", [bool(disabled), username])
 
 
 _DUMMY_HASH = _hasher.hash("not-a-password-" + uuid.uuid4().hex)

@@ -6,16 +6,13 @@ deterministic (the same data gives the same bytes), with every text escaped.
 * Dashboard charts (:func:`bar_chart`, :func:`histogram`, :func:`funnel_plot`) return a
   ``markupsafe.Markup`` ``<svg role="img">`` with a ``<title>`` (read by screen readers), inlined
   in the page and styled by its stylesheet (classes ``bar``, ``grid``, ``tick``, ``axis``, …).
-* Document charts (:func:`case_count_chart`) carry their own presentation attributes (colours,
-  font) because a report embeds them as an ``<img>`` (:func:`data_uri`): WeasyPrint then draws
-  them with its SVG renderer, and the HTML stays one self-contained file. Labels are Latin
-  (months, counts) and stay text, so the PDF's text layer holds them; titles are in the HTML, in
-  the document's language.
+* The periodic report's case chart (:func:`case_chart`) is plain geometry (bars, axis top, ticks)
+  that both report templates draw: inline SVG in the HTML, native Typst shapes in the PDF, so the
+  two show the same bars and the PDF's text layer holds the labels.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import math
 from datetime import date
@@ -184,9 +181,7 @@ def funnel_plot(points: list[dict], grid: list[dict], title: str, *, highlight: 
     return _svg(title, body)
 
 
-# ---- document charts (self-styled, for <img> embedding) -----------------------------------------
-FONT = "DejaVu Sans, sans-serif"
-COLOURS = {"serious": "#b2182b", "non-serious": "#92a8c8"}
+# ---- the periodic report's case chart ---------------------------------------------------------------
 
 
 def _months(start: dt.date, end: dt.date) -> list[str]:
@@ -218,76 +213,22 @@ def monthly_case_counts(cases: pl.DataFrame, first: dt.date, dlp: dt.date) -> pl
     return counts.sort("month", "seriousness")
 
 
-def stacked_bar_chart(
-    labels: list[str],
-    series: dict[str, list[float]],
-    colours: dict[str, str],
-    *,
-    width: int = 460,
-    height: int = 90,
-    y_label: str = "cases",
-) -> str:
-    """Stacked vertical bars, the first series at the bottom, with a legend on top; self-styled SVG text.
+def case_chart(counts: pl.DataFrame) -> dict:
+    """The stacked monthly bar chart of a signal's cases (serious on non-serious) as plain geometry, drawn by
+    both templates (inline SVG in the HTML, native shapes in the PDF): the same bars, ticks and labels.
 
-    Raises ``ValueError`` when a series' length differs from the labels'."""
-    if any(len(v) != len(labels) for v in series.values()):
-        raise ValueError("every series needs one value per label")
-    pad_l, pad_r, pad_t, pad_b = 34, 6, 18, 34
-    w, h = width + pad_l + pad_r, height + pad_t + pad_b
-    totals = [sum(v[i] for v in series.values()) for i in range(len(labels))]
-    ymax = _nice_max(max(totals, default=0))
-    bw = width / max(len(labels), 1)
-    text = f'font-family="{FONT}" fill="#333"'
-
-    def to_y(v: float) -> float:
-        return pad_t + height * (1 - v / ymax)
-
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">',
-        f'<rect width="{w}" height="{h}" fill="#ffffff"/>',
+    ``bars``: (month, non-serious, serious) per month; ``ymax``: the top of the y axis, a multiple of the tick
+    step; ``ticks``: the y-axis labels (whole cases, at most five)."""
+    wide = counts.pivot(on="seriousness", index="month", values="cases").sort("month")
+    bars = [
+        (m, int(ns or 0), int(se or 0))
+        for m, ns, se in zip(
+            wide["month"].to_list(),
+            wide["non-serious"].to_list() if "non-serious" in wide.columns else [0] * wide.height,
+            wide["serious"].to_list() if "serious" in wide.columns else [0] * wide.height,
+        )
     ]
-    for i in range(3):  # y axis: 0, half, max
-        v = ymax * i / 2
-        out.append(
-            f'<text x="{pad_l - 4}" y="{to_y(v) + 2.5:.1f}" text-anchor="end" font-size="7" {text}>{_fmt(v)}</text>'
-        )
-    out.append(
-        f'<text x="8" y="{pad_t + height / 2:.1f}" transform="rotate(-90 8 {pad_t + height / 2:.1f})" '
-        f'text-anchor="middle" font-size="8" {text}>{escape(y_label)}</text>'
-    )
-    for i, lab in enumerate(labels):
-        x, base = pad_l + i * bw, 0.0
-        for name, values in series.items():
-            v = values[i]
-            if v > 0:
-                out.append(
-                    f'<rect x="{x + 0.5:.1f}" y="{to_y(base + v):.1f}" width="{max(bw - 1, 0.5):.1f}" '
-                    f'height="{height * v / ymax:.1f}" fill="{colours[name]}"/>'
-                )
-            base += v
-        cx, cy = x + bw / 2, pad_t + height + 4
-        out.append(
-            f'<text x="{cx:.1f}" y="{cy:.1f}" transform="rotate(-60 {cx:.1f} {cy:.1f})" text-anchor="end" '
-            f'font-size="7" {text}>{escape(lab)}</text>'
-        )
-    lx = pad_l
-    for name in reversed(list(series)):  # legend in stacking order, top first
-        out.append(f'<rect x="{lx}" y="4" width="8" height="8" fill="{colours[name]}"/>')
-        out.append(f'<text x="{lx + 11}" y="11" font-size="8" {text}>{escape(name)}</text>')
-        lx += 14 + 5 * len(name)
-    out.append("</svg>")
-    return "".join(out)
-
-
-def case_count_chart(counts: pl.DataFrame, width: int = 460, height: int = 90) -> str:
-    """Stacked monthly bars of :func:`monthly_case_counts`, serious on top of non-serious; SVG text."""
-    months = sorted(set(counts["month"].to_list()))
-    by = {(m, s): c for m, s, c in counts.select("month", "seriousness", "cases").iter_rows()}
-    series = {s: [float(by.get((m, s), 0)) for m in months] for s in ("non-serious", "serious")}
-    return stacked_bar_chart(months, series, COLOURS, width=width, height=height)
-
-
-def data_uri(svg: str) -> str:
-    """The SVG as a ``data:`` URI for an ``<img>``: the HTML stays one self-contained file, and WeasyPrint draws
-    the chart with its SVG renderer instead of styling every SVG node as HTML (four times faster)."""
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    top = max((ns + se for _, ns, se in bars), default=0)
+    step = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 10**9) if top <= 4 * s)
+    ymax = max(step, -(-top // step) * step)
+    return {"bars": bars, "ymax": ymax, "ticks": list(range(0, ymax + 1, step))}

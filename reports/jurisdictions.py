@@ -59,6 +59,7 @@ class Jurisdiction:
     clock: Clock
     e2b_receiver: str  # N.1.4 / N.2.r.3 batch and message receiver identifier
     template: str = "periodic_report.html.j2"
+    pdf_template: str = "periodic_report.typ.j2"  # Typst source for the PDF, from the same context
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property

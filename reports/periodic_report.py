@@ -19,13 +19,14 @@ import shutil
 import statistics
 import subprocess
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
 
-from reports.charts import case_count_chart, data_uri, monthly_case_counts
+from reports.charts import case_chart, monthly_case_counts
 from reports.jurisdictions import LABELS, Jurisdiction, label
-from reports.rendering import render
+from reports.rendering import render, render_typst
 from signals.rules import RULES
 
 CAVEATS = [
@@ -122,6 +123,9 @@ class ReportInputs:
     lineage: pl.DataFrame
     e2b: dict = field(default_factory=dict)  # {"file", "status", "cases", "errors"}
     files: dict = field(default_factory=dict)  # other outputs of the period (clock CSV, eRMR folder)
+    # signal ids that get a full page (chart, tables, batch annex); the others a table row. None: the default
+    # rule, full_page_ids() (product and batch level). A priority ranking passes its own selection here.
+    full_pages: frozenset[str] | None = None
 
     @property
     def period_label(self) -> str:
@@ -177,8 +181,19 @@ def _signal_rows(inputs: ReportInputs) -> list[dict]:
     return rows
 
 
+def full_page_ids(signals: list[dict]) -> set[str]:
+    """The default page selection: a full page (chart, tables, batch annex) for a signal on a product or one of
+    its batches, which are batch-traceable; a substance-level signal spans every product and market and gets a
+    table row with its top batches. A caller with another ranking (e.g. a priority score) passes its own set
+    as ``ReportInputs.full_pages``."""
+    return {s["signal_id"] for s in signals if s["level"] in ("product", "batch")}
+
+
 def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
-    """One page per signal with cases up to the DLP: chart, seriousness, outcomes, time to onset, batches."""
+    """One page per signal with cases up to the DLP: chart, seriousness, outcomes, time to onset, batches.
+
+    Signals in ``inputs.full_pages`` (default: :func:`full_page_ids`) get a full page with a chart; the
+    others a row of the substance table."""
     by_signal = (
         {k[0]: v for k, v in inputs.signal_cases.partition_by("signal_id", as_dict=True).items()}
         if not inputs.signal_cases.is_empty()
@@ -189,6 +204,7 @@ def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
         if not inputs.batches.is_empty()
         else {}
     )
+    full = full_page_ids(signals) if inputs.full_pages is None else set(inputs.full_pages)
     first = inputs.summary.get("first_received") or inputs.period_start
     pages = []
     for s in signals:
@@ -207,15 +223,15 @@ def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
             "tto": _tto([r["days_to_onset"] for r in rows]),
             "batches": batches.get(s["signal_id"], []),
         }
-        # a full page (chart, tables, batch annex) for signals on a product or one of its batches: those are
-        # batch-traceable; a substance-level signal spans every product and market, and gets a row with its top batches
-        if s["level"] in ("product", "batch"):
-            page["chart"] = data_uri(case_count_chart(monthly_case_counts(cases, first, inputs.data_lock_point)))
+        if s["signal_id"] in full:
+            page["chart"] = case_chart(monthly_case_counts(cases, first, inputs.data_lock_point))
         pages.append(page)
     return pages
 
 
-def render_periodic_report(inputs: ReportInputs) -> str:
+def report_context(inputs: ReportInputs) -> dict:
+    """What both templates (HTML and the PDF's Typst) are rendered from: one context, so the two documents
+    carry the same content."""
     j = inputs.jurisdiction
     signals = _signal_rows(inputs)
     groups = {
@@ -227,27 +243,37 @@ def render_periodic_report(inputs: ReportInputs) -> str:
         for cat in ("new", "ongoing", "closed")
     }
     pages = build_pages(inputs, signals)
-    return render(
-        j.template,
-        r=inputs,
-        j=j,
-        L={key: label(key, j) for key in LABELS},
-        lang=j.languages[0],
-        groups=groups,
-        batch_groups=batch_groups,
-        n_signals=len(signals),
-        n_product=sum(s["level"] == "product" for s in signals),
-        pages=[p for p in pages if "chart" in p],
-        substance_pages=[p for p in pages if "chart" not in p],
-        clock=inputs.clock.to_dicts(),
-        overdue=inputs.clock.filter(pl.col("status") == "overdue").height if not inputs.clock.is_empty() else 0,
-        rules=[(name, rule.description, name in j.primary_rules) for name, rule in RULES.items()],
-        lineage=inputs.lineage.to_dicts(),
-        caveats=[
+    return {
+        "r": inputs,
+        "j": j,
+        "L": {key: label(key, j) for key in LABELS},
+        "lang": j.languages[0],
+        "groups": groups,
+        "batch_groups": batch_groups,
+        "n_signals": len(signals),
+        "n_product": sum(s["level"] == "product" for s in signals),
+        "default_selection": inputs.full_pages is None,
+        "pages": [p for p in pages if "chart" in p],
+        "substance_pages": [p for p in pages if "chart" not in p],
+        "clock": inputs.clock.to_dicts(),
+        "overdue": inputs.clock.filter(pl.col("status") == "overdue").height if not inputs.clock.is_empty() else 0,
+        "rules": [(name, rule.description, name in j.primary_rules) for name, rule in RULES.items()],
+        "lineage": inputs.lineage.to_dicts(),
+        "caveats": [
             ([loc[i] for lang in j.languages if (loc := CAVEATS_LOCAL.get(lang))], text)
             for i, text in enumerate(CAVEATS)
         ],
-    )
+    }
+
+
+def render_periodic_report(inputs: ReportInputs, context: dict | None = None) -> str:
+    """The HTML document."""
+    return render(inputs.jurisdiction.template, **(context or report_context(inputs)))
+
+
+def render_periodic_report_typst(inputs: ReportInputs, context: dict | None = None) -> str:
+    """The PDF's Typst source, from the same context as the HTML."""
+    return render_typst(inputs.jurisdiction.pdf_template, **(context or report_context(inputs)))
 
 
 # ---- PDF ------------------------------------------------------------------------------------------
@@ -257,12 +283,33 @@ class MissingFontsError(RuntimeError):
     pass
 
 
-def cjk_fonts_available() -> bool:
-    """True when fontconfig knows a CJK font (Debian: ``fonts-noto-cjk``)."""
+# the font families the PDF is set in, in order of preference (the Typst template names them too); CJK
+# families also carry Latin glyphs, DejaVu Sans is the Latin fallback every Debian system has
+LATIN_FAMILIES = ("DejaVu Sans",)
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP")
+
+
+@lru_cache(maxsize=1)
+def _font_files() -> dict[str, tuple[str, ...]]:
+    """Font files per family as fontconfig knows them (``fc-list``); empty without fontconfig."""
     if shutil.which("fc-list") is None:
-        return False
-    out = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True, check=False).stdout
-    return "CJK" in out or "Han" in out
+        return {}
+    found = {}
+    for family in (*LATIN_FAMILIES, *CJK_FAMILIES):
+        out = subprocess.run(["fc-list", family, "file"], capture_output=True, text=True, check=False).stdout
+        found[family] = tuple(sorted({line.split(":")[0].strip() for line in out.splitlines() if line.strip()}))
+    return found
+
+
+def cjk_fonts_available() -> bool:
+    """True when fontconfig knows a CJK font of :data:`CJK_FAMILIES` (Debian: ``fonts-noto-cjk``)."""
+    return any(_font_files().get(f) for f in CJK_FAMILIES)
+
+
+def font_paths() -> list[str]:
+    """The folders of the PDF's fonts, given to Typst explicitly (system fonts are not scanned: faster, and
+    the same fonts wherever fontconfig finds them)."""
+    return sorted({str(Path(f).parent) for files in _font_files().values() for f in files})
 
 
 def require_fonts(jurisdiction: Jurisdiction) -> None:
@@ -274,22 +321,30 @@ def require_fonts(jurisdiction: Jurisdiction) -> None:
         )
 
 
-def write_pdf(html: str, path: Path, jurisdiction: Jurisdiction) -> Path:
-    """Render the HTML with WeasyPrint; refuse (clearly) when a CJK document has no CJK font to embed."""
+def compile_pdf(source: str, path: Path, jurisdiction: Jurisdiction) -> Path:
+    """Typeset Typst source to a PDF (atomically); refuse (clearly) when a CJK document has no CJK font to embed."""
     require_fonts(jurisdiction)
-    import weasyprint  # slow import: only when a PDF is asked for
+    import typst
 
     tmp = path.with_suffix(".pdf.part")
-    weasyprint.HTML(string=html, base_url=str(path.parent)).write_pdf(tmp)
+    # untagged, as the WeasyPrint PDFs were: the structure tree would add ~2.4 MB to a 45-page report
+    pdf = typst.compile(source.encode("utf-8"), font_paths=font_paths(), ignore_system_fonts=True, pdf_tags=False)
+    tmp.write_bytes(pdf)
     tmp.replace(path)
     return path
 
 
+def write_pdf(inputs: ReportInputs, path: Path, context: dict | None = None) -> Path:
+    """The periodic report as PDF, typeset by Typst from the Jinja2-generated Typst source."""
+    require_fonts(inputs.jurisdiction)
+    return compile_pdf(render_periodic_report_typst(inputs, context), path, inputs.jurisdiction)
+
+
 def write_periodic_report(inputs: ReportInputs, folder: Path, *, pdf: bool = True) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    html = render_periodic_report(inputs)
+    context = report_context(inputs)
     paths = {"html": folder / f"{inputs.stem}.html"}
-    paths["html"].write_text(html, encoding="utf-8")
+    paths["html"].write_text(render_periodic_report(inputs, context), encoding="utf-8")
     if pdf:
-        paths["pdf"] = write_pdf(html, folder / f"{inputs.stem}.pdf", inputs.jurisdiction)
+        paths["pdf"] = write_pdf(inputs, folder / f"{inputs.stem}.pdf", context)
     return paths

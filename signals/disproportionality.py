@@ -189,37 +189,15 @@ def information_component(n11, e, lower: float = 0.025, upper: float = 0.975):
     shape = a + 0.5
     rate = np.where(ok, e, 0.0) + 0.5
     ic = np.where(ok, np.log2(shape / rate), np.nan)
-    # the quantiles depend only on (n11, E): compute once per distinct pair
-    lo, hi = _unique_apply(
-        shape,
-        rate,
-        ok,
-        lambda s, r: (np.log2(special.gammaincinv(s, lower) / r), np.log2(special.gammaincinv(s, upper) / r)),
-    )
+    lo = np.full(a.shape, np.nan)
+    hi = np.full(a.shape, np.nan)
+    if ok.any():
+        # the gamma quantiles depend on the count only (rate scales them): once per distinct count
+        counts, inv = np.unique(shape[ok], return_inverse=True)
+        r = rate[ok]
+        lo[ok] = np.log2(special.gammaincinv(counts, lower)[inv] / r)
+        hi[ok] = np.log2(special.gammaincinv(counts, upper)[inv] / r)
     return ic, lo, hi
-
-
-def _unique_apply(x: np.ndarray, y: np.ndarray, ok: np.ndarray, fn):
-    """Evaluate fn(x, y) -> tuple of arrays on distinct (x, y) rows only.
-
-    Contingency tables repeat the same small counts and margins many times;
-    this cuts the special-function work by a large factor at scale.
-    """
-    out_shape = x.shape
-    idx = np.flatnonzero(ok)
-    if idx.size == 0:
-        res = fn(x[:0], y[:0])
-        return tuple(np.full(out_shape, np.nan) for _ in res)
-    key = pl.DataFrame({"x": x[idx], "y": y[idx]})
-    uniq = key.unique(maintain_order=False).with_row_index("k")
-    inv = key.join(uniq, on=["x", "y"], how="left", maintain_order="left")["k"].to_numpy()
-    res = fn(uniq["x"].to_numpy(), uniq["y"].to_numpy())
-    outs = []
-    for r in res:
-        o = np.full(out_shape, np.nan)
-        o[idx] = np.asarray(r)[inv]
-        outs.append(o)
-    return tuple(outs)
 
 
 def _col(arr: np.ndarray, name: str) -> pl.Series:

@@ -35,11 +35,14 @@ Shrinker data mining model. The R Journal 9(2):499–519.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 from scipy import optimize, special
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "GammaMixturePrior",
@@ -116,9 +119,33 @@ DEFAULT_STARTS: tuple[tuple[float, float, float, float, float], ...] = (
     (1.0, 1.0, 2.0, 2.0, 0.3),
 )
 
+# distinct (n, E) rows above which EB05 and EB95 are solved on two threads
+_PARALLEL_ROWS = 20_000
+
 # bounds of the optimisation (log α, log β in [1e-5, 1e5]; logit p in ±20)
 _LOG_LO, _LOG_HI = np.log(1e-5), np.log(1e5)
 _LOGIT = 20.0
+
+
+# --------------------------------------------------------------------------- helpers
+def _per_count(n: np.ndarray, fn, *args) -> tuple:
+    """fn(n_unique, *args) gathered back to every row: special functions of α + n depend on the count only, and
+    a table of millions of pairs holds a few hundred distinct counts."""
+    u, inv = np.unique(n, return_inverse=True)
+    return tuple(np.asarray(v)[inv] for v in fn(u, *args))
+
+
+def _distinct(n: np.ndarray, e: np.ndarray):
+    """The distinct (n, E) rows and, per input row, the index of its distinct row (one sort on both keys)."""
+    order = np.lexsort((e, n))
+    ns, es = n[order], e[order]
+    first = np.empty(ns.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(ns[1:], ns[:-1], out=first[1:])
+    first[1:] |= es[1:] != es[:-1]
+    inv = np.empty(ns.size, dtype=np.int64)
+    inv[order] = np.cumsum(first) - 1
+    return ns[first], es[first], inv
 
 
 # --------------------------------------------------------------------------- squashing
@@ -144,26 +171,32 @@ def squash(n, e, weights=None, rel_width: float = 0.01):
 
 
 # --------------------------------------------------------------------------- likelihood
-def _log_nb(n, alpha, beta, e, lgam_n1):
-    """log NB(n; size α, prob β/(β+E)) with log Γ(n+1) precomputed."""
-    lbe = np.log(beta + e)
-    return (
-        special.gammaln(alpha + n)
-        - special.gammaln(alpha)
-        - lgam_n1
-        + alpha * (np.log(beta) - lbe)
-        + special.xlogy(n, e)
-        - n * lbe
-    )
+class _Points(NamedTuple):
+    """The data of a likelihood evaluation, with what does not depend on θ computed once: log Γ(n+1),
+    xlogy(n, E), and the distinct counts (special functions of α + n are evaluated on those only)."""
+
+    n: np.ndarray
+    e: np.ndarray
+    w: np.ndarray
+    lgam_n1: np.ndarray
+    xl: np.ndarray
+    counts: np.ndarray
+    inv: np.ndarray
 
 
-def _component(n, e, lgam_n1, alpha, beta, k):
+def _points(n, e, w) -> _Points:
+    counts, inv = np.unique(n, return_inverse=True)
+    return _Points(n, e, w, special.gammaln(n + 1), special.xlogy(n, e), counts, inv)
+
+
+def _component(d: _Points, alpha, beta, k):
     """Truncated log-density g = log NB − log(1 − F(k)) and its gradient wrt
     (α, β).  k = min_count − 1 (k < 0: no truncation)."""
+    n, e = d.n, d.e
     lbe = np.log(beta + e)
     lr = np.log(beta) - lbe  # log r
-    g = special.gammaln(alpha + n) - special.gammaln(alpha) - lgam_n1 + alpha * lr + special.xlogy(n, e) - n * lbe
-    da = special.digamma(alpha + n) - special.digamma(alpha) + lr
+    g = special.gammaln(alpha + d.counts)[d.inv] - special.gammaln(alpha) - d.lgam_n1 + alpha * lr + d.xl - n * lbe
+    da = special.digamma(alpha + d.counts)[d.inv] - special.digamma(alpha) + lr
     db = (alpha * e / beta - n) / (beta + e)
     if k >= 0:
         r = np.exp(lr)
@@ -186,11 +219,12 @@ def _component(n, e, lgam_n1, alpha, beta, k):
     return g, da, db
 
 
-def _negll_and_grad(x, n, e, w, lgam_n1, k):
+def _negll_and_grad(x, d: _Points, k):
+    w = d.w
     a1, b1, a2, b2 = np.exp(x[:4])
     p = special.expit(x[4])
-    g1, da1, db1 = _component(n, e, lgam_n1, a1, b1, k)
-    g2, da2, db2 = _component(n, e, lgam_n1, a2, b2, k)
+    g1, da1, db1 = _component(d, a1, b1, k)
+    g2, da2, db2 = _component(d, a2, b2, k)
     l1 = np.log(p) + g1
     l2 = np.log1p(-p) + g2
     ll = np.logaddexp(l1, l2)
@@ -222,7 +256,7 @@ def neg_loglik(theta, n, e, weights=None, min_count: int = 1) -> float:
     w = np.ones_like(n) if weights is None else np.asarray(weights, dtype=np.float64)
     a1, b1, a2, b2, p = (float(v) for v in theta)
     x = np.array([np.log(a1), np.log(b1), np.log(a2), np.log(b2), special.logit(p)])
-    return float(_negll_and_grad(x, n, e, w, special.gammaln(n + 1), min_count - 1)[0])
+    return float(_negll_and_grad(x, _points(n, e, w), min_count - 1)[0])
 
 
 def _n_agree(tried, best_ll) -> int:
@@ -278,55 +312,58 @@ def fit_prior(
         n, e, w = squash(n, e, rel_width=squash_width)
     else:
         w = np.ones_like(n)
-    lgam_n1 = special.gammaln(n + 1)
+    data = _points(n, e, w)
     k = min_count - 1
     bounds = [(_LOG_LO, _LOG_HI)] * 4 + [(-_LOGIT, _LOGIT)]
     # scale the objective so that L-BFGS-B tolerances mean the same at any size
     scale = 1.0 / max(float(w.sum()), 1.0)
 
     def obj(x):
-        f, g = _negll_and_grad(x, n, e, w, lgam_n1, k)
+        f, g = _negll_and_grad(x, data, k)
         return f * scale, g * scale
 
     tried = []
     best = None
-    for s in starts:
-        # stop once two converged starts agree on the best likelihood (the
-        # cross-check openEBGM's autoHyper asks for); the rest would repeat it
-        if best is not None and _n_agree(tried, -best.fun / scale) >= min_agree:
-            break
-        a1, b1, a2, b2, p = s
-        x0 = np.clip(
-            np.array([np.log(a1), np.log(b1), np.log(a2), np.log(b2), special.logit(p)]),
-            [b[0] for b in bounds],
-            [b[1] for b in bounds],
-        )
-        try:
-            res = optimize.minimize(
-                obj,
-                x0,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8},
+    # one BLAS thread: L-BFGS-B's linear algebra is 5x5, and OpenBLAS threads spinning on it cost more CPU than
+    # the likelihood itself (3x the fit's wall time on a busy machine)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for s in starts:
+            # stop once two converged starts agree on the best likelihood (the
+            # cross-check openEBGM's autoHyper asks for); the rest would repeat it
+            if best is not None and _n_agree(tried, -best.fun / scale) >= min_agree:
+                break
+            a1, b1, a2, b2, p = s
+            x0 = np.clip(
+                np.array([np.log(a1), np.log(b1), np.log(a2), np.log(b2), special.logit(p)]),
+                [b[0] for b in bounds],
+                [b[1] for b in bounds],
             )
-        except (FloatingPointError, ValueError) as exc:  # pragma: no cover - defensive
-            tried.append((s, f"error: {exc}", None))
-            continue
-        # L-BFGS-B may end "ABNORMAL" (line search cannot improve) at the
-        # optimum when the objective is flat to rounding; accept such a stop if
-        # the projected gradient of the per-point objective is ~0
-        pg = np.asarray(res.jac, dtype=float).copy()
-        at_lo = res.x <= np.array([b[0] for b in bounds]) + 1e-10
-        at_hi = res.x >= np.array([b[1] for b in bounds]) - 1e-10
-        pg[(at_lo & (pg > 0)) | (at_hi & (pg < 0))] = 0.0
-        ok = np.isfinite(res.fun) and (bool(res.success) or float(np.max(np.abs(pg))) <= 1e-6)
-        # L-BFGS-B stops on a relative-reduction test; a converged interior
-        # point must also have a small projected gradient
-        ll = -res.fun / scale if np.isfinite(res.fun) else None
-        tried.append((s, ("converged" if ok else f"failed: {res.message}") + f" after {res.nit} it", ll))
-        if ok and (best is None or res.fun < best.fun):
-            best = res
+            try:
+                res = optimize.minimize(
+                    obj,
+                    x0,
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=bounds,
+                    options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8},
+                )
+            except (FloatingPointError, ValueError) as exc:  # pragma: no cover - defensive
+                tried.append((s, f"error: {exc}", None))
+                continue
+            # L-BFGS-B may end "ABNORMAL" (line search cannot improve) at the
+            # optimum when the objective is flat to rounding; accept such a stop if
+            # the projected gradient of the per-point objective is ~0
+            pg = np.asarray(res.jac, dtype=float).copy()
+            at_lo = res.x <= np.array([b[0] for b in bounds]) + 1e-10
+            at_hi = res.x >= np.array([b[1] for b in bounds]) - 1e-10
+            pg[(at_lo & (pg > 0)) | (at_hi & (pg < 0))] = 0.0
+            ok = np.isfinite(res.fun) and (bool(res.success) or float(np.max(np.abs(pg))) <= 1e-6)
+            # L-BFGS-B stops on a relative-reduction test; a converged interior
+            # point must also have a small projected gradient
+            ll = -res.fun / scale if np.isfinite(res.fun) else None
+            tried.append((s, ("converged" if ok else f"failed: {res.message}") + f" after {res.nit} it", ll))
+            if ok and (best is None or res.fun < best.fun):
+                best = res
     converged = [t for t in tried if t[1].startswith("converged")]
     if best is None:
         lines = "\n".join(f"  start {s}: {msg}; loglik={ll}" for s, msg, ll in tried)
@@ -369,62 +406,110 @@ def _prep(n, e):
     return n, e
 
 
+def _log_nb_parts(n, e, prior: GammaMixturePrior):
+    """(log NB_1(n), log NB_2(n)) per row, the log-gamma terms evaluated once per distinct count."""
+    g1, g2, g0 = _per_count(
+        n, lambda u: (special.gammaln(prior.alpha1 + u), special.gammaln(prior.alpha2 + u), special.gammaln(u + 1))
+    )
+    xl = special.xlogy(n, e)
+    out = []
+    for alpha, beta, ga in ((prior.alpha1, prior.beta1, g1), (prior.alpha2, prior.beta2, g2)):
+        lbe = np.log(beta + e)
+        out.append(ga - special.gammaln(alpha) - g0 + alpha * (np.log(beta) - lbe) + xl - n * lbe)
+    return out
+
+
 def posterior_weight(n, e, prior: GammaMixturePrior) -> np.ndarray:
     """Q_n: posterior probability that λ came from component 1, from the
     untruncated component likelihoods (openEBGM ``Qn``)."""
     n, e = _prep(n, e)
-    lg = special.gammaln(n + 1)
-    l1 = _log_nb(n, prior.alpha1, prior.beta1, e, lg)
-    l2 = _log_nb(n, prior.alpha2, prior.beta2, e, lg)
+    if n.size == 0:
+        return np.empty(n.shape)
+    l1, l2 = _log_nb_parts(n.ravel(), e.ravel(), prior)
     with np.errstate(divide="ignore"):
-        return special.expit(np.log(prior.p) - np.log1p(-prior.p) + l1 - l2)
+        return special.expit(np.log(prior.p) - np.log1p(-prior.p) + l1 - l2).reshape(n.shape)
+
+
+def _usable(n, e) -> np.ndarray:
+    """Rows the model can score: finite n ≥ 0 and E ≥ 0, and E > 0 when n > 0 (N ~ Poisson(λE) cannot be
+    positive when E = 0: the likelihood is 0 and the posterior undefined)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(n) & np.isfinite(e) & (n >= 0) & ((e > 0) | ((e == 0) & (n == 0)))
 
 
 def ebgm(n, e, prior: GammaMixturePrior) -> np.ndarray:
-    """Empirical Bayes geometric mean exp(E[ln λ | n]) (DuMouchel, 1999)."""
-    n, e = _prep(n, e)
-    q = posterior_weight(n, e, prior)
-    m1 = special.digamma(prior.alpha1 + n) - np.log(prior.beta1 + e)
-    m2 = special.digamma(prior.alpha2 + n) - np.log(prior.beta2 + e)
-    return np.exp(q * m1 + (1 - q) * m2)
+    """Empirical Bayes geometric mean exp(E[ln λ | n]) (DuMouchel, 1999); NaN where :func:`_usable` is false."""
+    return eb_scores(n, e, prior, quantiles=False).ebgm
 
 
-def _mixture_quantile(q, s1, r1, s2, r2, prob, rtol=1e-12, max_iter=100):
-    """Vectorised root of q·G(s1, r1·x) + (1−q)·G(s2, r2·x) = prob.
+def _component_terms(n, prior: GammaMixturePrior, probs) -> dict:
+    """Per-count terms of the two posterior components Gamma(α_i + n, β_i + E), evaluated on the distinct counts:
+    digamma (EBGM), −log Γ (densities) and the standard gamma quantiles G⁻¹(α_i + n, p) (the bracket of the
+    mixture quantile, divided by the rate per row)."""
 
-    The root lies between the two component quantiles (bracket).  Newton's
-    method on u = ln x — the CDF is close to a logistic curve in ln x, so
-    this converges in a handful of steps even in skewed tails — with a
-    geometric bisection whenever a step leaves the current bracket, on all
-    rows at once, iterating only on rows not yet converged.
+    def terms(u):
+        s1, s2 = prior.alpha1 + u, prior.alpha2 + u
+        out = [special.digamma(s1), special.digamma(s2), -special.gammaln(s1), -special.gammaln(s2)]
+        for prob in probs:
+            out += [special.gammaincinv(s1, prob), special.gammaincinv(s2, prob)]
+        return out
+
+    vals = _per_count(n, terms)
+    out = {"psi1": vals[0], "psi2": vals[1], "c1": vals[2], "c2": vals[3]}
+    for i, prob in enumerate(probs):
+        out[prob] = (vals[4 + 2 * i], vals[5 + 2 * i])
+    return out
+
+
+def _mixture_quantile(q, s1, r1, s2, r2, prob, g1, g2, c1, c2, rtol=1e-12, max_iter=100):
+    """Vectorised root of F(x) = q·P(s1, r1·x) + (1−q)·P(s2, r2·x) = prob (P the regularised lower incomplete gamma).
+
+    ``g_i`` = P⁻¹(s_i, prob), so the component quantiles g_i/r_i bracket the root; ``c_i`` = −log Γ(s_i).
+    Halley's method on u = ln x (the CDF is close to a logistic curve in ln x) from the q-weighted mean of the
+    log component quantiles, with dF/du = Σ w_i·exp(s_i·ln(r_i x) − r_i x + c_i) and
+    d²F/du² = Σ w_i·(s_i − r_i x)·(that term); a step leaving the bracket is replaced by its geometric midpoint,
+    and a row stops once the step, or the O(h³) error bound after it, is below ``rtol``.
     """
-    x1 = special.gammaincinv(s1, prob) / r1
-    x2 = special.gammaincinv(s2, prob) / r2
+    x1 = g1 / r1
+    x2 = g2 / r2
     lo = np.log(np.minimum(x1, x2))
     hi = np.log(np.maximum(x1, x2))
     u = q * np.log(x1) + (1 - q) * np.log(x2)
     # a component with negligible weight: its quantile is the answer to ~1e-15
     u = np.where(q >= 1 - 1e-15, np.log(x1), np.where(q <= 1e-15, np.log(x2), u))
     active = np.flatnonzero((hi - lo > rtol) & (q > 1e-15) & (q < 1 - 1e-15))
-    lg1 = s1 * np.log(r1) - special.gammaln(s1)
-    lg2 = s2 * np.log(r2) - special.gammaln(s2)
+    lr1 = np.log(r1)
+    lr2 = np.log(r2)
     for _ in range(max_iter):
         if active.size == 0:
             break
         ua, qa = u[active], q[active]
         a1, b1, a2, b2 = s1[active], r1[active], s2[active], r2[active]
         xa = np.exp(ua)
-        F = qa * special.gammainc(a1, b1 * xa) + (1 - qa) * special.gammainc(a2, b2 * xa) - prob
-        # dF/du = x·f(x), f the mixture density
-        dF = qa * np.exp(lg1[active] + a1 * ua - b1 * xa) + (1 - qa) * np.exp(lg2[active] + a2 * ua - b2 * xa)
+        y1, y2 = b1 * xa, b2 * xa
+        F = qa * special.gammainc(a1, y1) + (1 - qa) * special.gammainc(a2, y2) - prob
+        d1 = qa * np.exp(c1[active] + a1 * (lr1[active] + ua) - y1)
+        d2 = (1 - qa) * np.exp(c2[active] + a2 * (lr2[active] + ua) - y2)
+        dF = d1 + d2
+        d2F = d1 * (a1 - y1) + d2 * (a2 - y2)
         below = F < 0
         lo_a = np.where(below, ua, lo[active])
         hi_a = np.where(below, hi[active], ua)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            un = ua - F / dF
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            newton = F / dF
+            halley = newton / (1 - 0.5 * newton * d2F / dF)
+            # Halley where its correction is moderate, Newton otherwise
+            step = np.where(np.abs(halley - newton) <= 0.5 * np.abs(newton), halley, newton)
+            un = ua - step
         bad = ~np.isfinite(un) | (un < lo_a) | (un > hi_a)
         un = np.where(bad, 0.5 * (lo_a + hi_a), un)
-        done = (np.abs(un - ua) <= rtol) | (hi_a - lo_a <= rtol) | (F == 0)
+        # the error after a Halley step h is ~K·h³, K of the order of (F''/F')² + F'''/F', at most
+        # (F''/F')² + max(s_i, r_i·x) + 1 here (log-derivatives of the gamma densities in u): a row whose bound is
+        # below rtol stops now, without the confirming evaluation it would otherwise need
+        with np.errstate(invalid="ignore", over="ignore"):
+            k = (d2F / dF) ** 2 + np.maximum(np.maximum(a1, a2), np.maximum(y1, y2)) + 1.0
+            settled = ~bad & (k * np.abs(step) ** 3 <= rtol) & (np.abs(halley - newton) <= 0.5 * np.abs(newton))
+        done = (np.abs(un - ua) <= rtol) | (hi_a - lo_a <= rtol) | (F == 0) | settled
         u[active] = un
         lo[active], hi[active] = lo_a, hi_a
         active = active[~done]
@@ -434,45 +519,48 @@ def _mixture_quantile(q, s1, r1, s2, r2, prob, rtol=1e-12, max_iter=100):
 def quantile(n, e, prior: GammaMixturePrior, q: float) -> np.ndarray:
     """The ``q`` quantile (0 < q < 1) of the posterior of λ given n, E.
     EB05 = quantile(..., 0.05), EB95 = quantile(..., 0.95).  Accurate to
-    ~1e-12 relative (safeguarded Newton on the exact mixture CDF)."""
+    ~1e-12 relative (safeguarded Halley on the exact mixture CDF); NaN where
+    the posterior is undefined (see :func:`eb_scores`)."""
     if not 0 < q < 1:
         raise ValueError("q must be strictly between 0 and 1")
+    return eb_scores(n, e, prior, lower=q, upper=None).eb05
+
+
+def eb_scores(
+    n, e, prior: GammaMixturePrior, lower: float = 0.05, upper: float | None = 0.95, *, quantiles: bool = True
+) -> EBScores:
+    """EBGM, EB05 and EB95 (and Q) for many pairs at once.
+
+    Null (NaN, no warning) where the posterior is undefined: n or E not finite or negative, and n ≥ 1 with
+    E = 0 (no count can be observed when nothing is expected). n = 0 with E = 0 gives the prior's figures.
+    The special functions of α_i + n are evaluated once per distinct count, and the rest once per distinct
+    (n, E): large tables repeat the same small counts and margins.
+    """
     n, e = _prep(n, e)
     shape = n.shape
     n, e = n.ravel(), e.ravel()
-    out = np.full(n.shape, np.nan)
-    ok = np.isfinite(n) & np.isfinite(e) & (e >= 0) & (n >= 0)
-    if ok.any():
-        nn, ee = n[ok], e[ok]
-        w = posterior_weight(nn, ee, prior)
-        out[ok] = _mixture_quantile(w, prior.alpha1 + nn, prior.beta1 + ee, prior.alpha2 + nn, prior.beta2 + ee, q)
-    return out.reshape(shape)
-
-
-def eb_scores(n, e, prior: GammaMixturePrior, lower: float = 0.05, upper: float = 0.95) -> EBScores:
-    """EBGM, EB05 and EB95 (and Q) for many pairs at once.
-
-    Work is done once per distinct (n, E): large tables repeat the same
-    small counts and margins, so this is several times cheaper than per row.
-    Pairs with E <= 0 (no expected count: the ratio n/E is undefined), negative
-    or non-finite n or E get NaN in every score, without a warning.
-    """
-    n, e = _prep(n, e)
-    n, e = n.ravel(), e.ravel()
-    ok = np.isfinite(n) & np.isfinite(e) & (e > 0) & (n >= 0)
-    idx = np.flatnonzero(ok)
+    idx = np.flatnonzero(_usable(n, e))
     out = [np.full(n.shape, np.nan) for _ in range(4)]
     if idx.size:
-        key = pl.DataFrame({"n": n[idx], "e": e[idx]})
-        uniq = key.unique(maintain_order=False).with_row_index("k")
-        inv = key.join(uniq, on=["n", "e"], how="left", maintain_order="left")["k"].to_numpy()
-        un, ue = uniq["n"].to_numpy(), uniq["e"].to_numpy()
+        un, ue, inv = _distinct(n[idx], e[idx])
+        probs = [p for p in (lower, upper) if p is not None] if quantiles else []
+        t = _component_terms(un, prior, probs)
         w = posterior_weight(un, ue, prior)
         s1, r1 = prior.alpha1 + un, prior.beta1 + ue
         s2, r2 = prior.alpha2 + un, prior.beta2 + ue
-        g = np.exp(w * (special.digamma(s1) - np.log(r1)) + (1 - w) * (special.digamma(s2) - np.log(r2)))
-        lo = _mixture_quantile(w, s1, r1, s2, r2, lower)
-        hi = _mixture_quantile(w, s1, r1, s2, r2, upper)
-        for o, v in zip(out, (g, lo, hi, w)):
-            o[idx] = v[inv]
-    return EBScores(ebgm=out[0], eb05=out[1], eb95=out[2], q=out[3])
+        g = np.exp(w * (t["psi1"] - np.log(r1)) + (1 - w) * (t["psi2"] - np.log(r2)))
+        vals = [g, None, None, w]
+
+        def solve(prob):
+            return _mixture_quantile(w, s1, r1, s2, r2, prob, *t[prob], t["c1"], t["c2"])
+
+        if len(probs) > 1 and un.size >= _PARALLEL_ROWS:
+            # the special functions release the GIL: the two quantiles on two threads
+            with ThreadPoolExecutor(max_workers=len(probs)) as pool:
+                vals[1 : 1 + len(probs)] = list(pool.map(solve, probs))
+        else:
+            vals[1 : 1 + len(probs)] = [solve(prob) for prob in probs]
+        for o, v in zip(out, vals):
+            if v is not None:
+                o[idx] = v[inv]
+    return EBScores(*(o.reshape(shape) for o in out))

@@ -3,8 +3,8 @@ repository when they are there (the product does not ship the schema: README, "E
 Without them, supply documents load unvalidated, as on any clone without the schema configured."""
 
 import os
-from pathlib import Path
 
-_EPCIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "epcis" / "EPCIS-JSON-Schema.json"
-if _EPCIS.exists():
-    os.environ.setdefault("PVTRACE_EPCIS_SCHEMA", str(_EPCIS))
+from tests.shared_data import EPCIS_SCHEMA
+
+if EPCIS_SCHEMA.exists():
+    os.environ.setdefault("PVTRACE_EPCIS_SCHEMA", str(EPCIS_SCHEMA))

@@ -38,6 +38,13 @@ PACKS = {
     nmpa("0000000000012"): ("B-CN1", "0000000000012"),
 }
 
+# a pack no delivery uses, of batch B-CN1 (900 units released, delivered later by D4), and a time
+# before D4: where the corruption suite puts a delivery of 1,000,000 packs
+MILLION_PACK = nmpa("0000000000012")
+MILLION_AT = "2025-01-05T09:00:00Z"
+# a run's clock for the mini inbox (its data ends in March 2025)
+CLOCK = "2025-12-31"
+
 GOOD_DELIVERIES = [
     # id, at, code as scanned, patient
     ("D1", "2025-01-10T09:00:00+01:00", hri(EU_GTIN, "271231", "EU1A", "S0001"), "PAT-1"),

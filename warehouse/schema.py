@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: load_manifest, pipeline_run, quarantine.line, e2b_ack, case_drug.lot_expiry, case_report.region
 
 # Natural keys of the large fact tables. They are not declared as PRIMARY KEYs: DuckDB keeps an
 # index per key, and replacing a table's rows through that index costs ~100 s per 2M rows
@@ -459,6 +459,63 @@ _DDL = [
     """
     CREATE OR REPLACE VIEW latest_case_reaction AS
         SELECT r.* FROM case_reaction r JOIN case_report c USING (case_id, version) WHERE c.is_latest""",
+    # ---- issue 20: E2B(R3) acknowledgments from a regulator's gateway (warehouse/inputs/regulator/e2b_ack.py) ----
+    """
+    CREATE TABLE IF NOT EXISTS e2b_ack (
+        ack_batch_id VARCHAR NOT NULL,          -- ACK.M.1
+        message_seq INTEGER NOT NULL,           -- 1.. per ICSR acknowledgment; 0 = the batch answered as a whole
+        ack_created TIMESTAMP,                  -- ACK.M.4 (UTC)
+        ack_sender VARCHAR,                     -- ACK.M.2
+        ack_receiver VARCHAR,                   -- ACK.M.3
+        batch_id VARCHAR NOT NULL,              -- ACK.A.1 = the N.1.2 we sent
+        local_message_number VARCHAR,           -- ACK.A.2
+        batch_transmitted TIMESTAMP,            -- ACK.A.3 (UTC)
+        batch_code VARCHAR NOT NULL,            -- ACK.A.4: AA, AE, AR
+        batch_detail VARCHAR,                   -- ACK.A.5
+        icsr_message_id VARCHAR,                -- ACK.B.r.1 (N.2.r.1 or, in FDA's example, C.1.1)
+        local_report_number VARCHAR,            -- ACK.B.r.2
+        icsr_created TIMESTAMP,                 -- ACK.B.r.5 (UTC)
+        icsr_code VARCHAR,                      -- ACK.B.r.6: CA, CR
+        icsr_detail VARCHAR,                    -- ACK.B.r.7: the gateway's reasons
+        state VARCHAR NOT NULL,                 -- accepted, rejected, batch_accepted, batch_rejected, batch_error
+        source_file VARCHAR,
+        loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (ack_batch_id, message_seq)
+    )""",
+    # ---- issue 12 (regulator files): an expiry typed after the lot is kept apart from it (YYYY-MM);
+    # the state/province a report came from (VAERS STATE), which duplicate suggestions must not cross
+    "ALTER TABLE case_drug ADD COLUMN IF NOT EXISTS lot_expiry VARCHAR",
+    "ALTER TABLE case_report ADD COLUMN IF NOT EXISTS region VARCHAR",
+    # ---- issue 12: row accounting (load manifest), quarantine line numbers, run generations ----------------------
+    """
+    CREATE TABLE IF NOT EXISTS load_manifest (
+        kind VARCHAR NOT NULL,
+        file VARCHAR NOT NULL,
+        sha256 VARCHAR,
+        format VARCHAR NOT NULL,
+        n_bytes BIGINT,
+        rows_read BIGINT NOT NULL,
+        rows_loaded BIGINT NOT NULL,
+        rows_quarantined BIGINT NOT NULL,
+        rows_fallback_decoded BIGINT NOT NULL DEFAULT 0,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        run_id VARCHAR,
+        loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS line BIGINT",
+    """
+    CREATE TABLE IF NOT EXISTS pipeline_run (
+        run_id VARCHAR NOT NULL,
+        generation INTEGER,
+        inbox VARCHAR,
+        inbox_sha256 VARCHAR,
+        clock TIMESTAMPTZ,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        status VARCHAR NOT NULL,
+        failed_steps VARCHAR
+    )""",
     # ---- issue 17: MedDRA releases (warehouse.terminology), each under its (version, language) -----------
     """
     CREATE TABLE IF NOT EXISTS meddra_release (
@@ -594,6 +651,9 @@ def connect(path: str, read_only: bool = False, lock_wait: float = LOCK_WAIT_SEC
     """
     import time
 
+    from warehouse.files import restrict_umask
+
+    restrict_umask()  # the warehouse and its WAL are created 0600 (issue 16)
     deadline, delay = time.monotonic() + lock_wait, 0.05
     while True:
         try:

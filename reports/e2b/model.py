@@ -8,6 +8,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+# namespaces and code-system OIDs (ICH E2B(R3) implementation guide; FDA regional guide for NCI / FDA_OID)
+HL7 = "urn:hl7-org:v3"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+OID = "2.16.840.1.113883.3.989.2.1"  # ICH E2B(R3) OID arc
+MEDDRA = "2.16.840.1.113883.6.163"
+COUNTRY = "1.0.3166.1.2.2"  # ISO 3166-1 alpha-2
+NCI = "2.16.840.1.113883.3.26.1.1"  # NCI thesaurus (FDA regional codes)
+FDA_OID = "2.16.840.1.113883.3.989.5.1.2.2.1"  # FDA regional code systems
+
 SERIOUSNESS_CODES = {  # E.i.3.2a–f: observation code → PV Trace criterion
     "34": "death",
     "21": "life_threatening",
@@ -50,6 +59,10 @@ class Drug:
     holder: str | None = None  # G.k.3.3
     lots: tuple[str, ...] = ()  # G.k.4.r.7, one per dosage
     start: str | None = None  # G.k.4.r.4 (first dosage)
+    route: str | None = None  # G.k.4.r.10.1 route as text
+    route_term: tuple[str, str] | None = None  # G.k.4.r.10.2b EDQM TermID and its name (EU profile)
+    form: str | None = None  # G.k.4.r.9.1 pharmaceutical dose form as text
+    form_term: tuple[str, str] | None = None  # G.k.4.r.9.2b EDQM TermID and its name (EU profile)
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,8 @@ class Icsr:
     sender_organisation: str | None  # C.3.2
     reactions: tuple[Reaction, ...] = ()
     drugs: tuple[Drug, ...] = ()
+    first_sender: str = "2"  # C.1.8.2: 1 regulator, 2 other (PV Trace is not a regulator)
+    amendment: tuple[str, str] | None = None  # (C.1.11.1 code: 1 nullification, 2 amendment; C.1.11.2 reason)
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,9 @@ class IcsrBatch:
     message_sender: str  # N.2.r.2
     message_receiver: str  # N.2.r.3
     icsrs: tuple[Icsr, ...] = field(default_factory=tuple)
+    profile: str = "ich"  # reports.e2b.profiles code: fda, ema, pmda, nmpa
+    contact: object | None = None  # reports.e2b.sender.Sender: C.3.3-C.3.4 contact details (None: not written)
+    meddra_loaded: bool = False  # a MedDRA terminology coded the reactions
 
     @property
     def n_icsrs(self) -> int:

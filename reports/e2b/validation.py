@@ -1,7 +1,8 @@
 """Validation of E2B(R3) XML against the ICH ICSR schema (``MCCI_IN200100UV01.xsd``, multicache set) with lxml.
 
-The schema lives outside the repository (``../shared/data/e2b_r3/schema``); ``PVTRACE_E2B_SCHEMA`` points
-elsewhere. Compiling the 160-file schema takes about a second, so the compiled schema is cached per path.
+The schema is vendored in the package (``reports/e2b/schema/``, ICH's acknowledgement in ``NOTICE.md``), so every
+installation validates with no external file; ``PVTRACE_E2B_SCHEMA`` points at another copy (e.g. a newer ICH
+release). Compiling the 160-file schema takes about a second, so the compiled schema is cached per path.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ from pathlib import Path
 
 from lxml import etree
 
-SCHEMA_RELATIVE = Path("e2b_r3/schema/4_ICH_ICSR_Schema_Files/multicacheschemas/MCCI_IN200100UV01.xsd")
+VENDORED_SCHEMA = (
+    Path(__file__).resolve().parent
+    / "schema"
+    / "4_ICH_ICSR_Schema_Files"
+    / "multicacheschemas"
+    / "MCCI_IN200100UV01.xsd"
+)
 
 
 def default_schema_path() -> Path:
-    """``$PVTRACE_E2B_SCHEMA``, else ``../shared/data/<SCHEMA_RELATIVE>`` next to the repository."""
+    """``$PVTRACE_E2B_SCHEMA`` when set, else the vendored ICH schema."""
     env = os.environ.get("PVTRACE_E2B_SCHEMA")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    for base in (repo.parent / "shared" / "data", repo / ".." / ".." / "shared" / "data"):
-        if (base / SCHEMA_RELATIVE).exists():
-            return (base / SCHEMA_RELATIVE).resolve()
-    return repo.parent / "shared" / "data" / SCHEMA_RELATIVE
+    return Path(env) if env else VENDORED_SCHEMA
 
 
 class SchemaUnavailable(FileNotFoundError):

@@ -3,19 +3,24 @@
 Element order and code systems follow FDA's example instances (FAERS2022Scenario1/6) and the ICH
 XSD; XPaths as in FDA's data-element table. Choices, and why:
 
-* **MedDRA.** PV Trace's synthetic reactions have PT *names* only (MedDRA is licensed). The reaction
-  is written as reported in E.i.1.1a (``value/originalText``, language ``eng``) with the MedDRA code
-  system but **no code** (E.i.2.1b) and no version (E.i.2.1a) unless the source case supplied a
-  code (E2B-ingested cases keep theirs). The ICH schema accepts this; ICH/FDA business rules make
-  E.i.2.1b required with no nullFlavor allowed, so a gateway would reject such a reaction: the
-  count is reported (``missing_meddra_codes``) and the report says so. Coding needs a licensed
-  MedDRA release.
+* **MedDRA.** PV Trace's synthetic reactions have PT *names* only (MedDRA is licensed). With a loaded
+  terminology (:class:`reports.e2b.terminology.MeddraCoding`, passed in by the asset) each reaction gets its
+  LLT code (E.i.2.1b) and the release's version (E.i.2.1a); a code the source case supplied (E2B-ingested
+  cases) is kept. Without one the reaction is written as reported only (E.i.1.1a) and the status says the
+  file is not gateway-ready (rule ``PVT-MEDDRA-TERMINOLOGY``).
+* **Regional profiles** (:mod:`reports.e2b.profiles`): receivers (FDA: N.1.4 ``ZZFDA``, N.2.r.3 the centre),
+  FDA's regional elements, EDQM route / dose-form TermIDs for the EU. The sender identity and contact
+  details (N.1.3, N.2.r.2, C.3.x) come from configuration (:mod:`reports.e2b.sender`), never invented.
+* **Business rules** (:mod:`reports.e2b.rules`) run on every file with the XSD before it is written; a
+  rejection-level finding keeps the file out of the final folder like a schema error.
 * **Privacy.** D.1 patient initials are ``nullFlavor="MSK"`` (masked); no reporter name or
   address; H.1 is a narrative *generated from coded fields*, never the free text (docs/architecture.md, "Privacy").
 * **Batch numbers.** G.k.4.r.7 carries the lot number of the batch the drug links to (scanned pack
   code, exact/normalised/fuzzy lot), else the lot as reported; the link method is in the narrative.
-* **Determinism.** Ids are UUID-5 of the case and element, creation times come from the data lock
-  point, so the same data gives the same bytes.
+* **Clock.** N.1.5, N.2.r.4 and C.1.2 are the run's clock (passed in as ``created``), never after it;
+  a date in the file after that clock is a rejection (``ICH-FUTURE-DATE``).
+* **Determinism.** Ids are UUID-5 of the case and element (the message id N.2.r.1 also of the clock, so a
+  re-run after a gateway rejection is a new message), so the same data and clock give the same bytes.
 """
 
 from __future__ import annotations
@@ -29,26 +34,39 @@ import polars as pl
 from lxml import etree
 
 from reports.e2b.model import (
+    COUNTRY,
+    FDA_OID,
+    HL7,
+    MEDDRA,
+    NCI,
+    OID,
     OUTCOME_CODES,
     QUALIFICATION_CODES,
     ROLE_CODES,
     SERIOUSNESS_CODES,
+    XSI,
     Drug,
     Icsr,
     IcsrBatch,
     Reaction,
     ts,
 )
+from reports.e2b.profiles import (
+    EDQM_FORM_OID,
+    EDQM_FORMS,
+    EDQM_ROUTE_OID,
+    EDQM_ROUTES,
+    profile_for,
+    text_language,
+)
+from reports.e2b.profiles import message_receiver as receiver_for
+from reports.e2b.rules import Evaluation, evaluate
+from reports.e2b.sender import Sender
+from reports.e2b.terminology import MeddraCoding
 from reports.e2b.validation import validate
 
-HL7 = "urn:hl7-org:v3"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSI_TYPE = f"{{{XSI}}}type"
-OID = "2.16.840.1.113883.3.989.2.1"  # ICH E2B(R3) OID arc
 CS_OBS = f"{OID}.1.19"  # observation codes
-MEDDRA = "2.16.840.1.113883.6.163"
-COUNTRY = "1.0.3166.1.2.2"
-SENDER_ORG = "PV Trace"
 UUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:pvtrace:e2b")
 SERIOUSNESS_ORDER = ["34", "21", "33", "35", "12", "26"]
 NAMES = {
@@ -93,25 +111,44 @@ def _narrative(case: dict, drugs: list[dict], reactions: list[dict]) -> str:
     )
 
 
-def build_icsr(case: dict, drugs: list[dict], reactions: list[dict], *, created: dt.datetime) -> Icsr:
+def _coded(r: dict, meddra: MeddraCoding | None) -> tuple[str | None, str | None]:
+    """(E.i.2.1b, E.i.2.1a): the source's code if it had one, else the loaded terminology's, else none."""
+    if r.get("meddra_code"):
+        return r["meddra_code"], r.get("meddra_version")
+    hit = meddra.code(r["pt"]) if meddra is not None else None
+    return hit if hit else (None, None)
+
+
+def build_icsr(
+    case: dict,
+    drugs: list[dict],
+    reactions: list[dict],
+    *,
+    created: dt.datetime,
+    sender: Sender,
+    meddra: MeddraCoding | None = None,
+    edqm: bool = False,
+) -> Icsr:
     cid = case["case_id"]
     country = case["country"]
     seriousness = tuple(sorted(case["seriousness"] or []))
     outcome = OUTCOME_CODES.get(case["outcome"] or "unknown", "0")
-    reaction_models = tuple(
-        Reaction(
-            id=_uid(cid, "reaction", r["reaction_seq"]),
-            term=r["pt"],
-            term_language="eng",
-            meddra_code=r["meddra_code"],
-            meddra_version=r["meddra_version"] if r["meddra_code"] else None,
-            onset=ts(r["onset_date"]),
-            country=country,
-            seriousness=seriousness,
-            outcome=outcome,
+    reaction_models = []
+    for r in reactions:
+        code, version = _coded(r, meddra)
+        reaction_models.append(
+            Reaction(
+                id=_uid(cid, "reaction", r["reaction_seq"]),
+                term=r["pt"],
+                term_language=text_language(r["pt"]),
+                meddra_code=code,
+                meddra_version=version if code else None,
+                onset=ts(r["onset_date"]),
+                country=country,
+                seriousness=seriousness,
+                outcome=outcome,
+            )
         )
-        for r in reactions
-    )
     drug_models = tuple(
         Drug(
             id=_uid(cid, "drug", d["drug_seq"]),
@@ -121,13 +158,17 @@ def build_icsr(case: dict, drugs: list[dict], reactions: list[dict], *, created:
             holder=d["manufacturer_name"],
             lots=tuple(x for x in [d["linked_lot"] or d["lot_reported"]] if x),
             start=ts(d["start_date"]),
+            route=d.get("route"),
+            route_term=EDQM_ROUTES.get((d.get("route") or "").strip().lower()) if edqm else None,
+            form=d.get("form"),
+            form_term=EDQM_FORMS.get((d.get("form") or "").strip().lower()) if edqm else None,
         )
         for d in drugs
     )
     report_id = f"{country or 'XX'}-PVTRACE-{cid}"
     age = (str(int(case["age_years"])), "a") if case["age_years"] is not None else None
     return Icsr(
-        message_id=_uid(cid, case["version"], "message"),
+        message_id=_uid(cid, case["version"], "message", ts(created)),  # a new N.2.r.1 for every transmission
         created=ts(created),
         safety_report_id=report_id,
         worldwide_id=report_id,
@@ -140,15 +181,29 @@ def build_icsr(case: dict, drugs: list[dict], reactions: list[dict], *, created:
         age=age,
         qualification=QUALIFICATION_CODES.get(case["reporter_qualification"] or ""),
         reporter_country=country,
-        sender_type="1",
-        sender_organisation=SENDER_ORG,
-        reactions=reaction_models,
+        sender_type=sender.sender_type,
+        sender_organisation=sender.organisation,
+        reactions=tuple(reaction_models),
         drugs=drug_models,
     )
 
 
-def build_batch(rows: dict[str, pl.DataFrame], *, jurisdiction, period_label: str, created: dt.datetime) -> IcsrBatch:
-    """rows = :func:`warehouse.queries.report_queries.icsr_rows`; one ICSR per case, sorted by case id."""
+def build_batch(
+    rows: dict[str, pl.DataFrame],
+    *,
+    jurisdiction,
+    period_label: str,
+    created: dt.datetime,
+    sender: Sender,
+    meddra: MeddraCoding | None = None,
+) -> IcsrBatch:
+    """rows = :func:`warehouse.queries.report_queries.icsr_rows`; one ICSR per case, sorted by case id.
+
+    ``created`` is the run's clock (N.1.5, N.2.r.4, C.1.2); ``sender`` the configured sender; ``meddra`` the
+    loaded terminology, ``None`` when there is none (the file is then not gateway-ready)."""
+    if created.tzinfo is None:
+        raise ValueError("created must be an aware datetime (the run's clock, UTC)")
+    profile = profile_for(jurisdiction.code)
     drugs = (
         {k[0]: v.to_dicts() for k, v in rows["drugs"].partition_by("case_id", as_dict=True).items()}
         if rows["drugs"].height
@@ -160,18 +215,29 @@ def build_batch(rows: dict[str, pl.DataFrame], *, jurisdiction, period_label: st
         else {}
     )
     icsrs = tuple(
-        build_icsr(c, drugs.get(c["case_id"], []), reactions.get(c["case_id"], []), created=created)
+        build_icsr(
+            c,
+            drugs.get(c["case_id"], []),
+            reactions.get(c["case_id"], []),
+            created=created,
+            sender=sender,
+            meddra=meddra,
+            edqm=profile.edqm_terms,
+        )
         for c in rows["cases"].sort("case_id").to_dicts()
     )
     code = jurisdiction.code.upper()
     return IcsrBatch(
         batch_id=f"PVTRACE-{code}-{period_label.replace('-', '')}",
         created=ts(created),
-        sender="PVTRACE",
-        receiver=jurisdiction.e2b_receiver,
-        message_sender="PVTRACE",
-        message_receiver=jurisdiction.e2b_receiver,
+        sender=sender.identifier,
+        receiver=profile.batch_receiver,
+        message_sender=sender.identifier,
+        message_receiver=receiver_for(profile, sender.fda_centre),
         icsrs=icsrs,
+        profile=profile.code,
+        contact=sender,
+        meddra_loaded=meddra is not None,
     )
 
 
@@ -192,7 +258,7 @@ def _bl(parent, value: bool | None):
     return _el(parent, "value", xsi_type="BL", value="true" if value else "false")
 
 
-def _reaction(parent, r: Reaction):
+def _reaction(parent, r: Reaction, *, fda: bool = False):
     obs = _el(_el(parent, "subjectOf2", typeCode="SBJ"), "observation", classCode="OBS", moodCode="EVN")
     _el(obs, "id", root=r.id)
     _el(obs, "code", code="29", codeSystem=CS_OBS, displayName="reaction")
@@ -213,6 +279,10 @@ def _reaction(parent, r: Reaction):
         o = _el(_el(obs, "outboundRelationship2", typeCode="PERT"), "observation", classCode="OBS", moodCode="EVN")
         _el(o, "code", code=code, codeSystem=CS_OBS, displayName=NAMES[code])
         _bl(o, True if SERIOUSNESS_CODES[code] in r.seriousness else None)
+    if fda:  # FDA.E.i.3.2h required intervention: not recorded by PV Trace → NI
+        o = _el(_el(obs, "outboundRelationship2", typeCode="PERT"), "observation", classCode="OBS", moodCode="EVN")
+        _el(o, "code", code="7", codeSystem=f"{FDA_OID}.3", displayName="requiredIntervention")
+        _bl(o, None)
     if r.outcome is not None:
         o = _el(_el(obs, "outboundRelationship2", typeCode="PERT"), "observation", classCode="OBS", moodCode="EVN")
         _el(o, "code", code="27", codeSystem=CS_OBS, displayName="outcome")
@@ -254,7 +324,8 @@ def _drug(organizer, d: Drug):
             "name",
             s,
         )
-    for i, lot in enumerate(d.lots or ((None,) if d.start else ())):
+    lots = d.lots or ((None,) if (d.start or d.route or d.form) else ())
+    for i, lot in enumerate(lots):
         dose = _el(
             _el(sa, "outboundRelationship2", typeCode="COMP"),
             "substanceAdministration",
@@ -264,9 +335,23 @@ def _drug(organizer, d: Drug):
         if d.start and i == 0:
             # G.k.4.r.4 alone: an interval with a start (SXPR_TS needs two components; FDA's single-date form)
             _el(_el(dose, "effectiveTime", xsi_type="IVL_TS"), "low", value=d.start)
-        if lot:
+        if d.route:  # G.k.4.r.10.1 (text), G.k.4.r.10.2b (EDQM TermID, EU)
+            term = d.route_term or (None, None)
+            route = _el(dose, "routeCode", code=term[0], codeSystem=EDQM_ROUTE_OID if term[0] else None)
+            _el(route, "originalText", d.route)
+        if lot or d.form:
             inst = _el(_el(dose, "consumable", typeCode="CSM"), "instanceOfKind", classCode="INST")
-            _el(_el(inst, "productInstanceInstance", classCode="MMAT", determinerCode="INSTANCE"), "lotNumberText", lot)
+            if lot:
+                _el(
+                    _el(inst, "productInstanceInstance", classCode="MMAT", determinerCode="INSTANCE"),
+                    "lotNumberText",
+                    lot,
+                )
+            if d.form:  # G.k.4.r.9.1 (text), G.k.4.r.9.2b (EDQM TermID, EU)
+                term = d.form_term or (None, None)
+                kind = _el(inst, "kindOfProduct", classCode="MMAT", determinerCode="KIND")
+                form = _el(kind, "formCode", code=term[0], codeSystem=EDQM_FORM_OID if term[0] else None)
+                _el(form, "originalText", d.form)
     return sa
 
 
@@ -278,7 +363,61 @@ def _role(assessment, d: Drug):
     _el(ref, "id", root=d.id)
 
 
+def _nci_obs(role, code: str, display: str):
+    """An FDA patient observation (FDA.D.11.r race, FDA.D.12 ethnicity) PV Trace does not record: nullFlavor UNK."""
+    o = _el(_el(role, "subjectOf2", typeCode="SBJ"), "observation", classCode="OBS", moodCode="EVN")
+    _el(o, "code", code=code, codeSystem=NCI, displayName=display)
+    _el(o, "value", xsi_type="CE", nullFlavor="UNK")
+
+
+def _sender(sender_el, i: Icsr, contact: Sender | None):
+    """C.3.1–C.3.4.8, element order as in FDA's instances (addr, telecom, assignedPerson, representedOrganization)."""
+    _el(sender_el, "code", code=i.sender_type, codeSystem=f"{OID}.1.7")
+    if contact is not None:
+        addr = _el(sender_el, "addr")
+        _el(addr, "streetAddressLine", contact.street)
+        _el(addr, "city", contact.city)
+        _el(addr, "state", contact.state)
+        _el(addr, "postalCode", contact.postcode)
+        _el(sender_el, "telecom", value=f"tel:{contact.telephone}")
+        _el(sender_el, "telecom", value=f"fax:{contact.fax}")
+        _el(sender_el, "telecom", value=f"mailto:{contact.email}")
+        person = _el(sender_el, "assignedPerson", classCode="PSN", determinerCode="INSTANCE")
+        name = _el(person, "name")
+        _el(name, "prefix", contact.title)
+        _el(name, "given", contact.given_name)
+        if contact.middle_name:
+            _el(name, "given", contact.middle_name)
+        _el(name, "family", contact.family_name)
+        _el(
+            _el(
+                _el(person, "asLocatedEntity", classCode="LOCE"),
+                "location",
+                classCode="COUNTRY",
+                determinerCode="INSTANCE",
+            ),
+            "code",
+            code=contact.country.upper(),
+            codeSystem=COUNTRY,
+        )
+    if i.sender_organisation:
+        dept = _el(sender_el, "representedOrganization", classCode="ORG", determinerCode="INSTANCE")
+        if contact is not None:
+            _el(dept, "name", contact.department)
+        _el(
+            _el(
+                _el(dept, "assignedEntity", classCode="ASSIGNED"),
+                "representedOrganization",
+                classCode="ORG",
+                determinerCode="INSTANCE",
+            ),
+            "name",
+            i.sender_organisation,
+        )
+
+
 def _icsr(root, i: Icsr, batch: IcsrBatch):
+    fda = batch.profile == "fda"
     msg = _el(root, "PORR_IN049016UV")
     _el(msg, "id", extension=i.message_id, root=f"{OID}.3.1")
     _el(msg, "creationTime", value=i.created)
@@ -326,8 +465,19 @@ def _icsr(root, i: Icsr, batch: IcsrBatch):
         o = _el(_el(role, "subjectOf2", typeCode="SBJ"), "observation", classCode="OBS", moodCode="EVN")
         _el(o, "code", code="3", codeSystem=CS_OBS, displayName="age")
         _el(o, "value", xsi_type="PQ", value=i.age[0], unit=i.age[1])
+    if fda:
+        _nci_obs(role, "C17049", "Race")  # FDA.D.11.r
+        _nci_obs(role, "C16564", "Ethnic Group")  # FDA.D.12
+    # D.7.2: PV Trace records no medical history, and D.7.1 is not given, so the text is required: UNK
+    history = _el(_el(role, "subjectOf2", typeCode="SBJ"), "organizer", classCode="CATEGORY", moodCode="EVN")
+    _el(
+        history, "code", code="1", codeSystem=f"{OID}.1.20", displayName="relevantMedicalHistoryAndConcurrentConditions"
+    )
+    h = _el(_el(history, "component", typeCode="COMP"), "observation", classCode="OBS", moodCode="EVN")
+    _el(h, "code", code="18", codeSystem=CS_OBS, displayName="historyAndConcurrentConditionText")
+    _el(h, "value", xsi_type="ED", nullFlavor="UNK")
     for r in i.reactions:
-        _reaction(role, r)
+        _reaction(role, r, fda=fda)
     if i.drugs:
         organizer = _el(_el(role, "subjectOf2", typeCode="SBJ"), "organizer", classCode="CATEGORY", moodCode="EVN")
         _el(organizer, "code", code="4", codeSystem=f"{OID}.1.20", displayName="drugInformation")
@@ -341,24 +491,38 @@ def _icsr(root, i: Icsr, batch: IcsrBatch):
         o = _el(_el(ie, "component", typeCode="COMP"), "observationEvent", classCode="OBS", moodCode="EVN")
         _el(o, "code", code=code, codeSystem=CS_OBS)
         _bl(o, value)
+    if fda:
+        o = _el(_el(ie, "component", typeCode="COMP"), "observationEvent", classCode="OBS", moodCode="EVN")
+        _el(o, "code", code="C54588", codeSystem=NCI, displayName="localCriteriaReportType")
+        # FDA.C.1.7.1 with FDA.C.1.12 = NI: 1 (15-day) when expedited, else 2 (non-expedited) — rules R0014/R0015
+        _el(o, "value", xsi_type="CE", code="1" if i.expedited else "2", codeSystem=f"{FDA_OID}.1.1")
+        o = _el(_el(ie, "component", typeCode="COMP"), "observationEvent", classCode="OBS", moodCode="EVN")
+        _el(o, "code", code="C156384", codeSystem=NCI, displayName="Combination Product Report Indicator")
+        _bl(o, None)  # FDA.C.1.12: PV Trace does not know whether a product is a combination product → NI
+    # C.1.8.2 first sender of this case (1 regulator, 2 other)
+    initial = _el(
+        _el(ie, "outboundRelationship", typeCode="SPRT"), "relatedInvestigation", classCode="INVSTG", moodCode="EVN"
+    )
+    _el(initial, "code", code="1", codeSystem=f"{OID}.1.22", displayName="initialReport")
+    event = _el(_el(initial, "subjectOf2", typeCode="SUBJ"), "controlActEvent", classCode="CACT", moodCode="EVN")
+    author = _el(_el(event, "author", typeCode="AUT"), "assignedEntity", classCode="ASSIGNED")
+    _el(author, "code", code=i.first_sender, codeSystem=f"{OID}.1.3")
     rel = _el(ie, "outboundRelationship", typeCode="SPRT")
     _el(rel, "priorityNumber", value="1")
     inv = _el(rel, "relatedInvestigation", classCode="INVSTG", moodCode="EVN")
     _el(inv, "code", code="2", codeSystem=f"{OID}.1.22", displayName="sourceReport")
-    person = _el(
+    reporter = _el(
         _el(
-            _el(
-                _el(_el(inv, "subjectOf2", typeCode="SUBJ"), "controlActEvent", classCode="CACT", moodCode="EVN"),
-                "author",
-                typeCode="AUT",
-            ),
-            "assignedEntity",
-            classCode="ASSIGNED",
+            _el(_el(inv, "subjectOf2", typeCode="SUBJ"), "controlActEvent", classCode="CACT", moodCode="EVN"),
+            "author",
+            typeCode="AUT",
         ),
-        "assignedPerson",
-        classCode="PSN",
-        determinerCode="INSTANCE",
+        "assignedEntity",
+        classCode="ASSIGNED",
     )
+    if fda:  # FDA.C.2.r.2.8 reporter's e-mail: never transmitted (privacy) → MSK
+        _el(reporter, "telecom", nullFlavor="MSK")
+    person = _el(reporter, "assignedPerson", classCode="PSN", determinerCode="INSTANCE")
     qual = _el(person, "asQualifiedEntity", classCode="QUAL")
     if i.qualification:
         _el(qual, "code", code=i.qualification, codeSystem=f"{OID}.1.6")
@@ -385,26 +549,20 @@ def _icsr(root, i: Icsr, batch: IcsrBatch):
         "assignedEntity",
         classCode="ASSIGNED",
     )
-    _el(sender, "code", code=i.sender_type, codeSystem=f"{OID}.1.7")
-    if i.sender_organisation:
-        dept = _el(sender, "representedOrganization", classCode="ORG", determinerCode="INSTANCE")
-        _el(dept, "name", "Pharmacovigilance")
-        _el(
-            _el(
-                _el(dept, "assignedEntity", classCode="ASSIGNED"),
-                "representedOrganization",
-                classCode="ORG",
-                determinerCode="INSTANCE",
-            ),
-            "name",
-            i.sender_organisation,
-        )
+    _sender(sender, i, batch.contact)
     ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
     _el(ch, "code", code="1", codeSystem=f"{OID}.1.23", displayName="ICH ReportType")
     _el(ch, "value", xsi_type="CE", code=i.report_type, codeSystem=f"{OID}.1.2")
     ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
     _el(ch, "code", code="2", codeSystem=f"{OID}.1.23", displayName="otherCaseIds")
     _bl(ch, None)
+    if i.amendment:  # C.1.11.1 nullification (1) / amendment (2) and C.1.11.2 its reason
+        ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
+        _el(ch, "code", code="3", codeSystem=f"{OID}.1.23", displayName="nullificationAmendmentCode")
+        _el(ch, "value", xsi_type="CE", code=i.amendment[0], codeSystem=f"{OID}.1.5")
+        ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
+        _el(ch, "code", code="4", codeSystem=f"{OID}.1.23", displayName="nullificationAmendmentReason")
+        _el(_el(ch, "value", xsi_type="CE"), "originalText", i.amendment[1])
 
 
 def to_xml(batch: IcsrBatch) -> bytes:
@@ -434,15 +592,54 @@ def to_xml(batch: IcsrBatch) -> bytes:
 @dataclass
 class WriteResult:
     path: Path
-    valid: bool
-    errors: list[str]
+    valid: bool  # schema-valid and no rejection-level business-rule finding: shipped as final
+    errors: list[str]  # schema errors, then rejection findings
+    evaluation: Evaluation | None = None
+
+    def status(self, batch: IcsrBatch) -> dict:
+        """The ``.status.json`` of the file: schema and business-rule results, per ICSR each rule's result."""
+        out = {
+            "file": self.path.name,
+            "status": "valid" if self.valid else "INVALID",
+            "cases": batch.n_icsrs,
+            "errors": self.errors[:50],
+            "missing_meddra_codes": batch.missing_meddra_codes,
+            "created": batch.created,
+            "batch_id": batch.batch_id,
+            "shipped": self.valid,
+            "icsrs": [{"safety_report_id": i.safety_report_id, "message_id": i.message_id} for i in batch.icsrs],
+        }
+        if self.evaluation is not None:
+            out |= self.evaluation.status()
+        return out
 
 
-def write_validated(batch: IcsrBatch, path: Path, *, schema: Path | None = None) -> WriteResult:
-    """Validate against the ICH XSD, then write: a valid file to ``path``; an invalid one to ``rejected/`` beside it,
-    with its errors in ``<name>.errors.txt`` (never at the final path, and an older final file is removed)."""
+def check_batch(batch: IcsrBatch, xml: bytes, *, schema: Path | None = None, clock: dt.datetime | None = None):
+    """(schema errors, business-rule evaluation under the batch's profile) for the bytes of ``batch``."""
+    schema_errors = validate(xml, schema)
+    profile = profile_for(batch.profile) if batch.profile != "ich" else None
+    contact = batch.contact if isinstance(batch.contact, Sender) else None
+    evaluation = evaluate(
+        xml,
+        batch.profile,
+        clock=clock,
+        meddra_loaded=batch.meddra_loaded,
+        demo_sender=bool(contact and contact.demo),
+        unverified_regional=profile.unverified_regional if profile else None,
+    )
+    return schema_errors, evaluation
+
+
+def write_validated(
+    batch: IcsrBatch, path: Path, *, schema: Path | None = None, clock: dt.datetime | None = None
+) -> WriteResult:
+    """Validate against the ICH XSD and the profile's business rules, then write: a valid file to ``path``; one with
+    a schema error or a rejection-level finding to ``rejected/`` beside it, with its errors in
+    ``<name>.errors.txt`` (never at the final path, and an older final file is removed). ``clock``: the run's
+    clock for the future-date rule (default: now)."""
     xml = to_xml(batch)
-    errors = validate(xml, schema)
+    schema_errors, evaluation = check_batch(batch, xml, schema=schema, clock=clock or dt.datetime.now(dt.UTC))
+    errors = schema_errors + evaluation.messages("reject")
     path.parent.mkdir(parents=True, exist_ok=True)
     if errors:
         rejected = path.parent / "rejected"
@@ -450,10 +647,10 @@ def write_validated(batch: IcsrBatch, path: Path, *, schema: Path | None = None)
         (rejected / path.name).write_bytes(xml)
         (rejected / f"{path.name}.errors.txt").write_text("\n".join(errors) + "\n", encoding="utf-8")
         path.unlink(missing_ok=True)
-        return WriteResult(rejected / path.name, False, errors)
+        return WriteResult(rejected / path.name, False, errors, evaluation)
     tmp = path.with_suffix(".xml.part")
     tmp.write_bytes(xml)
     tmp.replace(path)
     for stale in (path.parent / "rejected" / path.name, path.parent / "rejected" / f"{path.name}.errors.txt"):
         stale.unlink(missing_ok=True)
-    return WriteResult(path, True, [])
+    return WriteResult(path, True, [], evaluation)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.world import ANALYST, SIG_P1, VIEWER, build_warehouse
+from tests.browser.world import ACME_USER, ANALYST, RIVAL_USER, SIG_P1, SIG_P9, VIEWER, build_warehouse
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -48,11 +48,11 @@ def server(tmp_path_factory):
     from dashboard.app import create_app
 
     warehouse = tmp_path_factory.mktemp("browser") / "pv.duckdb"
-    build_warehouse(warehouse)
+    build_warehouse(warehouse, with_rival=True)
     port = _free_port()
     srv = uvicorn.Server(
         uvicorn.Config(
-            create_app(warehouse, secret="browser-test", quiet_s=0.5, apply_interval_s=1),
+            create_app(warehouse, quiet_s=0.5, apply_interval_s=1),
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -93,7 +93,7 @@ def test_analyst_filters_opens_triages_and_sees_the_audit_entry(server, browser)
     page = context.new_page()
     page.set_default_timeout(20_000)
     _login(page, server, ANALYST)
-    assert page.locator("#signal-table tbody tr").count() == 3
+    assert page.locator("#signal-table tbody tr").count() == 4
 
     page.select_option("select[name=product]", "P1")
     page.click("#filters button[type=submit]")
@@ -135,4 +135,87 @@ def test_viewer_cannot_triage(server, browser):
     assert r.status == 403
     page.goto(f"{server}/signals/{SIG_P1}")
     assert "viewer trying" not in page.inner_text("#audit")
+    context.close()
+
+
+def test_a_cookie_saved_before_logout_no_longer_opens_pages(server, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    _login(page, server, VIEWER)
+    saved = [c for c in context.cookies() if c["name"] == "pvtrace_session"]
+    assert saved and saved[0]["httpOnly"] and saved[0]["sameSite"] == "Strict"
+    assert "vic" not in saved[0]["value"]
+    page.click("header nav form button[type=submit]")  # Log out
+    page.wait_for_url("**/login")
+    context.close()
+    # an attacker's browser with the cookie copied before the logout
+    thief = browser.new_context()
+    thief.add_cookies(saved)
+    page = thief.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"{server}/signals/{SIG_P1}")
+    assert "/login" in page.url and page.locator("input[name=password]").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "dashboard_cookie_after_logout.png"), full_page=True)
+    thief.close()
+
+
+def test_lockout_after_repeated_wrong_passwords(server, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    for _ in range(5):
+        page.goto(server + "/login")
+        page.fill("input[name=username]", ANALYST[0])
+        page.fill("input[name=password]", "not-the-password")
+        page.click("button[type=submit]")
+        page.wait_for_selector(".banner.err")
+        assert "wrong password" in page.inner_text(".banner.err")
+    page.goto(server + "/login")
+    page.fill("input[name=username]", ANALYST[0])
+    page.fill("input[name=password]", ANALYST[1])  # the right password, too late
+    page.click("button[type=submit]")
+    page.wait_for_selector(".banner.err")
+    assert "temporarily locked" in page.inner_text(".banner.err")
+    page.screenshot(path=str(ARTIFACTS / "dashboard_lockout.png"), full_page=True)
+    page.goto(server + "/")
+    assert "/login" in page.url
+    context.close()
+
+
+def test_manufacturer_portal_shows_only_its_own_company(server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(server + "/login")
+    page.fill("input[name=username]", RIVAL_USER[0])
+    page.fill("input[name=password]", RIVAL_USER[1])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#portal-signals")
+    assert "Rival Labs" in page.inner_text("#portal-title")
+    rows = page.locator("#portal-signals tbody tr")
+    assert rows.count() == 1 and SIG_P9 in rows.first.inner_text()
+    page.click(f"a[href='/portal/signals/{SIG_P9}']")
+    page.wait_for_selector("#cases")
+    text = page.inner_text("main")
+    for other in ("Glucofin", "Cardiol", "Acme", "L3", "secret-", "NARRATIVE", SIG_P1):
+        assert other not in text
+    page.screenshot(path=str(ARTIFACTS / "dashboard_portal_signal.png"), full_page=True)
+    page.goto(f"{server}/portal/batches/B3")  # another company's batch
+    assert page.inner_text("#error-detail").startswith("no such batch") and "L3" not in page.inner_text("main")
+    page.goto(f"{server}/signals/{SIG_P1}")  # the analysts' pages
+    assert "403" in page.inner_text("h1")
+    page.goto(server + "/")
+    assert page.url.endswith("/portal")
+    context.close()
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(server + "/login")
+    page.fill("input[name=username]", ACME_USER[0])
+    page.fill("input[name=password]", ACME_USER[1])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#portal-signals")
+    assert "Rival" not in page.inner_text("main") and "Rivalex" not in page.inner_text("main")
+    assert page.locator("#portal-signals tbody tr").count() == 2
     context.close()

@@ -20,6 +20,11 @@ from warehouse.stores.signal_register import signal_id, update_register
 DLP = date(2025, 6, 30)
 ANALYST = ("ana", "analyst-password")
 VIEWER = ("vic", "viewer-password")
+ADMIN = ("ada", "admin-password")
+ACME_USER = ("acme", "acme-password")  # manufacturer M1 (Acme Pharma: P1, P2)
+RIVAL_USER = ("rival", "rival-password")  # manufacturer M2 (Rival Labs: P9), only with ``with_rival``
+# Rival Labs: product P9 (Rivalex, metformin too) with batch B9; its cases and one Acme case naming P9 as co-suspect
+RIVAL_BATCHES = {"B9": ("P9", "L9", 700, 5)}
 BATCHES = {  # batch -> (product, lot, packs delivered, cases of the product's PT)
     "B1": ("P1", "L1", 1000, 2),
     "B2": ("P1", "L2", 1200, 3),
@@ -27,13 +32,20 @@ BATCHES = {  # batch -> (product, lot, packs delivered, cases of the product's P
     "B4": ("P1", "L4", 900, 2),
     "B5": ("P2", "L5", 600, 6),
 }
-PT = {"P1": ("Lactic acidosis", "Metabolism and nutrition disorders"), "P2": ("Bradycardia", "Cardiac disorders")}
+PT = {
+    "P1": ("Lactic acidosis", "Metabolism and nutrition disorders"),
+    "P2": ("Bradycardia", "Cardiac disorders"),
+    "P9": ("Lactic acidosis", "Metabolism and nutrition disorders"),
+}
 SIG_P1 = signal_id("product", "P1", "Lactic acidosis", None)
 SIG_P2 = signal_id("product", "P2", "Bradycardia", None)
 SIG_ING = signal_id("ingredient", "atenolol", "Bradycardia", None)
+SIG_P9 = signal_id("product", "P9", "Lactic acidosis", None)
 
 
-def build_warehouse(path) -> dict:
+def build_warehouse(path, *, with_rival: bool = False) -> dict:
+    """The world; ``with_rival`` adds a second manufacturer (M2, product P9, batch B9) with its own signal,
+    one Acme case that also names Rivalex as co-suspect, and a manufacturer account for each company."""
     con = connect(str(path))
     try:
         con.execute(
@@ -43,9 +55,18 @@ def build_warehouse(path) -> dict:
                        storage_min_c, storage_max_c, additional_monitoring) VALUES
                        ('P1', 'Glucofin', 'M1', 'metformin', 'tablet', '500 mg', 'EU', 15, 25, false),
                        ('P2', 'Cardiol', 'M1', 'atenolol', 'tablet', '50 mg', 'EU', 15, 25, false)""")
+        batches = dict(BATCHES)
+        if with_rival:
+            con.execute(
+                "INSERT INTO manufacturer (manufacturer_id, name, country, region) VALUES ('M2', 'Rival Labs', 'FR', 'EU')"
+            )
+            con.execute("""INSERT INTO product (product_id, name, manufacturer_id, ingredient, form, strength, region,
+                           storage_min_c, storage_max_c, additional_monitoring) VALUES
+                           ('P9', 'Rivalex', 'M2', 'metformin', 'tablet', '850 mg', 'EU', 15, 25, false)""")
+            batches.update(RIVAL_BATCHES)
         deliveries, cases, drugs, reactions, links = [], [], [], [], []
         n_case = 0
-        for b, (p, lot, packs, n) in BATCHES.items():
+        for b, (p, lot, packs, n) in batches.items():
             con.execute(
                 "INSERT INTO batch (batch_id, product_id, lot_number, site, manufactured_on, expiry_on, released_on, "
                 "units_released, recall_status) VALUES (?, ?, ?, 'Plant 1', '2024-01-02', '2026-12-31', '2024-02-01', ?, 'none')",
@@ -101,7 +122,7 @@ def build_warehouse(path) -> dict:
                         "role": "suspect",
                         "product_name_reported": p,
                         "product_id": p,
-                        "ingredient": "metformin" if p == "P1" else "atenolol",
+                        "ingredient": "atenolol" if p == "P2" else "metformin",
                         "mapping_method": "brand",
                         "lot_reported": lot,
                         "pack_code_reported": None,
@@ -131,6 +152,11 @@ def build_warehouse(path) -> dict:
                         "reason": None,
                     }
                 )
+        if with_rival:  # Acme's first case also names Rival's product as a co-suspect (own batch link)
+            drugs.append(
+                {**drugs[0], "drug_seq": 2, "product_name_reported": "P9", "product_id": "P9", "lot_reported": "L9"}
+            )
+            links.append({**links[0], "drug_seq": 2, "batch_id": "B9", "product_id": "P9"})
         for table, rows in (
             ("delivery", deliveries),
             ("case_report", cases),
@@ -152,7 +178,16 @@ def build_warehouse(path) -> dict:
             ("product", "P2", "Bradycardia", 6, 3.0, 2.6, 1.1, 6.2, 6.5, 2.9, 1.1, 7.5, 1.2, 0.1, 2.1),
             ("ingredient", "atenolol", "Bradycardia", 6, 3.0, 2.6, 1.1, 6.2, 6.5, 2.9, 1.1, 7.5, 1.2, 0.1, 2.1),
         ]
-        fired = {"P1": ["evans", "ema_sdr", "who_umc"], "P2": ["evans", "ema_sdr", "who_umc"], "atenolol": ["who_umc"]}
+        if with_rival:
+            scores.append(
+                ("product", "P9", "Lactic acidosis", 6, 2.0, 3.1, 1.3, 7.0, 9.5, 3.3, 1.4, 7.9, 1.4, 0.3, 2.4)
+            )
+        fired = {
+            "P1": ["evans", "ema_sdr", "who_umc"],
+            "P2": ["evans", "ema_sdr", "who_umc"],
+            "P9": ["evans", "ema_sdr", "who_umc"],
+            "atenolol": ["who_umc"],
+        }
         detections = []
         for level, drug, event, n11, e, prr, lo, hi, chi2, ror, rlo, rhi, ic, ic025, ic975 in scores:
             con.execute(
@@ -214,4 +249,8 @@ def build_warehouse(path) -> dict:
         con.close()
     add_user(path, *ANALYST, "analyst")
     add_user(path, *VIEWER, "viewer")
-    return {"signals": [SIG_P1, SIG_P2, SIG_ING]}
+    add_user(path, *ADMIN, "admin")
+    add_user(path, *ACME_USER, "manufacturer", manufacturer_id="M1")
+    if with_rival:
+        add_user(path, *RIVAL_USER, "manufacturer", manufacturer_id="M2")
+    return {"signals": [SIG_P1, SIG_P2, SIG_ING] + ([SIG_P9] if with_rival else [])}

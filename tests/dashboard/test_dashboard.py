@@ -54,7 +54,7 @@ def reader(world):
 
 
 def client(warehouse: Path) -> TestClient:
-    return TestClient(create_app(warehouse, secret="test-secret", background=False, quiet_s=0.0))
+    return TestClient(create_app(warehouse, background=False, quiet_s=0.0))
 
 
 def token(html: str) -> str:
@@ -141,7 +141,12 @@ def test_passwords_are_stored_as_argon2_hashes(warehouse):
         rows = con.execute("SELECT username, role, password_hash FROM account ORDER BY username").fetchall()
     finally:
         con.close()
-    assert [(u, r) for u, r, _ in rows] == [("ana", "analyst"), ("vic", "viewer")]
+    assert [(u, r) for u, r, _ in rows] == [
+        ("acme", "manufacturer"),
+        ("ada", "admin"),
+        ("ana", "analyst"),
+        ("vic", "viewer"),
+    ]
     assert all(h.startswith("$argon2id$") and ANALYST[1] not in h for _, _, h in rows)
     assert store.authenticate(warehouse, *ANALYST)["role"] == "analyst"
     assert store.authenticate(warehouse, "ana", "nope-nope") is None
@@ -154,7 +159,7 @@ def test_viewer_reads_but_cannot_triage(warehouse):
         r = c.get(f"/signals/{SIG_P1}")
         assert r.status_code == 200 and "read-only access" in r.text and 'name="action"' not in r.text
         r = c.post(f"/signals/{SIG_P1}/triage", data={"csrf_token": token(r.text), "action": "refute", "comment": "x"})
-        assert r.status_code == 403 and "viewers cannot triage" in r.text
+        assert r.status_code == 403 and "only analysts can triage" in r.text
     assert store.decisions(warehouse) == [] and status(warehouse, SIG_P1) == "new"
 
 
@@ -254,7 +259,7 @@ def test_no_code_path_updates_or_deletes_the_audit_trail():
     root = Path(__file__).resolve().parents[2]
     sources = [*Path(root, "dashboard").rglob("*.py")]
     text = "\n".join(p.read_text() for p in sources).lower()
-    for table in ("signal_history", "triage_decision", "review_mark"):
+    for table in ("signal_history", "triage_decision", "review_mark", "auth_event"):
         assert not re.search(rf"(update\s+{table}\b|delete\s+from\s+{table}\b|truncate\s+{table}\b)", text), table
 
 
@@ -317,7 +322,7 @@ def test_snapshot_waits_for_a_quiet_warehouse_and_never_serves_a_torn_copy(wareh
 
 def test_busy_page_when_there_is_no_snapshot_yet(tmp_path):
     missing = tmp_path / "none.duckdb"
-    with TestClient(create_app(missing, secret="s", background=False)) as c:
+    with TestClient(create_app(missing, background=False)) as c:
         store.add_user(missing, *ANALYST, "analyst")
         r = c.get("/login")
         c.post(
@@ -335,6 +340,6 @@ def test_dashboard_user_cli(tmp_path, monkeypatch):
     wh = tmp_path / "w.duckdb"
     monkeypatch.setenv("PVTRACE_DASHBOARD_PASSWORD", "a-long-password")
     assert main(["dashboard-user", "add", "--warehouse", str(wh), "--username", "eve", "--role", "viewer"]) == 0
-    assert store.authenticate(wh, "eve", "a-long-password") == {"username": "eve", "role": "viewer"}
+    assert store.authenticate(wh, "eve", "a-long-password")["roles"] == ("viewer",)
     monkeypatch.setenv("PVTRACE_DASHBOARD_PASSWORD", "short")
     assert main(["dashboard-user", "add", "--warehouse", str(wh), "--username", "eve", "--role", "viewer"]) == 2

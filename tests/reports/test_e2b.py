@@ -1,4 +1,5 @@
-"""E2B(R3): FDA's example instances round-trip through our reader and writer; what we write validates against the ICH XSD."""
+"""E2B(R3): what we write is schema-valid and passes its regional profile's business rules; FDA's own example
+instances pass the same validator; the sender comes from configuration and the clock from the run."""
 
 from __future__ import annotations
 
@@ -9,19 +10,27 @@ import polars as pl
 import pytest
 from lxml import etree
 
-from reports.e2b.reader import read_batch
+from reports.e2b.rules import evaluate
+from reports.e2b.sender import DEMO_SENDER, SenderConfigError, load_sender, parse_sender
+from reports.e2b.terminology import MeddraCoding
 from reports.e2b.validation import default_schema_path, validate
 from reports.e2b.writer import build_batch, to_xml, write_validated
 from reports.jurisdictions import JURISDICTIONS
+from warehouse.inputs.regulator.e2b import parse_icsr
 
 INSTANCES = Path(__file__).resolve().parents[3] / "shared" / "data" / "e2b_r3" / "instances_fda"
 FDA_FILES = sorted(INSTANCES.glob("FAERS2022Scenario*.xml"))
 HL7 = {"h": "urn:hl7-org:v3"}
 CREATED = dt.datetime(2025, 11, 30, 23, 59, 59, tzinfo=dt.UTC)
 
-pytestmark = pytest.mark.skipif(
-    not default_schema_path().exists(), reason="ICH E2B(R3) schema not staged in ../shared/data"
-)
+realdata = [pytest.mark.realdata, pytest.mark.skipif(not INSTANCES.exists(), reason="../shared/data not available")]
+
+
+def test_the_vendored_ich_schema_is_the_default_and_compiles(monkeypatch):
+    monkeypatch.delenv("PVTRACE_E2B_SCHEMA", raising=False)
+    path = default_schema_path()
+    assert path.is_file() and "reports/e2b/schema" in path.as_posix()
+    assert (path.parents[2] / "NOTICE.md").is_file()  # ICH's acknowledgement travels with the copy
 
 
 def rows() -> dict[str, pl.DataFrame]:
@@ -134,61 +143,170 @@ def rows() -> dict[str, pl.DataFrame]:
     return {"cases": cases, "drugs": drugs, "reactions": reactions}
 
 
-@pytest.mark.parametrize("path", FDA_FILES, ids=lambda p: p.name)
-def test_fda_instances_round_trip(path):
-    first = read_batch(path)
-    assert first.icsrs and first.icsrs[0].safety_report_id
-    xml = to_xml(first)
-    assert validate(xml) == []
-    assert read_batch(xml) == first
+SENDER = parse_sender(
+    {
+        "identifier": "TESTSENDER01",
+        "sender_type": "1",
+        "organisation": "Test Pharma (test fixture)",
+        "department": "Drug Safety",
+        "title": "Dr",
+        "given_name": "Ada",
+        "family_name": "Fixture",
+        "street": "1 Test Road",
+        "city": "Testville",
+        "state": "TS",
+        "postcode": "12345",
+        "country": "US",
+        "telephone": "+1-555-0199",
+        "fax": "+1-555-0198",
+        "email": "safety@example.org",
+    }
+)
+# invented codes, not MedDRA content (MedDRA codes are eight digits; the 9xxxxxxx range is unused by MedDRA LLTs)
+MEDDRA = MeddraCoding("27.0", {"Lactic acidosis": "90000001", "Hepatotoxicity": "90000002"})
 
 
-def test_fda_reader_sees_lots_roles_and_meddra_codes():
-    batch = read_batch(INSTANCES / "FAERS2022Scenario1.xml")
-    icsr = batch.icsrs[0]
-    assert icsr.safety_report_id == "US-APHARMA-8744554B"
-    assert [d.role for d in icsr.drugs] == ["1", "1", "2"]
-    assert icsr.drugs[0].lots == ("UNKNOWN",)
-    assert [r.meddra_code for r in icsr.reactions] == ["10027940", "10009896"]
-    assert batch.receiver == "ZZFDA"
+def batch_for(code: str, meddra: MeddraCoding | None = MEDDRA, sender=SENDER):
+    return build_batch(
+        rows(), jurisdiction=JURISDICTIONS[code], period_label="2025-11", created=CREATED, sender=sender, meddra=meddra
+    )
 
 
-def test_written_batch_is_schema_valid_and_carries_the_linked_lot(tmp_path):
-    batch = build_batch(rows(), jurisdiction=JURISDICTIONS["nmpa"], period_label="2025-11", created=CREATED)
-    result = write_validated(batch, tmp_path / "e2b_icsr_nmpa_2025-11.xml")
-    assert result.valid and result.errors == [] and result.path.exists()
+def icsrs(xml: bytes) -> list[tuple[dict, list[dict], list[dict], bool]]:
+    """The written ICSRs as the warehouse's E2B reader sees them (the one E2B parser of the project)."""
+    root = etree.fromstring(xml)
+    return [parse_icsr(m, "written.xml") for m in root.findall("h:PORR_IN049016UV", HL7)]
+
+
+@pytest.mark.parametrize("code", ["fda", "ema", "pmda", "nmpa"])
+def test_written_batch_is_schema_valid_and_passes_its_profile(code, tmp_path):
+    batch = batch_for(code)
+    result = write_validated(batch, tmp_path / f"e2b_icsr_{code}_2025-11.xml", clock=CREATED)
+    assert result.valid and result.errors == [] and result.path.exists(), result.errors
+    status = result.status(batch)
+    assert status["status"] == "valid" and status["rule_counts"]["reject"] == 0
+    failed = {r for per in status["results"].values() for r, v in per.items() if v.startswith("fail")}
+    assert failed == ({"PVT-REGIONAL"} if code in ("pmda", "nmpa") else set())
+    # with a terminology and a configured sender only the unverified regional elements stand between it and a gateway
+    assert status["gateway_ready"] is (code in ("fda", "ema"))
+
+
+def test_without_terminology_the_file_ships_but_is_not_gateway_ready(tmp_path):
+    batch = batch_for("fda", meddra=None)
+    result = write_validated(batch, tmp_path / "e2b_icsr_fda_2025-11.xml", clock=CREATED)
+    status = result.status(batch)
+    assert result.valid and result.path == tmp_path / "e2b_icsr_fda_2025-11.xml"
+    assert status["gateway_ready"] is False
+    assert status["not_gateway_ready"] == ["not gateway-ready: no MedDRA terminology loaded (E.i.2.1a/b not coded)"]
+    first = next(iter(status["results"].values()))
+    assert first["PVT-MEDDRA-TERMINOLOGY"].startswith("fail") and first["ICH-E.i.2.1"] == "n/a"
+    assert batch.missing_meddra_codes == 1  # the source-coded reaction keeps its code
+
+
+def test_receivers_sender_and_regional_elements_come_from_profile_and_config():
+    fda = etree.fromstring(to_xml(batch_for("fda")))
+    assert fda.xpath("h:receiver/h:device/h:id/@extension", namespaces=HL7) == ["ZZFDA"]
+    assert set(fda.xpath("h:PORR_IN049016UV/h:receiver/h:device/h:id/@extension", namespaces=HL7)) == {"CDER"}
+    assert set(fda.xpath("//h:sender/h:device/h:id/@extension", namespaces=HL7)) == {"TESTSENDER01"}
+    assert fda.xpath("//h:telecom/@value", namespaces=HL7)[:3] == [
+        "tel:+1-555-0199",
+        "fax:+1-555-0198",
+        "mailto:safety@example.org",
+    ]
+    assert len(fda.xpath("//h:observationEvent/h:code[@code='C54588']", namespaces=HL7)) == 2  # FDA.C.1.7.1
+    ema = etree.fromstring(to_xml(batch_for("ema")))
+    assert set(ema.xpath("//h:receiver/h:device/h:id/@extension", namespaces=HL7)) == {"EVHUMAN"}
+    assert not ema.xpath("//h:observationEvent/h:code[@code='C54588']", namespaces=HL7)  # no FDA elements
+    assert set(ema.xpath("//h:routeCode/@code", namespaces=HL7)) == {"20053000"}  # EDQM "Oral use"
+    assert set(ema.xpath("//h:formCode/@code", namespaces=HL7)) == {"10219000"}  # EDQM "Tablet"
+    cbere = parse_sender({**SENDER.__dict__, "fda_centre": "CBER"})
+    cber = etree.fromstring(to_xml(batch_for("fda", sender=cbere)))
+    assert set(cber.xpath("h:PORR_IN049016UV/h:receiver/h:device/h:id/@extension", namespaces=HL7)) == {"CBER"}
+
+
+def test_a_missing_sender_setting_stops_the_export(tmp_path, monkeypatch):
+    monkeypatch.delenv("PVTRACE_E2B_SENDER", raising=False)
+    with pytest.raises(SenderConfigError, match="PVTRACE_E2B_SENDER"):
+        load_sender()
+    incomplete = tmp_path / "sender.toml"
+    incomplete.write_text('[sender]\nidentifier = "X"\norganisation = "Y"\n', encoding="utf-8")
+    with pytest.raises(SenderConfigError, match="missing.*department.*telephone"):
+        load_sender(incomplete)
+    with pytest.raises(SenderConfigError, match="C.3.1"):
+        parse_sender({**SENDER.__dict__, "sender_type": "9"})
+    demo = load_sender(DEMO_SENDER)  # the shipped demo sender is complete, and labelled as a demo
+    assert demo.demo and "fictitious" in demo.organisation and demo.email.endswith("@example.org")
+
+
+def test_the_clock_is_the_run_clock_and_a_future_date_is_rejected(tmp_path):
+    batch = batch_for("fda")
+    doc = etree.fromstring(to_xml(batch))
+    assert doc.xpath("h:creationTime/@value", namespaces=HL7) == ["20251130235959+0000"]
+    assert set(doc.xpath("//h:controlActProcess/h:effectiveTime/@value", namespaces=HL7)) == {"20251130235959+0000"}
+    before = CREATED - dt.timedelta(hours=1)  # a clock behind the file's creation time
+    result = write_validated(batch, tmp_path / "e2b_icsr_fda_2025-11.xml", clock=before)
+    assert not result.valid and any("ICH-FUTURE-DATE" in e for e in result.errors)
+    assert result.path.parent.name == "rejected"
+    with pytest.raises(ValueError, match="aware"):
+        build_batch(rows(), jurisdiction=JURISDICTIONS["fda"], period_label="2025-11",
+                    created=CREATED.replace(tzinfo=None), sender=SENDER)  # fmt: skip
+
+
+def test_written_batch_round_trips_through_the_warehouse_reader_and_carries_the_linked_lot(tmp_path):
+    batch = batch_for("nmpa")
+    result = write_validated(batch, tmp_path / "e2b_icsr_nmpa_2025-11.xml", clock=CREATED)
+    assert result.valid
     doc = etree.parse(str(result.path))
     assert validate(doc.getroot()) == []
     lots = doc.xpath("//h:productInstanceInstance/h:lotNumberText/text()", namespaces=HL7)
     assert lots == ["25071711"]  # the linked batch's lot, not the lot as typed ("L:25071711")
-    again = read_batch(result.path)
-    assert again == batch
-    first, second = again.icsrs
-    assert first.reactions[0].term == "Lactic acidosis" and first.reactions[0].meddra_code is None
-    assert second.reactions[0].meddra_code == "10019851"  # a code the source supplied is kept
-    assert second.reactions[0].seriousness == ("death",) and second.reactions[0].outcome == "5"
-    assert batch.missing_meddra_codes == 1
+    (c1, d1, r1, del1), (c2, d2, r2, del2) = icsrs(result.path.read_bytes())
+    assert c1["case_id"] == "E2B-CN-PVTRACE-PVT-CN-2025-000001" and not del1
+    assert (c1["sex"], c1["age_years"], c1["country"], c1["reporter_qualification"]) == ("F", 67.0, "CN", "physician")
+    assert c1["seriousness"] == ["hospitalisation"] and c1["received_on"] == dt.date(2025, 11, 10)
+    assert [d["product_name_reported"] for d in d1] == ["Huaxin Metformin", "Anlixin"]
+    assert [d["role"] for d in d1] == ["suspect", "concomitant"] and d1[0]["lot_raw"] == "25071711"
+    assert [(r["meddra_code"], r["meddra_version"]) for r in r1] == [("90000001", "27.0")]  # from the terminology
+    assert [r["meddra_code"] for r in r2] == ["10019851"]  # a code the source supplied is kept
+    assert c2["seriousness"] == ["death"] and c2["outcome"] == "fatal"
     # privacy: initials masked, no free text from the case
     assert doc.xpath("//h:player1/h:name/@nullFlavor", namespaces=HL7) == ["MSK", "MSK"]
 
 
-def test_same_data_gives_the_same_bytes():
-    a = to_xml(build_batch(rows(), jurisdiction=JURISDICTIONS["ema"], period_label="2025-11", created=CREATED))
-    b = to_xml(build_batch(rows(), jurisdiction=JURISDICTIONS["ema"], period_label="2025-11", created=CREATED))
-    assert a == b
+def test_same_data_and_clock_give_the_same_bytes():
+    assert to_xml(batch_for("ema")) == to_xml(batch_for("ema"))
 
 
 def test_an_invalid_file_is_reported_not_shipped(tmp_path, monkeypatch):
     from reports.e2b import writer
 
-    batch = build_batch(rows(), jurisdiction=JURISDICTIONS["fda"], period_label="2025-11", created=CREATED)
+    batch = batch_for("fda")
     final = tmp_path / "e2b_icsr_fda_2025-11.xml"
     final.write_bytes(b"<old/>")
     good = writer.to_xml
     # break the element order the schema requires: creationTime before id
     monkeypatch.setattr(writer, "to_xml", lambda b: good(b).replace(b"<creationTime", b"<bogus/><creationTime", 1))
-    result = writer.write_validated(batch, final)
+    result = writer.write_validated(batch, final, clock=CREATED)
     assert not result.valid and result.errors
     assert not final.exists()
     assert result.path == tmp_path / "rejected" / final.name and result.path.exists()
     assert (tmp_path / "rejected" / f"{final.name}.errors.txt").read_text().startswith("line ")
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=realdata) for p in FDA_FILES], ids=lambda p: p.name)
+def test_fda_example_instances_pass_the_validator(path):
+    """FDA's own instances: schema-valid and no rejection under the FDA profile (dates checked against today)."""
+    xml = path.read_bytes()
+    assert validate(xml) == []
+    ev = evaluate(xml, "fda")
+    assert ev.of("reject") == [] and ev.of("warn") == []
+    assert len(ev.results) >= 1
+
+
+def test_every_transmission_is_a_new_message():
+    """Re-running a month (e.g. after a gateway rejection) sends the same cases as new messages (N.2.r.1)."""
+    again = build_batch(rows(), jurisdiction=JURISDICTIONS["fda"], period_label="2025-11",
+                        created=CREATED + dt.timedelta(days=1), sender=SENDER, meddra=MEDDRA)  # fmt: skip
+    first = batch_for("fda")
+    assert [i.safety_report_id for i in again.icsrs] == [i.safety_report_id for i in first.icsrs]
+    assert not {i.message_id for i in again.icsrs} & {i.message_id for i in first.icsrs}

@@ -9,14 +9,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from reports import periodic_report as pr
 from reports.expedited import expedited_clock
 from reports.jurisdictions import JURISDICTIONS
 from reports.periodic_report import ReportInputs, mask_volatile, render_periodic_report
+from reports.rendering import typst_escape
 
 GOLDEN = Path(__file__).parent / "golden"
 START, END = dt.date(2025, 11, 1), dt.date(2025, 11, 30)
@@ -275,9 +282,81 @@ def test_content_of_a_bilingual_report():
         "not proof of causation",
         "报告不构成因果关系的证明",
         "ababab",
-        "data:image/svg+xml;base64,",
+        "<svg",
     ):
         assert text in html, text
     # PRR, ROR, IC, EBGM with intervals for the new signal
     for text in ("4.30 (2.20–8.40)", "4.60 (2.30–9.10)", "1.90 (0.90–2.60)", "3.10 (2.05–4.40)"):
         assert text in html, text
+
+
+def _pdftext(path: Path) -> str:
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) not installed: make system-deps")
+    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("code", ["nmpa", "fda"])
+def test_pdf_is_typeset_from_the_same_context(code, tmp_path):
+    if code == "nmpa" and not pr.cjk_fonts_available():
+        pytest.skip("no CJK font (fonts-noto-cjk): make system-deps")
+    path = pr.write_pdf(inputs(code), tmp_path / "r.pdf")
+    text = " ".join(_pdftext(path).split())
+    assert path.read_bytes().startswith(b"%PDF") and not (tmp_path / "r.pdf.part").exists()
+    for needle in (
+        "SIG-AAA",
+        "SIG-BBB",
+        "SIG-CCC",
+        "25071711",
+        "Suzhou plant 2",
+        "4.30 (2.20–8.40)",
+        "3.10 (2.05–4.40)",
+        "5.20 (1.70–13.00)",
+        "crossed 2025-10-13",
+        "exact_lot: 3, scanned_code: 1",
+        "31.5 °C",
+        "overdue",
+        "not proof of causation",
+        "Data lock point",
+        "PVT-PSR-" + code.upper() + "-202511",
+    ):
+        assert needle in text, needle
+    if code == "nmpa":
+        assert "摘要 / Summary" in text and "报告不构成因果关系的证明" in text  # CJK glyphs embedded, not tofu
+
+
+def test_full_pages_can_be_chosen_by_the_caller():
+    """A ranking (e.g. a priority score) picks which signals get a full page; the others become table rows."""
+    ctx = pr.report_context(inputs("fda"))
+    assert [p["signal"]["signal_id"] for p in ctx["pages"]] == ["SIG-AAA", "SIG-CCC"]
+    assert [p["signal"]["signal_id"] for p in ctx["substance_pages"]] == ["SIG-BBB"]
+    chosen = replace(inputs("fda"), full_pages=frozenset({"SIG-BBB"}))
+    ctx = pr.report_context(chosen)
+    assert [p["signal"]["signal_id"] for p in ctx["pages"]] == ["SIG-BBB"]
+    assert sorted(p["signal"]["signal_id"] for p in ctx["substance_pages"]) == ["SIG-AAA", "SIG-CCC"]
+    html = render_periodic_report(chosen)
+    assert "Other signals" in html and "Huaxin Metformin lot 25071711 / Lactic acidosis" in html
+    assert "Other signals" in pr.render_periodic_report_typst(chosen)
+
+
+def test_chart_geometry_has_every_month_and_whole_ticks():
+    ctx = pr.report_context(inputs("fda"))
+    chart = next(p["chart"] for p in ctx["pages"] if p["signal"]["signal_id"] == "SIG-AAA")
+    months = [m for m, _, _ in chart["bars"]]
+    assert months[0] == "2025-01" and months[-1] == "2025-11" and len(months) == 11
+    assert sum(ns + se for _, ns, se in chart["bars"]) == 6 and sum(se for _, _, se in chart["bars"]) == 3
+    assert chart["ticks"][0] == 0 and chart["ticks"][-1] == chart["ymax"] >= max(ns + se for _, ns, se in chart["bars"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=40))
+def test_any_text_is_literal_in_typst(text):
+    """Escaped values can never open markup, code or comments: the PDF shows exactly the text given."""
+    import typst
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) not installed")
+    source = f'#set text(font: "DejaVu Sans Mono")\n#set smartquote(enabled: false)\n[{typst_escape(text)}]|END'
+    pdf = typst.compile(source.encode(), font_paths=pr.font_paths(), ignore_system_fonts=True, pdf_tags=False)
+    got = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+    assert " ".join(got.split()) == " ".join(f"[{text}]|END".split())

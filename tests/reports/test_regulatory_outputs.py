@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from reports import periodic_report
-from reports.charts import case_count_chart, monthly_case_counts
+from reports.charts import case_chart, monthly_case_counts
 from reports.ermr import write_ermr
 from reports.expedited import expedited_clock, write_clock_csv
 from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS, label
@@ -124,14 +124,16 @@ def test_chart_is_deterministic_svg_with_every_month():
     df = pl.DataFrame({"initial_received": [dt.date(2025, 3, 9), dt.date(2025, 5, 1)], "serious": [True, False]})
     counts = monthly_case_counts(df, dt.date(2025, 1, 5), DLP)
     assert counts.height == 2 * 11 and counts["cases"].sum() == 2
-    svg = case_count_chart(counts)
-    assert svg.startswith("<svg") and svg == case_count_chart(counts)
-    assert "2025-03" in svg and "2025-11" in svg
+    chart = case_chart(counts)
+    assert chart == case_chart(counts)
+    months = [m for m, _, _ in chart["bars"]]
+    assert months[0] == "2025-01" and months[-1] == "2025-11" and len(months) == 11
+    assert sum(ns + se for _, ns, se in chart["bars"]) == 2 and chart["ymax"] >= 1 and chart["ticks"][0] == 0
 
 
 def test_pdf_refuses_a_cjk_document_without_cjk_fonts(tmp_path, monkeypatch):
     monkeypatch.setattr(periodic_report, "cjk_fonts_available", lambda: False)
     with pytest.raises(periodic_report.MissingFontsError, match="fonts-noto-cjk"):
-        periodic_report.write_pdf("<p>摘要</p>", tmp_path / "x.pdf", JURISDICTIONS["nmpa"])
+        periodic_report.compile_pdf("摘要", tmp_path / "x.pdf", JURISDICTIONS["nmpa"])
     assert not (tmp_path / "x.pdf").exists()
     periodic_report.require_fonts(JURISDICTIONS["ema"])  # English only: no CJK font needed

@@ -168,7 +168,7 @@ def test_analytic_gradient(k, caers_counts):
     x = np.log(np.array([3.0, 0.4, 2.0, 1.9, 0.07 / 0.93]))
 
     def f(x):
-        return mgps._negll_and_grad(x, n, e, np.ones_like(n), mgps.special.gammaln(n + 1), k)
+        return mgps._negll_and_grad(x, mgps._points(n, e, np.ones_like(n)), k)
 
     g = f(x)[1]
     h = 1e-5  # central differences (forward ones are too coarse here)
@@ -221,3 +221,17 @@ def test_prior_validation():
         mgps.GammaMixturePrior(alpha1=-1, beta1=1, alpha2=1, beta2=1, p=0.5)
     pr = mgps.GammaMixturePrior(alpha1=1, beta1=1, alpha2=2, beta2=2, p=0.3)
     assert pr.theta.tolist() == [1, 1, 2, 2, 0.3]
+
+
+def test_no_count_without_expectation_is_a_null_without_warning():
+    """n ≥ 1 with E = 0 has zero likelihood under N ~ Poisson(λE): every figure is NaN (null), and no warning."""
+    import warnings
+
+    pr = mgps.GammaMixturePrior(0.2, 0.1, 2.0, 4.0, 1 / 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = mgps.eb_scores(np.array([1.0, 0.0, 3.0]), np.array([0.0, 0.0, 1.5]), pr)
+    assert np.isnan([s.ebgm[0], s.eb05[0], s.eb95[0], s.q[0]]).all()
+    # n = 0, E = 0: nothing observed, nothing expected: the posterior is the prior
+    assert s.q[1] == pytest.approx(pr.p) and np.isfinite([s.ebgm[1], s.eb05[1], s.eb95[1]]).all()
+    assert np.isfinite([s.ebgm[2], s.eb05[2], s.eb95[2]]).all() and s.eb05[2] < s.ebgm[2] < s.eb95[2]

@@ -37,12 +37,13 @@ def test_bh_rejects_p_outside_unit_interval():
 
 
 def test_eb_scores_zero_expected_is_nan_without_warning():
-    # E = 0 is undefined (documented NaN), never a RuntimeWarning
+    # n >= 1 with E = 0 is undefined (documented NaN), never a RuntimeWarning; n = 0 with E = 0 is the prior
+    # itself (tests/signals/test_mgps.py)
     pr = mgps.GammaMixturePrior(0.2, 0.1, 2.0, 4.0, 0.3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s = mgps.eb_scores([1, 0, 3], [0.0, 0.0, 1.2], pr)
-    assert np.isnan(s.ebgm[:2]).all() and np.isnan(s.eb05[:2]).all() and np.isnan(s.q[:2]).all()
+    assert np.isnan(s.ebgm[0]) and np.isnan(s.eb05[0]) and np.isnan(s.q[0])
     assert np.isfinite(s.ebgm[2]) and np.isfinite(s.eb05[2])
 
 

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from warehouse.inputs.regulator.ingest import ingest
-from warehouse.linkage.pack_codes import normalise_lot
+from warehouse.linkage.lot_rules import normalise_lot
 
 etree = pytest.importorskip("lxml.etree")
 

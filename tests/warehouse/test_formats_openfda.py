@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from warehouse.inputs.regulator.ingest import ingest
-from warehouse.linkage.pack_codes import normalise_lot
+from warehouse.linkage.lot_rules import normalise_lot
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "openfda"
 

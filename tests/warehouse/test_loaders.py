@@ -151,15 +151,18 @@ def test_missing_inbox_folder_is_a_clear_error(tmp_path):
         load_reference(con, tmp_path)
 
 
-def test_missing_column_is_a_clear_error(tmp_path):
+def test_missing_column_quarantines_the_file_with_a_clear_reason(tmp_path):
     inbox = write_mini_inbox(tmp_path / "inbox")
     path = inbox / "deliveries" / "deliveries_2025-01.csv"
     pl.read_csv(path).drop("patient_ref").write_csv(path)
     con = connect(":memory:")
     load_reference(con, inbox)
     load_packs(con, inbox)
-    with pytest.raises(InboxError, match="patient_ref"):
-        load_deliveries(con, inbox, SALT)
+    load_deliveries(con, inbox, SALT)
+    reason, detail = con.sql("SELECT reason, detail FROM quarantine WHERE stage = 'deliveries'").fetchone()
+    assert reason == "missing_columns" and "patient_ref" in detail
+    status, error = con.sql("SELECT status, error FROM load_manifest WHERE kind = 'deliveries'").fetchone()
+    assert status == "rejected" and "patient_ref" in error
 
 
 def test_inbox_reload_keeps_cases_ingested_from_external_sources(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from jsonschema import Draft7Validator
 from referencing.exceptions import NoSuchResource, Unresolvable
 
+from tests.shared_data import EPCIS_SCHEMA
 from warehouse.inputs.platform.epcis_schema import (
     FORMAT_CHECKER,
     EpcisValidator,
@@ -31,7 +32,7 @@ from warehouse.inputs.platform.supply import (
 from warehouse.schema import connect
 
 # the public GS1 files beside the repository (not shipped: see README, "EPCIS schema")
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "data" / "epcis" / "EPCIS-JSON-Schema.json"
+DEFAULT_SCHEMA = EPCIS_SCHEMA
 EXAMPLES = DEFAULT_SCHEMA.parent / "JSON"
 EXAMPLE_FILES = sorted(EXAMPLES.rglob("*.jsonld"))
 pytestmark = pytest.mark.skipif(not DEFAULT_SCHEMA.exists(), reason="../shared/data/epcis not present")
@@ -285,7 +286,7 @@ def test_a_broken_copy_of_a_real_example_is_quarantined_with_the_validators_reas
     by_file = {Path(f).name: (k, r, d) for f, k, r, d in q.iter_rows()}
     assert by_file["epcis_broken_doc.jsonld"][1:] == (
         "schema_invalid",
-        "document not loaded (0 events): $.epcisBody.eventList: {'not': 'a list'} is not of type 'array'",
+        "whole file: document not loaded (0 events): $.epcisBody.eventList: {'not': 'a list'} is not of type 'array'",
     )
     key, reason, detail = by_file["epcis_broken_event.jsonld"]
     assert reason == "schema_invalid" and key == doc["epcisBody"]["eventList"][1]["eventID"]

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from warehouse.linkage.lot_rules import LOT_RULES, clean_lot
 from warehouse.linkage.pack_codes import (
     REASONS,
     InvalidPackCode,
@@ -319,6 +322,122 @@ def test_vectorised_parser_accepts_list_and_empty() -> None:
     assert df["error_reason"].to_list() == [None, "empty"]
 
 
+# --- repeated AIs and the "only InvalidPackCode" contract --------------------------------
+
+OTHER_GTIN = "09501101530010"  # valid check digit, a different GTIN
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        f"(01){GTIN}(10)AAA(01){OTHER_GTIN}",
+        f"01{GTIN}10AAA{GS}01{OTHER_GTIN}",
+        f"(01){GTIN}(10)AAA(10)BBB",
+        f"https://id.gs1.org/01/{GTIN}/10/ABC?10=XYZ",
+        f"https://id.gs1.org/01/{GTIN}/10/ABC?01={OTHER_GTIN}",
+        f"https://example.com/dl/01/{GTIN}/10/ABC/21/S1?21=S2",
+    ],
+)
+def test_repeated_ai_with_another_value_is_conflicting(code: str) -> None:
+    with pytest.raises(InvalidPackCode) as info:
+        parse_pack_code(code)
+    assert info.value.reason == "conflicting_ai" and "conflicting_ai" in REASONS
+    assert parse_pack_codes([code])["error_reason"].to_list() == ["conflicting_ai"]
+
+
+@pytest.mark.parametrize("code", [f"(01){GTIN}(10)AAA(10)AAA", f"https://id.gs1.org/01/{GTIN}/10/ABC?10=ABC&17=261231"])
+def test_repeated_ai_with_the_same_value_is_accepted(code: str) -> None:
+    assert parse_pack_code(code).lot in {"AAA", "ABC"}
+
+
+@pytest.mark.parametrize("code", ["]", "]d", "https://x/01/", "https://x/01/12345"])
+def test_fragments_raise_invalid_pack_code(code: str) -> None:
+    with pytest.raises(InvalidPackCode):
+        parse_pack_code(code)
+
+
+def test_vectorised_parser_survives_a_bad_row() -> None:
+    df = parse_pack_codes(["]", f"(01){GTIN}(17)261200(10)ABC123(21)SN001"])
+    assert df["error_reason"].to_list() == ["unknown_format", None]
+    assert df["gtin"].to_list() == [None, GTIN]
+
+
+_GS1_PIECES = st.sampled_from(
+    [
+        "(01)",
+        "(10)",
+        "(17)",
+        "(21)",
+        "01",
+        "10",
+        "17",
+        "21",
+        GTIN,
+        OTHER_GTIN,
+        "261200",
+        "ABC",
+        GS,
+        "<GS>",
+        "]d2",
+        "]Q3",
+        "]",
+        "http://",
+        "https://id.gs1.org",
+        "/01/",
+        "/10/",
+        "/21/",
+        "?17=",
+        "?10=",
+        "&",
+        "%",
+        "%2",
+        "8",
+        "0",
+        "(",
+        ")",
+        " ",
+        "\x00",
+        "é",
+        "批号",
+    ]
+)
+_CODE_TEXT = st.one_of(
+    st.text(max_size=60),
+    st.lists(_GS1_PIECES, max_size=12).map("".join),
+    st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_CODE_TEXT)
+def test_scalar_parser_raises_only_invalid_pack_code(code: str) -> None:
+    try:
+        result = parse_pack_code(code)
+    except InvalidPackCode as exc:
+        assert exc.reason in REASONS
+    else:
+        assert result.system in {"gs1", "nmpa"}
+        assert result.gtin is None or (len(result.gtin) == 14 and result.gtin.isdigit())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.none(), _CODE_TEXT), max_size=30))
+def test_vectorised_parser_never_raises_and_equals_scalar(codes: list[str | None]) -> None:
+    got = parse_pack_codes(codes)
+    assert got.height == len(codes)
+    assert got["code"].to_list() == codes
+    for row, code in zip(got.iter_rows(named=True), codes):
+        expected = _expected_row(code)
+        assert {k: row[k] for k in expected} == expected, code
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.integers(), st.binary(max_size=20), st.floats(), st.lists(st.text(max_size=3), max_size=3)))
+def test_non_text_input_is_invalid_pack_code(value: object) -> None:
+    with pytest.raises(InvalidPackCode):
+        parse_pack_code(value)  # type: ignore[arg-type]
+
+
 # --- lot normalisation -----------------------------------------------------------------
 
 LOT_CASES = [
@@ -363,12 +482,72 @@ LOT_CASES = [
     ("AB12C, unknown", ["AB12C"]),
     ("AB12C,ab12c", ["AB12C"]),
     ("ANDY12", ["ANDY12"]),
+    # issue 12: junk families, expiry split, N/K kept whole
+    ("UNCONFIRMED", []),
+    ("unkown", []),
+    ("UNKNWN", []),
+    ("Unk.", []),
+    ("I don't know", []),
+    ("not on card", []),
+    ("LOT NUMBER NOT AVAILABLE", []),
+    ("Pfizer", []),
+    ("PFIZER\\BIONTECH", []),
+    ("Merck & Co. Inc.", []),
+    ("N/K", []),
+    ("n/k", []),
+    ("U/K", []),
+    ("03/2021", []),
+    ("EK9231  4/21", ["EK9231"]),
+    ("EK9231 EXP 04/2021", ["EK9231"]),
+    ("Lot# 033F21A exp 7/2021", ["033F21A"]),
+    ("EN6201 (unconfirmed)", ["EN6201"]),
+    ("EK9231/EL0140", ["EK9231", "EL0140"]),
+    ("A/12", ["A/12"]),
+    ("LOT 12/34", ["12/34"]),
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), LOT_CASES)
 def test_normalise_lot(text: str | None, expected: list[str]) -> None:
     assert normalise_lot(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "lots", "expiry", "rejected"),
+    [
+        ("EK9231  4/21", ["EK9231"], "2021-04", []),
+        ("EK9231 04/2021", ["EK9231"], "2021-04", []),
+        ("EK9231 EXP 4/21", ["EK9231"], "2021-04", []),
+        ("EK9231 (EXP 04-2021)", ["EK9231"], "2021-04", []),
+        ("EK9231 EXP 2021-04", ["EK9231"], "2021-04", []),
+        ("EK9231 exp apr 2021", ["EK9231"], "2021-04", []),
+        ("EK9231 APR21", ["EK9231"], "2021-04", []),
+        ("EK9231 4/30/21", ["EK9231"], "2021-04", []),
+        ("AB123 4/96", ["AB123"], "1996-04", []),
+        ("LOT 12/34", ["12/34"], None, []),  # nothing would be left of the lot: no split
+        ("N/K", [], None, ["junk_unknown"]),
+        ("EK9231, unknown", ["EK9231"], None, ["junk_unknown"]),
+        ("UNKNOWN,UNKNOWN", [], None, ["junk_unknown", "junk_unknown"]),
+        ("UNCONFIRMED", [], None, ["unconfirmed"]),
+        ("patient does not remember", [], None, ["sentence"]),
+        ("Merck & Co. Inc.", [], None, ["manufacturer_name"]),
+        ("Janssen Pharmaceuticals", [], None, ["manufacturer_name"]),
+        ("4/30/2021", [], None, ["date_only"]),
+        (None, [], None, []),
+        ("", [], None, []),
+    ],
+)
+def test_clean_lot_expiry_and_rules(text, lots, expiry, rejected) -> None:
+    assert clean_lot(text) == {"lots": lots, "expiry": expiry, "rejected": rejected}
+    assert set(rejected) <= set(LOT_RULES)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(max_size=40))
+def test_clean_lot_never_raises(text: str) -> None:
+    out = clean_lot(text)
+    assert all(lot and " " not in lot for lot in out["lots"])
+    assert out["expiry"] is None or re.fullmatch(r"(19|20)\d\d-(0[1-9]|1[0-2])", out["expiry"])
 
 
 def test_normalise_lot_expr_equals_python() -> None:

@@ -13,7 +13,7 @@ method              confidence  evidence
                                 that product's batches (exact or normalised)
 ``exact_lot``       0.98        the typed lot equals a lot number of the product
                                 (outer whitespace ignored)
-``normalised_lot``  0.95        :func:`~warehouse.linkage.pack_codes.normalise_lot` of the typed
+``normalised_lot``  0.95        :func:`~warehouse.linkage.lot_rules.normalise_lot` of the typed
                                 lot meets that of exactly one batch of the product
 ``fuzzy_lot``       0.8         one edit (insert, delete, substitute, swap two
                                 neighbours — optimal-string-alignment distance 1) from
@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from warehouse.linkage.pack_codes import normalise_lot_expr, parse_pack_codes
+from warehouse.linkage.lot_rules import normalise_lot_expr
+from warehouse.linkage.pack_codes import parse_pack_codes
 
 __all__ = ["CONFIDENCE", "FUZZY_MIN_LENGTH", "LINK_COLUMNS", "METHODS", "link_case_to_batch"]
 

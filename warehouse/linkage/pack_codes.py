@@ -17,8 +17,8 @@ Two entry points read codes:
   everything else per distinct code through :func:`parse_pack_code`. Both paths give the
   same result for every input (tested).
 
-Lot numbers as typed in case reports are cleaned by :func:`normalise_lot` and its
-vectorised twin :func:`normalise_lot_expr`.
+Lot numbers as typed in case reports are cleaned in :mod:`warehouse.linkage.lot_rules`
+(:func:`normalise_lot` and :func:`normalise_lot_expr` are re-exported here for callers).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from biip import ParseError
 from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_messages import GS1Message
 from biip.symbology import SymbologyIdentifier
+
+from warehouse.linkage.lot_rules import normalise_lot, normalise_lot_expr
 
 __all__ = [
     "REASONS",
@@ -72,6 +74,8 @@ REASONS = {
     "missing_gtin": "a GS1 code without AI (01): not a pack identifier",
     "malformed_gs1": "GS1 syntax error (unknown AI, bad characters, value too long ...)",
     "bad_nmpa_code": "looks like an NMPA code but is not 20 digits starting with 8",
+    "conflicting_ai": "the same AI twice with different values (e.g. two GTINs, or a Digital Link query "
+    "contradicting its path)",
 }
 
 
@@ -129,9 +133,23 @@ def parse_pack_code(text: str) -> PackCode:
 
     NMPA: ``^8\\d{19}$`` (possibly behind a symbology identifier).
 
+    An AI given twice must carry the same value both times: ``(01)…(10)AAA(01)<other GTIN>``
+    or a Digital Link whose ``?10=`` / ``?01=`` query contradicts its path is refused with
+    ``conflicting_ai`` (never "the last value wins").
+
     Raises:
-        InvalidPackCode: with ``reason`` in :data:`REASONS`.
+        InvalidPackCode: with ``reason`` in :data:`REASONS` — and nothing else, whatever the
+        input (an unexpected failure inside biip becomes ``malformed_gs1``).
     """
+    try:
+        return _parse_pack_code(text)
+    except InvalidPackCode:
+        raise
+    except Exception as exc:  # the documented contract: only InvalidPackCode escapes
+        raise InvalidPackCode("malformed_gs1", f"unreadable code ({type(exc).__name__})", text) from exc
+
+
+def _parse_pack_code(text: str) -> PackCode:
     if text is None or not isinstance(text, str) or not text.strip():
         raise InvalidPackCode("empty", "no pack code", text)
     code = text.strip()
@@ -146,6 +164,8 @@ def parse_pack_code(text: str) -> PackCode:
         return _gs1(code, _parse_digital_link, text)
 
     if code.startswith("]"):
+        if len(code) < 3:  # "]" + symbology character + modifier
+            raise InvalidPackCode("unknown_format", f"incomplete symbology identifier {code!r}", text)
         try:
             symbology = SymbologyIdentifier.extract(code)
         except ParseError as exc:
@@ -196,23 +216,38 @@ def _parse_element_string(code: str):
     return GS1Message.parse(code).element_strings
 
 
+_DL_GTIN_RE = re.compile(r"/01/([^/?#]*)")
+
+
 def _parse_digital_link(code: str):
+    path_gtin = _DL_GTIN_RE.search(code)
+    # biip zero-pads whatever stands after /01/, so an empty or short segment would read as a GTIN
+    if path_gtin and not re.fullmatch(r"\d{8}|\d{12,14}", path_gtin.group(1)):
+        raise InvalidPackCode("bad_gtin", f"Digital Link GTIN {path_gtin.group(1)!r} is not 8, 12, 13 or 14 digits")
     return GS1DigitalLinkURI.parse(code).element_strings
 
 
 def _gs1(code: str, parser, original: str) -> PackCode:
     try:
         elements = parser(code)
+    except InvalidPackCode as exc:
+        raise InvalidPackCode(exc.reason, str(exc).split(": ", 1)[-1], original) from exc
     except ParseError as exc:
         raise InvalidPackCode(_classify_biip_error(str(exc)), str(exc), original) from exc
     except ValueError as exc:  # biip lets e.g. an out-of-range date escape as ValueError
         raise InvalidPackCode("malformed_gs1", str(exc), original) from exc
 
     values: dict[str, object] = {}
+    seen: dict[str, str] = {}
     gtin_error = None
     for element in elements:
         ai = element.ai.ai
+        if ai in seen and seen[ai] != element.value:
+            raise InvalidPackCode("conflicting_ai", f"AI ({ai}) twice with different values in {code[:60]!r}", original)
+        seen[ai] = element.value
         if ai == "01":
+            if len(element.value) not in (8, 12, 13, 14) or not element.value.isdigit():
+                raise InvalidPackCode("bad_gtin", f"GTIN {element.value!r} is not 8, 12, 13 or 14 digits", original)
             values["gtin"] = element.value.zfill(14)
             gtin_error = element.gtin_error
         elif ai == "17":
@@ -439,113 +474,3 @@ def _parse_slow(codes: pl.Series) -> pl.DataFrame:
         else:
             rows.append((code, p.system, p.gtin, p.serial, p.lot, p.expiry, p.nmpa_drug_code, None))
     return pl.DataFrame(rows, schema=_PACK_SCHEMA, orient="row")
-
-
-# ---------------------------------------------------------------------------------------
-# Lot normalisation
-
-# Whole-field values that mean "no lot"; compared after upper-casing and squeezing spaces.
-_JUNK_LOTS = frozenset(
-    {
-        "",
-        "UNKNOWN",
-        "UNK",
-        "UNKN",
-        "NOT REPORTED",
-        "NOTREPORTED",
-        "NOT KNOWN",
-        "NOT AVAILABLE",
-        "NOT APPLICABLE",
-        "N/A",
-        "NA",
-        "N.A.",
-        "NONE",
-        "NIL",
-        "NULL",
-        "-",
-        "--",
-        "?",
-        "??",
-        "UNKNOWN,UNKNOWN",
-        "ASKU",  # E2B nullFlavor "asked but unknown"
-        "NASK",
-        "不详",
-        "未知",
-    }
-)
-# Prefixes people write before the lot (Rust regex: no look-around). "LOT"/"BATCH" need a
-# separator after them, or "LOT" a digit (handled by _LOT_DIGIT_RE), so that lots such as
-# "LOTUS7" keep their letters; single-letter L/B need ":" or "#".
-_LOT_PREFIX_RE = (
-    r"^(?:"
-    r"(?:LOT|BATCH|CHARGE)\s*(?:NUMBER|NO\.|NO\s|NR\.?|N°|#|:)\s*[:#.]?\s*"
-    r"|(?:LOT|BATCH|CHARGE)\s*[#:.\-]+\s*"
-    r"|(?:LOT|BATCH|CHARGE)\s+"
-    r"|CH\.-?B\.\s*[:#]?\s*"
-    r"|[LB]\s*[:#]\s*"
-    r"|批号\s*[:：]?\s*"
-    r")"
-)
-_LOT_PREFIX = re.compile(_LOT_PREFIX_RE)
-_LOT_DIGIT_RE = r"^LOT(\d)"
-_LOT_DIGIT = re.compile(_LOT_DIGIT_RE)
-# Separators between several lots in one field; "N/A" is caught as junk before splitting.
-_LOT_SPLIT_RE = r"\s*(?:[,;/&]|\sAND\s)\s*"
-_LOT_SPLIT = re.compile(_LOT_SPLIT_RE)
-_EDGE_PUNCT = "#:.-_*'\"()[]"
-_EDGE_PUNCT_RE = r"""^[#:.\-_*'"()\[\]]+|[#:.\-_*'"()\[\]]+$"""
-
-
-def normalise_lot(text: str | None) -> list[str]:
-    """Clean a lot number as typed in a case report into zero or more comparable lots.
-
-    Upper-cases; drops junk values (UNKNOWN, N/A, NONE, "-", "?" ...: ``[]``); splits
-    several lots (``,`` ``;`` ``/`` `` and `` ``&``); removes prefixes (``LOT``, ``LOT#``,
-    ``LOT:``, ``L:``, ``BATCH``, ``Lot No.``, ``Ch.-B.``, ``批号``) and all whitespace;
-    trims edge punctuation; de-duplicates keeping order. Batch lot numbers go through the
-    same function so both sides meet in the middle.
-
-    >>> normalise_lot("Lot No. ab 12c; LOT#XY9")
-    ['AB12C', 'XY9']
-    """
-    if text is None:
-        return []
-    upper = " ".join(str(text).upper().split())
-    if upper in _JUNK_LOTS:
-        return []
-    out: list[str] = []
-    for part in _LOT_SPLIT.split(upper):
-        part = part.strip()
-        if part in _JUNK_LOTS:
-            continue
-        part = _LOT_PREFIX.sub("", part, count=1)
-        part = _LOT_DIGIT.sub(r"\1", part, count=1)
-        part = "".join(part.split()).strip(_EDGE_PUNCT)
-        if part in _JUNK_LOTS or part in out:
-            continue
-        out.append(part)
-    return out
-
-
-def normalise_lot_expr(expr: pl.Expr | str) -> pl.Expr:
-    """Vectorised :func:`normalise_lot`: a ``list[str]`` expression (empty list, never null)."""
-    e = pl.col(expr) if isinstance(expr, str) else expr
-    junk = pl.lit(pl.Series(sorted(_JUNK_LOTS), dtype=pl.String)).implode()
-    upper = e.str.to_uppercase().str.replace_all(r"\s+", " ").str.strip_chars(" ")
-    parts = (
-        upper.str.replace_all(_LOT_SPLIT_RE, "\x00")
-        .str.split("\x00")
-        .list.eval(
-            pl.element()
-            .str.strip_chars(" ")
-            .pipe(lambda p: pl.when(p.is_in(junk)).then(pl.lit("")).otherwise(p))
-            .str.replace(_LOT_PREFIX_RE, "")
-            .str.replace(_LOT_DIGIT_RE, "${1}")
-            .str.replace_all(r"\s", "")
-            .str.replace_all(_EDGE_PUNCT_RE, "")
-        )
-        .list.eval(pl.element().filter(~pl.element().is_in(junk)))
-        .list.unique(maintain_order=True)
-    )
-    # `parts` first so that the result keeps the input column's name
-    return pl.when(upper.is_not_null() & ~upper.is_in(junk)).then(parts).otherwise(pl.lit([], dtype=pl.List(pl.String)))

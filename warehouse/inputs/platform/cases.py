@@ -16,13 +16,21 @@ import duckdb
 import polars as pl
 
 from warehouse.inputs.inbox import (
+    FileAccount,
+    account,
+    counts_by_file,
     inbox_files,
     quarantine_frame,
     record_ingested,
+    redact_text,
     replace_quarantine,
     replace_rows,
+    run_clock,
+    safe_error,
+    write_manifest,
 )
 from warehouse.inputs.namespaces import inbox_case_sql, is_external_case_id
+from warehouse.inputs.platform import plausibility
 from warehouse.linkage.products import map_reported_products
 from warehouse.pseudonym import pseudonymise
 
@@ -58,6 +66,11 @@ def _date(value, field: str, *, required: bool = False) -> dt.date | None:
         raise CaseRejected("bad_date", f"{field}={value!r} is not a valid ISO date") from None
 
 
+def _one_of(value, allowed) -> bool:
+    """Membership that a JSON list or object (unhashable) fails instead of raising TypeError."""
+    return (value is None or isinstance(value, str)) and value in allowed
+
+
 def _text(value) -> str | None:
     if value is None:
         return None
@@ -65,8 +78,13 @@ def _text(value) -> str | None:
     return text or None
 
 
-def parse_case_line(line: str) -> tuple[dict, list[dict], list[dict]]:
-    """One JSON line → (case row, drug rows, reaction rows); raises CaseRejected with a reason."""
+def parse_case_line(
+    line: str, *, clock: dt.date | None = None, onset_rule: bool = True
+) -> tuple[dict, list[dict], list[dict]]:
+    """One JSON line → (case row, drug rows, reaction rows); raises CaseRejected with a reason.
+
+    ``clock``: no date may lie after it (reason ``after_run_clock``); ``onset_rule``: an onset
+    after receipt is ``impossible_date`` (warehouse.inputs.platform.plausibility)."""
     try:
         doc = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -82,23 +100,25 @@ def parse_case_line(line: str) -> tuple[dict, list[dict], list[dict]]:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CaseRejected("invalid_value", f"version={version!r} must be an integer ≥ 1")
     received = _date(doc.get("received_on"), "received_on", required=True)
+    if clock is not None and received > clock:
+        raise CaseRejected("after_run_clock", f"received_on {received} is after the run's clock {clock}")
     source = doc.get("source")
-    if source not in SOURCES:
+    if not _one_of(source, SOURCES):
         raise CaseRejected("invalid_value", f"source={source!r} not one of {sorted(SOURCES)}")
     qualification = doc.get("reporter_qualification")
-    if qualification not in QUALIFICATIONS:
+    if not _one_of(qualification, QUALIFICATIONS):
         raise CaseRejected("invalid_value", f"reporter_qualification={qualification!r}")
     sex = doc.get("sex")
-    if sex not in ("F", "M", None):
+    if not _one_of(sex, ("F", "M", None)):
         raise CaseRejected("invalid_value", f"sex={sex!r} must be F, M or null")
     age = doc.get("age_years")
     if age is not None and (not isinstance(age, (int, float)) or isinstance(age, bool) or not 0 <= age <= 120):
         raise CaseRejected("invalid_value", f"age_years={age!r} must be 0–120 or null")
     seriousness = doc.get("seriousness") or []
-    if not isinstance(seriousness, list) or any(s not in SERIOUSNESS for s in seriousness):
+    if not isinstance(seriousness, list) or not all(_one_of(s, SERIOUSNESS) and s for s in seriousness):
         raise CaseRejected("invalid_value", f"seriousness={seriousness!r}")
     outcome = doc.get("outcome")
-    if outcome not in OUTCOMES:
+    if not _one_of(outcome, OUTCOMES):
         raise CaseRejected("invalid_value", f"outcome={outcome!r}")
 
     drugs_in = doc.get("drugs") or []
@@ -108,7 +128,7 @@ def parse_case_line(line: str) -> tuple[dict, list[dict], list[dict]]:
     for seq, d in enumerate(drugs_in):
         if not isinstance(d, dict):
             raise CaseRejected("invalid_value", f"drugs[{seq}] is not an object")
-        if d.get("role") not in ROLES:
+        if not _one_of(d.get("role"), ROLES):
             raise CaseRejected("invalid_value", f"drugs[{seq}].role={d.get('role')!r}")
         name, code = _text(d.get("product_name")), _text(d.get("pack_code"))
         if not name and not code:
@@ -135,7 +155,9 @@ def parse_case_line(line: str) -> tuple[dict, list[dict], list[dict]]:
         if not pt:
             raise CaseRejected("missing_field", f"reactions[{seq}].pt is required")
         onset = _date(r.get("onset_date"), f"reactions[{seq}].onset_date")
-        if onset is not None and onset > received:
+        if clock is not None and onset is not None and onset > clock:
+            raise CaseRejected("after_run_clock", f"reactions[{seq}].onset_date {onset} is after the run's clock")
+        if onset_rule and onset is not None and onset > received:
             raise CaseRejected("impossible_date", f"reactions[{seq}].onset_date {onset} after received_on {received}")
         reactions.append(
             {
@@ -202,45 +224,104 @@ _REACTION_SCHEMA = {
 }
 
 
-def read_case_files(inbox: Path):
+#: a case line longer than this is quarantined on its own (``line_too_long``)
+CASE_MAX_LINE_BYTES = 2 * 1024 * 1024
+
+
+def _rejected(f, lineno: int, reason: str, detail: str, raw: str | None, salt: str) -> dict:
+    return {
+        "source_file": str(f.path),
+        "line": lineno,
+        "record_key": f"line {lineno}",
+        "reason": reason,
+        "detail": detail,
+        "raw": redact_text(raw[:4000], salt) if raw is not None else None,
+    }
+
+
+def read_case_files(inbox: Path, salt: str = ""):
+    """Every case file, line by line: each line is decoded (UTF-8, nothing else: the format says
+    so), parsed and checked on its own; a bad line is quarantined with its line number and a
+    redacted copy, and the file's other lines load. A file that cannot be opened is quarantined whole."""
     files = inbox_files(inbox, "cases")
-    cases, drugs, reactions, rejected = [], [], [], []
+    clock = run_clock().date() if plausibility.enabled("not_after_clock") else None
+    onset_rule = plausibility.enabled("onset_not_after_receipt")
+    cases, drugs, reactions, rejected, accounts = [], [], [], [], []
     for f in files:
-        with f.path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
+        acc = FileAccount(f, "jsonl")
+        accounts.append(acc)
+        if f.n_bytes == 0:
+            acc.error = "empty_file: 0 bytes"
+            rejected.append({"source_file": str(f.path), "reason": "empty_file", "detail": "whole file: 0 bytes"})
+            continue
+        try:
+            fh = f.path.open("rb")
+        except OSError as exc:
+            acc.error = f"unreadable_file: {safe_error(exc)}"
+            rejected.append({"source_file": str(f.path), "reason": "unreadable_file", "detail": "whole file"})
+            continue
+        with fh:
+            for lineno, data in enumerate(fh, start=1):
+                if not data.strip():
                     continue
-                try:
-                    case, d, r = parse_case_line(line)
-                except CaseRejected as exc:
+                acc.rows_read += 1
+                if len(data) > CASE_MAX_LINE_BYTES:
                     rejected.append(
-                        {
-                            "source_file": str(f.path),
-                            "record_key": f"line {lineno}",
-                            "reason": exc.reason,
-                            "detail": exc.detail,
-                            "raw": line.rstrip("\n")[:4000],
-                        }
+                        _rejected(
+                            f, lineno, "line_too_long", f"{len(data):,} bytes > {CASE_MAX_LINE_BYTES:,}", None, salt
+                        )
                     )
                     continue
+                try:
+                    line = data.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raw = data.decode("utf-8", errors="replace").rstrip("\r\n")
+                    rejected.append(
+                        _rejected(f, lineno, "bad_encoding", f"not UTF-8 at byte {exc.start} of the line", raw, salt)
+                    )
+                    continue
+                try:
+                    case, d, r = parse_case_line(line, clock=clock, onset_rule=onset_rule)
+                except CaseRejected as exc:
+                    rejected.append(_rejected(f, lineno, exc.reason, exc.detail, line.rstrip("\r\n"), salt))
+                    continue
                 doc = len(cases)  # ties a case version's drugs and reactions to this very line
-                case["source_file"], case["_doc"] = str(f.path), doc
+                case["source_file"], case["_doc"], case["_line"] = str(f.path), doc, lineno
                 cases.append(case)
                 drugs.extend({**x, "_doc": doc} for x in d)
                 reactions.extend({**x, "_doc": doc} for x in r)
     return (
-        pl.DataFrame(cases, schema={**_CASE_SCHEMA, "_doc": pl.Int64}),
+        pl.DataFrame(cases, schema={**_CASE_SCHEMA, "_doc": pl.Int64, "_line": pl.Int64}),
         pl.DataFrame(drugs, schema={**_DRUG_SCHEMA, "_doc": pl.Int64}),
         pl.DataFrame(reactions, schema={**_REACTION_SCHEMA, "_doc": pl.Int64}),
         quarantine_frame(rejected),
         files,
+        accounts,
     )
 
 
 def load_cases(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[str, int]:
-    cases, drugs, reactions, rejected, files = read_case_files(inbox)
+    cases, drugs, reactions, rejected, files, accounts = read_case_files(inbox, salt)
     # the same (case, version) re-delivered: the last line read wins, with its own drugs and reactions
-    cases = cases.unique(subset=["case_id", "version"], keep="last", maintain_order=True)
+    last = cases.unique(subset=["case_id", "version"], keep="last", maintain_order=True)
+    superseded = cases.join(last.select("_doc"), on="_doc", how="anti")
+    rejected = pl.concat(
+        [
+            rejected,
+            quarantine_frame(
+                superseded.select(
+                    "source_file",
+                    pl.col("_line").alias("line"),
+                    pl.format("{} v{}", "case_id", "version").alias("record_key"),
+                    pl.lit("superseded").alias("reason"),
+                    pl.lit("the same case_id and version delivered again later (the later line is loaded)").alias(
+                        "detail"
+                    ),
+                )
+            ),
+        ]
+    )
+    cases = last.drop("_line")
     kept = cases.select("_doc")
     drugs = drugs.join(kept, on="_doc", how="semi").drop("_doc")
     reactions = reactions.join(kept, on="_doc", how="semi").drop("_doc")
@@ -270,6 +351,8 @@ def load_cases(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[s
     }
     counts["cases"] = con.sql(f"SELECT count(*) FROM latest_case WHERE {inbox_case_sql()}").fetchone()[0]
     counts["duplicates_flagged"] = flag_duplicates(con)
+    loaded = counts_by_file(cases["source_file"]) if cases.height else {}
+    counts.update(write_manifest(con, "cases", account(accounts, loaded, rejected)))
     record_ingested(con, files)
     return counts
 

@@ -16,13 +16,22 @@ import duckdb
 import polars as pl
 
 from warehouse.inputs.inbox import (
-    InboxError,
+    FileAccount,
+    FileRejected,
+    account,
+    counts_by_file,
+    file_quarantine,
     inbox_files,
     quarantine_frame,
+    read_csv_file,
+    read_parquet_file,
     record_ingested,
     replace_quarantine,
     replace_rows,
+    run_clock,
+    write_manifest,
 )
+from warehouse.inputs.platform import plausibility
 from warehouse.linkage.pack_codes import parse_pack_codes
 from warehouse.pseudonym import pseudonym_sql, pseudonymise
 
@@ -39,14 +48,6 @@ DELIVERY_COLUMNS = [
 MEDICATION_LOG_COLUMNS = ["log_id", "patient_ref", "delivery_id", "week_start", "doses_taken", "doses_missed"]
 
 
-def _check_headers(files) -> None:
-    for f in files:
-        header = pl.read_csv(f.path, n_rows=0, infer_schema=False).columns
-        missing = [c for c in DELIVERY_COLUMNS if c not in header]
-        if missing:
-            raise InboxError(f"{f.path}: missing columns {missing} (see docs/inbox-format.md)")
-
-
 def _scan_text(code: pl.Expr) -> pl.Expr:
     """CSV exports write the GS1 group separator as the text ``<GS>``; restore the real byte."""
     return code.str.strip_chars().str.replace_all("<GS>", "\x1d", literal=True)
@@ -54,20 +55,26 @@ def _scan_text(code: pl.Expr) -> pl.Expr:
 
 # Resolution of every delivery row, in DuckDB: the pack table (millions of rows) never leaves
 # the database; only the distinct scanned codes go through the vectorised parser (_parsed).
+# _dl_raw holds every well-formed row of every file (text), with _file, in file order
+# (rowid order: the last delivery of a delivery_id wins).
 _RESOLVE_SQL = """
 CREATE OR REPLACE TEMP TABLE _dl_resolved AS
 WITH raw AS (
-    SELECT *, row_number() OVER (PARTITION BY delivery_id ORDER BY _file DESC, _line DESC) AS _rank
-    FROM (SELECT *, row_number() OVER () AS _line FROM read_csv($files, all_varchar = true, header = true,
-                                                                  filename = '_file', union_by_name = true))
+    SELECT *, rowid AS _rid,
+           CASE WHEN nullif(trim(delivery_id), '') IS NULL THEN NULL
+                ELSE row_number() OVER (PARTITION BY delivery_id ORDER BY rowid DESC) END AS _rank
+    FROM _dl_raw
 ),
 typed AS (
-    SELECT r.delivery_id, r.pack_code, r.patient_ref, r.pharmacy_id, r.region, r.country, r._file,
-           try_cast(r.delivered_at AS TIMESTAMPTZ) AS _at, try_cast(r.quantity AS INTEGER) AS _qty,
+    SELECT r.delivery_id, r.delivered_at, r.quantity, r.pack_code, r.patient_ref, r.pharmacy_id, r.region,
+           r.country, r._file, r._rid, r._rank,
+           try_cast(r.delivered_at AS TIMESTAMPTZ) AS _at,
+           CASE WHEN $strict_qty THEN (CASE WHEN regexp_full_match(trim(r.quantity), '[0-9]{1,9}')
+                                           THEN trim(r.quantity)::INTEGER END)
+                ELSE try_cast(r.quantity AS INTEGER) END AS _qty,
            p.scan AS _scan, p.system AS _system, p.gtin AS _gtin, p.serial AS _serial, p.lot AS _lot,
            p.nmpa_drug_code AS _nmpa, p.error_reason AS _parse_error
     FROM raw r LEFT JOIN _parsed p ON p.code = r.pack_code
-    WHERE r._rank = 1
 ),
 matched AS (
     SELECT t.*, coalesce(kg.batch_id, kn.batch_id) AS batch_id, coalesce(kg.pack_code, kn.pack_code) AS _pack
@@ -78,18 +85,23 @@ matched AS (
     LEFT JOIN (SELECT pack_code, batch_id FROM pack WHERE code_system = 'nmpa') kn ON kn.pack_code = t._scan
 ),
 reasoned AS (
-    SELECT m.*, b.product_id, b.lot_number, b.expiry_on,
+    SELECT m.*, b.product_id, b.lot_number, b.expiry_on, b.released_on,
            CASE
+             WHEN m._rank IS NULL THEN 'missing_key'
+             WHEN m._rank > 1 THEN 'superseded'
+             WHEN m.pack_code IS NULL THEN 'missing_value'
              WHEN m._parse_error IS NOT NULL THEN m._parse_error
              WHEN m._at IS NULL THEN 'bad_timestamp'
              WHEN m._qty IS NULL OR m._qty < 1 THEN 'bad_quantity'
+             WHEN $check_clock AND m._at > $clock THEN 'after_run_clock'
              WHEN m.patient_ref IS NULL THEN 'missing_patient'
              WHEN m._system = 'gs1' AND m._gtin NOT IN (SELECT gtin FROM product WHERE gtin IS NOT NULL) THEN 'unknown_gtin'
              WHEN m._system = 'nmpa' AND m._nmpa NOT IN (SELECT nmpa_drug_code FROM product WHERE nmpa_drug_code IS NOT NULL)
                   THEN 'unknown_nmpa_drug_code'
              WHEN m.batch_id IS NULL THEN 'unknown_serial'
              WHEN m._lot IS NOT NULL AND m._lot <> b.lot_number THEN 'lot_mismatch'
-             WHEN m._at::DATE > b.expiry_on THEN 'expired_at_delivery'
+             WHEN $check_release AND m._at::DATE < b.released_on THEN 'delivered_before_release'
+             WHEN $check_expiry AND m._at::DATE > b.expiry_on THEN 'expired_at_delivery'
            END AS _reason
     FROM matched m LEFT JOIN batch b ON b.batch_id = m.batch_id
 )
@@ -101,23 +113,91 @@ SELECT * REPLACE (
 FROM reasoned
 """
 
+# a CSV field as written back in a redacted raw copy
+_CSV_FIELD = "CASE WHEN {c} IS NULL THEN '' WHEN regexp_matches({c}, '[\",\n\r]') THEN '\"' || replace({c}, '\"', '\"\"') || '\"' ELSE {c} END"
+
+
+def _redacted_raw_sql() -> str:
+    """The delivery row as CSV, patient_ref replaced by its pseudonym (same key as the warehouse)."""
+    fields = [
+        "'pseudonym:' || left(sha256($salt || patient_ref), 32)" if c == "patient_ref" else _CSV_FIELD.format(c=c)
+        for c in DELIVERY_COLUMNS
+    ]
+    return " || ',' || ".join(f"coalesce({f}, '')" for f in fields)
+
+
+def _mark_excess(con: duckdb.DuckDBPyConnection) -> int:
+    """Rule within_released_units: in each batch whose valid deliveries pass units_released, the
+    deliveries beyond it (greedy in delivery order, plausibility.greedy_excess) are quarantined."""
+    over = con.sql(
+        """
+        SELECT r.batch_id, r.delivery_id, r._qty, b.units_released
+        FROM _dl_resolved r JOIN batch b USING (batch_id)
+        WHERE r._reason IS NULL AND b.units_released IS NOT NULL AND r.batch_id IN (
+            SELECT batch_id FROM _dl_resolved x JOIN batch y USING (batch_id) WHERE x._reason IS NULL
+            GROUP BY batch_id, y.units_released HAVING sum(x._qty) > y.units_released)
+        ORDER BY r.batch_id, r._at, r.delivery_id
+        """
+    ).pl()
+    if over.is_empty():
+        return 0
+    excess: list[str] = []
+    for (_,), part in over.group_by(["batch_id"], maintain_order=True):
+        flags = plausibility.greedy_excess(part["_qty"].to_list(), int(part["units_released"][0]))
+        excess.extend(d for d, f in zip(part["delivery_id"].to_list(), flags, strict=True) if f)
+    con.register("_excess", pl.DataFrame({"delivery_id": excess}).to_arrow())
+    con.execute(
+        f"UPDATE _dl_resolved SET _reason = '{plausibility.reason('within_released_units')}' "
+        "WHERE _reason IS NULL AND delivery_id IN (SELECT delivery_id FROM _excess)"
+    )
+    con.unregister("_excess")
+    return len(excess)
+
+
+def _read_delivery_files(con: duckdb.DuckDBPyConnection, files) -> tuple[list[FileAccount], list, list[pl.DataFrame]]:
+    """Every file into the temp table _dl_raw; (accounts, CsvRead per file or None, quarantine frames)."""
+    cols = ", ".join(f"{c} VARCHAR" for c in DELIVERY_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _dl_raw ({cols}, _file VARCHAR)")
+    accounts, reads, quarantined = [], [], []
+    for f in files:
+        acc = FileAccount(f, "csv")
+        accounts.append(acc)
+        try:
+            read = read_csv_file(con, f, DELIVERY_COLUMNS, "_dl_raw")
+        except FileRejected as exc:
+            acc.error = f"{exc.reason}: {exc.detail}"
+            quarantined.append(file_quarantine(f, exc))
+            reads.append(None)
+            continue
+        acc.rows_read = read.rows_read
+        reads.append(read)
+        quarantined.append(read.rejects)
+    return accounts, reads, quarantined
+
 
 def load_deliveries(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[str, int]:
     files = inbox_files(inbox, "deliveries")
-    _check_headers(files)
-    paths = [str(f.path) for f in files]
-    codes = con.execute(
-        "SELECT DISTINCT pack_code FROM read_csv($files, all_varchar = true, header = true, union_by_name = true) "
-        "WHERE pack_code IS NOT NULL",
-        {"files": paths},
-    ).pl()["pack_code"]
+    accounts, reads, quarantined = _read_delivery_files(con, files)
+    by_file = {str(f.path): r for f, r in zip(files, reads, strict=True)}
+    codes = con.execute("SELECT DISTINCT pack_code FROM _dl_raw WHERE pack_code IS NOT NULL").pl()["pack_code"]
     scans = codes.to_frame("code").select("code", _scan_text(pl.col("code")).alias("scan"))
     parsed = pl.concat([scans, parse_pack_codes(scans["scan"]).drop("code")], how="horizontal")
     con.register("_parsed", parsed.to_arrow())
     try:
-        con.execute(_RESOLVE_SQL, {"files": paths})
+        con.execute(
+            _RESOLVE_SQL,
+            {
+                "clock": run_clock(),
+                "check_clock": plausibility.enabled("not_after_clock"),
+                "strict_qty": plausibility.enabled("quantity_positive_integer"),
+                "check_release": plausibility.enabled("delivered_after_release"),
+                "check_expiry": plausibility.enabled("delivered_before_expiry"),
+            },
+        )
     finally:
         con.unregister("_parsed")
+    if plausibility.enabled("within_released_units"):
+        _mark_excess(con)
     con.execute("DELETE FROM delivery")
     con.execute(
         f"""
@@ -129,48 +209,123 @@ def load_deliveries(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> d
         """,
         {"salt": salt},
     )
-    q = con.sql(
-        "SELECT _file AS source_file, delivery_id AS record_key, _reason AS reason, 'pack code ' || coalesce(pack_code, '') "
-        "AS detail FROM _dl_resolved WHERE _reason IS NOT NULL ORDER BY delivery_id"
-    ).pl()
-    kept = con.sql("SELECT count(*) FROM _dl_resolved WHERE _reason IS NULL").fetchone()[0]
+    quarantined.append(
+        quarantine_frame(
+            con.execute(
+                f"SELECT _file AS source_file, _rid, delivery_id AS record_key, _reason AS reason, "
+                f"'pack code ' || coalesce(pack_code, '') || CASE WHEN _reason = 'bad_quantity' "
+                f"THEN ', quantity ' || coalesce(quantity, '') ELSE '' END AS detail, {_redacted_raw_sql()} AS raw "
+                "FROM _dl_resolved WHERE _reason IS NOT NULL ORDER BY _rid",
+                {"salt": salt},
+            )
+            .pl()
+            .pipe(
+                lambda q: q.with_columns(
+                    pl.Series(
+                        "line",
+                        [by_file[f].line_of(r) for f, r in zip(q["source_file"], q["_rid"], strict=True)],
+                        dtype=pl.Int64,
+                    )
+                )
+            )
+        )
+    )
+    loaded = dict(con.sql("SELECT _file, count(*) FROM _dl_resolved WHERE _reason IS NULL GROUP BY 1").fetchall())
     con.execute("DROP TABLE _dl_resolved")
-    counts = {"deliveries": kept, "quarantined": replace_quarantine(con, "deliveries", q)}
+    con.execute("DROP TABLE _dl_raw")
+    q = pl.concat(quarantined)
+    counts = {"deliveries": sum(loaded.values()), "quarantined": replace_quarantine(con, "deliveries", q)}
+    counts.update(write_manifest(con, "deliveries", account(accounts, loaded, q)))
     record_ingested(con, files)
     return counts
 
 
+_LOG_TYPES = {
+    "log_id": pl.String,
+    "patient_ref": pl.String,
+    "delivery_id": pl.String,
+    "week_start": pl.Date,
+    "doses_taken": pl.Int32,
+    "doses_missed": pl.Int32,
+}
+
+
 def load_medication_logs(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[str, int]:
     files = inbox_files(inbox, "medication_logs", required=False)
-    if not files:
-        replace_rows(con, "medication_log", pl.DataFrame())
-        return {"medication_logs": 0, "quarantined": replace_quarantine(con, "medication_logs", quarantine_frame([]))}
-    parts = []
+    accounts, parts, quarantined = [], [], []
     for f in files:
-        frame = pl.read_parquet(f.path)
-        missing = [c for c in MEDICATION_LOG_COLUMNS if c not in frame.columns]
-        if missing:
-            raise InboxError(f"{f.path}: missing columns {missing} (see docs/inbox-format.md)")
+        acc = FileAccount(f, "parquet")
+        accounts.append(acc)
+        try:
+            frame = read_parquet_file(f, MEDICATION_LOG_COLUMNS)
+        except FileRejected as exc:
+            acc.error = f"{exc.reason}: {exc.detail}"
+            quarantined.append(file_quarantine(f, exc))
+            continue
+        acc.rows_read = frame.height
+        cast = frame.select(pl.col(c).cast(t, strict=False) for c, t in _LOG_TYPES.items())
+        bad = pl.any_horizontal(frame[c].is_not_null() & cast[c].is_null() for c in MEDICATION_LOG_COLUMNS)
         parts.append(
-            frame.select(
-                pl.col("log_id").cast(pl.String),
-                pl.col("patient_ref").cast(pl.String),
-                pl.col("delivery_id").cast(pl.String),
-                pl.col("week_start").cast(pl.Date),
-                pl.col("doses_taken").cast(pl.Int32),
-                pl.col("doses_missed").cast(pl.Int32),
-            ).with_columns(pl.lit(str(f.path)).alias("_file"))
+            cast.with_columns(
+                pl.lit(str(f.path)).alias("_file"),
+                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"),
+                bad.alias("_bad_type"),
+            )
         )
-    logs = pl.concat(parts).unique(subset=["log_id"], keep="last", maintain_order=True)
+    schema = {**_LOG_TYPES, "_file": pl.String, "_row": pl.Int64, "_bad_type": pl.Boolean}
+    logs = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    has_key = pl.col("log_id").is_not_null() & (pl.col("log_id").str.strip_chars() != "")
+    keyed, unkeyed = logs.filter(has_key), logs.filter(~has_key)
+    kept_idx = keyed.with_row_index("_i").unique(subset=["log_id"], keep="last", maintain_order=True)["_i"]
+    superseded = keyed.with_row_index("_i").filter(~pl.col("_i").is_in(kept_idx.implode())).drop("_i")
+    logs = keyed.with_row_index("_i").filter(pl.col("_i").is_in(kept_idx.implode())).drop("_i")
     deliveries = con.sql("SELECT delivery_id FROM delivery").pl()["delivery_id"].implode()
+    clock = run_clock().date()
     logs = logs.with_columns(
-        pl.when(~pl.col("delivery_id").is_in(deliveries))
+        pl.when(pl.col("_bad_type"))
+        .then(pl.lit("invalid_value"))
+        .when(pl.col("week_start").is_null() | pl.col("patient_ref").is_null())
+        .then(pl.lit("missing_value"))
+        .when(pl.lit(plausibility.enabled("not_after_clock")) & (pl.col("week_start") > clock))
+        .then(pl.lit(plausibility.reason("not_after_clock")))
+        .when(~pl.col("delivery_id").is_in(deliveries))
         .then(pl.lit("unknown_delivery"))
         .when((pl.col("doses_taken") < 0) | (pl.col("doses_missed") < 0))
         .then(pl.lit("negative_doses"))
         .alias("_reason")
     )
-    good = logs.filter(pl.col("_reason").is_null()).select(
+    good = logs.filter(pl.col("_reason").is_null())
+    redacted = pl.format(
+        "log_id={} patient_ref={} delivery_id={} week_start={} doses_taken={} doses_missed={}",
+        *[
+            (pl.lit("pseudonym:") + pseudonymise(pl.col(c), salt)) if c == "patient_ref" else pl.col(c)
+            for c in MEDICATION_LOG_COLUMNS
+        ],
+    )
+
+    def _q(frame: pl.DataFrame, reason: pl.Expr, detail: pl.Expr) -> pl.DataFrame:
+        return quarantine_frame(
+            frame.select(
+                pl.col("_file").alias("source_file"),
+                pl.col("_row").alias("line"),  # the row of the Parquet file
+                pl.col("log_id").alias("record_key"),
+                reason.alias("reason"),
+                pl.format("row {}: {}", pl.col("_row"), detail).alias("detail"),
+                redacted.alias("raw"),
+            )
+        )
+
+    quarantined += [
+        _q(
+            logs.filter(pl.col("_reason").is_not_null()),
+            pl.col("_reason"),
+            pl.format("delivery {}", pl.col("delivery_id")),
+        ),
+        _q(unkeyed, pl.lit("missing_key"), pl.lit("no log_id")),
+        _q(superseded, pl.lit("superseded"), pl.lit("log_id delivered again later (the later row is loaded)")),
+    ]
+    q = pl.concat(quarantined) if quarantined else quarantine_frame([])
+    written = good.select(
         "log_id",
         pseudonymise(pl.col("patient_ref"), salt).alias("patient_key"),
         "delivery_id",
@@ -178,17 +333,11 @@ def load_medication_logs(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str)
         "doses_taken",
         "doses_missed",
     )
-    q = quarantine_frame(
-        logs.filter(pl.col("_reason").is_not_null()).select(
-            pl.col("_file").alias("source_file"),
-            pl.col("log_id").alias("record_key"),
-            pl.col("_reason").alias("reason"),
-            pl.format("delivery {}", pl.col("delivery_id")).alias("detail"),
-        )
-    )
     counts = {
-        "medication_logs": replace_rows(con, "medication_log", good),
+        "medication_logs": replace_rows(con, "medication_log", written),
         "quarantined": replace_quarantine(con, "medication_logs", q),
     }
+    loaded = counts_by_file(good["_file"]) if good.height else {}
+    counts.update(write_manifest(con, "medication_logs", account(accounts, loaded, q)))
     record_ingested(con, files)
     return counts

@@ -7,40 +7,91 @@ quarantined with the reason.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from warehouse.inputs.inbox import inbox_files, quarantine_frame, record_ingested, replace_quarantine, replace_rows
+from warehouse.inputs.inbox import (
+    FileAccount,
+    FileRejected,
+    account,
+    counts_by_file,
+    file_quarantine,
+    inbox_files,
+    quarantine_frame,
+    read_parquet_file,
+    record_ingested,
+    replace_quarantine,
+    replace_rows,
+    run_clock,
+    superseded_rows,
+    write_manifest,
+)
+from warehouse.inputs.platform import plausibility
 from warehouse.linkage.pack_codes import parse_pack_codes
 
 PACK_COLUMNS = ["pack_code", "code_system", "batch_id", "serial", "commissioned_at"]
+_PACK_TYPES = {
+    "pack_code": pl.String,
+    "code_system": pl.String,
+    "batch_id": pl.String,
+    "serial": pl.String,
+    "commissioned_at": pl.Datetime("us"),
+}
 
 
-def read_packs(inbox: Path) -> tuple[pl.DataFrame, list]:
+def read_packs(inbox: Path) -> tuple[pl.DataFrame, list, list[FileAccount], list[pl.DataFrame]]:
+    """Every pack file: (rows with _file/_row/_bad_type, files, accounts, file-level quarantine)."""
     files = inbox_files(inbox, "packs")
-    parts = []
+    parts, accounts, rejected = [], [], []
     for f in files:
-        frame = pl.read_parquet(f.path)
-        missing = [c for c in PACK_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{f.path}: missing columns {missing} (see docs/inbox-format.md)")
+        acc = FileAccount(f, "parquet")
+        accounts.append(acc)
+        try:
+            frame = read_parquet_file(f, PACK_COLUMNS)
+        except FileRejected as exc:
+            acc.error = f"{exc.reason}: {exc.detail}"
+            rejected.append(file_quarantine(f, exc))
+            continue
+        acc.rows_read = frame.height
+        if frame["commissioned_at"].dtype == pl.String:
+            frame = frame.with_columns(pl.col("commissioned_at").str.to_datetime(strict=False, time_unit="us"))
+        elif isinstance(frame["commissioned_at"].dtype, pl.Datetime) and frame["commissioned_at"].dtype.time_zone:
+            frame = frame.with_columns(pl.col("commissioned_at").dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+        cast = frame.select(pl.col(c).cast(t, strict=False) for c, t in _PACK_TYPES.items())
+        bad = pl.any_horizontal(frame[c].is_not_null() & cast[c].is_null() for c in PACK_COLUMNS)
         parts.append(
-            frame.select(
-                pl.col("pack_code").cast(pl.String),
-                pl.col("code_system").cast(pl.String),
-                pl.col("batch_id").cast(pl.String),
-                pl.col("serial").cast(pl.String),
-                pl.col("commissioned_at").cast(pl.Datetime("us")),
-            ).with_columns(pl.lit(str(f.path)).alias("_file"))
+            cast.with_columns(
+                pl.lit(str(f.path)).alias("_file"),
+                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"),
+                bad.alias("_bad_type"),
+            )
         )
-    return pl.concat(parts), files
+    schema = {**_PACK_TYPES, "_file": pl.String, "_row": pl.Int64, "_bad_type": pl.Boolean}
+    return (pl.concat(parts) if parts else pl.DataFrame(schema=schema)), files, accounts, rejected
 
 
 def load_packs(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
-    packs, files = read_packs(inbox)
-    packs = packs.unique(subset=["pack_code"], keep="last", maintain_order=True)
+    packs, files, accounts, quarantined = read_packs(inbox)
+    has_key = pl.col("pack_code").is_not_null() & (pl.col("pack_code").str.strip_chars() != "")
+    unkeyed = packs.filter(~has_key)
+    indexed = packs.filter(has_key).with_row_index("_i")
+    kept = indexed.unique(subset=["pack_code"], keep="last", maintain_order=True)
+    superseded = indexed.join(kept.select("_i"), on="_i", how="anti")
+    packs = kept.drop("_i")
+    quarantined += [
+        superseded_rows(superseded, "pack_code", line_col="_row"),
+        quarantine_frame(
+            unkeyed.select(
+                pl.col("_file").alias("source_file"),
+                pl.col("_row").alias("line"),
+                pl.lit("missing_key").alias("reason"),
+                pl.lit("no pack_code").alias("detail"),
+            )
+        ),
+    ]
     parsed = parse_pack_codes(packs["pack_code"]).select(
         pl.col("system").alias("_system"),
         "gtin",
@@ -54,8 +105,13 @@ def load_packs(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
         "FROM batch b JOIN product p USING (product_id)"
     ).pl()
     frame = pl.concat([packs, parsed], how="horizontal").join(batches, on="batch_id", how="left")
+    clock = run_clock().astimezone(dt.UTC).replace(tzinfo=None)
     reason = (
-        pl.when(pl.col("error_reason").is_not_null())
+        pl.when(pl.col("_bad_type"))
+        .then(pl.lit("invalid_value"))
+        .when(pl.col("batch_id").is_null())
+        .then(pl.lit("missing_value"))
+        .when(pl.col("error_reason").is_not_null())
         .then(pl.col("error_reason"))
         .when(pl.col("lot_number").is_null())
         .then(pl.lit("unknown_batch"))
@@ -65,6 +121,8 @@ def load_packs(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
         .then(pl.lit("lot_mismatch"))
         .when((pl.col("_system") == "nmpa") & (pl.col("nmpa_drug_code") != pl.col("product_nmpa")))
         .then(pl.lit("nmpa_code_mismatch"))
+        .when(pl.lit(plausibility.enabled("not_after_clock")) & (pl.col("commissioned_at") > clock))
+        .then(pl.lit(plausibility.reason("not_after_clock")))
     )
     frame = frame.with_columns(reason.alias("_reason"))
     bad = frame.filter(pl.col("_reason").is_not_null())
@@ -77,14 +135,20 @@ def load_packs(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
         "nmpa_drug_code",
         "commissioned_at",
     )
-    q = quarantine_frame(
-        bad.select(
-            pl.col("_file").alias("source_file"),
-            pl.col("pack_code").alias("record_key"),
-            pl.col("_reason").alias("reason"),
-            pl.format("batch {}", pl.col("batch_id")).alias("detail"),
+    quarantined.append(
+        quarantine_frame(
+            bad.select(
+                pl.col("_file").alias("source_file"),
+                pl.col("_row").alias("line"),  # the row of the Parquet file
+                pl.col("pack_code").alias("record_key"),
+                pl.col("_reason").alias("reason"),
+                pl.format("batch {}", pl.col("batch_id")).alias("detail"),
+            )
         )
     )
+    q = pl.concat(quarantined)
+    loaded = counts_by_file(frame.filter(pl.col("_reason").is_null())["_file"])
     counts = {"packs": replace_rows(con, "pack", good), "quarantined": replace_quarantine(con, "packs", q)}
+    counts.update(write_manifest(con, "packs", account(accounts, loaded, q)))
     record_ingested(con, files)
     return counts

@@ -12,13 +12,23 @@ import duckdb
 import polars as pl
 
 from warehouse.inputs.inbox import (
-    InboxError,
+    FileAccount,
+    FileRejected,
+    InboxFile,
+    account,
+    counts_by_file,
+    file_quarantine,
     inbox_files,
     quarantine_frame,
+    read_csv_file,
     record_ingested,
     replace_quarantine,
     replace_rows,
+    run_clock,
+    superseded_rows,
+    write_manifest,
 )
+from warehouse.inputs.platform import plausibility
 from warehouse.linkage.pack_codes import gs1_check_digit
 
 MANUFACTURER_SCHEMA = {
@@ -64,13 +74,16 @@ BATCH_SCHEMA = {
 }
 
 
-def _read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
-    missing = [c for c in schema if c not in header and c not in OPTIONAL_COLUMNS]
-    if missing:
-        raise InboxError(f"{path}: missing columns {missing} (see docs/inbox-format.md)")
-    frame = pl.read_csv(path, schema_overrides=dict.fromkeys(header, pl.String), infer_schema=False)
-    return frame.select(pl.col(c) if c in header else pl.lit(None, pl.String).alias(c) for c in schema)
+def _read_csv(con: duckdb.DuckDBPyConnection, f: InboxFile, schema: dict[str, pl.DataType]):
+    """(text frame with every schema column + _line, rows read, malformed-row quarantine)."""
+    cols = ", ".join(f'"{c}" VARCHAR' for c in schema)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ref_file ({cols}, _file VARCHAR)")
+    read = read_csv_file(con, f, list(schema), "_ref_file", optional=tuple(OPTIONAL_COLUMNS))
+    frame = con.sql("SELECT *, rowid AS _rid FROM _ref_file ORDER BY rowid").pl()
+    con.execute("DROP TABLE _ref_file")
+    lines = pl.Series("_line", [read.line_of(r) for r in frame["_rid"].to_list()], dtype=pl.Int64)
+    frame = frame.select(*schema).with_columns(lines)
+    return frame, read.rows_read, read.rejects
 
 
 def _cast(
@@ -99,6 +112,7 @@ def _cast(
     kept = typed.filter(pl.col("_bad").is_null() | (pl.col("_bad") == "")).drop("_bad")
     quarantine = rejected.select(
         pl.lit(str(source)).alias("source_file"),
+        pl.col("_line").alias("line"),
         pl.col(key).alias("record_key"),
         pl.lit("invalid_value").alias("reason"),
         pl.col("_bad").alias("detail"),
@@ -113,28 +127,42 @@ def _gtin_valid(gtin: str | None) -> bool:
 def load_reference(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
     """Load manufacturers, products and batches; return row and quarantine counts."""
     files = {k: inbox_files(inbox, k) for k in ("manufacturers", "products", "batches")}
-    frames, quarantined = {}, []
+    frames, quarantined, accounts = {}, [], {}
     for kind, schema, key in (
         ("manufacturers", MANUFACTURER_SCHEMA, "manufacturer_id"),
         ("products", PRODUCT_SCHEMA, "product_id"),
         ("batches", BATCH_SCHEMA, "batch_id"),
     ):
         parts = []
+        accounts[kind] = []
         for f in files[kind]:
-            kept, q = _cast(_read_csv(f.path, schema), schema, key, f.path)
+            acc = FileAccount(f, "csv")
+            accounts[kind].append(acc)
+            try:
+                text, acc.rows_read, rejects = _read_csv(con, f, schema)
+            except FileRejected as exc:
+                acc.error = f"{exc.reason}: {exc.detail}"
+                quarantined.append(file_quarantine(f, exc))
+                continue
+            kept, q = _cast(text, schema, key, f.path)
             parts.append(kept.with_columns(pl.lit(str(f.path)).alias("_file")))
-            quarantined.append(q)
-        frame = pl.concat(parts)
+            quarantined += [rejects, q]
+        empty = pl.DataFrame(schema={**schema, "_line": pl.Int64, "_file": pl.String})
+        frame = pl.concat([p.cast(empty.schema) for p in parts]) if parts else empty
         missing_key = frame.filter(pl.col(key).is_null())
         quarantined.append(
             missing_key.select(
                 pl.col("_file").alias("source_file"),
+                pl.col("_line").alias("line"),
                 pl.lit(None, pl.String).alias("record_key"),
                 pl.lit("missing_key").alias("reason"),
                 pl.lit(f"no {key}").alias("detail"),
             )
         )
-        frames[kind] = frame.filter(pl.col(key).is_not_null()).unique(subset=[key], keep="last", maintain_order=True)
+        indexed = frame.filter(pl.col(key).is_not_null()).with_row_index("_i")
+        kept = indexed.unique(subset=[key], keep="last", maintain_order=True)
+        quarantined.append(superseded_rows(indexed.join(kept.select("_i"), on="_i", how="anti"), key, line_col="_line"))
+        frames[kind] = kept.drop("_i")
 
     def reject(kind: str, mask: pl.Expr, reason: str, detail: pl.Expr, key: str) -> None:
         bad = frames[kind].filter(mask)
@@ -142,6 +170,7 @@ def load_reference(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int
             quarantined.append(
                 bad.select(
                     pl.col("_file").alias("source_file"),
+                    pl.col("_line").alias("line"),
                     pl.col(key).alias("record_key"),
                     pl.lit(reason).alias("reason"),
                     detail.alias("detail"),
@@ -194,6 +223,15 @@ def load_reference(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int
         pl.lit("expiry before manufacture"),
         "batch_id",
     )
+    if plausibility.enabled("not_after_clock"):
+        today = run_clock().date()
+        reject(
+            "batches",
+            (pl.col("manufactured_on") > today) | (pl.col("released_on") > today),
+            plausibility.reason("not_after_clock"),
+            pl.format("manufactured_on {} / released_on {} after the run's clock", "manufactured_on", "released_on"),
+            "batch_id",
+        )
     dup_lot = pl.struct("product_id", "lot_number").is_duplicated()
     reject(
         "batches",
@@ -205,11 +243,14 @@ def load_reference(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int
 
     q = pl.concat([quarantine_frame(x) for x in quarantined])
     counts = {
-        "manufacturers": replace_rows(con, "manufacturer", frames["manufacturers"].drop("_file")),
-        "products": replace_rows(con, "product", frames["products"].drop("_file")),
-        "batches": replace_rows(con, "batch", frames["batches"].drop("_file")),
+        "manufacturers": replace_rows(con, "manufacturer", frames["manufacturers"].drop("_file", "_line")),
+        "products": replace_rows(con, "product", frames["products"].drop("_file", "_line")),
+        "batches": replace_rows(con, "batch", frames["batches"].drop("_file", "_line")),
         "quarantined": replace_quarantine(con, "reference", q),
     }
+    for kind, accs in accounts.items():
+        loaded = counts_by_file(frames[kind]["_file"]) if frames[kind].height else {}
+        counts.update(write_manifest(con, kind, account(accs, loaded, q)))
     for fs in files.values():
         record_ingested(con, fs)
     return counts

@@ -55,12 +55,18 @@ import duckdb
 import polars as pl
 
 from warehouse.inputs.inbox import (
+    FileAccount,
+    account,
+    counts_by_file,
     inbox_files,
     quarantine_frame,
     record_ingested,
     replace_quarantine,
     replace_rows,
+    run_clock,
+    write_manifest,
 )
+from warehouse.inputs.platform import plausibility
 from warehouse.inputs.platform.epcis_schema import SCHEMA_ENV, configured_schema, epcis_validator
 from warehouse.linkage.pack_codes import gs1_check_digit
 
@@ -333,39 +339,47 @@ def read_epcis_inbox(files, *, validate: bool = True) -> tuple[dict[str, pl.Data
     validator = _validator(validate)
     parts: dict[str, list[dict]] = {"events": [], "items": [], "readings": []}
     rejected: list[dict] = []
+    read: list[dict] = []  # per file: events read, or why the whole file was not read
     seq = 0
     for f in files:
         path = str(f.path if hasattr(f, "path") else f)
+        info = {"source_file": path, "events": 0, "error": None}
+        read.append(info)
+
+        def whole_file(reason: str, detail: str, info=info, path=path) -> None:
+            info["error"] = f"{reason}: {detail}"
+            rejected.append(
+                {"source_file": path, "record_key": None, "reason": reason, "detail": f"whole file: {detail}"}
+            )
+
+        data = Path(path).read_bytes()
+        if not data.strip():
+            whole_file("empty_file", "no document")
+            continue
         try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            rejected.append({"source_file": path, "record_key": None, "reason": "bad_json", "detail": str(exc)})
+            doc = json.loads(data.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            whole_file("bad_encoding", f"not UTF-8 at byte {exc.start}")
+            continue
+        except json.JSONDecodeError as exc:  # truncated or not JSON: the message names line and column, no content
+            whole_file("bad_json", str(exc))
+            continue
+        except RecursionError:
+            whole_file("bad_json", "nested too deeply")
             continue
         if not isinstance(doc, dict) or doc.get("type") not in ("EPCISDocument", "EPCISQueryDocument"):
             kind = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
-            rejected.append(
-                {
-                    "source_file": path,
-                    "record_key": None,
-                    "reason": "not_epcis",
-                    "detail": f"type={kind!r}, expected EPCISDocument or EPCISQueryDocument",
-                }
-            )
+            whole_file("not_epcis", f"type={kind!r}, expected EPCISDocument or EPCISQueryDocument")
             continue
         events = event_list(doc)
         bad_events: set[int] = set()
+        doc_invalid = None
         for issue in validator.issues(doc) if validator else []:
             if issue.event_index is None:
-                bad_events = set(range(len(events)))
-                rejected.append(
-                    {
-                        "source_file": path,
-                        "record_key": None,
-                        "reason": "schema_invalid",
-                        "detail": f"document not loaded ({len(events)} events): {issue.detail()}",
-                    }
-                )
+                doc_invalid = issue.detail()
                 break
+            if issue.event_index in bad_events:
+                continue  # one quarantine row per event: its first issue
             bad_events.add(issue.event_index)
             ev = events[issue.event_index]
             key = ev.get("eventID") if isinstance(ev, dict) else None
@@ -376,8 +390,25 @@ def read_epcis_inbox(files, *, validate: bool = True) -> tuple[dict[str, pl.Data
                     "reason": "schema_invalid",
                     "detail": issue.detail(),
                     "raw": json.dumps(ev)[:4000],
+                    "_seq": seq + issue.event_index,
                 }
             )
+        if doc_invalid is not None:
+            whole_file("schema_invalid", f"document not loaded ({len(events)} events): {doc_invalid}")
+            continue
+        info["events"] = len(events)
+        for i, ev in enumerate(events):
+            if not isinstance(ev, dict) and i not in bad_events:  # unvalidated: a non-object in the event list
+                bad_events.add(i)
+                rejected.append(
+                    {
+                        "source_file": path,
+                        "record_key": f"{path}#{i}",
+                        "reason": "not_an_event",
+                        "detail": f"eventList[{i}] is a {type(ev).__name__}, not an event object",
+                        "_seq": seq + i,
+                    }
+                )
         if bad_events:
             doc = _with_events(doc, [e if i not in bad_events else None for i, e in enumerate(events)])
         flat = flatten_epcis_document(doc, path, seq)
@@ -388,6 +419,7 @@ def read_epcis_inbox(files, *, validate: bool = True) -> tuple[dict[str, pl.Data
         "events": pl.DataFrame(parts["events"], schema=_EVENT_SCHEMA),
         "items": pl.DataFrame(parts["items"], schema=_ITEM_SCHEMA),
         "readings": pl.DataFrame(parts["readings"], schema=_READING_SCHEMA),
+        "files": pl.DataFrame(read, schema={"source_file": pl.String, "events": pl.Int64, "error": pl.String}),
     }
     return frames, rejected
 
@@ -445,11 +477,14 @@ def _unresolved_detail() -> pl.Expr:
 
 def build_supply_rows(
     frames: dict[str, pl.DataFrame], con: duckdb.DuckDBPyConnection
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(supply_event rows, quarantine rows) from the parsed frames."""
-    events = frames["events"]
-    # the last delivery of an eventID wins (re-delivered files, corrections)
-    events = events.sort("seq").unique("epcis_event_id", keep="last", maintain_order=True)
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(supply_event rows, quarantine rows, (seq, source_file) of every event quarantined whole)
+    from the parsed frames. An event after the run's clock is ``after_run_clock``."""
+    events = frames["events"].sort("seq")
+    # the last delivery of an eventID wins (re-delivered files, corrections); earlier ones are quarantined
+    last = events.unique("epcis_event_id", keep="last", maintain_order=True)
+    superseded = events.join(last.select("seq"), on="seq", how="anti")
+    events = last
     events = events.with_columns(_timestamp("event_time_text").alias("event_time"))
     items = resolve_items(frames["items"].join(events.select("seq"), on="seq", how="semi"), con)
     batch_facts = con.sql(
@@ -457,8 +492,14 @@ def build_supply_rows(
         "FROM batch b JOIN product p USING (product_id)"
     ).pl()
 
-    bad_time = events.filter(pl.col("event_time").is_null())
-    events = events.filter(pl.col("event_time").is_not_null())
+    late = pl.lit(plausibility.enabled("not_after_clock")) & (pl.col("event_time") > run_clock())
+    bad_time = events.filter(pl.col("event_time").is_null() | late).with_columns(
+        pl.when(pl.col("event_time").is_null())
+        .then(pl.lit("bad_timestamp"))
+        .otherwise(pl.lit(plausibility.reason("not_after_clock")))
+        .alias("_reason")
+    )
+    events = events.filter(pl.col("event_time").is_not_null() & ~late)
     items = items.join(events.select("seq"), on="seq", how="semi")
 
     traceable = items.filter(pl.col("kind").is_in(["lot", "instance"]))
@@ -477,13 +518,30 @@ def build_supply_rows(
     )
     item_level = unresolved.join(seq_resolved, on="seq", how="semi")
     no_ident = ids.join(seq_traceable, on="seq", how="anti").join(events.select("seq", "event_type"), on="seq")
+    # event-level outcomes (for the row accounting: an event is loaded or quarantined, once)
+    event_level_seqs = pl.concat(
+        [
+            superseded.select("seq", "source_file"),
+            bad_time.select("seq", "source_file"),
+            event_level.select("seq", "source_file"),
+            no_ident.select("seq", "source_file"),
+        ]
+    )
     quarantine = pl.concat(
         [
+            quarantine_frame(
+                superseded.select(
+                    "source_file",
+                    pl.col("epcis_event_id").alias("record_key"),
+                    pl.lit("superseded").alias("reason"),
+                    pl.lit("eventID delivered again later (the later event is loaded)").alias("detail"),
+                )
+            ),
             quarantine_frame(
                 bad_time.select(
                     "source_file",
                     pl.col("epcis_event_id").alias("record_key"),
-                    pl.lit("bad_timestamp").alias("reason"),
+                    pl.col("_reason").alias("reason"),
                     pl.format("eventTime {}", pl.col("event_time_text")).alias("detail"),
                 )
             ),
@@ -564,7 +622,7 @@ def build_supply_rows(
         )
         .sort("seq", "event_id")
     )
-    return rows, quarantine
+    return rows, quarantine, event_level_seqs
 
 
 def build_excursions(rows: pl.DataFrame, readings: pl.DataFrame, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -627,15 +685,33 @@ def load_supply_events(con: duckdb.DuckDBPyConnection, inbox: Path, *, validate:
     files = inbox_files(inbox, "supply", required=False)
     validated = len(files) if _validator(validate) is not None else 0
     frames, rejected = read_epcis_inbox(files, validate=validate)
-    rows, unresolved = build_supply_rows(frames, con)
+    rows, unresolved, event_level = build_supply_rows(frames, con)
     excursions = build_excursions(rows, frames["readings"], con)
     quarantine = pl.concat([quarantine_frame(rejected), unresolved])
+    # accounting per file, in events: loaded (≥ 1 supply_event row) + quarantined whole = read
+    whole_events = pl.concat(
+        [
+            pl.DataFrame(
+                [(r["_seq"], r["source_file"]) for r in rejected if r.get("_seq") is not None],
+                schema={"seq": pl.Int64, "source_file": pl.String},
+                orient="row",
+            ),
+            event_level,
+        ]
+    ).unique()
+    accounts = []
+    for f, info in zip(files, frames["files"].iter_rows(named=True), strict=True):
+        acc = FileAccount(f, "epcis-jsonld", rows_read=info["events"], error=info["error"])
+        accounts.append(acc)
+    loaded = counts_by_file(rows.select("seq", "source_file").unique()["source_file"]) if rows.height else {}
+    account(accounts, loaded, quarantine_frame(whole_events.with_columns(pl.lit("x").alias("reason"))))
     counts = {
         "supply_events": replace_rows(con, "supply_event", rows.drop("seq")),
         "cold_chain_excursions": replace_rows(con, "cold_chain_excursion", excursions),
         "quarantined": replace_quarantine(con, "supply", quarantine),
         "documents_validated": validated,
     }
+    counts.update(write_manifest(con, "supply", accounts))
     record_ingested(con, files)
     return counts
 

@@ -17,7 +17,8 @@ writes the case tables in one transaction. The staged shape:
 ``_doc`` (case, drug and reaction tables; optional) numbers the source document a row came
 from (one ICSR, one openFDA report) in reading order: when one input carries the same case
 version twice, the last document wins and the earlier one is quarantined *with* its drugs and
-reactions. Readers that resolve such repeats themselves (FAERS, VAERS) leave it null.
+reactions. FAERS numbers each quarter (a report repeated in a later quarter wins); VAERS
+resolves repeats itself and leaves it null.
 
 Case ids carry a format prefix (``FAERS-``, ``AERS-``, ``VAERS-``, ``E2B-``, ``OPENFDA-``) so
 that cases from different sources never collide and a second file of the same source adds
@@ -117,7 +118,7 @@ STAGING_DDL = {
             case_id VARCHAR, version INTEGER, received_on DATE, source VARCHAR,
             reporter_qualification VARCHAR, country VARCHAR, age_years DOUBLE, sex VARCHAR,
             serious BOOLEAN, seriousness VARCHAR[], outcome VARCHAR, narrative VARCHAR,
-            onset_date DATE, source_file VARCHAR, _doc BIGINT)""",
+            onset_date DATE, source_file VARCHAR, _doc BIGINT, region VARCHAR)""",
     "stg_drug": """
         CREATE OR REPLACE TEMP TABLE stg_drug (
             case_id VARCHAR, version INTEGER, drug_seq INTEGER, role VARCHAR,
@@ -151,6 +152,7 @@ STAGING_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "onset_date": pl.Date,
         "source_file": pl.String,
         "_doc": pl.Int64,
+        "region": pl.String,
     },
     "stg_drug": {
         "case_id": pl.String,

@@ -324,6 +324,9 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
             )
     if not cases and not quarantine:
         raise IngestError(f"{inputs.path}: no E2B(R3) ICSR (PORR_IN049016UV) found in {len(xml_files)} XML files")
+    if not cases and all(q["reason"] == "unparsable_xml" for q in quarantine):
+        first = quarantine[0]
+        raise IngestError(f"{first['source_file']}: cannot read as E2B(R3) XML ({first['detail']})")
     insert_rows(con, "stg_case", cases)
     insert_rows(con, "stg_drug", drugs)
     insert_rows(con, "stg_reaction", reactions)

@@ -3,6 +3,28 @@
 Files are ``$``-delimited with a header row and no quoting; names vary in case
 (``DEMO17Q2.txt``, ``demo04q1.txt``); one or several quarters may sit in a zip or a folder.
 
+Each quarter (the ``yyQq`` in the file names) is staged on its own, so a folder may mix
+layouts; when the same report comes in two quarters, the later quarter's copy wins (its rows
+carry the quarter as ``_doc``). Column names FDA has used (lower-cased; see the ASC_NTS notes
+shipped with every extract, and the FAQ on the 2012Q4 LAERS → FAERS transition), resolved per
+quarter by :data:`ALIASES`:
+
+===============  =======================================  =================================
+concept          legacy AERS (2004Q1 – 2012Q3)            FAERS (2012Q4 on)
+===============  =======================================  =================================
+report key       ``isr``                                  ``primaryid``
+case / version   ``case`` / the ISR                       ``caseid`` / ``caseversion``
+sex              ``gndr_cod``                             ``gndr_cod`` (to 2014Q2), ``sex``
+outcome code     ``outc_cod``                             ``outc_code`` (early FAERS), ``outc_cod``
+lot              ``lot_num``                              ``lot_num`` (``lot_nbr`` accepted)
+ingredient       —                                        ``prod_ai`` (2014Q3 on)
+THER drug seq    ``drug_seq``                             ``dsg_drug_seq``
+country          ``reporter_country`` (late quarters)     ``reporter_country`` / ``occr_country``
+===============  =======================================  =================================
+
+Files named ``DEMO18Q1_new.txt`` (FDA re-issued 2018Q1) are read like ``DEMO18Q1.txt``; other
+files in the extract (``ASC_NTS.pdf``, ``STAT*.txt``, ``INDI``) are ignored.
+
 * Current layout (2012Q4 on): report key ``primaryid`` = caseid + caseversion; case id
   ``FAERS-<caseid>``, version ``caseversion``.
 * Legacy AERS (≤ 2012Q3): report key ``isr``, case ``case``; case id ``AERS-<case>`` and
@@ -34,7 +56,8 @@ import duckdb
 from warehouse.inputs.regulator import IngestError, InputFile, InputSet, StageInfo
 from warehouse.inputs.regulator._csv import has_column, read_delimited
 
-_TABLE_RE = re.compile(r"^(demo|drug|reac|outc|rpsr|ther|indi)\d{2}q\d\.txt$", re.IGNORECASE)
+_TABLE_RE = re.compile(r"^(demo|drug|reac|outc|rpsr|ther|indi)(\d{2}q\d)(?:_new)?\.txt$", re.IGNORECASE)
+_QUARTER_RE = re.compile(r"(\d{2})q(\d)", re.IGNORECASE)
 _DELETED_RE = re.compile(r"^dele", re.IGNORECASE)
 REQUIRED = ("demo", "drug", "reac")
 
@@ -57,23 +80,50 @@ QUALIFICATION = {
     "CN": "consumer",
 }
 # age_cod → years per unit
-AGE_UNIT_YEARS = {"DEC": 10.0, "YR": 1.0, "MON": 1 / 12, "WK": 7 / 365.25, "DY": 1 / 365.25, "HR": 1 / 8766}
+AGE_UNIT_YEARS = {
+    "DEC": 10.0,
+    "YR": 1.0,
+    "YRS": 1.0,
+    "MON": 1 / 12,
+    "WK": 7 / 365.25,
+    "DY": 1 / 365.25,
+    "HR": 1 / 8766,
+    "MIN": 1 / 525960,
+}
+#: Column names per concept, first present wins (lower-cased headers).
+ALIASES = {
+    "sex": ("sex", "gndr_cod"),
+    "outc": ("outc_cod", "outc_code"),
+    "lot": ("lot_num", "lot_nbr", "lot_no"),
+    "country": ("reporter_country", "occr_country"),
+    "ther_seq": ("dsg_drug_seq", "drug_seq"),
+}
 
 
-def classify(files: list[InputFile]) -> tuple[dict[str, list[InputFile]], list[InputFile]]:
-    """FAERS files by table (demo, drug, ...) and the deleted-case lists."""
-    tables: dict[str, list[InputFile]] = {}
+def classify(files: list[InputFile]) -> tuple[dict[str, dict[str, list[InputFile]]], list[InputFile]]:
+    """FAERS files by quarter (``"17q2"``) and table (demo, drug, ...), and the deleted-case lists."""
+    quarters: dict[str, dict[str, list[InputFile]]] = {}
     deleted: list[InputFile] = []
     for f in files:
         base = PurePath(f.local).name
         m = _TABLE_RE.match(base)
         if m:
-            tables.setdefault(m.group(1).lower(), []).append(f)
+            quarters.setdefault(m.group(2).lower(), {}).setdefault(m.group(1).lower(), []).append(f)
         elif base.lower().endswith(".txt") and (
             _DELETED_RE.match(base) or any(p.lower() == "deleted" for p in PurePath(f.name).parts[:-1])
         ):
             deleted.append(f)
-    return tables, deleted
+    return quarters, deleted
+
+
+def quarter_order(tag: str) -> int:
+    """``"04q1"`` → 20041, ``"97q4"`` → 19974: chronological order of quarter tags."""
+    yy, q = int(tag[:2]), int(tag[3])
+    return ((1900 if yy >= 90 else 2000) + yy) * 10 + q
+
+
+def _first(con: duckdb.DuckDBPyConnection, table: str, concept: str) -> str | None:
+    return next((c for c in ALIASES[concept] if has_column(con, table, c)), None)
 
 
 def _map_sql(column: str, mapping: dict[str, str]) -> str:
@@ -88,51 +138,87 @@ def _date8(column: str) -> str:
 
 def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
     info = StageInfo()
-    tables, deleted = classify(inputs.files)
-    missing = [t.upper() for t in REQUIRED if t not in tables]
+    quarters, deleted = classify(inputs.files)
+    found = {t for tables in quarters.values() for t in tables}
+    missing = [t.upper() for t in REQUIRED if t not in found]
     if missing:
         raise IngestError(
             f"{inputs.path}: no FAERS {', '.join(missing)} file found (expected e.g. DEMO17Q2.txt, DRUG17Q2.txt, "
             f"REAC17Q2.txt, `$`-delimited; found {len(inputs.files)} files: "
             f"{', '.join(PurePath(f.local).name for f in inputs.files[:8])})"
         )
+    layouts: dict[str, str] = {}
+    for tag in sorted(quarters, key=quarter_order):
+        tables = quarters[tag]
+        absent = [t.upper() for t in REQUIRED if t not in tables]
+        if absent:
+            raise IngestError(f"{inputs.path}: quarter {tag.upper()} has no {', '.join(absent)} file")
+        layouts[tag] = _stage_quarter(con, inputs, tables, quarter_order(tag), info)
+    kinds = set(layouts.values())
+    info.extra["layout"] = kinds.pop() if len(kinds) == 1 else "mixed"
+    info.extra["quarters"] = {tag.upper(): layout for tag, layout in layouts.items()}
+    _stage_deleted(con, deleted, layouts, info)
+    return info
+
+
+def _stage_quarter(
+    con: duckdb.DuckDBPyConnection, inputs: InputSet, tables: dict[str, list[InputFile]], doc: int, info: StageInfo
+) -> str:
+    """Stage one quarter's files; return its layout (``faers`` or ``legacy_aers``)."""
     for name, files in tables.items():
-        read_delimited(con, files, f"faers_{name}", delim="$", quote="")
+        read_delimited(
+            con, files, f"faers_{name}", delim="$", quote="", fallbacks=info.extra.setdefault("encoding_fallbacks", {})
+        )
+    for name in ("outc", "rpsr", "ther"):
+        if name not in tables:
+            con.execute(f"DROP TABLE IF EXISTS faers_{name}")
     legacy = not has_column(con, "faers_demo", "primaryid")
     if legacy and not (has_column(con, "faers_demo", "isr") and has_column(con, "faers_demo", "case")):
         raise IngestError(f"{inputs.path}: DEMO has neither primaryid (FAERS) nor isr/case (legacy AERS) columns")
-    info.extra["layout"] = "legacy_aers" if legacy else "faers"
+
+    def col(table: str, name: str, cast: str = "VARCHAR") -> str:
+        """The column when this quarter has it, else a typed NULL (columns FDA added or dropped)."""
+        return name if name and has_column(con, table, name) else f"NULL::{cast}"
 
     if legacy:
         key, prefix = "isr", "AERS-"
-        case_col, version_sql, sex_col = '"case"', "try_cast(trim(isr) AS INTEGER)", "gndr_cod"
-        country_sql = "NULL::VARCHAR"
+        case_col, version_sql = '"case"', "try_cast(trim(isr) AS INTEGER)"
     else:
         key, prefix = "primaryid", "FAERS-"
-        case_col, sex_col = "caseid", "sex"
+        case_col = "caseid"
+        caseversion = col("faers_demo", "caseversion")
         version_sql = (
-            "coalesce(try_cast(trim(caseversion) AS INTEGER), "
+            f"coalesce(try_cast(trim({caseversion}) AS INTEGER), "
             "try_cast(substr(trim(primaryid), length(trim(caseid)) + 1) AS INTEGER))"
         )
-        country_sql = "nullif(trim(reporter_country), '')"
+    sex_col = col("faers_demo", _first(con, "faers_demo", "sex"))
+    country_cols = [c for c in ALIASES["country"] if has_column(con, "faers_demo", c)]
+    country_sql = (
+        f"coalesce({', '.join(f'nullif(trim({c}), {chr(39) * 2})' for c in country_cols)})"
+        if country_cols
+        else "NULL::VARCHAR"
+    )
     for name in ("drug", "reac", "outc", "rpsr", "ther"):
         if name in tables and not has_column(con, f"faers_{name}", key):
             raise IngestError(f"{inputs.path}: {name.upper()} has no {key} column; mixed FAERS and AERS layouts?")
     lit_sql = "nullif(trim(lit_ref), '') IS NOT NULL" if has_column(con, "faers_demo", "lit_ref") else "false"
     age_sql = " ".join(f"WHEN '{k}' THEN {v!r}" for k, v in AGE_UNIT_YEARS.items())
+    dates = [c for c in ("fda_dt", "init_fda_dt", "rept_dt", "mfr_dt") if has_column(con, "faers_demo", c)]
+    received_sql = f"coalesce({', '.join(_date8(c) for c in dates)})" if dates else "NULL::DATE"
+    order_dt = "fda_dt DESC NULLS LAST" if "fda_dt" in dates else "1"
 
     # ---- DEMO → reports ---------------------------------------------------------------------
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE faers_report AS
         SELECT trim({key}) AS rid, nullif(trim({case_col}), '') AS caseid, {version_sql} AS version,
-               coalesce({_date8("fda_dt")}, {_date8("init_fda_dt") if not legacy else "NULL::DATE"},
-                        {_date8("rept_dt")}, {_date8("mfr_dt")}) AS received_on,
-               {_date8("event_dt")} AS onset_date,
-               try_cast(trim(age) AS DOUBLE) * CASE upper(trim(age_cod)) {age_sql} END AS age_years,
+               {received_sql} AS received_on,
+               {_date8(col("faers_demo", "event_dt"))} AS onset_date,
+               try_cast(trim({col("faers_demo", "age")}) AS DOUBLE)
+                   * CASE upper(trim({col("faers_demo", "age_cod")})) {age_sql} END AS age_years,
                CASE upper(trim({sex_col})) WHEN 'M' THEN 'M' WHEN 'F' THEN 'F' END AS sex,
-               {_map_sql("occp_cod", QUALIFICATION)} AS reporter_qualification,
+               {_map_sql(col("faers_demo", "occp_cod"), QUALIFICATION)} AS reporter_qualification,
                {country_sql} AS country, {lit_sql} AS has_lit_ref, _file,
-               row_number() OVER (PARTITION BY trim({key}) ORDER BY fda_dt DESC NULLS LAST) AS _dup
+               row_number() OVER (PARTITION BY trim({key}) ORDER BY {order_dt}) AS _dup
         FROM faers_demo"""
     )
     con.execute(
@@ -156,8 +242,9 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
 
     # ---- OUTC → seriousness --------------------------------------------------------------------
     if "outc" in tables:
+        outc_col = col("faers_outc", _first(con, "faers_outc", "outc"))
         con.execute(f"""CREATE OR REPLACE TEMP TABLE faers_outc_k AS
-            SELECT trim({key}) AS rid, upper(trim(outc_cod)) AS code, _file FROM faers_outc""")
+            SELECT trim({key}) AS rid, upper(trim({outc_col})) AS code, _file FROM faers_outc""")
         con.execute(
             f"""INSERT INTO stg_quarantine
             SELECT _file, '{key} ' || rid, CASE WHEN r.rid IS NULL THEN 'orphan_outcome' ELSE 'invalid_value' END,
@@ -187,17 +274,18 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
                r.reporter_qualification, r.country,
                CASE WHEN r.age_years BETWEEN 0 AND 130 THEN round(r.age_years, 3) END, r.sex,
                coalesce(len(s.seriousness), 0) > 0, coalesce(s.seriousness, []::VARCHAR[]),
-               CASE WHEN list_contains(s.seriousness, 'death') THEN 'fatal' END, NULL, r.onset_date, r._file, NULL
+               CASE WHEN list_contains(s.seriousness, 'death') THEN 'fatal' END, NULL, r.onset_date, r._file, {doc}, NULL
         FROM faers_report r LEFT JOIN faers_serious s USING (rid) LEFT JOIN faers_lit l USING (rid)"""
     )
 
     # ---- DRUG (+ THER start dates) -------------------------------------------------------------
     prod_ai = "nullif(trim(d.prod_ai), '')" if has_column(con, "faers_drug", "prod_ai") else "NULL::VARCHAR"
-    lot = "nullif(trim(d.lot_num), '')" if has_column(con, "faers_drug", "lot_num") else "NULL::VARCHAR"
+    lot_col = _first(con, "faers_drug", "lot")
+    lot = f"nullif(trim(d.{lot_col}), '')" if lot_col else "NULL::VARCHAR"
     if "ther" in tables:
-        seq_col = "dsg_drug_seq" if has_column(con, "faers_ther", "dsg_drug_seq") else "drug_seq"
+        seq_col = col("faers_ther", _first(con, "faers_ther", "ther_seq"))
         con.execute(f"""CREATE OR REPLACE TEMP TABLE faers_start AS
-            SELECT trim({key}) AS rid, trim({seq_col}) AS drug_seq, min({_date8("start_dt")}) AS start_date
+            SELECT trim({key}) AS rid, trim({seq_col}) AS drug_seq, min({_date8(col("faers_ther", "start_dt"))}) AS start_date
             FROM faers_ther GROUP BY ALL""")
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE faers_start (rid VARCHAR, drug_seq VARCHAR, start_date DATE)")
@@ -226,7 +314,7 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
         SELECT '{prefix}' || d.caseid, d.version,
                row_number() OVER (PARTITION BY d.rid ORDER BY try_cast(d.drug_seq_raw AS BIGINT), d.drug_seq_raw),
                {_map_sql("d.role_cod", ROLE)}, coalesce(d.drugname, d.prod_ai), d.prod_ai,
-               CASE WHEN d.prod_ai IS NOT NULL THEN 'faers_prod_ai' END, d.lot_num, t.start_date, NULL
+               CASE WHEN d.prod_ai IS NOT NULL THEN 'faers_prod_ai' END, d.lot_num, t.start_date, {doc}
         FROM faers_drug_k d LEFT JOIN faers_start t ON t.rid = d.rid AND t.drug_seq = d.drug_seq_raw
         WHERE d.has_demo AND NOT (d.drugname IS NULL AND d.prod_ai IS NULL) AND d.role_cod IN ('PS', 'SS', 'C', 'I')"""
     )
@@ -250,12 +338,20 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
     con.execute(
         f"""INSERT INTO stg_reaction
         SELECT '{prefix}' || caseid, version, row_number() OVER (PARTITION BY rid ORDER BY _row), pt, NULL,
-               onset_date, NULL, NULL, NULL
+               onset_date, NULL, NULL, {doc}
         FROM faers_reac_k WHERE has_demo AND pt IS NOT NULL"""
     )
 
-    # ---- deleted-case lists --------------------------------------------------------------------
+    return "legacy_aers" if legacy else "faers"
+
+
+def _stage_deleted(
+    con: duckdb.DuckDBPyConnection, deleted: list[InputFile], layouts: dict[str, str], info: StageInfo
+) -> None:
+    """Deleted-case lists: one case id per line (FAERS only; a legacy quarter's list names AERS cases)."""
     for f in deleted:
+        tag = _QUARTER_RE.search(PurePath(f.local).name)
+        legacy = tag is not None and layouts.get(tag.group(0).lower()) == "legacy_aers"
         ids = []
         with open(f.local, encoding="latin-1") as fh:
             for line in fh:
@@ -265,7 +361,6 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
         if ids:
             con.execute(
                 "INSERT INTO stg_deleted SELECT ? || unnest(?), ?",
-                [prefix, ids, f.name],
+                ["AERS-" if legacy else "FAERS-", ids, f.name],
             )
         info.extra.setdefault("deleted_lists", []).append(f.name)
-    return info

@@ -8,8 +8,9 @@ Read → validate/quarantine → write the case tables, all in one DuckDB transa
 1. quarantines what the case tables cannot hold (a second row for the same case version, drug
    or reaction rows without their case, a reaction without a term, a case without a received
    date) — with the reason, never dropped silently;
-2. normalises lot numbers with :func:`warehouse.linkage.pack_codes.normalise_lot_expr` (junk such as
-   UNKNOWN or NOT REPORTED → no lot; ``case_drug.lot_reported`` keeps the reported text only
+2. cleans lot numbers with the named rules of :mod:`warehouse.linkage.lot_rules` (junk such as
+   UNKNOWN, N/K, "don't know" sentences or a manufacturer's name → no lot; an expiry typed after
+   the lot → ``case_drug.lot_expiry``; ``case_drug.lot_reported`` keeps the reported text only
    when at least one usable lot survives);
 3. maps drug names to an active ingredient (``case_drug.ingredient``, lower case like the
    product table, with ``mapping_method``): the ingredient the source itself coded (FAERS
@@ -34,8 +35,9 @@ one whichever file it came from. Quarantine rows are replaced per input file (st
 statistics.
 
 **Duplicates**: a probabilistic suggestion, never a deletion. Within a source namespace,
-latest cases blocked on same sex, same whole-year age, same earliest reaction onset and the
-same first (alphabetical) suspect ingredient are scored ``0.6 + 0.2·J(ingredients) +
+latest cases blocked on same sex, same age (whole months under 2 years, else whole years — see
+:data:`DUPLICATE_AGE_KEY`), never two known different countries or states (VAERS ``STATE``), same
+earliest reaction onset and the same first (alphabetical) suspect ingredient are scored ``0.6 + 0.2·J(ingredients) +
 0.2·J(PTs)`` (J = Jaccard overlap of all ingredients / PTs). Pairs scoring ≥ 0.8 go
 to ``case_duplicate_suggestion``; ≥ 0.9 also sets ``duplicate_of`` on the later case (received
 later, ties: higher id). Cases without sex, age, onset or a suspect drug are never flagged.
@@ -47,6 +49,9 @@ version within the input and leaving out deleted cases:
 - ``drugs`` / ``reactions``: case_drug / case_reaction rows **of those latest versions**
   (rows of superseded versions are stored too but not counted here);
 - ``lots``: of those drug rows, the ones with a usable lot after normalisation;
+- ``lots_rejected``: per rule of :data:`warehouse.linkage.lot_rules.LOT_RULES`, how many typed lots
+  (parts of a lot field) of those drug rows the rule rejected; ``lot_expiry_split``: drug rows whose
+  lot field carried an expiry, now in ``case_drug.lot_expiry`` (``YYYY-MM``);
 - ``quarantined``: quarantine rows from this input;
 - plus ``deleted_cases``, ``duplicates_flagged`` (namespace-wide), ``ingredient_mapping``
   (rows per method), ``unmapped_drugs`` (count, distinct names, top names), ``warnings``,
@@ -66,7 +71,7 @@ import polars as pl
 from warehouse.inputs.inbox import sha256_of
 from warehouse.inputs.namespaces import EXTERNAL_NAMESPACES
 from warehouse.inputs.regulator import FORMATS, IngestError, InputSet, StageInfo, create_staging
-from warehouse.linkage.pack_codes import normalise_lot_expr
+from warehouse.linkage.lot_rules import LOT_RULES, clean_lots_expr
 from warehouse.linkage.products import map_reported_products
 from warehouse.schema import connect
 
@@ -75,6 +80,10 @@ __all__ = ["FORMATS", "IngestError", "ingest", "ingest_into"]
 NAMESPACES = EXTERNAL_NAMESPACES
 DUPLICATE_FLAG_SCORE = 0.9
 DUPLICATE_SUGGEST_SCORE = 0.8
+#: Ages compared at their real resolution: infants (under 2 years) by whole month — VAERS gives
+#: AGE_YRS in tenths of a year (0.2 vs 0.8 are different infants), FAERS in months/weeks/days —
+#: everyone else by whole year.
+DUPLICATE_AGE_KEY = "CASE WHEN age_years < 2 THEN 'm' || round(age_years * 12)::BIGINT::VARCHAR ELSE 'y' || floor(age_years)::BIGINT::VARCHAR END"
 TOP_UNMAPPED = 10
 
 
@@ -102,18 +111,33 @@ def ingest_into(
     t0 = time.perf_counter()
     reader = importlib.import_module(f"warehouse.inputs.regulator.{fmt}")
     con.execute("SET enable_progress_bar = false")  # the --json line must stay the last thing printed
-    with InputSet(path) as inputs:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            create_staging(con)
-            info = reader.stage(con, inputs)
-            counts = _write(con, fmt, inputs, info, harmonisation)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    try:
+        with InputSet(path) as inputs:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                create_staging(con)
+                info = reader.stage(con, inputs)
+                _encoding_warnings(info)
+                counts = _write(con, fmt, inputs, info, harmonisation)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+    except IngestError:
+        raise
+    except Exception as exc:
+        # the documented contract: whatever the input, an IngestError naming it (one line), never a traceback
+        text = " ".join(str(exc).split())[:300]
+        raise IngestError(f"{path}: cannot ingest as {fmt} ({type(exc).__name__}: {text})") from exc
     counts["seconds"] = round(time.perf_counter() - t0, 3)
     return counts
+
+
+def _encoding_warnings(info: StageInfo) -> None:
+    for name, n in info.extra.get("encoding_fallbacks", {}).items():
+        info.warnings.append(
+            f"{name}: {n['cp1252']:,} lines decoded as Windows-1252 and {n['latin-1']:,} as Latin-1 (not UTF-8)"
+        )
 
 
 # ---- validation ---------------------------------------------------------------------------
@@ -143,43 +167,59 @@ def _validate(con: duckdb.DuckDBPyConnection) -> None:
     )
     for table in ("stg_drug", "stg_reaction"):
         con.execute(
-            f"""DELETE FROM {table} WHERE _doc IN (SELECT _doc FROM stg_case_ranked WHERE _bad AND _doc IS NOT NULL)"""
+            f"""DELETE FROM {table} t
+            USING (SELECT case_id, version, _doc FROM stg_case_ranked WHERE _bad AND _doc IS NOT NULL) b
+            WHERE t.case_id = b.case_id AND t.version = b.version AND t._doc = b._doc"""
         )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE stg_case AS SELECT * EXCLUDE (_n, _bad) FROM stg_case_ranked WHERE NOT _bad"
     )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE stg_case_keys_ok AS SELECT DISTINCT case_id, version, true AS _ok FROM stg_case"
+    )
     for table, what, seq in (("stg_drug", "drug", "drug_seq"), ("stg_reaction", "reaction", "reaction_seq")):
-        missing_value = "role IS NULL" if what == "drug" else "pt IS NULL OR trim(pt) = ''"
+        missing_value = "x.role IS NULL" if what == "drug" else "x.pt IS NULL OR trim(x.pt) = ''"
         reason_value = "'invalid_role'" if what == "drug" else "'missing_pt'"
+        # one pass: number the rows, join their case, classify; then split into quarantine and kept
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {table}_v AS
+            SELECT x.*, c._ok IS NULL AS _orphan, x._n > 1 AS _dup, coalesce({missing_value}, false) AS _missing
+            FROM (SELECT *, row_number() OVER (PARTITION BY case_id, version, {seq}) AS _n FROM {table}) x
+            LEFT JOIN stg_case_keys_ok c USING (case_id, version)"""
+        )
         con.execute(
             f"""INSERT INTO stg_quarantine
-            SELECT NULL, x.case_id || ' v' || coalesce(x.version::VARCHAR, '?') || ' {what} ' || coalesce(x.{seq}::VARCHAR, '?'),
-                   CASE WHEN c.case_id IS NULL THEN 'orphan_{what}' WHEN x._n > 1 THEN 'duplicate_{what}_seq'
-                        ELSE {reason_value} END,
-                   CASE WHEN c.case_id IS NULL THEN '{what} row without a valid case version in this input'
-                        WHEN x._n > 1 THEN 'the same {seq} twice' ELSE 'required value missing' END, NULL
-            FROM (SELECT *, row_number() OVER (PARTITION BY case_id, version, {seq}) AS _n FROM {table}) x
-            LEFT JOIN (SELECT case_id, version FROM stg_case) c USING (case_id, version)
-            WHERE c.case_id IS NULL OR x._n > 1 OR {missing_value.replace("role", "x.role").replace("pt", "x.pt")}"""
+            SELECT NULL, case_id || ' v' || coalesce(version::VARCHAR, '?') || ' {what} ' || coalesce({seq}::VARCHAR, '?'),
+                   CASE WHEN _orphan THEN 'orphan_{what}' WHEN _dup THEN 'duplicate_{what}_seq' ELSE {reason_value} END,
+                   CASE WHEN _orphan THEN '{what} row without a valid case version in this input'
+                        WHEN _dup THEN 'the same {seq} twice' ELSE 'required value missing' END, NULL
+            FROM {table}_v WHERE _orphan OR _dup OR _missing"""
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT x.* EXCLUDE (_n) FROM (SELECT *, row_number() OVER (PARTITION BY case_id, version, {seq}) AS _n
-                                          FROM {table}) x
-            SEMI JOIN stg_case c USING (case_id, version)
-            WHERE x._n = 1 AND NOT ({missing_value.replace("role", "x.role").replace("pt", "x.pt")})"""
+            SELECT * EXCLUDE (_n, _orphan, _dup, _missing) FROM {table}_v WHERE NOT (_orphan OR _dup OR _missing)"""
         )
+        con.execute(f"DROP TABLE {table}_v")
 
 
 # ---- lots and ingredients ----------------------------------------------------------------
 
 
 def _lot_map(con: duckdb.DuckDBPyConnection) -> None:
-    """Normalise each distinct reported lot once (in polars, with the shared normaliser)."""
+    """Clean each distinct reported lot once (in polars, with the shared rules of
+    :mod:`warehouse.linkage.lot_rules`): the lots, the expiry split off, the rules that rejected parts."""
     raw = con.sql("SELECT DISTINCT lot_raw FROM stg_drug WHERE lot_raw IS NOT NULL").pl()
-    lots = raw.with_columns(normalise_lot_expr("lot_raw").alias("lots"))
+    lots = raw.with_columns(clean_lots_expr("lot_raw").alias("_c")).select(
+        "lot_raw",
+        pl.col("_c").struct.field("lots"),
+        pl.col("_c").struct.field("expiry"),
+        pl.col("_c").struct.field("rejected"),
+    )
     con.register("_lots", lots.to_arrow())
-    con.execute("CREATE OR REPLACE TEMP TABLE stg_lot AS SELECT lot_raw, lots, len(lots) > 0 AS usable FROM _lots")
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE stg_lot AS
+        SELECT lot_raw, lots, len(lots) > 0 AS usable, expiry, rejected FROM _lots"""
+    )
     con.unregister("_lots")
 
 
@@ -270,7 +310,7 @@ def _write(
         """CREATE OR REPLACE TEMP TABLE stg_drug_final AS
         SELECT d.case_id, d.version, d.drug_seq, d.role, d.product_name_reported, m.product_id, m.ingredient,
                m.mapping_method, CASE WHEN l.usable THEN trim(d.lot_raw) END AS lot_reported,
-               NULL::VARCHAR AS pack_code_reported, d.start_date, d.lot_raw
+               NULL::VARCHAR AS pack_code_reported, d.start_date, d.lot_raw, l.expiry AS lot_expiry
         FROM stg_drug d
         LEFT JOIN stg_lot l ON l.lot_raw = d.lot_raw
         LEFT JOIN stg_drug_map m ON m.product_name_reported IS NOT DISTINCT FROM d.product_name_reported
@@ -286,16 +326,17 @@ def _write(
     con.execute(
         """INSERT INTO case_report (case_id, version, is_latest, received_on, source, reporter_qualification, country,
                                     patient_key, age_years, sex, serious, seriousness, outcome, narrative,
-                                    duplicate_of, source_file)
+                                    duplicate_of, source_file, region)
         SELECT case_id, version, false, received_on, source, reporter_qualification, country, NULL, age_years, sex,
-               serious, seriousness, outcome, narrative, NULL, source_file
+               serious, seriousness, outcome, narrative, NULL, source_file, region
         FROM stg_case SEMI JOIN stg_write USING (case_id, version)"""
     )
     con.execute(
         """INSERT INTO case_drug (case_id, version, drug_seq, role, product_name_reported, product_id, ingredient,
-                                  mapping_method, lot_reported, pack_code_reported, start_date)
+                                  mapping_method, lot_reported, pack_code_reported, start_date, lot_expiry)
         SELECT case_id, version, drug_seq, role, product_name_reported, product_id, ingredient, mapping_method,
-               lot_reported, pack_code_reported, start_date FROM stg_drug_final SEMI JOIN stg_write USING (case_id, version)"""
+               lot_reported, pack_code_reported, start_date, lot_expiry
+        FROM stg_drug_final SEMI JOIN stg_write USING (case_id, version)"""
     )
     con.execute(
         """INSERT INTO case_reaction (case_id, version, reaction_seq, pt, soc, onset_date)
@@ -346,11 +387,11 @@ def _write(
 
 _CASE_HASH = (
     "received_on, source, reporter_qualification, country, age_years, sex, serious, seriousness, outcome, "
-    "narrative, source_file"
+    "narrative, source_file, region"
 )
 _DRUG_HASH = (
     "drug_seq, role, product_name_reported, product_id, ingredient, mapping_method, lot_reported, "
-    "pack_code_reported, start_date"
+    "pack_code_reported, start_date, lot_expiry"
 )
 _REACTION_HASH = "reaction_seq, trim(pt), soc, onset_date"
 
@@ -396,7 +437,7 @@ def _flag_duplicates(con: duckdb.DuckDBPyConnection, prefixes: tuple[str, ...]) 
         con.execute(
             f"""INSERT INTO case_duplicate_suggestion
             WITH c AS (
-                SELECT case_id, version, received_on, sex, floor(age_years) AS age
+                SELECT case_id, version, received_on, sex, {DUPLICATE_AGE_KEY} AS age, country, region
                 FROM case_report WHERE is_latest AND starts_with(case_id, $p) AND sex IS NOT NULL AND age_years IS NOT NULL
             ), onset AS (
                 SELECT r.case_id, min(r.onset_date) AS onset, list(DISTINCT lower(r.pt)) AS pts
@@ -407,7 +448,7 @@ def _flag_duplicates(con: duckdb.DuckDBPyConnection, prefixes: tuple[str, ...]) 
                            AS key_drug
                 FROM case_drug d JOIN c USING (case_id, version) GROUP BY d.case_id
             ), k AS (
-                SELECT c.case_id, c.received_on, c.sex, c.age, o.onset, o.pts, d.ings, d.key_drug
+                SELECT c.case_id, c.received_on, c.sex, c.age, c.country, c.region, o.onset, o.pts, d.ings, d.key_drug
                 FROM c JOIN onset o USING (case_id) JOIN drugs d USING (case_id)
                 WHERE o.onset IS NOT NULL AND d.key_drug IS NOT NULL
             ), pairs AS (
@@ -417,9 +458,12 @@ def _flag_duplicates(con: duckdb.DuckDBPyConnection, prefixes: tuple[str, ...]) 
                            AS score
                 FROM k a JOIN k b ON a.sex = b.sex AND a.age = b.age AND a.onset = b.onset AND a.key_drug = b.key_drug
                  AND (a.received_on < b.received_on OR (a.received_on = b.received_on AND a.case_id < b.case_id))
+                 -- two known, different countries or states are two patients, however alike the reports
+                 AND coalesce(a.country = b.country, true) AND coalesce(a.region = b.region, true)
             )
             SELECT case_id, candidate_of, round(score, 4),
-                   'same sex, age (years), onset and first suspect ingredient; 0.2 x ingredient overlap + 0.2 x PT overlap'
+                   'same sex, age (months under 2 years, else years), country/state, onset and first suspect '
+                   || 'ingredient; 0.2 x ingredient overlap + 0.2 x PT overlap'
             FROM pairs WHERE score >= {DUPLICATE_SUGGEST_SCORE}""",
             {"p": prefix},
         )
@@ -470,6 +514,17 @@ def _counts(con: duckdb.DuckDBPyConnection, fmt: str, info: StageInfo, duplicate
         """SELECT count(DISTINCT product_name_reported) FROM stg_drug_final SEMI JOIN stg_latest USING (case_id, version)
         WHERE mapping_method = 'unmapped'"""
     ).fetchone()
+    rejected = dict(
+        con.execute(
+            """SELECT rule, count(*) FROM (
+                   SELECT unnest(l.rejected) AS rule FROM stg_drug_final d JOIN stg_lot l USING (lot_raw)
+                   SEMI JOIN stg_latest USING (case_id, version))
+               GROUP BY 1"""
+        ).fetchall()
+    )
+    (expiry_split,) = con.execute(
+        "SELECT count(*) FROM stg_drug_final SEMI JOIN stg_latest USING (case_id, version) WHERE lot_expiry IS NOT NULL"
+    ).fetchone()
     (quarantined,) = con.execute("SELECT count(*) FROM stg_quarantine").fetchone()
     reasons = dict(con.execute("SELECT reason, count(*) FROM stg_quarantine GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
     totals = con.execute(
@@ -484,6 +539,8 @@ def _counts(con: duckdb.DuckDBPyConnection, fmt: str, info: StageInfo, duplicate
         "drugs": drugs,
         "reactions": reactions,
         "lots": lots,
+        "lots_rejected": {rule: rejected.get(rule, 0) for rule in LOT_RULES},
+        "lot_expiry_split": expiry_split,
         "quarantined": quarantined,
         "quarantine_reasons": reasons,
         "deleted_cases": deleted,

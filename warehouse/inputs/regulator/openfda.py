@@ -81,9 +81,23 @@ def _date(value, fmt=None) -> dt.date | None:
         return None
 
 
+class _BadLine:
+    """A JSON Lines line that is not JSON: quarantined as one report, the other lines still read."""
+
+    def __init__(self, number: int, error: str):
+        self.number, self.error = number, error
+
+
 def read_reports(f: InputFile) -> list | None:
-    """The reports in one JSON file, or None when the file holds no drug-event report."""
-    text = f.local.read_text(encoding="utf-8-sig")
+    """The reports in one JSON file, or None when the file holds no drug-event report.
+
+    Accepts the API's ``{"meta": …, "results": [...]}``, a bare array, one report object, or
+    JSON Lines (one report per line; a line that is not JSON becomes a quarantined report).
+    """
+    try:
+        text = f.local.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ReportRejected(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         doc = json.loads(text)
         docs = (
@@ -91,17 +105,25 @@ def read_reports(f: InputFile) -> list | None:
             if isinstance(doc, dict) and isinstance(doc.get("results"), list)
             else (doc if isinstance(doc, list) else [doc])
         )
-    except json.JSONDecodeError:
-        try:
-            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ReportRejected(f"not JSON or JSON lines: {exc}") from None
+    except (json.JSONDecodeError, RecursionError):
+        docs = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                docs.append(json.loads(line))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                docs.append(_BadLine(number, str(exc)))
+        if docs and all(isinstance(d, _BadLine) for d in docs):
+            raise ReportRejected(f"not JSON or JSON lines: {docs[0].error}") from None
     if not any(isinstance(d, dict) and ("safetyreportid" in d or "patient" in d) for d in docs):
         return None
     return docs
 
 
 def parse_report(doc: dict, source_file: str) -> tuple[dict, list[dict], list[dict]]:
+    if isinstance(doc, _BadLine):
+        raise ReportRejected(f"line {doc.number} is not JSON: {doc.error}")
     if not isinstance(doc, dict):
         raise ReportRejected("a report must be a JSON object")
     rid = _s(doc.get("safetyreportid"))
@@ -230,6 +252,9 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
             f"{inputs.path}: no openFDA drug-event report (an object with safetyreportid and patient) "
             f"in {len(json_files)} JSON files"
         )
+    if not cases and all(q["reason"] == "unparsable_json" for q in quarantine):
+        first = quarantine[0]
+        raise IngestError(f"{first['source_file']}: cannot read as openFDA JSON ({first['detail']})")
     if skipped:
         info.warnings.append(f"skipped {len(skipped)} JSON files without drug-event reports: {', '.join(skipped)}")
     insert_rows(con, "stg_case", cases)

@@ -1,10 +1,13 @@
 """VAERS CSV (VAERSDATA + VAERSVAX + VAERSSYMPTOMS) → staging, and per-lot reporting counts.
 
-Comma-separated, double-quoted, Latin-1. Files are grouped by their name prefix
+Comma-separated, double-quoted; UTF-8, or Windows-1252 in the free text of some years (decoded
+line by line, see :mod:`warehouse.inputs.regulator._csv`; the count is reported). Files are grouped by their name prefix
 (``1990VAERSDATA.csv`` … → group ``1990``); a folder may hold several years. The current
 35-column VAERSDATA layout and older ones (the 29-column 1990 file) are both read: columns a
 layout lacks are simply null.
 
+* Age: ``AGE_YRS`` as given (fractions of a year for infants: 0.2 = about 2 months), else the
+  calculated ``CAGE_YR`` + ``CAGE_MO`` (CAGE_MO is the fraction of a year, ``.2``); region = ``STATE``.
 * Case id ``VAERS-<VAERS_ID as an integer>`` (the 1990 files write ``025001``, later ones
   ``794156``); version 1 (VAERS publishes one row per report, no follow-up versions).
 * Seriousness: DIED → death, L_THREAT → life_threatening, HOSPITAL/X_STAY →
@@ -47,6 +50,8 @@ DATA_COLUMNS = (
     "recvdate",
     "state",
     "age_yrs",
+    "cage_yr",
+    "cage_mo",
     "sex",
     "symptom_text",
     "died",
@@ -98,7 +103,9 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
 def _stage_group(con: duckdb.DuckDBPyConnection, group: str, kinds: dict[str, InputFile], info: StageInfo) -> None:
     label = group or "(no prefix)"
     for kind, f in kinds.items():
-        read_delimited(con, [f], f"vaers_{kind}", delim=",", quote='"', encoding="latin-1")
+        read_delimited(
+            con, [f], f"vaers_{kind}", delim=",", quote='"', fallbacks=info.extra.setdefault("encoding_fallbacks", {})
+        )
     for kind in ("vax", "symptoms"):
         if kind not in kinds:
             con.execute(f"CREATE OR REPLACE TEMP TABLE vaers_{kind} (vaers_id VARCHAR, _file VARCHAR)")
@@ -129,9 +136,11 @@ def _stage_group(con: duckdb.DuckDBPyConnection, group: str, kinds: dict[str, In
                    CASE WHEN {_yes("died")} THEN 'fatal' WHEN upper(trim(recovd)) = 'Y' THEN 'recovered'
                         WHEN upper(trim(recovd)) = 'N' THEN 'not_recovered' WHEN upper(trim(recovd)) = 'U' THEN 'unknown'
                    END AS outcome,
-                   try_cast(age_yrs AS DOUBLE) AS age_years,
+                   coalesce(try_cast(age_yrs AS DOUBLE),
+                            try_cast(cage_yr AS DOUBLE) + coalesce(try_cast(cage_mo AS DOUBLE), 0)) AS age_years,
                    CASE upper(trim(sex)) WHEN 'M' THEN 'M' WHEN 'F' THEN 'F' END AS sex,
-                   nullif(trim(symptom_text), '') AS narrative, {country} AS country, _file,
+                   nullif(trim(symptom_text), '') AS narrative, {country} AS country,
+                   nullif(upper(trim(state)), '') AS region, _file,
                    row_number() OVER (PARTITION BY {vid}) AS _n
             FROM vaers_data"""
         )
@@ -149,7 +158,7 @@ def _stage_group(con: duckdb.DuckDBPyConnection, group: str, kinds: dict[str, In
             """INSERT INTO stg_case
             SELECT case_id, 1, received_on, 'regulator', NULL, country,
                    CASE WHEN age_years BETWEEN 0 AND 130 THEN age_years END, sex,
-                   len(seriousness) > 0, seriousness, outcome, narrative, onset_date, _file, NULL
+                   len(seriousness) > 0, seriousness, outcome, narrative, onset_date, _file, NULL, region
             FROM vaers_case"""
         )
     else:
@@ -172,7 +181,7 @@ def _stage_group(con: duckdb.DuckDBPyConnection, group: str, kinds: dict[str, In
             con.execute(
                 f"""INSERT INTO stg_case
                 SELECT case_id, 1, make_date({int(year.group(0))}, 1, 1), 'regulator', NULL, NULL, NULL, NULL,
-                       NULL, []::VARCHAR[], NULL, NULL, NULL, _file, NULL
+                       NULL, []::VARCHAR[], NULL, NULL, NULL, _file, NULL, NULL
                 FROM vaers_case"""
             )
             (n,) = con.execute("SELECT count(*) FROM vaers_case").fetchone()
