@@ -9,6 +9,14 @@ pvtrace evaluate --inbox inbox --warehouse output/pvtrace.duckdb [--output outpu
                                                          detection delay per planted signal and method
 pvtrace evaluate --study [--replicates 200] [--seed 14] [--output output]
                                                          operating characteristics vs the oracle
+pvtrace detect --warehouse FILE [--output DIR] [--reports latest|all|none]
+                                                         scores, register, alerts and reports on whatever the
+                                                         warehouse holds (after `pvtrace ingest`; no inbox)
+pvtrace meddra load DIR --warehouse FILE [--version V --language L]
+                                                         load a MedDRA ASCII release (any version/language)
+pvtrace meddra code --warehouse FILE [--language zh|en|ja] [--version V] [--json] TERM...
+                                                         code verbatim reaction text to LLT/PT
+pvtrace meddra synthetic --out DIR                       write the SYNTHETIC terminology (MedDRA file format)
 pvtrace e2b-ack PATH --warehouse FILE [--sent output/e2b]
                                                          load a gateway's E2B(R3) acknowledgments; each
                                                          shipped ICSR's state (sent/accepted/rejected)
@@ -109,8 +117,10 @@ def run_reports(
     quiet: bool = False,
     log_level: str = "INFO",
     published: str = "",
+    skip_e2b: bool = False,
 ) -> list:
-    """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process."""
+    """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process
+    (``skip_e2b``: without the E2B(R3) batches)."""
     import dagster as dg
 
     from assets.definitions import ALL_ASSETS, REPORT_ASSETS
@@ -122,7 +132,9 @@ def run_reports(
         result = _materialize_with_progress(
             [*ALL_ASSETS, *REPORT_ASSETS],
             quiet=quiet,
-            selection=dg.AssetSelection.assets(*REPORT_ASSETS),
+            selection=dg.AssetSelection.assets(
+                *[a for a in REPORT_ASSETS if not (skip_e2b and a.key.to_user_string().startswith("e2b_"))]
+            ),
             partition_key=key,
             resources=default_resources(inbox=inbox, warehouse=warehouse, output=output, published=published),
             instance=_instance(),
@@ -412,6 +424,47 @@ def _print_result(result) -> None:
         print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} {status}")
 
 
+def run_detect(warehouse: str, output: str, *, reports: str = "latest", log_level: str = "WARNING") -> None:
+    """Every asset that does not read the platform inbox (links, scores, the register, alerts, traceability),
+    then the monthly reports: detection on a warehouse filled by ``pvtrace ingest`` alone (issue 17)."""
+    if not Path(warehouse).is_file():
+        raise SystemExit(f"pvtrace detect: no warehouse at {warehouse!r} (load one with `pvtrace ingest` first)")
+    months = report_months(warehouse, "all")
+    # the monthly partitions start at PVTRACE_REPORT_START (the demo world's 2024); a FAERS quarter of 2017 needs
+    # them to start at its first month. The partitions are defined when assets.reporting is imported: set it first.
+    if months and months[0] < os.environ.get("PVTRACE_REPORT_START", "2024-01-01"):
+        if "assets.reporting" in sys.modules:
+            raise SystemExit(f"pvtrace detect: set PVTRACE_REPORT_START={months[0]} to report on months before 2024")
+        os.environ["PVTRACE_REPORT_START"] = months[0]
+
+    import dagster as dg
+
+    from assets.definitions import ALL_ASSETS, ALL_CHECKS
+    from assets.resources import default_resources
+
+    keys = [k for a in ALL_ASSETS if "inbox" not in a.required_resource_keys for k in a.keys]
+    here = os.getcwd()  # input lineage in the reports is shown relative to where the command runs
+    result = dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        selection=dg.AssetSelection.assets(*keys),
+        resources=default_resources(inbox=here, warehouse=warehouse, output=output),
+        instance=_instance(),
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    for ev in result.get_asset_materialization_events():
+        print(f"  asset {ev.event_specific_data.materialization.asset_key.to_user_string()}")
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        raise SystemExit(f"pvtrace detect: failed at {failed}; see the log above")
+    from reports.e2b.sender import ENV as E2B_SENDER_ENV
+
+    skip_e2b = not os.environ.get(E2B_SENDER_ENV)
+    if skip_e2b and reports != "none":  # PV Trace never invents a sender for real data (README, E2B section)
+        print(f"  E2B(R3) batches skipped: set {E2B_SENDER_ENV} to your sender TOML to write them")
+    run_reports(here, warehouse, output, report_months(warehouse, reports), log_level=log_level, skip_e2b=skip_e2b)
+
+
 def _summary(warehouse: str, output: str) -> None:
     from warehouse.schema import connect
 
@@ -516,6 +569,63 @@ def _dashboard_user(args) -> int:
     detail = f"roles {args.role}" + (f", manufacturer {args.manufacturer_id}" if args.manufacturer_id else "")
     record(args.warehouse, "account_saved", args.username.strip(), actor="cli:dashboard-user", detail=detail)
     print(f"dashboard account {args.username!r} ({args.role}) saved for {Path(args.warehouse).resolve()}")
+    return 0
+
+
+def _meddra(args) -> int:
+    """``pvtrace meddra load|code|synthetic`` (issue 17)."""
+    import json
+
+    if args.meddra_command == "synthetic":
+        from sample_data.terminology import write_terminology
+
+        for folder in write_terminology(Path(args.out)):
+            print(f"synthetic terminology (MedDRA file format, invented content): {folder.resolve()}")
+        return 0
+    from warehouse.schema import connect
+    from warehouse.terminology.coder import Coder, save_coding
+    from warehouse.terminology.meddra import MeddraLoadError, load_release
+
+    if args.meddra_command == "load":
+        con = connect(args.warehouse)
+        try:
+            counts = load_release(con, args.dir, version=args.version, language=args.language)
+        except MeddraLoadError as exc:
+            print(f"pvtrace meddra load: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            con.close()
+        files = counts["files"]
+        print(
+            f"MedDRA {counts['meddra_version']} ({counts['language']}): "
+            + ", ".join(f"{f.removesuffix('.asc')} {c['loaded']:,}" for f, c in files.items())
+            + f"; {sum(c['quarantined'] for c in files.values()):,} rows quarantined -> {Path(args.warehouse).resolve()}"
+        )
+        return 0
+    if not Path(args.warehouse).is_file():
+        print(
+            f"pvtrace meddra code: no warehouse at {args.warehouse!r} (pvtrace meddra load DIR first)", file=sys.stderr
+        )
+        return 2
+    con = connect(args.warehouse)
+    try:
+        coder = Coder(con, args.version, args.language)
+        if args.save:
+            save_coding(con, coder, args.terms)
+    except ValueError as exc:
+        print(f"pvtrace meddra code: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        con.close()
+    for term in args.terms:
+        obj = coder.code_json(term)
+        if args.json:
+            print(json.dumps(obj, ensure_ascii=False))
+        else:
+            for p in obj["parts"]:
+                code = f"{p['pt_code']} {p['pt_name']} (LLT {p['llt_code']} {p['llt_name']})" if p["pt_code"] else "-"
+                flag = "  [review]" if p["needs_review"] else ""
+                print(f"{term!r}: {code}  {p['method']} {p['confidence']:.2f}{flag}")
     return 0
 
 
@@ -658,6 +768,28 @@ def main(argv: list[str] | None = None) -> int:
     for p in (ac_add, ac_list, ac_rev):
         p.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
 
+    det = sub.add_parser("detect", help="scores, register, alerts and reports on the warehouse as it is (no inbox)")
+    det.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    det.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
+    det.add_argument("--reports", choices=["latest", "all", "none"], default="latest")
+
+    md = sub.add_parser("meddra", help="load a MedDRA release, code verbatim reaction text")
+    md_sub = md.add_subparsers(dest="meddra_command", required=True)
+    md_load = md_sub.add_parser("load", help="load MedDRA's $-delimited ASCII files (llt.asc, pt.asc, ... mdhier.asc)")
+    md_load.add_argument("dir")
+    md_load.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    md_load.add_argument("--version", help="MedDRA version (default: from meddra_release.asc)")
+    md_load.add_argument("--language", help="language code, e.g. en, zh, ja (default: from meddra_release.asc)")
+    md_code = md_sub.add_parser("code", help="code verbatim text to LLT -> PT (one JSON object per term with --json)")
+    md_code.add_argument("terms", nargs="+", metavar="TERM")
+    md_code.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
+    md_code.add_argument("--language", help="one loaded language (default: every language of the version)")
+    md_code.add_argument("--version", help="MedDRA version (default: the last loaded)")
+    md_code.add_argument("--json", action="store_true")
+    md_code.add_argument("--save", action="store_true", help="store the codings (meddra_coding; review queue)")
+    md_syn = md_sub.add_parser("synthetic", help="write the synthetic terminology in MedDRA's file format")
+    md_syn.add_argument("--out", required=True)
+
     ev = sub.add_parser(
         "evaluate", help="detection delay, sensitivity and false alerts on a synthetic world's ground truth"
     )
@@ -696,6 +828,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "ingest":
         return _ingest(args)
+    if args.command == "meddra":
+        return _meddra(args)
+    if args.command == "detect":
+        t0 = time.perf_counter()
+        run_detect(args.warehouse, args.output, reports=args.reports)
+        print(f"detection finished in {time.perf_counter() - t0:.1f} s")
+        _summary(args.warehouse, args.output)
+        return 0
     if args.command == "e2b-ack":
         return _e2b_ack(args)
     if args.command == "dashboard":

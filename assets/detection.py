@@ -45,6 +45,10 @@ def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: Ware
         dlp = data_lock_point(con)
         for level in LEVELS:
             counts = report_event_counts(con, level).join(additional_monitoring(con, level), on="drug", how="left")
+            if counts.is_empty():  # e.g. FAERS alone: no product catalogue, so no product-level pairs (issue 17)
+                store_scores(con, level, counts, dlp)
+                metadata[f"{level}_pairs"] = 0
+                continue
             # DuMouchel's prior fitted on this level's own pairs (n ≥ 1, stratified E); Fisher mid-p + BH q
             result = score_pairs(counts, prior="fit", min_count=1, fdr=True)
             scored, prior = result.scored, result.prior

@@ -516,6 +516,75 @@ _DDL = [
         status VARCHAR NOT NULL,
         failed_steps VARCHAR
     )""",
+    # ---- issue 17: MedDRA releases (warehouse.terminology), each under its (version, language) -----------
+    """
+    CREATE TABLE IF NOT EXISTS meddra_release (
+        meddra_version VARCHAR NOT NULL,
+        language VARCHAR NOT NULL,
+        source VARCHAR,
+        loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_term (
+        meddra_version VARCHAR NOT NULL,
+        language VARCHAR NOT NULL,
+        level VARCHAR NOT NULL,
+        code BIGINT NOT NULL,
+        name VARCHAR NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_llt (
+        meddra_version VARCHAR NOT NULL,
+        language VARCHAR NOT NULL,
+        llt_code BIGINT NOT NULL,
+        llt_name VARCHAR NOT NULL,
+        pt_code BIGINT NOT NULL,
+        current BOOLEAN NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_hierarchy (
+        meddra_version VARCHAR NOT NULL,
+        language VARCHAR NOT NULL,
+        pt_code BIGINT NOT NULL,
+        hlt_code BIGINT NOT NULL,
+        hlgt_code BIGINT NOT NULL,
+        soc_code BIGINT NOT NULL,
+        primary_soc BOOLEAN NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_smq (
+        meddra_version VARCHAR NOT NULL,
+        language VARCHAR NOT NULL,
+        smq_code BIGINT NOT NULL,
+        smq_name VARCHAR NOT NULL,
+        smq_level BIGINT,
+        smq_status VARCHAR,
+        smq_algorithm VARCHAR
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_smq_term (
+        meddra_version VARCHAR NOT NULL,
+        language VARCHAR NOT NULL,
+        smq_code BIGINT NOT NULL,
+        term_code BIGINT NOT NULL,
+        term_level BIGINT NOT NULL,
+        term_scope BIGINT NOT NULL,
+        term_status VARCHAR
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_coding (
+        verbatim VARCHAR NOT NULL,
+        language VARCHAR,
+        meddra_version VARCHAR NOT NULL,
+        part_seq INTEGER NOT NULL,
+        fragment VARCHAR,
+        llt_code BIGINT,
+        pt_code BIGINT,
+        method VARCHAR NOT NULL,
+        confidence DOUBLE NOT NULL,
+        needs_review BOOLEAN NOT NULL,
+        coded_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
 ]
 
 

@@ -197,11 +197,11 @@ def _store(
 
 def store_heterogeneity(con, level: str, scored: pl.DataFrame, grid: pl.DataFrame, data_lock_point) -> int:
     """Replace one level's rows of ``batch_heterogeneity`` and ``batch_funnel`` with this run's."""
-    frame = scored.rename({"product": "product_id", "batch": "batch_id"}).with_columns(
+    frame = scored.rename({"product": "product_id", "batch": "batch_id"}, strict=False).with_columns(
         pl.lit(level).alias("level"), pl.lit(data_lock_point).cast(pl.Date).alias("data_lock_point")
     )
     n = _store(con, "batch_heterogeneity", HETEROGENEITY_COLUMNS, frame, "WHERE level = ?", [level])
-    g = grid.rename({"product": "product_id"}).with_columns(pl.lit(level).alias("level"))
+    g = grid.rename({"product": "product_id"}, strict=False).with_columns(pl.lit(level).alias("level"))
     _store(con, "batch_funnel", FUNNEL_COLUMNS, g, "WHERE level = ?", [level])
     return n
 

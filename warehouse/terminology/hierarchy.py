@@ -1,0 +1,100 @@
+"""Queries over a loaded MedDRA release: PT -> HLT/HLGT/SOC/SMQ mapping, and the E2B LLT mapping (issue 17).
+
+``event_map_sql(level)`` is the one mapping of the event column: a SELECT of ``(pt, event)`` pairs that a
+counting query joins on its PT name to count at another level. Its contract:
+
+* ``pt``, ``hlt``, ``hlgt``, ``soc``: the PT's *primary* path (``mdhier.asc`` primary_soc_fg = Y), so a PT
+  linked to a second SOC is counted once, as MedDRA's primary-SOC convention asks for single counting;
+* ``smq_narrow``: each SMQ whose narrow-scope terms hold the PT (one row per SMQ: a PT can be in several);
+* ``smq_broad``: each SMQ whose narrow *or* broad terms hold it (a broad search includes the narrow terms);
+  only active terms (term_status A) of active SMQs, PT-level terms (term_level 4) and LLT-level terms through
+  their PT.
+
+PTs are matched by the English (or ``language``) PT name, which is what case reactions carry. A PT absent from
+the release maps to nothing (the caller keeps it at PT level or drops it, and says so).
+
+NOT wired yet: the read model's counting (warehouse/queries) does not call this; see the README.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+LEVELS = ("pt", "hlt", "hlgt", "soc", "smq_narrow", "smq_broad")
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def latest_version(con: duckdb.DuckDBPyConnection, language: str = "en") -> str | None:
+    row = con.execute(
+        "SELECT meddra_version FROM meddra_release WHERE language = ? ORDER BY loaded_at DESC LIMIT 1", [language]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def event_map_sql(level: str, version: str, language: str = "en") -> str:
+    """SELECT pt, event: the PT name and the name of its group at ``level`` (see the module docstring)."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    v, lang = _lit(version), _lit(language)
+    pt = (
+        f"SELECT code AS pt_code, name AS pt FROM meddra_term "
+        f"WHERE level = 'pt' AND meddra_version = {v} AND language = {lang}"
+    )
+    if level == "pt":
+        return f"SELECT pt, pt AS event FROM ({pt})"
+    if level in ("hlt", "hlgt", "soc"):
+        return (
+            f"SELECT p.pt, t.name AS event FROM ({pt}) p "
+            f"JOIN meddra_hierarchy h ON h.pt_code = p.pt_code AND h.primary_soc "
+            f"AND h.meddra_version = {v} AND h.language = {lang} "
+            f"JOIN meddra_term t ON t.level = '{level}' AND t.code = h.{level}_code "
+            f"AND t.meddra_version = {v} AND t.language = {lang}"
+        )
+    scopes = "(2)" if level == "smq_narrow" else "(1, 2)"
+    return (
+        f"SELECT DISTINCT p.pt, s.smq_name AS event FROM ({pt}) p "
+        f"JOIN (SELECT c.smq_code, CASE c.term_level WHEN 4 THEN c.term_code ELSE l.pt_code END AS pt_code "
+        f"      FROM meddra_smq_term c LEFT JOIN meddra_llt l ON c.term_level = 5 AND l.llt_code = c.term_code "
+        f"      AND l.meddra_version = {v} AND l.language = {lang} "
+        f"      WHERE c.meddra_version = {v} AND c.language = {lang} AND c.term_level IN (4, 5) "
+        f"      AND c.term_scope IN {scopes} AND upper(coalesce(c.term_status, 'A')) = 'A') m "
+        f"  ON m.pt_code = p.pt_code "
+        f"JOIN meddra_smq s ON s.smq_code = m.smq_code AND s.meddra_version = {v} AND s.language = {lang} "
+        f"AND upper(coalesce(s.smq_status, 'A')) = 'A'"
+    )
+
+
+def e2b_llt_mapping(
+    con: duckdb.DuckDBPyConnection, version: str | None = None, language: str = "en"
+) -> dict[str, tuple[int, str]]:
+    """Reported term or PT name -> (LLT code, MedDRA version) for an E2B(R3) writer (reaction/event fields
+    E.i.1.2 / E.i.2.1 carry an LLT code and the MedDRA version).
+
+    A PT name maps to the PT's own LLT (same code, as MedDRA defines every PT as an LLT); any other current LLT
+    name maps to itself. Non-current LLTs are left out (MedDRA: not for new coding). Keys are the names as in
+    the release; an empty dict when no release of ``language`` is loaded (the writer then sends names only)."""
+    version = version or latest_version(con, language)
+    if version is None:
+        return {}
+    rows = con.execute(
+        "SELECT llt_name, llt_code, llt_code = pt_code AS is_pt FROM meddra_llt "
+        "WHERE current AND meddra_version = ? AND language = ? ORDER BY is_pt, llt_code",
+        [version, language],
+    ).fetchall()
+    # PT-named LLTs last so that they win when a lay LLT has the same name as a PT
+    return {name: (int(code), version) for name, code, _ in rows}
+
+
+def map_events_sql(rows_sql: str, level: str, version: str, language: str = "en") -> str:
+    """Any counting relation with an ``event`` column holding PT names, re-expressed at ``level``: the event
+    replaced by its group, one row per (row, group), duplicates removed (a report naming two PTs of one SMQ counts
+    once for that SMQ). Rows whose PT the release lacks drop out at levels above PT."""
+    if level == "pt":
+        return rows_sql
+    return (
+        f"SELECT DISTINCT r.* EXCLUDE (event), m.event FROM ({rows_sql}) r "
+        f"JOIN ({event_map_sql(level, version, language)}) m ON m.pt = r.event"
+    )
