@@ -572,6 +572,24 @@ def _dashboard_user(args) -> int:
     return 0
 
 
+def _demo_terminology(inbox: Path, warehouse: str) -> None:
+    """The demo codes to the SYNTHETIC terminology (invented codes in MedDRA's file format), loaded like a
+    licensed release would be, so its E2B files carry LLT codes and a MedDRA version."""
+    from sample_data.terminology import write_terminology
+    from warehouse.files import private_dir
+    from warehouse.schema import connect
+    from warehouse.terminology.meddra import load_release
+
+    private_dir(Path(warehouse).parent)
+    con = connect(warehouse)
+    try:
+        for folder in write_terminology(inbox / "meddra"):
+            load_release(con, folder)
+    finally:
+        con.close()
+    print(f"synthetic MedDRA-format terminology (invented codes) loaded from {(inbox / 'meddra').resolve()}")
+
+
 def _meddra(args) -> int:
     """``pvtrace meddra load|code|synthetic`` (issue 17)."""
     import json
@@ -876,6 +894,7 @@ def main(argv: list[str] | None = None) -> int:
         from reports.e2b.sender import DEMO_SENDER, ENV
 
         os.environ.setdefault(ENV, str(DEMO_SENDER))
+        _demo_terminology(Path(args.inbox), args.warehouse)
     t0 = time.perf_counter()
     try:
         run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports, clock=args.clock)

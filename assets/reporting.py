@@ -48,6 +48,7 @@ from signals.scoring import score_pairs
 from warehouse.inputs.inbox import run_clock
 from warehouse.queries import report_queries as rq
 from warehouse.queries.read_model import data_lock_point
+from warehouse.terminology.hierarchy import e2b_llt_mapping
 
 GROUP = "reporting"
 # the first month a report can be asked for; the demo world's cases start in January 2024
@@ -100,6 +101,15 @@ def _relative_lineage(lineage: pl.DataFrame, inbox: Path) -> pl.DataFrame:
     return lineage.with_columns(
         pl.col("path").map_elements(lambda p: p.removeprefix(root), return_dtype=pl.String)
     ).sort("kind", "path")
+
+
+def meddra_coding(con) -> MeddraCoding | None:
+    """The loaded MedDRA release (English) as the E2B writer's term -> LLT code map; ``None`` when none is loaded."""
+    mapping = e2b_llt_mapping(con)
+    if not mapping:
+        return None
+    version = next(iter(mapping.values()))[1]
+    return MeddraCoding(version, {term: f"{code:08d}" for term, (code, _) in mapping.items()})
 
 
 def period_lock_point(con, end: dt.date) -> dt.date:
@@ -244,8 +254,8 @@ def _e2b_asset(code: str):
         created = run_clock().astimezone(dt.UTC).replace(microsecond=0)
         with warehouse.connect(read_only=True) as con:
             dlp = period_lock_point(con, end)
-            # no MedDRA terminology is loaded yet (issue 17): the status says the file is not gateway-ready
-            batch = e2b_batch_for(con, j, start, dlp, run_created=created, sender=sender, meddra=None)
+            # without a loaded MedDRA release the status says the file is not gateway-ready
+            batch = e2b_batch_for(con, j, start, dlp, run_created=created, sender=sender, meddra=meddra_coding(con))
         if batch is None:
             status_path.unlink(missing_ok=True)
             (folder / f"{stem}.xml").unlink(missing_ok=True)
