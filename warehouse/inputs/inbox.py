@@ -136,10 +136,10 @@ def replace_quarantine(con: duckdb.DuckDBPyConnection, stage: str, frame: pl.Dat
 
 def dedupe_last_wins(frame: pl.DataFrame, key: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Keep the last row per key (rows are in file order); return (kept, superseded)."""
-    indexed = frame.with_row_index("_row")
+    indexed = frame.with_row_index("__dedupe_i")  # not "_row": frames read with line/row numbers carry that
     kept = indexed.unique(subset=key, keep="last", maintain_order=True)
-    superseded = indexed.join(kept.select("_row"), on="_row", how="anti")
-    return kept.drop("_row"), superseded.drop("_row")
+    superseded = indexed.join(kept.select("__dedupe_i"), on="__dedupe_i", how="anti")
+    return kept.drop("__dedupe_i"), superseded.drop("__dedupe_i")
 
 
 def superseded_rows(
@@ -470,3 +470,38 @@ def read_parquet_file(f: InboxFile, columns: list[str]) -> pl.DataFrame:
         return pl.read_parquet(f.path, columns=columns)
     except Exception as exc:
         raise FileRejected("corrupt_parquet", safe_error(exc)) from None
+
+
+def read_typed_parquet(
+    files: list[InboxFile], types: dict[str, pl.DataType], prepare=None
+) -> tuple[pl.DataFrame, list[FileAccount], list[pl.DataFrame]]:
+    """Every Parquet file of one input, accounted for: (rows cast to ``types`` with ``_file``, ``_row`` and
+    ``_bad_type`` — a value present but not castable — , one account per file, file-level quarantine frames).
+
+    A file :func:`read_parquet_file` rejects is quarantined whole; ``prepare`` (frame -> frame) normalises a
+    file's columns before the cast (e.g. time zones)."""
+    columns = list(types)
+    parts, accounts, rejected = [], [], []
+    for f in files:
+        acc = FileAccount(f, "parquet")
+        accounts.append(acc)
+        try:
+            frame = read_parquet_file(f, columns)
+        except FileRejected as exc:
+            acc.error = f"{exc.reason}: {exc.detail}"
+            rejected.append(file_quarantine(f, exc))
+            continue
+        acc.rows_read = frame.height
+        if prepare is not None:
+            frame = prepare(frame)
+        cast = frame.select(pl.col(c).cast(t, strict=False) for c, t in types.items())
+        bad = pl.any_horizontal(frame[c].is_not_null() & cast[c].is_null() for c in columns)
+        parts.append(
+            cast.with_columns(
+                pl.lit(str(f.path)).alias("_file"),
+                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"),
+                bad.alias("_bad_type"),
+            )
+        )
+    schema = {**types, "_file": pl.String, "_row": pl.Int64, "_bad_type": pl.Boolean}
+    return (pl.concat(parts) if parts else pl.DataFrame(schema=schema)), accounts, rejected

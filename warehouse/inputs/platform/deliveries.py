@@ -20,11 +20,12 @@ from warehouse.inputs.inbox import (
     FileRejected,
     account,
     counts_by_file,
+    dedupe_last_wins,
     file_quarantine,
     inbox_files,
     quarantine_frame,
     read_csv_file,
-    read_parquet_file,
+    read_typed_parquet,
     record_ingested,
     replace_quarantine,
     replace_rows,
@@ -252,33 +253,10 @@ _LOG_TYPES = {
 
 def load_medication_logs(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[str, int]:
     files = inbox_files(inbox, "medication_logs", required=False)
-    accounts, parts, quarantined = [], [], []
-    for f in files:
-        acc = FileAccount(f, "parquet")
-        accounts.append(acc)
-        try:
-            frame = read_parquet_file(f, MEDICATION_LOG_COLUMNS)
-        except FileRejected as exc:
-            acc.error = f"{exc.reason}: {exc.detail}"
-            quarantined.append(file_quarantine(f, exc))
-            continue
-        acc.rows_read = frame.height
-        cast = frame.select(pl.col(c).cast(t, strict=False) for c, t in _LOG_TYPES.items())
-        bad = pl.any_horizontal(frame[c].is_not_null() & cast[c].is_null() for c in MEDICATION_LOG_COLUMNS)
-        parts.append(
-            cast.with_columns(
-                pl.lit(str(f.path)).alias("_file"),
-                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"),
-                bad.alias("_bad_type"),
-            )
-        )
-    schema = {**_LOG_TYPES, "_file": pl.String, "_row": pl.Int64, "_bad_type": pl.Boolean}
-    logs = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    logs, accounts, quarantined = read_typed_parquet(files, _LOG_TYPES)
     has_key = pl.col("log_id").is_not_null() & (pl.col("log_id").str.strip_chars() != "")
     keyed, unkeyed = logs.filter(has_key), logs.filter(~has_key)
-    kept_idx = keyed.with_row_index("_i").unique(subset=["log_id"], keep="last", maintain_order=True)["_i"]
-    superseded = keyed.with_row_index("_i").filter(~pl.col("_i").is_in(kept_idx.implode())).drop("_i")
-    logs = keyed.with_row_index("_i").filter(pl.col("_i").is_in(kept_idx.implode())).drop("_i")
+    logs, superseded = dedupe_last_wins(keyed, ["log_id"])
     deliveries = con.sql("SELECT delivery_id FROM delivery").pl()["delivery_id"].implode()
     clock = run_clock().date()
     logs = logs.with_columns(

@@ -15,13 +15,11 @@ import polars as pl
 
 from warehouse.inputs.inbox import (
     FileAccount,
-    FileRejected,
     account,
     counts_by_file,
-    file_quarantine,
     inbox_files,
     quarantine_frame,
-    read_parquet_file,
+    read_typed_parquet,
     record_ingested,
     replace_quarantine,
     replace_rows,
@@ -42,35 +40,21 @@ _PACK_TYPES = {
 }
 
 
+def _utc_naive_commissioned(frame: pl.DataFrame) -> pl.DataFrame:
+    """``commissioned_at`` as naive UTC, whether the file stored text, a naive or a zoned timestamp."""
+    dtype = frame["commissioned_at"].dtype
+    if dtype == pl.String:
+        return frame.with_columns(pl.col("commissioned_at").str.to_datetime(strict=False, time_unit="us"))
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone:
+        return frame.with_columns(pl.col("commissioned_at").dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+    return frame
+
+
 def read_packs(inbox: Path) -> tuple[pl.DataFrame, list, list[FileAccount], list[pl.DataFrame]]:
     """Every pack file: (rows with _file/_row/_bad_type, files, accounts, file-level quarantine)."""
     files = inbox_files(inbox, "packs")
-    parts, accounts, rejected = [], [], []
-    for f in files:
-        acc = FileAccount(f, "parquet")
-        accounts.append(acc)
-        try:
-            frame = read_parquet_file(f, PACK_COLUMNS)
-        except FileRejected as exc:
-            acc.error = f"{exc.reason}: {exc.detail}"
-            rejected.append(file_quarantine(f, exc))
-            continue
-        acc.rows_read = frame.height
-        if frame["commissioned_at"].dtype == pl.String:
-            frame = frame.with_columns(pl.col("commissioned_at").str.to_datetime(strict=False, time_unit="us"))
-        elif isinstance(frame["commissioned_at"].dtype, pl.Datetime) and frame["commissioned_at"].dtype.time_zone:
-            frame = frame.with_columns(pl.col("commissioned_at").dt.convert_time_zone("UTC").dt.replace_time_zone(None))
-        cast = frame.select(pl.col(c).cast(t, strict=False) for c, t in _PACK_TYPES.items())
-        bad = pl.any_horizontal(frame[c].is_not_null() & cast[c].is_null() for c in PACK_COLUMNS)
-        parts.append(
-            cast.with_columns(
-                pl.lit(str(f.path)).alias("_file"),
-                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"),
-                bad.alias("_bad_type"),
-            )
-        )
-    schema = {**_PACK_TYPES, "_file": pl.String, "_row": pl.Int64, "_bad_type": pl.Boolean}
-    return (pl.concat(parts) if parts else pl.DataFrame(schema=schema)), files, accounts, rejected
+    packs, accounts, rejected = read_typed_parquet(files, _PACK_TYPES, prepare=_utc_naive_commissioned)
+    return packs, files, accounts, rejected
 
 
 def load_packs(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
