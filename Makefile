@@ -37,10 +37,11 @@ $(DAGSTER_HOME)/dagster.yaml:
 setup: $(VENV)/.synced $(DAGSTER_HOME)/dagster.yaml
 
 # Debian packages the Python stack cannot bring: CJK fonts for the bilingual NMPA/PMDA PDFs,
-# poppler-utils (pdftotext) for the PDF tests, chromium for the dashboard's browser tests.
+# poppler-utils (pdftotext) for the PDF tests, chromium for the dashboard's browser tests,
+# a Java 17 runtime for the Spark engine (PySpark 4 runs on Java 17 or newer).
 # Installed only when missing and when running as root on Debian (CI); otherwise it says what
 # is missing and the steps that need them fail with their own clear message.
-DEB_PACKAGES ?= fonts-noto-cjk poppler-utils chromium
+DEB_PACKAGES ?= fonts-noto-cjk poppler-utils chromium openjdk-17-jre-headless
 system-deps:
 	@if ! command -v dpkg-query >/dev/null 2>&1; then \
 		echo "system-deps: not a Debian system; install $(DEB_PACKAGES) (or equivalents) yourself" >&2; exit 0; fi; \
