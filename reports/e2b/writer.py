@@ -60,6 +60,7 @@ from reports.e2b.profiles import (
     text_language,
 )
 from reports.e2b.profiles import message_receiver as receiver_for
+from reports.e2b.registry import load_registry
 from reports.e2b.rules import Evaluation, evaluate
 from reports.e2b.sender import Sender
 from reports.e2b.terminology import MeddraCoding
@@ -615,7 +616,8 @@ class WriteResult:
 
 
 def check_batch(batch: IcsrBatch, xml: bytes, *, schema: Path | None = None, clock: dt.datetime | None = None):
-    """(schema errors, business-rule evaluation under the batch's profile) for the bytes of ``batch``."""
+    """(schema errors, business-rule evaluation under the batch's profile) for the bytes of ``batch``; the FDA
+    registry rules use the registry ``$PVTRACE_E2B_REGISTRY`` names (reports.e2b.registry), if any."""
     schema_errors = validate(xml, schema)
     profile = profile_for(batch.profile) if batch.profile != "ich" else None
     contact = batch.contact if isinstance(batch.contact, Sender) else None
@@ -626,6 +628,7 @@ def check_batch(batch: IcsrBatch, xml: bytes, *, schema: Path | None = None, clo
         meddra_loaded=batch.meddra_loaded,
         demo_sender=bool(contact and contact.demo),
         unverified_regional=profile.unverified_regional if profile else None,
+        registry=load_registry(),
     )
     return schema_errors, evaluation
 

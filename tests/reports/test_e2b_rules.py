@@ -16,6 +16,7 @@ import pytest
 from lxml import etree
 
 from reports.e2b.profiles import PROFILES, text_language
+from reports.e2b.registry import parse_registry
 from reports.e2b.rules import IE, NS, OID, PRIMARY_SOURCE, REACTIONS, RULES, RULES_BY_ID, SENDER, evaluate
 from reports.e2b.terminology import MeddraCoding
 from reports.e2b.writer import to_xml
@@ -71,6 +72,40 @@ def _second_meddra_version(root):
     obs.getparent().addnext(twin)
 
 
+def _premarket(oid: str, number: str):
+    """Turn the written ICSR into a pre-market one (N.1.4 ZZFDA_PREMKT, N.2.r.3 CDER_IND) carrying an FDA study
+    registration number (FDA.C.5.5a / FDA.C.5.5b / FDA.C.5.6.r) at the place FDA's example instances put it."""
+
+    def f(root):
+        root.find("h:receiver/h:device/h:id", NS).set("extension", "ZZFDA_PREMKT")
+        for msg in root.findall("h:PORR_IN049016UV", NS):
+            msg.find("h:receiver/h:device/h:id", NS).set("extension", "CDER_IND")
+            role = msg.xpath(f"{IE}/h:component/h:adverseEventAssessment/h:subject1/h:primaryRole", namespaces=NS)[0]
+            h = "{urn:hl7-org:v3}"
+            study = etree.SubElement(etree.SubElement(role, f"{h}subjectOf1"), f"{h}researchStudy")
+            reg = etree.SubElement(etree.SubElement(study, f"{h}authorization"), f"{h}studyRegistration")
+            etree.SubElement(reg, f"{h}id", root=oid, extension=number)
+
+    return f
+
+
+def _device_problem(code: str):
+    def f(root):
+        h = "{urn:hl7-org:v3}"
+        for kind in root.xpath(f"{MSG}//h:substanceAdministration/h:consumable/h:instanceOfKind/h:kindOfProduct",
+                               namespaces=NS):  # fmt: skip
+            ch = etree.SubElement(etree.SubElement(kind, f"{h}subjectOf"), f"{h}characteristic")
+            etree.SubElement(ch, f"{h}code", code="C54451", codeSystem=NCI)
+            etree.SubElement(ch, f"{h}value", code=code, codeSystem=NCI)
+
+    return f
+
+
+NCI = "2.16.840.1.113883.3.26.1.1"
+FDA_STUDY = "2.16.840.1.113883.3.989.5.1.2.2.1.2"
+HEADER = "registry,number,centre,product_name\n"
+REGISTRY = parse_registry(HEADER + "ind,654321,CDER,Some other product\ndevice_problem_code,1234,,\n", "test")
+
 MSG = "h:PORR_IN049016UV"
 ICSR_IE = f"{MSG}/{IE}"
 SERIOUS = f"{MSG}/{REACTIONS}/h:outboundRelationship2/h:observation[h:code[@code='{{}}']]/h:value"
@@ -123,6 +158,11 @@ FIXTURES = {
     "FDA-D.11": ("fda", _rm(f"{MSG}//h:subjectOf2[h:observation/h:code[@code='C17049']]"), {}),
     "FDA-D.12": ("fda", _set(f"{MSG}//h:observation[h:code[@code='C16564']]/h:value", nullFlavor="ASKU"), {}),
     "FDA-E.i.3.2h": ("fda", _rm(f"{MSG}/{REACTIONS}/h:outboundRelationship2[h:observation/h:code[@code='7']]"), {}),
+    "R0105": ("fda", _premarket(f"{FDA_STUDY}.1", "123456"), {"registry": REGISTRY}),
+    "R0106": ("fda", _premarket(f"{FDA_STUDY}.2", "234567"), {"registry": REGISTRY}),
+    "W0012": ("fda", _premarket(f"{FDA_STUDY}.3", "222222"), {"registry": REGISTRY}),
+    "W0009": ("fda", _premarket(f"{FDA_STUDY}.1", "654321"), {"registry": REGISTRY}),
+    "W0008": ("fda", _device_problem("9999"), {"registry": REGISTRY}),
     "R0069": ("fda", _set(f"{ICSR_IE}//h:causalityAssessment[h:code[@code='20']]/h:value", code="2"), {}),
     "EMA-RECEIVER": ("ema", _set(f"{MSG}/h:receiver/h:device/h:id", extension="EMA"), {}),
     "EMA-EDQM-ROUTE": ("ema", _set(f"{MSG}//h:routeCode", code=None), {}),
