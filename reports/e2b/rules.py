@@ -35,7 +35,18 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from reports.e2b.model import FDA_OID, HL7, MEDDRA, NCI, OID, XSI
-from reports.e2b.profiles import EDQM_FORM_OID, EDQM_ROUTE_OID, PROFILES
+from reports.e2b.profiles import (
+    CN_CATEGORY_CODES,
+    CN_HOLDER_ID,
+    CN_REPORT_CATEGORY,
+    CN_REPORT_SOURCE,
+    CN_SOURCE_CODES,
+    EDQM_FORM_OID,
+    EDQM_ROUTE_OID,
+    J2_1A_OID,
+    J_CHARACTERISTIC_OID,
+    PROFILES,
+)
 from reports.e2b.registry import Registry, fold
 
 NS = {"h": HL7, "xsi": XSI}
@@ -72,6 +83,7 @@ class Context:
     demo_sender: bool = False
     unverified_regional: str | None = None
     registry: Registry | None = None  # the user's FDA registry (reports.e2b.registry); None: not configured
+    receiver: str | None = None  # the receiver the sender file configures for this regulator (N.1.4, N.2.r.3)
 
     @property
     def batch_receiver(self) -> str | None:
@@ -467,15 +479,56 @@ def _sender_contact(msg, ctx):
 
 
 def _regional_receivers(msg, ctx):
-    """N.1.4 and N.2.r.3 are the profile's receiver identifiers (reports.e2b.profiles)."""
+    """N.1.4 and N.2.r.3 are the configured receiver, else the profile's receiver identifiers (reports.e2b.profiles)."""
     profile = PROFILES[ctx.profile]
+    batch = ctx.receiver or profile.batch_receiver
+    messages = (ctx.receiver,) if ctx.receiver else profile.message_receivers
     out = []
-    if ctx.batch_receiver != profile.batch_receiver:
-        out.append(f"N.1.4 is {ctx.batch_receiver!r}, not {profile.batch_receiver}")
+    if ctx.batch_receiver != batch:
+        out.append(f"N.1.4 is {ctx.batch_receiver!r}, not {batch}")
     r = _first(msg, "h:receiver/h:device/h:id/@extension")
-    if r not in profile.message_receivers:
-        out.append(f"N.2.r.3 is {r!r}, not {' or '.join(profile.message_receivers)}")
+    if r not in messages:
+        out.append(f"N.2.r.3 is {r!r}, not {' or '.join(messages)}")
     return out
+
+
+def _receiver_configured(msg, ctx):
+    """The profile's built-in receiver is unverified [M]: the sender file must name the one the gateway expects."""
+    if ctx.receiver or PROFILES[ctx.profile].receiver_verified:
+        return []
+    return [
+        f"not gateway-ready: receiver {ctx.batch_receiver!r} is PV Trace's unverified default [M]; set "
+        f"receiver_{ctx.profile} in the sender file to the identifier your gateway registration gives"
+    ]
+
+
+def _j2_1a(msg, ctx):
+    """PMDA J2.1a reporting category: present, two capital letters (AA-AG post-marketing, DA-DG trial, ...)."""
+    path = f"{IE}/h:subjectOf2/h:investigationCharacteristic[h:code[@code='1'][@codeSystem='{J_CHARACTERISTIC_OID}']]"
+    value = _x(msg, f"{path}/h:value[@codeSystem='{J2_1A_OID}']/@code")
+    if not value:
+        return ["J2.1a (reporting category) absent"]
+    return [] if re.fullmatch(r"[A-Z]{2}", value[0]) else [f"J2.1a contains invalid value {value[0]}"]
+
+
+def _cn_code(element: str, code: str, allowed: frozenset[str] | None) -> Check:
+    """An NMPA C.1.CN.x observation: present, and its value in ``allowed`` (None: any non-empty value)."""
+
+    def check(msg, ctx):
+        value = _x(msg, f"{_bl(code, f'{OID}.1.19')}/@code")
+        if not value:
+            return [f"{element} absent"]
+        if allowed is not None and value[0] not in allowed:
+            return [f"{element} contains invalid value {value[0]} (allowed: {', '.join(sorted(allowed))})"]
+        return []
+
+    return check
+
+
+def _cn_holder(msg, ctx):
+    if _x(msg, f"{_bl(CN_HOLDER_ID, f'{OID}.1.19')}/@code"):
+        return []
+    return ["not gateway-ready: C.1.CN.3 (holder identifier) not configured: set nmpa_holder_id in the sender file"]
 
 
 def _edqm(what: str, oid: str, path: str) -> Check:
@@ -579,6 +632,8 @@ def _device_problem_codes(msg, ctx):
 ICH_IG = "ICH E2B(R3) implementation guide"
 FDA_RULES = "FDA E2B(R3) business rules (fda_refs/rejection_warning_rules.csv)"
 FDA_TABLE = "FDA E2B(R3) data elements, post-market conformance (fda_refs/icsr_data_elements.csv)"
+PMDA_VENDOR = "[M] public vendor sources (reports.e2b.profiles); PMDA's guide not verified"
+NMPA_VENDOR = "[M] NMPA regional guide (2019) as public vendor sources describe it (reports.e2b.profiles)"
 ALL = frozenset({"ich"})
 FDA = frozenset({"fda"})
 _C17 = f"{IE}/h:component/h:observationEvent"
@@ -697,15 +752,25 @@ RULES: tuple[Rule, ...] = (
        "EU ICSR implementation guide", _edqm("G.k.4.r.9", EDQM_FORM_OID,
                                              f"{DRUGS}/h:outboundRelationship2/h:substanceAdministration/h:consumable"
                                              "/h:instanceOfKind/h:kindOfProduct/h:formCode")),
-    _r("PMDA-RECEIVER", "reject", frozenset({"pmda"}), "N.1.4, N.2.r.3", "PMDA receiver identifier [M]", "[M]",
-       _regional_receivers),
-    _r("NMPA-RECEIVER", "reject", frozenset({"nmpa"}), "N.1.4, N.2.r.3", "NMPA receiver identifier [M]", "[M]",
-       _regional_receivers),
+    _r("PMDA-RECEIVER", "reject", frozenset({"pmda"}), "N.1.4, N.2.r.3", "PMDA receiver identifier (configured, "
+       "else PV Trace's default [M])", "[M]", _regional_receivers),
+    _r("PMDA-J2.1a", "reject", frozenset({"pmda"}), "J2.1a", "Reporting category (報告区分) present, two letters",
+       PMDA_VENDOR, _j2_1a),
+    _r("NMPA-RECEIVER", "reject", frozenset({"nmpa"}), "N.1.4, N.2.r.3", "NMPA receiver identifier (configured, "
+       "else PV Trace's default [M])", "[M]", _regional_receivers),
+    _r("NMPA-C.1.CN.1", "reject", frozenset({"nmpa"}), "C.1.CN.1", "Report source (报告来源) present, code 1-8",
+       NMPA_VENDOR, _cn_code("C.1.CN.1", CN_REPORT_SOURCE, CN_SOURCE_CODES)),
+    _r("NMPA-C.1.CN.2", "reject", frozenset({"nmpa"}), "C.1.CN.2", "Report category (报告分类) present: 11, 12, 21 "
+       "or 22", NMPA_VENDOR, _cn_code("C.1.CN.2", CN_REPORT_CATEGORY, CN_CATEGORY_CODES)),
+    _r("NMPA-C.1.CN.3", "not_ready", frozenset({"nmpa"}), "C.1.CN.3", "Holder identifier (持有人标识) configured "
+       "(nmpa_holder_id)", NMPA_VENDOR, _cn_holder),
     # readiness
     _r("PVT-MEDDRA-TERMINOLOGY", "not_ready", ALL, "E.i.2.1a, E.i.2.1b", "A MedDRA terminology is loaded so reactions "
        "carry LLT codes", "PV Trace", _meddra_terminology),
     _r("PVT-DEMO-SENDER", "not_ready", ALL, "C.3, N.1.3", "The sender is a real, configured sender (not the demo's)",
        "PV Trace", _demo_sender),
+    _r("PVT-RECEIVER", "not_ready", frozenset({"pmda", "nmpa"}), "N.1.4, N.2.r.3", "The receiver identifier is "
+       "configured (PV Trace's PMDA and NMPA defaults are unverified)", "PV Trace [M]", _receiver_configured),
     _r("PVT-REGIONAL", "not_ready", frozenset({"pmda", "nmpa"}), "J*, *.CN.*", "The regulator's regional elements are "
        "written", "PV Trace [M]", _regional_unverified),
 )  # fmt: skip
@@ -770,13 +835,15 @@ def evaluate(
     demo_sender: bool = False,
     unverified_regional: str | None = None,
     registry: Registry | None = None,
+    receiver: str | None = None,
 ) -> Evaluation:
     """Run every rule of ``profile`` (fda, ema, pmda, nmpa, or ich for ICH rules only) on every ICSR of a batch.
-    ``registry``: the user's FDA registry for R0105/R0106/W0012/W0009/W0008 (``None``: those are not checked)."""
+    ``registry``: the user's FDA registry for R0105/R0106/W0012/W0009/W0008 (``None``: those are not checked);
+    ``receiver``: the N.1.4 / N.2.r.3 the sender file configures for this regulator (``None``: PV Trace's default)."""
     root = etree.fromstring(xml) if isinstance(xml, bytes) else xml
     if hasattr(root, "getroot"):
         root = root.getroot()
-    ctx = Context(root, profile, clock, meddra_loaded, demo_sender, unverified_regional, registry)
+    ctx = Context(root, profile, clock, meddra_loaded, demo_sender, unverified_regional, registry, receiver)
     rules = tuple(r for r in RULES if r.applies_to(profile))
     results: dict[str, dict[str, str]] = {}
     findings = []

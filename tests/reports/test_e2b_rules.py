@@ -20,7 +20,7 @@ from reports.e2b.registry import parse_registry
 from reports.e2b.rules import IE, NS, OID, PRIMARY_SOURCE, REACTIONS, RULES, RULES_BY_ID, SENDER, evaluate
 from reports.e2b.terminology import MeddraCoding
 from reports.e2b.writer import to_xml
-from tests.reports.test_e2b import CREATED, batch_for
+from tests.reports.test_e2b import CONFIGURED, CREATED, batch_for
 
 FDA_RULES_CSV = Path(__file__).resolve().parents[2] / "reports" / "e2b" / "fda_refs" / "rejection_warning_rules.csv"
 
@@ -168,7 +168,14 @@ FIXTURES = {
     "EMA-EDQM-ROUTE": ("ema", _set(f"{MSG}//h:routeCode", code=None), {}),
     "EMA-EDQM-FORM": ("ema", _set(f"{MSG}//h:formCode", code=None), {}),
     "PMDA-RECEIVER": ("pmda", _set("h:receiver/h:device/h:id", extension="ZZPMDA"), {}),
+    "PMDA-J2.1a": ("pmda", _rm(f"{ICSR_IE}/h:subjectOf2[h:investigationCharacteristic/h:code"
+                               "[@codeSystem='2.16.840.1.113883.3.989.5.1.3.2.1.12']]"), {}),
     "NMPA-RECEIVER": ("nmpa", _set("h:receiver/h:device/h:id", extension="NMPA"), {}),
+    "NMPA-C.1.CN.1": ("nmpa", _set(BL.format("CN-6") + "/h:value", code="9"), {}),
+    "NMPA-C.1.CN.2": ("nmpa", _rm(f"{ICSR_IE}/h:component[h:observationEvent/h:code[@code='CN-11']]"), {}),
+    "NMPA-C.1.CN.3": ("nmpa", _rm(f"{ICSR_IE}/h:component[h:observationEvent/h:code[@code='CN-12']]"), {}),
+    "PVT-RECEIVER": ("pmda", _both(_set("h:receiver/h:device/h:id", extension="PMDA"),
+                                   _set(f"{MSG}/h:receiver/h:device/h:id", extension="PMDA")), {"receiver": None}),
     "PVT-MEDDRA-TERMINOLOGY": ("fda", None, {"meddra_loaded": False}),
     "PVT-DEMO-SENDER": ("fda", None, {"demo_sender": True}),
     "PVT-REGIONAL": ("nmpa", None, {"unverified_regional": PROFILES["nmpa"].unverified_regional}),
@@ -176,13 +183,14 @@ FIXTURES = {
 
 
 def written(profile: str, **replace) -> bytes:
-    batch = batch_for(profile)
+    batch = batch_for(profile, sender=CONFIGURED)
     if replace:
         batch = dataclasses.replace(batch, icsrs=tuple(dataclasses.replace(i, **replace) for i in batch.icsrs))
     return to_xml(batch)
 
 
 def failed(xml: bytes, profile: str, **kw) -> dict[str, list[str]]:
+    kw.setdefault("receiver", CONFIGURED.receiver(profile))  # the sender file names the PMDA / NMPA receivers
     ev = evaluate(xml, profile, clock=kw.pop("clock", CREATED), **kw)
     out: dict[str, list[str]] = {}
     for _, rid, _, msg in ev.findings:
@@ -286,5 +294,5 @@ def test_amendments_nullifications_and_corrected_resubmissions_follow_c111():
     with pytest.raises(ValueError, match="after the previous"):
         nullify(first, "duplicate", CREATED)
     # what is written passes the business rules, including C.1.11.2
-    xml = to_xml(dataclasses.replace(batch_for("fda"), icsrs=(amended, nullified)))
+    xml = to_xml(dataclasses.replace(batch_for("fda", sender=CONFIGURED), icsrs=(amended, nullified)))
     assert failed(xml, "fda", clock=later + dt.timedelta(days=2)) == {}
