@@ -17,7 +17,7 @@ pvtrace meddra load DIR --warehouse FILE [--version V --language L]
 pvtrace meddra code --warehouse FILE [--language zh|en|ja] [--version V] [--json] TERM...
                                                          code verbatim reaction text to LLT/PT
 pvtrace meddra synthetic --out DIR                       write the SYNTHETIC terminology (MedDRA file format)
-pvtrace e2b-ack PATH --warehouse FILE [--sent output/e2b]
+pvtrace e2b-ack PATH --warehouse FILE [--sent output/e2b [--resubmit]]
                                                          load a gateway's E2B(R3) acknowledgments; each
                                                          shipped ICSR's state (sent/accepted/rejected)
 pvtrace dashboard --warehouse FILE [--host 127.0.0.1] [--port 8050] [--tls-cert F --tls-key F]
@@ -518,12 +518,15 @@ def _ingest(args) -> int:
 
 
 def _e2b_ack(args) -> int:
-    """Load E2B(R3) acknowledgments; with --sent, print each shipped ICSR's submission state."""
-    import json as _json
-
+    """Load E2B(R3) acknowledgments; with --sent, print each shipped ICSR's state; with --resubmit, write the
+    corrected resubmission of every rejected ICSR (reports.e2b.resubmission) and print the states again."""
+    from reports.e2b.resubmission import resubmit_rejected, shipped
     from warehouse.inputs.regulator.e2b_ack import AckError, load_acks, submission_states
     from warehouse.schema import connect
 
+    if args.resubmit and not args.sent:
+        print("pvtrace e2b-ack: --resubmit needs --sent (the E2B output folder)", file=sys.stderr)
+        return 2
     con = connect(args.warehouse)
     try:
         try:
@@ -535,18 +538,63 @@ def _e2b_ack(args) -> int:
             f"{counts['files']} acknowledgment file(s): {counts['acks']} ICSR acknowledgments, "
             f"{counts['accepted']} accepted, {counts['rejected']} rejected"
         )
-        if args.sent:
-            sent = []
-            for status in sorted(Path(args.sent).glob("*.status.json")):
-                data = _json.loads(status.read_text(encoding="utf-8"))
-                if data.get("shipped"):
-                    sent += [{"batch_id": data["batch_id"], **i} for i in data.get("icsrs", [])]
-            for row in submission_states(con, sent):
-                reasons = f"  {row['reasons']}" if row["reasons"] and row["state"] != "accepted" else ""
-                print(f"  {row['safety_report_id']}  {row['state']}{reasons}")
+        if not args.sent:
+            return 0
+        states = submission_states(con, [s.as_dict() for s in shipped(args.sent)])
+        if args.resubmit:
+            try:
+                rows = resubmit_rejected(args.sent, states, _e2b_rebuild(con), clock=_e2b_clock())
+            except ValueError as exc:  # includes a missing sender (SenderConfigError)
+                print(f"pvtrace e2b-ack: no resubmission written: {exc}", file=sys.stderr)
+                return 2
+            for row in rows:
+                print(f"  {row['safety_report_id']}  {row['outcome']}" + (f"  -> {row['file']}" if row["file"] else ""))
+            states = submission_states(con, [s.as_dict() for s in shipped(args.sent)])
+        for row in states:
+            reasons = f"  {row['reasons']}" if row["reasons"] and row["state"] != "accepted" else ""
+            print(f"  {row['safety_report_id']}  {row['state']}{reasons}")
     finally:
         con.close()
     return 0
+
+
+def _e2b_clock():
+    """The resubmission's clock (N.1.5, N.2.r.4, C.1.2): the run's clock, to the second."""
+    import datetime as dt
+
+    from warehouse.inputs.inbox import run_clock
+
+    return run_clock().astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _e2b_rebuild(con):
+    """(jurisdiction, YYYY-MM, clock) -> that month's E2B batch rebuilt from the warehouse as it is now, with the
+    configured sender and the loaded MedDRA release (as the monthly E2B asset builds it)."""
+    import calendar
+    import datetime as dt
+
+    from assets.reporting import e2b_batch_for, meddra_coding, period_lock_point
+    from reports.e2b.sender import load_sender
+    from reports.jurisdictions import JURISDICTIONS
+
+    sender = load_sender()
+    meddra = meddra_coding(con)
+
+    def rebuild(code: str, month: str, clock):
+        year, mon = (int(x) for x in month.split("-"))
+        start = dt.date(year, mon, 1)
+        end = dt.date(year, mon, calendar.monthrange(year, mon)[1])
+        return e2b_batch_for(
+            con,
+            JURISDICTIONS[code],
+            start,
+            period_lock_point(con, end),
+            run_created=clock,
+            sender=sender,
+            meddra=meddra,
+        )
+
+    return rebuild
 
 
 def _dashboard_user(args) -> int:
@@ -743,6 +791,11 @@ def main(argv: list[str] | None = None) -> int:
     ack.add_argument("path", help="an .ack file or a folder of them")
     ack.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     ack.add_argument("--sent", help="the E2B output folder: print each shipped ICSR's state (sent/accepted/rejected)")
+    ack.add_argument(
+        "--resubmit",
+        action="store_true",
+        help="write the corrected resubmission of every rejected ICSR (rebuilt from the warehouse, new message id)",
+    )
 
     dash = sub.add_parser("dashboard", help="serve the signal review dashboard (reads a snapshot of the warehouse)")
     dash.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))

@@ -86,6 +86,7 @@ class Icsr:
     drugs: tuple[Drug, ...] = ()
     first_sender: str = "2"  # C.1.8.2: 1 regulator, 2 other (PV Trace is not a regulator)
     amendment: tuple[str, str] | None = None  # (C.1.11.1 code: 1 nullification, 2 amendment; C.1.11.2 reason)
+    regional: tuple[tuple[str, str], ...] = ()  # regional elements (reports.e2b.profiles): ("J2.1a", "AB"), ...
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ Severities:
   a demo sender, regional elements PV Trace cannot write yet). The file is written; its status says why it is
   not gateway-ready.
 
+A rule that checks a value against a registry PV Trace does not have (FDA's IND, pre-ANDA and device-problem-code
+lists: R0105, R0106, W0012, W0009, W0008) uses the user's registry (:mod:`reports.e2b.registry`); without one
+its result is ``not checked: no registry configured`` — never ``pass``.
+
 Rule ids: ``ICH-<element>`` for ICH conformance, FDA's own ids (``R0006``; ``FDA-<element>`` for an FDA
 data-element-table requirement that has no R/W id), ``EMA-…``, ``PVT-…`` for PV Trace's readiness rules.
 A check gets one ICSR message (``PORR_IN049016UV``) and the batch context and returns its failure messages
@@ -31,7 +35,19 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from reports.e2b.model import FDA_OID, HL7, MEDDRA, NCI, OID, XSI
-from reports.e2b.profiles import EDQM_FORM_OID, EDQM_ROUTE_OID, PROFILES
+from reports.e2b.profiles import (
+    CN_CATEGORY_CODES,
+    CN_HOLDER_ID,
+    CN_REPORT_CATEGORY,
+    CN_REPORT_SOURCE,
+    CN_SOURCE_CODES,
+    EDQM_FORM_OID,
+    EDQM_ROUTE_OID,
+    J2_1A_OID,
+    J_CHARACTERISTIC_OID,
+    PROFILES,
+)
+from reports.e2b.registry import Registry, fold
 
 NS = {"h": HL7, "xsi": XSI}
 
@@ -66,6 +82,8 @@ class Context:
     meddra_loaded: bool = True
     demo_sender: bool = False
     unverified_regional: str | None = None
+    registry: Registry | None = None  # the user's FDA registry (reports.e2b.registry); None: not configured
+    receiver: str | None = None  # the receiver the sender file configures for this regulator (N.1.4, N.2.r.3)
 
     @property
     def batch_receiver(self) -> str | None:
@@ -76,7 +94,16 @@ class Context:
         return self.batch_receiver == "ZZFDA"
 
 
-Check = Callable[[etree._Element, Context], list[str] | None]
+@dataclass(frozen=True)
+class NotChecked:
+    """A check's answer when the element is there but what it must be compared with is not (a registry)."""
+
+    reason: str
+
+
+NO_REGISTRY = NotChecked("no registry configured")
+
+Check = Callable[[etree._Element, Context], "list[str] | NotChecked | None"]
 
 
 @dataclass(frozen=True)
@@ -452,15 +479,56 @@ def _sender_contact(msg, ctx):
 
 
 def _regional_receivers(msg, ctx):
-    """N.1.4 and N.2.r.3 are the profile's receiver identifiers (reports.e2b.profiles)."""
+    """N.1.4 and N.2.r.3 are the configured receiver, else the profile's receiver identifiers (reports.e2b.profiles)."""
     profile = PROFILES[ctx.profile]
+    batch = ctx.receiver or profile.batch_receiver
+    messages = (ctx.receiver,) if ctx.receiver else profile.message_receivers
     out = []
-    if ctx.batch_receiver != profile.batch_receiver:
-        out.append(f"N.1.4 is {ctx.batch_receiver!r}, not {profile.batch_receiver}")
+    if ctx.batch_receiver != batch:
+        out.append(f"N.1.4 is {ctx.batch_receiver!r}, not {batch}")
     r = _first(msg, "h:receiver/h:device/h:id/@extension")
-    if r not in profile.message_receivers:
-        out.append(f"N.2.r.3 is {r!r}, not {' or '.join(profile.message_receivers)}")
+    if r not in messages:
+        out.append(f"N.2.r.3 is {r!r}, not {' or '.join(messages)}")
     return out
+
+
+def _receiver_configured(msg, ctx):
+    """The profile's built-in receiver is unverified [M]: the sender file must name the one the gateway expects."""
+    if ctx.receiver or PROFILES[ctx.profile].receiver_verified:
+        return []
+    return [
+        f"not gateway-ready: receiver {ctx.batch_receiver!r} is PV Trace's unverified default [M]; set "
+        f"receiver_{ctx.profile} in the sender file to the identifier your gateway registration gives"
+    ]
+
+
+def _j2_1a(msg, ctx):
+    """PMDA J2.1a reporting category: present, two capital letters (AA-AG post-marketing, DA-DG trial, ...)."""
+    path = f"{IE}/h:subjectOf2/h:investigationCharacteristic[h:code[@code='1'][@codeSystem='{J_CHARACTERISTIC_OID}']]"
+    value = _x(msg, f"{path}/h:value[@codeSystem='{J2_1A_OID}']/@code")
+    if not value:
+        return ["J2.1a (reporting category) absent"]
+    return [] if re.fullmatch(r"[A-Z]{2}", value[0]) else [f"J2.1a contains invalid value {value[0]}"]
+
+
+def _cn_code(element: str, code: str, allowed: frozenset[str] | None) -> Check:
+    """An NMPA C.1.CN.x observation: present, and its value in ``allowed`` (None: any non-empty value)."""
+
+    def check(msg, ctx):
+        value = _x(msg, f"{_bl(code, f'{OID}.1.19')}/@code")
+        if not value:
+            return [f"{element} absent"]
+        if allowed is not None and value[0] not in allowed:
+            return [f"{element} contains invalid value {value[0]} (allowed: {', '.join(sorted(allowed))})"]
+        return []
+
+    return check
+
+
+def _cn_holder(msg, ctx):
+    if _x(msg, f"{_bl(CN_HOLDER_ID, f'{OID}.1.19')}/@code"):
+        return []
+    return ["not gateway-ready: C.1.CN.3 (holder identifier) not configured: set nmpa_holder_id in the sender file"]
 
 
 def _edqm(what: str, oid: str, path: str) -> Check:
@@ -482,11 +550,90 @@ def _regional_unverified(msg, ctx):
     return [f"not gateway-ready: {ctx.unverified_regional}"] if ctx.unverified_regional else []
 
 
+# ---- FDA rules that need FDA's registries (the user's copy: reports.e2b.registry) ---------------------------
+
+STUDY_REGISTRATION = f"{IE}//h:researchStudy/h:authorization/h:studyRegistration/h:id"
+IND_OID = f"{FDA_OID}.2.1"  # FDA.C.5.5a IND number where the AE occurred
+PRE_ANDA_OID = f"{FDA_OID}.2.2"  # FDA.C.5.5b pre-ANDA number
+CROSS_IND_OID = f"{FDA_OID}.2.3"  # FDA.C.5.6.r IND number of a cross-reported IND
+DEVICE_PROBLEM = ".//h:characteristic[h:code[@code='C54451'][@codeSystem='" + NCI + "']]/h:value"  # FDA.G.k.12.r.3.r
+
+
+def _centre(msg) -> str:
+    """The FDA centre an application number is registered with: N.2.r.3 before its suffix (CDER_IND -> CDER)."""
+    return (_first(msg, "h:receiver/h:device/h:id/@extension") or "").split("_")[0]
+
+
+def _numbers(msg, oid: str) -> list[str]:
+    return [v.strip() for v in _x(msg, f"{STUDY_REGISTRATION}[@root='{oid}']/@extension") if v.strip()]
+
+
+def _registered(kind: str, element: str, oid: str) -> Check:
+    def check(msg, ctx):
+        numbers = _numbers(msg, oid)
+        if not numbers:
+            return None
+        if ctx.registry is None:
+            return NO_REGISTRY
+        centre = _centre(msg)
+        return [
+            f"{element} {n} is not registered for {centre or 'the centre in N.2.r.3'} in the {kind} registry"
+            for n in numbers
+            if not ctx.registry.has(kind, n, centre)
+        ]
+
+    return check
+
+
+def _registered_product_name(msg, ctx):
+    """W0009: each suspect product's G.k.2.2 is a product registered for the application in FDA.C.5.5a/b."""
+    apps = [("ind", n) for n in _numbers(msg, IND_OID)] + [("pre_anda", n) for n in _numbers(msg, PRE_ANDA_OID)]
+    if not apps:
+        return None
+    if ctx.registry is None:
+        return NO_REGISTRY
+    names = frozenset().union(*(ctx.registry.product_names(k, n) for k, n in apps))
+    if not names:
+        return NotChecked(f"no product_name registered for {', '.join(n for _, n in apps)}")
+    suspects = set(
+        _x(
+            msg,
+            f"{IE}/h:component/h:adverseEventAssessment/h:component/h:causalityAssessment"
+            f"[h:code[@code='20'][@codeSystem='{OID}.1.19']][h:value/@code='1']"
+            "/h:subject2/h:productUseReference/h:id/@root",
+        )
+    )
+    out = []
+    for drug in _x(msg, DRUGS):
+        if _first(drug, "h:id/@root") not in suspects:
+            continue
+        name = _first(drug, "h:consumable/h:instanceOfKind/h:kindOfProduct/h:name")
+        if name and fold(name) not in names:
+            out.append(
+                f"G.k.2.2 {name!r} does not match the registered product name for application "
+                f"{', '.join(n for _, n in apps)} (ignore for a comparator study product)"
+            )
+    return out
+
+
+def _device_problem_codes(msg, ctx):
+    codes = [c.strip() for c in _x(msg, f"{DEVICE_PROBLEM}/@code") if c.strip()]
+    if not codes:
+        return None
+    if ctx.registry is None:
+        return NO_REGISTRY
+    return [
+        f"FDA.G.k.12.r.3.r contains invalid value {c}" for c in codes if not ctx.registry.has("device_problem_code", c)
+    ]
+
+
 # ---- the catalogue -----------------------------------------------------------------------------------
 
 ICH_IG = "ICH E2B(R3) implementation guide"
 FDA_RULES = "FDA E2B(R3) business rules (fda_refs/rejection_warning_rules.csv)"
 FDA_TABLE = "FDA E2B(R3) data elements, post-market conformance (fda_refs/icsr_data_elements.csv)"
+PMDA_VENDOR = "[M] public vendor sources (reports.e2b.profiles); PMDA's guide not verified"
+NMPA_VENDOR = "[M] NMPA regional guide (2019) as public vendor sources describe it (reports.e2b.profiles)"
 ALL = frozenset({"ich"})
 FDA = frozenset({"fda"})
 _C17 = f"{IE}/h:component/h:observationEvent"
@@ -583,6 +730,16 @@ RULES: tuple[Rule, ...] = (
        f"{FDA_TABLE}; W0004; FDA's negative acknowledgment example", _fda_ethnicity),
     _r("FDA-E.i.3.2h", "reject", FDA, "FDA.E.i.3.2h", "Required intervention per reaction (true or NI)", FDA_TABLE,
        _fda_required_intervention),
+    _r("R0105", "reject", FDA, "FDA.C.5.5a", "IND number where the AE occurred is registered with the centre in "
+       "N.2.r.3 (needs the user's registry)", FDA_RULES, _registered("ind", "FDA.C.5.5a", IND_OID)),
+    _r("R0106", "reject", FDA, "FDA.C.5.5b", "Pre-ANDA number where the AE occurred is registered with the centre in "
+       "N.2.r.3 (needs the user's registry)", FDA_RULES, _registered("pre_anda", "FDA.C.5.5b", PRE_ANDA_OID)),
+    _r("W0012", "warn", FDA, "FDA.C.5.6.r", "IND number of a cross-reported IND is registered with the centre in "
+       "N.2.r.3 (needs the user's registry)", FDA_RULES, _registered("ind", "FDA.C.5.6.r", CROSS_IND_OID)),
+    _r("W0009", "warn", FDA, "G.k.2.2, FDA.C.5.5a, FDA.C.5.5b", "Suspect product name matches the product registered "
+       "for the application (needs the user's registry)", FDA_RULES, _registered_product_name),
+    _r("W0008", "warn", FDA, "FDA.G.k.12.r.3.r", "Device problem codes are valid FDA / IMDRF codes (needs the user's "
+       "registry)", FDA_RULES, _device_problem_codes),
     _r("R0069", "reject", FDA, "G.k.1", "At least one product suspect, interacting or not administered", FDA_RULES,
        _drug_roles),
     # EMA, PMDA, NMPA
@@ -595,15 +752,25 @@ RULES: tuple[Rule, ...] = (
        "EU ICSR implementation guide", _edqm("G.k.4.r.9", EDQM_FORM_OID,
                                              f"{DRUGS}/h:outboundRelationship2/h:substanceAdministration/h:consumable"
                                              "/h:instanceOfKind/h:kindOfProduct/h:formCode")),
-    _r("PMDA-RECEIVER", "reject", frozenset({"pmda"}), "N.1.4, N.2.r.3", "PMDA receiver identifier [M]", "[M]",
-       _regional_receivers),
-    _r("NMPA-RECEIVER", "reject", frozenset({"nmpa"}), "N.1.4, N.2.r.3", "NMPA receiver identifier [M]", "[M]",
-       _regional_receivers),
+    _r("PMDA-RECEIVER", "reject", frozenset({"pmda"}), "N.1.4, N.2.r.3", "PMDA receiver identifier (configured, "
+       "else PV Trace's default [M])", "[M]", _regional_receivers),
+    _r("PMDA-J2.1a", "reject", frozenset({"pmda"}), "J2.1a", "Reporting category (報告区分) present, two letters",
+       PMDA_VENDOR, _j2_1a),
+    _r("NMPA-RECEIVER", "reject", frozenset({"nmpa"}), "N.1.4, N.2.r.3", "NMPA receiver identifier (configured, "
+       "else PV Trace's default [M])", "[M]", _regional_receivers),
+    _r("NMPA-C.1.CN.1", "reject", frozenset({"nmpa"}), "C.1.CN.1", "Report source (报告来源) present, code 1-8",
+       NMPA_VENDOR, _cn_code("C.1.CN.1", CN_REPORT_SOURCE, CN_SOURCE_CODES)),
+    _r("NMPA-C.1.CN.2", "reject", frozenset({"nmpa"}), "C.1.CN.2", "Report category (报告分类) present: 11, 12, 21 "
+       "or 22", NMPA_VENDOR, _cn_code("C.1.CN.2", CN_REPORT_CATEGORY, CN_CATEGORY_CODES)),
+    _r("NMPA-C.1.CN.3", "not_ready", frozenset({"nmpa"}), "C.1.CN.3", "Holder identifier (持有人标识) configured "
+       "(nmpa_holder_id)", NMPA_VENDOR, _cn_holder),
     # readiness
     _r("PVT-MEDDRA-TERMINOLOGY", "not_ready", ALL, "E.i.2.1a, E.i.2.1b", "A MedDRA terminology is loaded so reactions "
        "carry LLT codes", "PV Trace", _meddra_terminology),
     _r("PVT-DEMO-SENDER", "not_ready", ALL, "C.3, N.1.3", "The sender is a real, configured sender (not the demo's)",
        "PV Trace", _demo_sender),
+    _r("PVT-RECEIVER", "not_ready", frozenset({"pmda", "nmpa"}), "N.1.4, N.2.r.3", "The receiver identifier is "
+       "configured (PV Trace's PMDA and NMPA defaults are unverified)", "PV Trace [M]", _receiver_configured),
     _r("PVT-REGIONAL", "not_ready", frozenset({"pmda", "nmpa"}), "J*, *.CN.*", "The regulator's regional elements are "
        "written", "PV Trace [M]", _regional_unverified),
 )  # fmt: skip
@@ -621,6 +788,7 @@ class Evaluation:
     rules: tuple[Rule, ...]
     results: dict[str, dict[str, str]]  # C.1.1 (or message position) → rule id → "pass" | "n/a" | "fail: …"
     findings: list[tuple[str, str, str, str]]  # (icsr, rule id, severity, message)
+    not_checked: list[tuple[str, str, str]] = field(default_factory=list)  # (icsr, rule id, why)
 
     def of(self, severity: str) -> list[tuple[str, str, str, str]]:
         return [f for f in self.findings if f[2] == severity]
@@ -649,6 +817,7 @@ class Evaluation:
             "rejections": self.messages("reject")[:200],
             "warnings": self.messages("warn")[:200],
             "rule_counts": {s: len(self.of(s)) for s in SEVERITIES},
+            "not_checked": sorted({f"{rid}: {why}" for _, rid, why in self.not_checked}),
             "rules": {
                 r.id: {"severity": r.severity, "element": r.element, "description": r.description, "source": r.source}
                 for r in self.rules
@@ -665,15 +834,20 @@ def evaluate(
     meddra_loaded: bool = True,
     demo_sender: bool = False,
     unverified_regional: str | None = None,
+    registry: Registry | None = None,
+    receiver: str | None = None,
 ) -> Evaluation:
-    """Run every rule of ``profile`` (fda, ema, pmda, nmpa, or ich for ICH rules only) on every ICSR of a batch."""
+    """Run every rule of ``profile`` (fda, ema, pmda, nmpa, or ich for ICH rules only) on every ICSR of a batch.
+    ``registry``: the user's FDA registry for R0105/R0106/W0012/W0009/W0008 (``None``: those are not checked);
+    ``receiver``: the N.1.4 / N.2.r.3 the sender file configures for this regulator (``None``: PV Trace's default)."""
     root = etree.fromstring(xml) if isinstance(xml, bytes) else xml
     if hasattr(root, "getroot"):
         root = root.getroot()
-    ctx = Context(root, profile, clock, meddra_loaded, demo_sender, unverified_regional)
+    ctx = Context(root, profile, clock, meddra_loaded, demo_sender, unverified_regional, registry, receiver)
     rules = tuple(r for r in RULES if r.applies_to(profile))
     results: dict[str, dict[str, str]] = {}
     findings = []
+    not_checked = []
     for n, msg in enumerate(_x(root, "h:PORR_IN049016UV"), 1):
         icsr = _first(msg, f"{IE}/h:id[@root='{OID}.3.1']/@extension") or f"message {n}"
         if icsr in results:
@@ -683,9 +857,12 @@ def evaluate(
             problems = rule.check(msg, ctx)
             if problems is None:
                 per[rule.id] = "n/a"
+            elif isinstance(problems, NotChecked):
+                per[rule.id] = f"not checked: {problems.reason}"
+                not_checked.append((icsr, rule.id, problems.reason))
             elif not problems:
                 per[rule.id] = "pass"
             else:
                 per[rule.id] = "fail: " + "; ".join(problems)
                 findings.extend((icsr, rule.id, rule.severity, p) for p in problems)
-    return Evaluation(profile, rules, results, findings)
+    return Evaluation(profile, rules, results, findings, not_checked)

@@ -13,7 +13,11 @@ authority, 3 health professional, 4 regional pharmacovigilance centre, 5 WHO col
 ``state`` (C.3.4.3), ``postcode`` (C.3.4.4), ``country`` (C.3.4.5, ISO 3166-1 alpha-2), ``telephone``
 (C.3.4.6), ``fax`` (C.3.4.7), ``email`` (C.3.4.8). Optional: ``middle_name`` (C.3.3.4), ``fda_centre``
 (N.2.r.3 for FDA post-market: ``CDER``, or ``CBER`` for biologics; default ``CDER``), ``demo = true`` marks a
-fictitious sender (the status then says the file is not gateway-ready).
+fictitious sender (the status then says the file is not gateway-ready), ``nmpa_holder_id`` (C.1.CN.3, the
+marketing authorisation holder identifier NMPA assigned you; without it the NMPA file is not gateway-ready),
+``receiver_ema`` / ``receiver_pmda`` / ``receiver_nmpa`` (N.1.4 and N.2.r.3 for that regulator, as your gateway
+registration gives them; PV Trace's built-in PMDA and NMPA receivers are unverified, so without
+``receiver_pmda`` / ``receiver_nmpa`` those files are not gateway-ready — README "E2B(R3)").
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ REQUIRED = (
     "fax",
     "email",
 )
+RECEIVER_KEYS = ("receiver_ema", "receiver_pmda", "receiver_nmpa")
 SENDER_TYPES = {"1", "2", "3", "4", "5", "6", "7"}
 FDA_CENTRES = {"CDER", "CBER"}
 
@@ -71,6 +76,14 @@ class Sender:
     fda_centre: str = "CDER"
     demo: bool = False
     source: str = ""
+    nmpa_holder_id: str | None = None  # C.1.CN.3
+    receiver_ema: str | None = None  # N.1.4 / N.2.r.3 overrides (README "E2B(R3)")
+    receiver_pmda: str | None = None
+    receiver_nmpa: str | None = None
+
+    def receiver(self, code: str) -> str | None:
+        """The configured receiver identifier for the regulator ``code`` (ema, pmda, nmpa), if any."""
+        return getattr(self, f"receiver_{code}", None)
 
 
 def parse_sender(values: dict, *, source: str = "") -> Sender:
@@ -91,12 +104,19 @@ def parse_sender(values: dict, *, source: str = "") -> Sender:
     centre = str(values.get("fda_centre") or "CDER").strip().upper()
     if centre not in FDA_CENTRES:
         raise SenderConfigError(f"E2B fda_centre{where} must be CDER or CBER, not {centre!r}")
+    optional = {}
+    for key in ("nmpa_holder_id", *RECEIVER_KEYS):
+        value = str(values.get(key) or "").strip()
+        if value and (len(value) > 60 or any(c.isspace() for c in value)):
+            raise SenderConfigError(f"E2B {key}{where} must be an identifier (no spaces, at most 60 characters)")
+        optional[key] = value or None
     return Sender(
         **clean,
         middle_name=str(values["middle_name"]).strip() if values.get("middle_name") else None,
         fda_centre=centre,
         demo=bool(values.get("demo", False)),
         source=source,
+        **optional,
     )
 
 

@@ -8,8 +8,9 @@ XSD; XPaths as in FDA's data-element table. Choices, and why:
   LLT code (E.i.2.1b) and the release's version (E.i.2.1a); a code the source case supplied (E2B-ingested
   cases) is kept. Without one the reaction is written as reported only (E.i.1.1a) and the status says the
   file is not gateway-ready (rule ``PVT-MEDDRA-TERMINOLOGY``).
-* **Regional profiles** (:mod:`reports.e2b.profiles`): receivers (FDA: N.1.4 ``ZZFDA``, N.2.r.3 the centre),
-  FDA's regional elements, EDQM route / dose-form TermIDs for the EU. The sender identity and contact
+* **Regional profiles** (:mod:`reports.e2b.profiles`): receivers (FDA: N.1.4 ``ZZFDA``, N.2.r.3 the centre;
+  EMA / PMDA / NMPA overridable in the sender file), FDA's regional elements, EDQM route / dose-form TermIDs for
+  the EU, PMDA's J2.1a and NMPA's C.1.CN.1-3 (their layout from public vendor sources, marked [M]). The sender identity and contact
   details (N.1.3, N.2.r.2, C.3.x) come from configuration (:mod:`reports.e2b.sender`), never invented.
 * **Business rules** (:mod:`reports.e2b.rules`) run on every file with the XSD before it is written; a
   rejection-level finding keeps the file out of the final folder like a schema error.
@@ -52,14 +53,24 @@ from reports.e2b.model import (
     ts,
 )
 from reports.e2b.profiles import (
+    CN_HOLDER_ID,
+    CN_REPORT_CATEGORY,
+    CN_REPORT_SOURCE,
     EDQM_FORM_OID,
     EDQM_FORMS,
     EDQM_ROUTE_OID,
     EDQM_ROUTES,
+    J2_1A_OID,
+    J_CHARACTERISTIC_OID,
+    batch_receiver,
+    nmpa_category,
+    nmpa_source,
+    pmda_category,
     profile_for,
     text_language,
 )
 from reports.e2b.profiles import message_receiver as receiver_for
+from reports.e2b.registry import load_registry
 from reports.e2b.rules import Evaluation, evaluate
 from reports.e2b.sender import Sender
 from reports.e2b.terminology import MeddraCoding
@@ -128,9 +139,15 @@ def build_icsr(
     sender: Sender,
     meddra: MeddraCoding | None = None,
     edqm: bool = False,
+    profile: str = "ich",
 ) -> Icsr:
     cid = case["case_id"]
     country = case["country"]
+    regional: tuple[tuple[str, str], ...] = ()
+    if profile == "pmda":
+        regional = (("J2.1a", pmda_category(country)),)
+    elif profile == "nmpa":
+        regional = (("C.1.CN.1", nmpa_source(case.get("source"))), ("C.1.CN.2", nmpa_category(country)))
     seriousness = tuple(sorted(case["seriousness"] or []))
     outcome = OUTCOME_CODES.get(case["outcome"] or "unknown", "0")
     reaction_models = []
@@ -185,6 +202,7 @@ def build_icsr(
         sender_organisation=sender.organisation,
         reactions=tuple(reaction_models),
         drugs=drug_models,
+        regional=regional,
     )
 
 
@@ -223,6 +241,7 @@ def build_batch(
             sender=sender,
             meddra=meddra,
             edqm=profile.edqm_terms,
+            profile=profile.code,
         )
         for c in rows["cases"].sort("case_id").to_dicts()
     )
@@ -231,9 +250,9 @@ def build_batch(
         batch_id=f"PVTRACE-{code}-{period_label.replace('-', '')}",
         created=ts(created),
         sender=sender.identifier,
-        receiver=profile.batch_receiver,
+        receiver=batch_receiver(profile, sender.receiver(profile.code)),
         message_sender=sender.identifier,
-        message_receiver=receiver_for(profile, sender.fda_centre),
+        message_receiver=receiver_for(profile, sender.fda_centre, sender.receiver(profile.code)),
         icsrs=icsrs,
         profile=profile.code,
         contact=sender,
@@ -250,6 +269,43 @@ def _el(parent, tag: str, text: str | None = None, **attrs) -> etree._Element:
     if text is not None:
         node.text = text
     return node
+
+
+def _country(parent, code: str) -> etree._Element:
+    """A country (ISO 3166-1 alpha-2) under ``asLocatedEntity/location``: C.2.r.3 of a reporter, C.3.4.5 of the sender."""
+    loc = _el(
+        _el(parent, "asLocatedEntity", classCode="LOCE"), "location", classCode="COUNTRY", determinerCode="INSTANCE"
+    )
+    return _el(loc, "code", code=code, codeSystem=COUNTRY)
+
+
+def _device(parent, role: str, extension: str, root: str) -> etree._Element:
+    """A batch's or message's ``receiver`` / ``sender`` device id (N.1.3, N.1.4, N.2.r.2, N.2.r.3)."""
+    type_code = {"receiver": "RCV", "sender": "SND"}[role]
+    device = _el(_el(parent, role, typeCode=type_code), "device", classCode="DEV", determinerCode="INSTANCE")
+    return _el(device, "id", extension=extension, root=root)
+
+
+def _observation_event(ie, code: str, code_system: str, display: str | None = None) -> etree._Element:
+    """A case observation (``component/observationEvent``: C.1.6.1, C.1.7, FDA.C.1.7.1, C.1.CN.x) with its code;
+    the caller adds the value."""
+    o = _el(_el(ie, "component", typeCode="COMP"), "observationEvent", classCode="OBS", moodCode="EVN")
+    _el(o, "code", code=code, codeSystem=code_system, displayName=display)
+    return o
+
+
+def _characteristic(ie, code: str, code_system: str, display: str | None = None) -> etree._Element:
+    """A case characteristic (``subjectOf2/investigationCharacteristic``: C.1.3, C.1.9.1, C.1.11.x, J2.1a) with its
+    code; the caller adds the value."""
+    ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
+    _el(ch, "code", code=code, codeSystem=code_system, displayName=display)
+    return ch
+
+
+def _author(parent, relationship: str) -> etree._Element:
+    """``<relationship>/controlActEvent/author/assignedEntity``: the primary source (C.2.r), the sender (C.3)."""
+    event = _el(_el(parent, relationship, typeCode="SUBJ"), "controlActEvent", classCode="CACT", moodCode="EVN")
+    return _el(_el(event, "author", typeCode="AUT"), "assignedEntity", classCode="ASSIGNED")
 
 
 def _bl(parent, value: bool | None):
@@ -389,17 +445,7 @@ def _sender(sender_el, i: Icsr, contact: Sender | None):
         if contact.middle_name:
             _el(name, "given", contact.middle_name)
         _el(name, "family", contact.family_name)
-        _el(
-            _el(
-                _el(person, "asLocatedEntity", classCode="LOCE"),
-                "location",
-                classCode="COUNTRY",
-                determinerCode="INSTANCE",
-            ),
-            "code",
-            code=contact.country.upper(),
-            codeSystem=COUNTRY,
-        )
+        _country(person, contact.country.upper())
     if i.sender_organisation:
         dept = _el(sender_el, "representedOrganization", classCode="ORG", determinerCode="INSTANCE")
         if contact is not None:
@@ -425,18 +471,8 @@ def _icsr(root, i: Icsr, batch: IcsrBatch):
     _el(msg, "processingCode", code="P")
     _el(msg, "processingModeCode", code="I")
     _el(msg, "acceptAckCode", code="AL")
-    _el(
-        _el(_el(msg, "receiver", typeCode="RCV"), "device", classCode="DEV", determinerCode="INSTANCE"),
-        "id",
-        extension=batch.message_receiver,
-        root=f"{OID}.3.12",
-    )
-    _el(
-        _el(_el(msg, "sender", typeCode="SND"), "device", classCode="DEV", determinerCode="INSTANCE"),
-        "id",
-        extension=batch.message_sender,
-        root=f"{OID}.3.11",
-    )
+    _device(msg, "receiver", batch.message_receiver, f"{OID}.3.12")
+    _device(msg, "sender", batch.message_sender, f"{OID}.3.11")
     cap = _el(msg, "controlActProcess", classCode="CACT", moodCode="EVN")
     _el(cap, "code", code="PORR_TE049016UV", codeSystem="2.16.840.1.113883.1.18")
     _el(cap, "effectiveTime", value=i.created)
@@ -488,17 +524,23 @@ def _icsr(root, i: Icsr, batch: IcsrBatch):
                 _role(assessment, d)
 
     for code, value in (("1", False), ("23", i.expedited)):  # C.1.6.1 additional documents, C.1.7 expedited
-        o = _el(_el(ie, "component", typeCode="COMP"), "observationEvent", classCode="OBS", moodCode="EVN")
-        _el(o, "code", code=code, codeSystem=CS_OBS)
-        _bl(o, value)
+        _bl(_observation_event(ie, code, CS_OBS), value)
     if fda:
-        o = _el(_el(ie, "component", typeCode="COMP"), "observationEvent", classCode="OBS", moodCode="EVN")
-        _el(o, "code", code="C54588", codeSystem=NCI, displayName="localCriteriaReportType")
+        o = _observation_event(ie, "C54588", NCI, "localCriteriaReportType")
         # FDA.C.1.7.1 with FDA.C.1.12 = NI: 1 (15-day) when expedited, else 2 (non-expedited) — rules R0014/R0015
         _el(o, "value", xsi_type="CE", code="1" if i.expedited else "2", codeSystem=f"{FDA_OID}.1.1")
-        o = _el(_el(ie, "component", typeCode="COMP"), "observationEvent", classCode="OBS", moodCode="EVN")
-        _el(o, "code", code="C156384", codeSystem=NCI, displayName="Combination Product Report Indicator")
+        o = _observation_event(ie, "C156384", NCI, "Combination Product Report Indicator")
         _bl(o, None)  # FDA.C.1.12: PV Trace does not know whether a product is a combination product → NI
+    regional = dict(i.regional)
+    if batch.profile == "nmpa":  # C.1.CN.1 report source, C.1.CN.2 report category, C.1.CN.3 holder id [M]
+        holder = getattr(batch.contact, "nmpa_holder_id", None)
+        for code, display, value in (
+            (CN_REPORT_SOURCE, "reportSource", regional.get("C.1.CN.1")),
+            (CN_REPORT_CATEGORY, "classifyOfReport", regional.get("C.1.CN.2")),
+            (CN_HOLDER_ID, "mahID", holder),
+        ):
+            if value:
+                _el(_observation_event(ie, code, CS_OBS, display), "value", xsi_type="CE", code=value)
     # C.1.8.2 first sender of this case (1 regulator, 2 other)
     initial = _el(
         _el(ie, "outboundRelationship", typeCode="SPRT"), "relatedInvestigation", classCode="INVSTG", moodCode="EVN"
@@ -511,15 +553,7 @@ def _icsr(root, i: Icsr, batch: IcsrBatch):
     _el(rel, "priorityNumber", value="1")
     inv = _el(rel, "relatedInvestigation", classCode="INVSTG", moodCode="EVN")
     _el(inv, "code", code="2", codeSystem=f"{OID}.1.22", displayName="sourceReport")
-    reporter = _el(
-        _el(
-            _el(_el(inv, "subjectOf2", typeCode="SUBJ"), "controlActEvent", classCode="CACT", moodCode="EVN"),
-            "author",
-            typeCode="AUT",
-        ),
-        "assignedEntity",
-        classCode="ASSIGNED",
-    )
+    reporter = _author(inv, "subjectOf2")
     if fda:  # FDA.C.2.r.2.8 reporter's e-mail: never transmitted (privacy) → MSK
         _el(reporter, "telecom", nullFlavor="MSK")
     person = _el(reporter, "assignedPerson", classCode="PSN", determinerCode="INSTANCE")
@@ -529,40 +563,19 @@ def _icsr(root, i: Icsr, batch: IcsrBatch):
     else:
         _el(qual, "code", nullFlavor="UNK")
     if i.reporter_country:
-        _el(
-            _el(
-                _el(person, "asLocatedEntity", classCode="LOCE"),
-                "location",
-                classCode="COUNTRY",
-                determinerCode="INSTANCE",
-            ),
-            "code",
-            code=i.reporter_country,
-            codeSystem=COUNTRY,
-        )
-    sender = _el(
-        _el(
-            _el(_el(ie, "subjectOf1", typeCode="SUBJ"), "controlActEvent", classCode="CACT", moodCode="EVN"),
-            "author",
-            typeCode="AUT",
-        ),
-        "assignedEntity",
-        classCode="ASSIGNED",
-    )
-    _sender(sender, i, batch.contact)
-    ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
-    _el(ch, "code", code="1", codeSystem=f"{OID}.1.23", displayName="ICH ReportType")
+        _country(person, i.reporter_country)
+    _sender(_author(ie, "subjectOf1"), i, batch.contact)
+    ch = _characteristic(ie, "1", f"{OID}.1.23", "ICH ReportType")
     _el(ch, "value", xsi_type="CE", code=i.report_type, codeSystem=f"{OID}.1.2")
-    ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
-    _el(ch, "code", code="2", codeSystem=f"{OID}.1.23", displayName="otherCaseIds")
-    _bl(ch, None)
+    _bl(_characteristic(ie, "2", f"{OID}.1.23", "otherCaseIds"), None)
     if i.amendment:  # C.1.11.1 nullification (1) / amendment (2) and C.1.11.2 its reason
-        ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
-        _el(ch, "code", code="3", codeSystem=f"{OID}.1.23", displayName="nullificationAmendmentCode")
+        ch = _characteristic(ie, "3", f"{OID}.1.23", "nullificationAmendmentCode")
         _el(ch, "value", xsi_type="CE", code=i.amendment[0], codeSystem=f"{OID}.1.5")
-        ch = _el(_el(ie, "subjectOf2", typeCode="SUBJ"), "investigationCharacteristic", classCode="OBS", moodCode="EVN")
-        _el(ch, "code", code="4", codeSystem=f"{OID}.1.23", displayName="nullificationAmendmentReason")
+        ch = _characteristic(ie, "4", f"{OID}.1.23", "nullificationAmendmentReason")
         _el(_el(ch, "value", xsi_type="CE"), "originalText", i.amendment[1])
+    if regional.get("J2.1a"):  # PMDA reporting category [M] (reports.e2b.profiles)
+        ch = _characteristic(ie, "1", J_CHARACTERISTIC_OID)
+        _el(ch, "value", xsi_type="CE", code=regional["J2.1a"], codeSystem=J2_1A_OID)
 
 
 def to_xml(batch: IcsrBatch) -> bytes:
@@ -574,18 +587,8 @@ def to_xml(batch: IcsrBatch) -> bytes:
     _el(root, "name", code="1", displayName="ichicsr", codeSystem=f"{OID}.1.1")
     for i in batch.icsrs:
         _icsr(root, i, batch)
-    _el(
-        _el(_el(root, "receiver", typeCode="RCV"), "device", classCode="DEV", determinerCode="INSTANCE"),
-        "id",
-        extension=batch.receiver,
-        root=f"{OID}.3.14",
-    )
-    _el(
-        _el(_el(root, "sender", typeCode="SND"), "device", classCode="DEV", determinerCode="INSTANCE"),
-        "id",
-        extension=batch.sender,
-        root=f"{OID}.3.13",
-    )
+    _device(root, "receiver", batch.receiver, f"{OID}.3.14")
+    _device(root, "sender", batch.sender, f"{OID}.3.13")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
@@ -615,7 +618,8 @@ class WriteResult:
 
 
 def check_batch(batch: IcsrBatch, xml: bytes, *, schema: Path | None = None, clock: dt.datetime | None = None):
-    """(schema errors, business-rule evaluation under the batch's profile) for the bytes of ``batch``."""
+    """(schema errors, business-rule evaluation under the batch's profile) for the bytes of ``batch``; the FDA
+    registry rules use the registry ``$PVTRACE_E2B_REGISTRY`` names (reports.e2b.registry), if any."""
     schema_errors = validate(xml, schema)
     profile = profile_for(batch.profile) if batch.profile != "ich" else None
     contact = batch.contact if isinstance(batch.contact, Sender) else None
@@ -626,6 +630,8 @@ def check_batch(batch: IcsrBatch, xml: bytes, *, schema: Path | None = None, clo
         meddra_loaded=batch.meddra_loaded,
         demo_sender=bool(contact and contact.demo),
         unverified_regional=profile.unverified_regional if profile else None,
+        registry=load_registry(),
+        receiver=contact.receiver(batch.profile) if contact else None,
     )
     return schema_errors, evaluation
 

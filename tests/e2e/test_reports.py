@@ -247,3 +247,33 @@ def test_an_invalid_e2b_file_is_reported_not_shipped(world, tmp_path, monkeypatc
     assert (tmp_path / "e2b" / "rejected" / f"e2b_icsr_{code}_2025-12.xml").exists()
     html = (tmp_path / "reports" / f"periodic_signal_report_{code}_2025-12.html").read_text()
     assert "INVALID" in html and "was not shipped" in html
+
+
+def test_a_rejection_ack_leads_to_a_corrected_resubmission_from_the_warehouse(world, tmp_path, capsys, monkeypatch):
+    """`pvtrace e2b-ack --sent --resubmit` on copies of the world's warehouse and E2B folder: the gateway rejects the
+    first ICSR of the FDA batch; the command rebuilds that case from the warehouse and ships it again."""
+    from assets.cli import main
+    from tests.warehouse.test_e2b_ack import ack
+
+    e2b = tmp_path / "e2b"
+    shutil.copytree(world["out"] / "e2b", e2b)
+    warehouse = tmp_path / "pv.duckdb"
+    shutil.copy(world["root"] / "pv.duckdb", warehouse)
+    status = json.loads((e2b / "e2b_icsr_fda_2025-12.status.json").read_text())
+    first = status["icsrs"][0]
+    (tmp_path / "reject.ack").write_bytes(
+        ack("E2E-1", "AE", [("CR", first["message_id"], "FDA.D.12 must be provided")]).replace(
+            b"PVTRACE-FDA-202511", status["batch_id"].encode()
+        )
+    )
+    monkeypatch.setenv("PVTRACE_CLOCK", (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).isoformat())
+    argv = ["e2b-ack", str(tmp_path / "reject.ack"), "--warehouse", str(warehouse), "--sent", str(e2b), "--resubmit"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"{first['safety_report_id']}  resubmitted  -> e2b_icsr_fda_2025-12_resubmission_" in out
+    (again,) = sorted(e2b.glob("e2b_icsr_fda_2025-12_resubmission_*.xml"))
+    assert validate(etree.parse(str(again)).getroot()) == []
+    resent = json.loads(again.with_suffix(".status.json").read_text())
+    assert resent["shipped"] and [i["resubmits"] for i in resent["icsrs"]] == [first["message_id"]]
+    assert resent["icsrs"][0]["safety_report_id"] == first["safety_report_id"]
+    assert resent["icsrs"][0]["message_id"] != first["message_id"]

@@ -162,6 +162,15 @@ SENDER = parse_sender(
         "email": "safety@example.org",
     }
 )
+# the same test sender with the regional settings a PMDA / NMPA submission needs (invented identifiers)
+CONFIGURED = parse_sender(
+    {
+        **SENDER.__dict__,
+        "receiver_pmda": "PMDA-GW-TEST",
+        "receiver_nmpa": "NMPA-GW-TEST",
+        "nmpa_holder_id": "MAH-TEST-1",
+    }
+)
 # invented codes, not MedDRA content (MedDRA codes are eight digits; the 9xxxxxxx range is unused by MedDRA LLTs)
 MEDDRA = MeddraCoding("27.0", {"Lactic acidosis": "90000001", "Hepatotoxicity": "90000002"})
 
@@ -186,8 +195,15 @@ def test_written_batch_is_schema_valid_and_passes_its_profile(code, tmp_path):
     status = result.status(batch)
     assert status["status"] == "valid" and status["rule_counts"]["reject"] == 0
     failed = {r for per in status["results"].values() for r, v in per.items() if v.startswith("fail")}
+    # without the receiver / holder settings PMDA and NMPA files say what to configure
+    assert failed == {"pmda": {"PVT-REGIONAL", "PVT-RECEIVER"},
+                      "nmpa": {"PVT-REGIONAL", "PVT-RECEIVER", "NMPA-C.1.CN.3"}}.get(code, set())  # fmt: skip
+    assert status["gateway_ready"] is (code in ("fda", "ema"))
+    # with them, only the regional elements PV Trace cannot write stand between the file and a gateway
+    batch = batch_for(code, sender=CONFIGURED)
+    status = write_validated(batch, tmp_path / f"e2b_icsr_{code}_2025-11.xml", clock=CREATED).status(batch)
+    failed = {r for per in status["results"].values() for r, v in per.items() if v.startswith("fail")}
     assert failed == ({"PVT-REGIONAL"} if code in ("pmda", "nmpa") else set())
-    # with a terminology and a configured sender only the unverified regional elements stand between it and a gateway
     assert status["gateway_ready"] is (code in ("fda", "ema"))
 
 
@@ -222,6 +238,30 @@ def test_receivers_sender_and_regional_elements_come_from_profile_and_config():
     cbere = parse_sender({**SENDER.__dict__, "fda_centre": "CBER"})
     cber = etree.fromstring(to_xml(batch_for("fda", sender=cbere)))
     assert set(cber.xpath("h:PORR_IN049016UV/h:receiver/h:device/h:id/@extension", namespaces=HL7)) == {"CBER"}
+
+
+def test_pmda_and_nmpa_regional_elements_and_configured_receivers():
+    cases = rows()
+    japan = {**cases, "cases": cases["cases"].with_columns(pl.Series("country", ["JP", "CN"]))}
+    pmda = etree.fromstring(to_xml(build_batch(japan, jurisdiction=JURISDICTIONS["pmda"], period_label="2025-11",
+                                               created=CREATED, sender=CONFIGURED, meddra=MEDDRA)))  # fmt: skip
+    j21a = "//h:investigationCharacteristic[h:code[@code='1'][@codeSystem='2.16.840.1.113883.3.989.5.1.3.2.1.12']]"
+    assert pmda.xpath(f"{j21a}/h:value/@code", namespaces=HL7) == ["AB", "AD"]  # in Japan / abroad
+    assert set(pmda.xpath("//h:receiver/h:device/h:id/@extension", namespaces=HL7)) == {"PMDA-GW-TEST"}
+    nmpa = etree.fromstring(to_xml(batch_for("nmpa", sender=CONFIGURED)))
+    cn = "//h:observationEvent[h:code[@code='{}'][@codeSystem='2.16.840.1.113883.3.989.2.1.1.19']]/h:value/@code"
+    assert nmpa.xpath(cn.format("CN-6"), namespaces=HL7) == ["3", "2"]  # hcp → medical institution; patient app
+    assert nmpa.xpath(cn.format("CN-11"), namespaces=HL7) == ["12", "12"]  # domestic post-marketing
+    assert nmpa.xpath(cn.format("CN-12"), namespaces=HL7) == ["MAH-TEST-1", "MAH-TEST-1"]
+    assert set(nmpa.xpath("//h:receiver/h:device/h:id/@extension", namespaces=HL7)) == {"NMPA-GW-TEST"}
+    plain = etree.fromstring(to_xml(batch_for("nmpa")))  # no holder configured: C.1.CN.3 not written, never invented
+    assert not plain.xpath(cn.format("CN-12"), namespaces=HL7)
+    assert set(plain.xpath("//h:receiver/h:device/h:id/@extension", namespaces=HL7)) == {"CN-NMPA-CDR"}
+    for other in ("fda", "ema"):  # no J or CN element elsewhere
+        doc = etree.fromstring(to_xml(batch_for(other, sender=CONFIGURED)))
+        assert not doc.xpath(j21a, namespaces=HL7) and not doc.xpath(cn.format("CN-6"), namespaces=HL7)
+    with pytest.raises(SenderConfigError, match="receiver_pmda"):
+        parse_sender({**SENDER.__dict__, "receiver_pmda": "PMDA GW"})
 
 
 def test_a_missing_sender_setting_stops_the_export(tmp_path, monkeypatch):

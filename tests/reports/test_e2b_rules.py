@@ -16,10 +16,11 @@ import pytest
 from lxml import etree
 
 from reports.e2b.profiles import PROFILES, text_language
+from reports.e2b.registry import parse_registry
 from reports.e2b.rules import IE, NS, OID, PRIMARY_SOURCE, REACTIONS, RULES, RULES_BY_ID, SENDER, evaluate
 from reports.e2b.terminology import MeddraCoding
 from reports.e2b.writer import to_xml
-from tests.reports.test_e2b import CREATED, batch_for
+from tests.reports.test_e2b import CONFIGURED, CREATED, batch_for
 
 FDA_RULES_CSV = Path(__file__).resolve().parents[2] / "reports" / "e2b" / "fda_refs" / "rejection_warning_rules.csv"
 
@@ -70,6 +71,40 @@ def _second_meddra_version(root):
     twin.find("h:observation/h:value", NS).set("codeSystemVersion", "26.0")
     obs.getparent().addnext(twin)
 
+
+def _premarket(oid: str, number: str):
+    """Turn the written ICSR into a pre-market one (N.1.4 ZZFDA_PREMKT, N.2.r.3 CDER_IND) carrying an FDA study
+    registration number (FDA.C.5.5a / FDA.C.5.5b / FDA.C.5.6.r) at the place FDA's example instances put it."""
+
+    def f(root):
+        root.find("h:receiver/h:device/h:id", NS).set("extension", "ZZFDA_PREMKT")
+        for msg in root.findall("h:PORR_IN049016UV", NS):
+            msg.find("h:receiver/h:device/h:id", NS).set("extension", "CDER_IND")
+            role = msg.xpath(f"{IE}/h:component/h:adverseEventAssessment/h:subject1/h:primaryRole", namespaces=NS)[0]
+            h = "{urn:hl7-org:v3}"
+            study = etree.SubElement(etree.SubElement(role, f"{h}subjectOf1"), f"{h}researchStudy")
+            reg = etree.SubElement(etree.SubElement(study, f"{h}authorization"), f"{h}studyRegistration")
+            etree.SubElement(reg, f"{h}id", root=oid, extension=number)
+
+    return f
+
+
+def _device_problem(code: str):
+    def f(root):
+        h = "{urn:hl7-org:v3}"
+        for kind in root.xpath(f"{MSG}//h:substanceAdministration/h:consumable/h:instanceOfKind/h:kindOfProduct",
+                               namespaces=NS):  # fmt: skip
+            ch = etree.SubElement(etree.SubElement(kind, f"{h}subjectOf"), f"{h}characteristic")
+            etree.SubElement(ch, f"{h}code", code="C54451", codeSystem=NCI)
+            etree.SubElement(ch, f"{h}value", code=code, codeSystem=NCI)
+
+    return f
+
+
+NCI = "2.16.840.1.113883.3.26.1.1"
+FDA_STUDY = "2.16.840.1.113883.3.989.5.1.2.2.1.2"
+HEADER = "registry,number,centre,product_name\n"
+REGISTRY = parse_registry(HEADER + "ind,654321,CDER,Some other product\ndevice_problem_code,1234,,\n", "test")
 
 MSG = "h:PORR_IN049016UV"
 ICSR_IE = f"{MSG}/{IE}"
@@ -123,12 +158,24 @@ FIXTURES = {
     "FDA-D.11": ("fda", _rm(f"{MSG}//h:subjectOf2[h:observation/h:code[@code='C17049']]"), {}),
     "FDA-D.12": ("fda", _set(f"{MSG}//h:observation[h:code[@code='C16564']]/h:value", nullFlavor="ASKU"), {}),
     "FDA-E.i.3.2h": ("fda", _rm(f"{MSG}/{REACTIONS}/h:outboundRelationship2[h:observation/h:code[@code='7']]"), {}),
+    "R0105": ("fda", _premarket(f"{FDA_STUDY}.1", "123456"), {"registry": REGISTRY}),
+    "R0106": ("fda", _premarket(f"{FDA_STUDY}.2", "234567"), {"registry": REGISTRY}),
+    "W0012": ("fda", _premarket(f"{FDA_STUDY}.3", "222222"), {"registry": REGISTRY}),
+    "W0009": ("fda", _premarket(f"{FDA_STUDY}.1", "654321"), {"registry": REGISTRY}),
+    "W0008": ("fda", _device_problem("9999"), {"registry": REGISTRY}),
     "R0069": ("fda", _set(f"{ICSR_IE}//h:causalityAssessment[h:code[@code='20']]/h:value", code="2"), {}),
     "EMA-RECEIVER": ("ema", _set(f"{MSG}/h:receiver/h:device/h:id", extension="EMA"), {}),
     "EMA-EDQM-ROUTE": ("ema", _set(f"{MSG}//h:routeCode", code=None), {}),
     "EMA-EDQM-FORM": ("ema", _set(f"{MSG}//h:formCode", code=None), {}),
     "PMDA-RECEIVER": ("pmda", _set("h:receiver/h:device/h:id", extension="ZZPMDA"), {}),
+    "PMDA-J2.1a": ("pmda", _rm(f"{ICSR_IE}/h:subjectOf2[h:investigationCharacteristic/h:code"
+                               "[@codeSystem='2.16.840.1.113883.3.989.5.1.3.2.1.12']]"), {}),
     "NMPA-RECEIVER": ("nmpa", _set("h:receiver/h:device/h:id", extension="NMPA"), {}),
+    "NMPA-C.1.CN.1": ("nmpa", _set(BL.format("CN-6") + "/h:value", code="9"), {}),
+    "NMPA-C.1.CN.2": ("nmpa", _rm(f"{ICSR_IE}/h:component[h:observationEvent/h:code[@code='CN-11']]"), {}),
+    "NMPA-C.1.CN.3": ("nmpa", _rm(f"{ICSR_IE}/h:component[h:observationEvent/h:code[@code='CN-12']]"), {}),
+    "PVT-RECEIVER": ("pmda", _both(_set("h:receiver/h:device/h:id", extension="PMDA"),
+                                   _set(f"{MSG}/h:receiver/h:device/h:id", extension="PMDA")), {"receiver": None}),
     "PVT-MEDDRA-TERMINOLOGY": ("fda", None, {"meddra_loaded": False}),
     "PVT-DEMO-SENDER": ("fda", None, {"demo_sender": True}),
     "PVT-REGIONAL": ("nmpa", None, {"unverified_regional": PROFILES["nmpa"].unverified_regional}),
@@ -136,13 +183,14 @@ FIXTURES = {
 
 
 def written(profile: str, **replace) -> bytes:
-    batch = batch_for(profile)
+    batch = batch_for(profile, sender=CONFIGURED)
     if replace:
         batch = dataclasses.replace(batch, icsrs=tuple(dataclasses.replace(i, **replace) for i in batch.icsrs))
     return to_xml(batch)
 
 
 def failed(xml: bytes, profile: str, **kw) -> dict[str, list[str]]:
+    kw.setdefault("receiver", CONFIGURED.receiver(profile))  # the sender file names the PMDA / NMPA receivers
     ev = evaluate(xml, profile, clock=kw.pop("clock", CREATED), **kw)
     out: dict[str, list[str]] = {}
     for _, rid, _, msg in ev.findings:
@@ -246,5 +294,5 @@ def test_amendments_nullifications_and_corrected_resubmissions_follow_c111():
     with pytest.raises(ValueError, match="after the previous"):
         nullify(first, "duplicate", CREATED)
     # what is written passes the business rules, including C.1.11.2
-    xml = to_xml(dataclasses.replace(batch_for("fda"), icsrs=(amended, nullified)))
+    xml = to_xml(dataclasses.replace(batch_for("fda", sender=CONFIGURED), icsrs=(amended, nullified)))
     assert failed(xml, "fda", clock=later + dt.timedelta(days=2)) == {}

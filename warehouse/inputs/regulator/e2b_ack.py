@@ -7,13 +7,15 @@ ACK.A.2 local message number, ACK.A.3 date of the ICSR batch transmission, ACK.A
 error) and one ``MCCI_IN000002UV01`` per ICSR (ACK.B.r.1 ICSR message number, ACK.B.r.2 local report
 number, ACK.B.r.5 date of ICSR message creation, ACK.B.r.6 ``CA`` commit accept / ``CR`` commit reject,
 ACK.B.r.7 error or warning text). States: ``accepted`` (CA), ``rejected`` (CR); an ACK without ICSR parts
-gives ``batch_accepted`` (AA), ``batch_rejected`` (AR) or ``batch_error`` (AE). Paths as in FDA's example ACKs (``R3ack-positive.ack``,
+gives ``batch_accepted`` (AA), ``batch_rejected`` (AR) or ``batch_error`` (AE); a rejected ICSR whose corrected
+resubmission was sent is ``resubmitted`` (:func:`submission_states`; the resubmission itself is written by
+``reports.e2b.resubmission``). Paths as in FDA's example ACKs (``R3ack-positive.ack``,
 ``R3ack-negative.ack``).
 
 One row per ICSR acknowledgment (``message_seq`` 1…); an ACK without ICSR parts (a batch rejected as a
 whole) is one row with ``message_seq`` 0. Loading the same ACK again replaces its rows (idempotent). ACK.B.r.1
-is matched with both the N.2.r.1 message id and the C.1.1 safety report id we sent (FDA's example answers
-with the safety report id).
+is matched, within the batch the ACK names, with both the N.2.r.1 message id and the C.1.1 safety report id we
+sent (FDA's example answers with the safety report id).
 
 The XML parser resolves no entities and reads nothing from the network.
 """
@@ -189,25 +191,40 @@ def load_acks(con: duckdb.DuckDBPyConnection, path: str | Path) -> dict[str, int
 
 
 def submission_states(con: duckdb.DuckDBPyConnection, sent: list[dict]) -> list[dict]:
-    """Per ICSR we sent (``{"batch_id", "message_id", "safety_report_id"}``): ``sent`` until an acknowledgment
-    answers it, then ``accepted`` or ``rejected`` with the gateway's reasons (the latest ACK wins; a batch
-    rejected as a whole rejects every ICSR in it)."""
+    """Per ICSR we sent (``{"batch_id", "message_id", "safety_report_id"}``, optionally ``"resubmits"``: the message
+    it corrects): ``sent`` until an acknowledgment of its batch answers it, then ``accepted`` or ``rejected`` with
+    the gateway's reasons (the latest ACK wins; a batch rejected as a whole rejects every ICSR in it; ``error``: its
+    batch was answered AE without ICSR parts). A rejected ICSR whose corrected resubmission was sent (another
+    entry's ``resubmits`` names its message) is ``resubmitted`` (``resubmitted_as``: the new message).
+
+    An acknowledgment answers the batch it names (ACK.A.1): ACK.B.r.1 is matched with the message id or the
+    safety report id we sent in *that* batch — FDA's examples answer with the safety report id, or with both
+    separated by a space — so the rejection of a first transmission never sticks to its resubmission."""
     acks = con.execute(
         """SELECT batch_id, icsr_message_id, state, coalesce(icsr_detail, batch_detail) AS reasons, ack_created,
                   ack_batch_id
            FROM e2b_ack ORDER BY ack_created NULLS FIRST, ack_batch_id, message_seq"""
     ).fetchall()
-    by_message: dict[str, tuple] = {}
+    by_message: dict[tuple[str, str], tuple] = {}
     by_batch: dict[str, tuple] = {}
     for batch_id, target, state, reasons, created, ack_id in acks:
         if target is not None:
-            by_message[target] = (state, reasons, created, ack_id)
+            for token in target.split():
+                by_message[(batch_id, token)] = (state, reasons, created, ack_id)
         else:
             by_batch[batch_id] = (state.removeprefix("batch_"), reasons, created, ack_id)
+    replaced_by = {s["resubmits"]: s["message_id"] for s in sent if s.get("resubmits")}
     out = []
     for s in sent:
-        hit = by_message.get(s.get("message_id") or "") or by_message.get(s.get("safety_report_id") or "")
-        hit = hit or by_batch.get(s.get("batch_id") or "")
+        batch = s.get("batch_id") or ""
+        hit = by_message.get((batch, s.get("message_id") or "")) or by_message.get(
+            (batch, s.get("safety_report_id") or "")
+        )
+        hit = hit or by_batch.get(batch)
         state, reasons, created, ack_id = hit or ("sent", None, None, None)
-        out.append(s | {"state": state, "reasons": reasons, "acknowledged_at": created, "ack_batch_id": ack_id})
+        row = s | {"state": state, "reasons": reasons, "acknowledged_at": created, "ack_batch_id": ack_id}
+        row["resubmitted_as"] = replaced_by.get(s.get("message_id") or "")
+        if state in ("rejected", "error") and row["resubmitted_as"]:
+            row["state"] = "resubmitted"
+        out.append(row)
     return out
