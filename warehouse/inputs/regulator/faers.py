@@ -337,7 +337,7 @@ def _stage_quarter(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE faers_reac_k AS
         SELECT trim(x.{key}) AS rid, nullif(trim(x.pt), '') AS pt, x._file, r.caseid, r.version, r.onset_date,
-               r.rid IS NOT NULL AS has_demo, row_number() OVER () AS _row
+               r.rid IS NOT NULL AS has_demo, x.rowid AS _row
         FROM faers_reac x LEFT JOIN (SELECT rid, caseid, version, onset_date FROM faers_report) r
           ON r.rid = trim(x.{key})"""
     )
