@@ -232,26 +232,12 @@ def verify_codes(
         [pl.when(flags[c]).then(pl.lit(c)).otherwise(None) for c in _CONDITIONS]
     ).list.drop_nulls()
     reason_text = pl.col("error_reason").replace_strict(REASONS, default=None, return_dtype=pl.String)
-    return frame.select(
-        "code",
-        valid.alias("valid"),
-        pl.col("error_reason").alias("reason"),
-        reason_text.alias("reason_text"),
-        "system",
-        "gtin",
-        "nmpa_drug_code",
-        "ndc",
-        "lot",
-        "serial",
-        "expiry",
-        "product_id",
-        "product_name",
-        "manufacturer",
-        "batch_id",
-        "batch_lot",
-        "batch_expiry",
-        status.alias("status"),
-        "level",
-        detail.alias("detail"),
-        pl.when(valid).then(conditions).otherwise(pl.lit([], dtype=pl.List(pl.String))).alias("conditions"),
-    )
+    computed = {  # every other field of FIELDS is a column of the parsed or resolved frame, by name
+        "valid": valid,
+        "reason": pl.col("error_reason"),
+        "reason_text": reason_text,
+        "status": status,
+        "detail": detail,
+        "conditions": pl.when(valid).then(conditions).otherwise(pl.lit([], dtype=pl.List(pl.String))),
+    }
+    return frame.select(computed[f].alias(f) if f in computed else pl.col(f) for f in FIELDS)

@@ -37,391 +37,25 @@ from pathlib import Path
 
 from assets.resources import DEFAULT_INBOX, DEFAULT_OUTPUT, DEFAULT_WAREHOUSE
 
-
-def _instance():
-    """The persistent Dagster instance when DAGSTER_HOME is set (runs then show in the UI)."""
-    import dagster as dg
-
-    home = os.environ.get("DAGSTER_HOME")
-    if home and Path(home).is_dir():
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
-
-
-def _materialize_with_progress(assets, *, quiet: bool = False, **kwargs):
-    """``dg.materialize`` with a progress line per stage as it finishes (stage, seconds, the counts it
-    reported), so a long run visibly moves; ``quiet`` runs it plainly."""
-    import uuid
-
-    import dagster as dg
-
-    if quiet:
-        return dg.materialize(assets, **kwargs)
-    instance = kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral()
-    selection = kwargs.pop("selection", None)
-    counts: dict[str, str] = {}
-    t0 = time.perf_counter()
-
-    def on_event(record) -> None:
-        event = record.get_dagster_event() if record.is_dagster_event else None
-        if event is None:
-            return
-        if event.is_step_materialization:
-            meta = event.event_specific_data.materialization.metadata
-            counts[event.step_key] = ", ".join(
-                f"{k} {v.value:,}"
-                for k, v in meta.items()
-                if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
-            )
-        elif event.is_step_success or event.is_step_failure:
-            took = event.event_specific_data.duration_ms / 1000 if event.is_step_success else None
-            status = f"{took:6.1f} s" if took is not None else "FAILED "
-            print(
-                f"  [{time.perf_counter() - t0:6.1f} s] {event.step_key:<32} {status}  {counts.get(event.step_key, '')}",
-                flush=True,
-            )
-
-    run_id = str(uuid.uuid4())
-    instance.add_event_listener(run_id, on_event)
-    job = dg.Definitions(
-        jobs=[dg.define_asset_job("__ephemeral_asset_job__", selection=selection)],
-        assets=assets,
-        resources=kwargs.pop("resources", {}),
-    ).resolve_job_def("__ephemeral_asset_job__")
-    return job.execute_in_process(instance=instance, run_id=run_id, **kwargs)
+# the generation API (run_pipeline, RunFailed, run_reports, report_months, ...) lives in assets.generation, shared
+# with the Dagster schedule; imported lazily so that `pvtrace --help` does not load Dagster
+_GENERATION_NAMES = {
+    "RunFailed",
+    "report_months",
+    "run_pipeline",
+    "run_reports",
+    "working_copy",
+    "_instance",
+    "_run_lock",
+}
 
 
-def report_months(warehouse: str, which: str) -> list[str]:
-    """Partition keys (``YYYY-MM-01``) of the monthly reports to build: the month of the last case received
-    (``latest``), every month the data covers (``all``), or none."""
-    from warehouse.queries.report_queries import data_months
-    from warehouse.schema import connect
+def __getattr__(name: str):
+    if name in _GENERATION_NAMES:
+        from assets import generation
 
-    if which == "none":
-        return []
-    con = connect(warehouse, read_only=True)
-    try:
-        months = data_months(con)
-    finally:
-        con.close()
-    keys = [m.isoformat() for m in months]
-    return keys if which == "all" else keys[-1:]
-
-
-def run_reports(
-    inbox: str,
-    warehouse: str,
-    output: str,
-    partition_keys: list[str],
-    *,
-    quiet: bool = False,
-    log_level: str = "INFO",
-    published: str = "",
-    skip_e2b: bool = False,
-) -> list:
-    """Materialise the monthly report assets (all jurisdictions, E2B, eRMR) for each partition, in this process
-    (``skip_e2b``: without the E2B(R3) batches)."""
-    import dagster as dg
-
-    from assets.definitions import ALL_ASSETS, REPORT_ASSETS
-    from assets.resources import default_resources
-
-    results = []
-    for key in partition_keys:
-        t0 = time.perf_counter()
-        result = _materialize_with_progress(
-            [*ALL_ASSETS, *REPORT_ASSETS],
-            quiet=quiet,
-            selection=dg.AssetSelection.assets(
-                *[a for a in REPORT_ASSETS if not (skip_e2b and a.key.to_user_string().startswith("e2b_"))]
-            ),
-            partition_key=key,
-            resources=default_resources(inbox=inbox, warehouse=warehouse, output=output, published=published),
-            instance=_instance(),
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
-        if not result.success:
-            failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-            raise SystemExit(f"pvtrace: the reports for {key[:7]} failed at {failed}; see the log above")
-        for ev in result.get_asset_check_evaluations():
-            if not ev.passed:  # an E2B file that failed the ICH schema: written to e2b/rejected/, not shipped
-                print(
-                    f"  check {ev.asset_key.to_user_string()}:{ev.check_name} FAILED for {key[:7]}: {ev.description}",
-                    file=sys.stderr,
-                )
-        if not quiet:
-            print(
-                f"  reports {key[:7]}: {len(result.get_asset_materialization_events())} assets in "
-                f"{time.perf_counter() - t0:.1f} s"
-            )
-        results.append(result)
-    return results
-
-
-class RunFailed(SystemExit):
-    """A run that published nothing: the previous generation stays; ``failed_steps`` says where."""
-
-    def __init__(self, message: str, failed_steps: list[str]):
-        super().__init__(message)
-        self.failed_steps = failed_steps
-
-
-def _failed_steps(result) -> list[str]:
-    return [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-
-
-def _checkpointed(path: Path) -> None:
-    """Fold a DuckDB write-ahead log into the file, so a byte copy or a rename carries everything."""
-    if Path(f"{path}.wal").exists():
-        from warehouse.schema import connect
-
-        con = connect(str(path))
-        try:
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
-
-
-def _run_lock(published: Path):
-    """One run at a time per warehouse (they would share the working copy): an exclusive lock on
-    ``<warehouse>.run.lock``, released when the returned file is closed (or the process ends)."""
-    import fcntl
-
-    fh = open(f"{published}.run.lock", "a")  # noqa: SIM115 - held for the whole run
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        raise SystemExit(
-            f"pvtrace: another run is writing a generation of {published}; try again when it ends"
-        ) from None
-    return fh
-
-
-def working_copy(warehouse: str) -> tuple[Path, float]:
-    """A private copy of the published warehouse (or a fresh path) for a run to write; (path, seconds)."""
-    import shutil
-
-    published, work = Path(warehouse), Path(f"{warehouse}.next")
-    for stale in (work, Path(f"{work}.wal")):
-        stale.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    if published.exists():
-        _checkpointed(published)
-        shutil.copyfile(published, work)
-    return work, time.perf_counter() - t0
-
-
-def _record_run(warehouse: Path, row: dict) -> None:
-    from warehouse.schema import connect
-
-    con = connect(str(warehouse))
-    try:
-        con.execute(
-            "INSERT INTO pipeline_run (run_id, generation, inbox, inbox_sha256, clock, started_at, finished_at, status, "
-            "failed_steps) VALUES ($run_id, $generation, $inbox, $inbox_sha256, $clock, $started_at, $finished_at, "
-            "$status, $failed_steps)",
-            row,
-        )
-        if row["status"] == "published":
-            con.execute("CHECKPOINT")
-    finally:
-        con.close()
-
-
-def _inbox_digest(warehouse: Path) -> str:
-    """One hash over the content hashes of every inbox file the generation loaded."""
-    import hashlib
-
-    from warehouse.schema import connect
-
-    con = connect(str(warehouse), read_only=True)
-    try:
-        rows = con.sql("SELECT kind, sha256 FROM load_manifest ORDER BY kind, file").fetchall()
-    finally:
-        con.close()
-    return hashlib.sha256("\n".join(f"{k}:{h}" for k, h in rows).encode()).hexdigest()
-
-
-def run_pipeline(
-    inbox: str,
-    warehouse: str,
-    output: str,
-    *,
-    quiet: bool = False,
-    log_level: str = "INFO",
-    reports: str = "latest",
-    clock: str | None = None,
-):
-    """Materialise the whole graph in this process, then the monthly reports (``reports``: latest, all or none),
-    and publish the result as one new *generation* of the warehouse — or nothing.
-
-    Generations. The graph runs against a working copy (``<warehouse>.next``, a byte copy of the
-    published file); only when every step, blocking check and report succeeded is the copy
-    checkpointed and moved over the warehouse with one atomic ``os.replace``. Readers that
-    open the warehouse therefore see the previous generation or the new one, never a mix of two
-    inboxes; a failed run deletes its copy, records itself (``pipeline_run``, status ``failed``
-    and the failed steps) in the published warehouse and exits naming the steps. Manufacturer
-    alerts are built and delivered only after the publication, from the published generation,
-    so a failed run never sends one; triage decisions the dashboard applied while the run was
-    going are applied again from its journal (idempotent).
-
-    The run's clock (``clock`` or ``PVTRACE_CLOCK``, default now) is fixed once and holds for
-    every step: nothing after it loads, so the data lock point cannot pass it.
-
-    Dagster refuses to materialise partitioned and unpartitioned assets in one call, so the
-    unpartitioned graph runs first and the report assets then run once per month partition.
-    Returns the Dagster result of the unpartitioned run."""
-    import datetime as dt
-
-    import dagster as dg
-
-    from assets.alerting import manufacturer_alerts
-    from assets.definitions import ALL_ASSETS, ALL_CHECKS
-    from assets.resources import default_resources
-    from warehouse.inputs.inbox import CLOCK_ENV, parse_clock, run_clock
-
-    if not Path(inbox).is_dir():
-        raise SystemExit(f"pvtrace: inbox folder {inbox!r} does not exist (generate one with `pvtrace generate`)")
-    fixed = parse_clock(clock) if clock else run_clock()
-    previous_clock = os.environ.get(CLOCK_ENV)
-    os.environ[CLOCK_ENV] = fixed.isoformat()
-    published = Path(warehouse)
-    published.parent.mkdir(parents=True, exist_ok=True)
-    started = dt.datetime.now(dt.UTC)
-    run_row = {
-        "run_id": None,
-        "generation": None,
-        "inbox": str(Path(inbox).resolve()),
-        "inbox_sha256": None,
-        "clock": fixed,
-        "started_at": started,
-        "finished_at": None,
-        "status": "failed",
-        "failed_steps": None,
-    }
-    lock = _run_lock(published)
-    work, copy_s = working_copy(warehouse)
-    try:
-        result = _materialize_with_progress(
-            [*ALL_ASSETS, *ALL_CHECKS],
-            quiet=quiet,
-            selection=dg.AssetSelection.all() - dg.AssetSelection.assets(manufacturer_alerts),
-            resources=default_resources(inbox=inbox, warehouse=str(work), output=output, published=warehouse),
-            instance=_instance(),
-            raise_on_error=False,
-            # Dagster's step events are DEBUG; INFO keeps what the assets themselves report
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
-        run_row["run_id"] = result.run_id
-        if not quiet:
-            _print_result(result)
-            print(f"  working copy of the warehouse made in {copy_s:.2f} s")
-        if not result.success:
-            failed = _failed_steps(result)
-            raise RunFailed(
-                f"pvtrace: the run failed at {failed}; nothing was published, the previous generation of "
-                f"{warehouse} stays in place; see the log above",
-                failed,
-            )
-        try:
-            run_reports(
-                inbox,
-                str(work),
-                output,
-                report_months(str(work), reports),
-                quiet=quiet,
-                log_level=log_level,
-                published=warehouse,
-            )
-        except SystemExit as exc:
-            raise RunFailed(
-                f"{exc}; nothing was published, the previous generation stays in place", ["reports"]
-            ) from None
-        run_row.update(
-            status="published",
-            inbox_sha256=_inbox_digest(work),
-            generation=_next_generation(work),
-            finished_at=dt.datetime.now(dt.UTC),
-        )
-        _record_run(work, run_row)
-        os.replace(work, published)
-    except BaseException as exc:
-        for leftover in (work, Path(f"{work}.wal")):
-            leftover.unlink(missing_ok=True)
-        run_row.update(
-            failed_steps=",".join(getattr(exc, "failed_steps", None) or [type(exc).__name__]),
-            finished_at=dt.datetime.now(dt.UTC),
-        )
-        if published.exists():
-            _record_run(published, run_row)
-        raise
-    finally:
-        lock.close()
-        if previous_clock is None:
-            os.environ.pop(CLOCK_ENV, None)
-        else:
-            os.environ[CLOCK_ENV] = previous_clock
-    _after_publication(inbox, warehouse, output, log_level=log_level, quiet=quiet)
-    return result
-
-
-def _next_generation(work: Path) -> int:
-    from warehouse.schema import connect
-
-    con = connect(str(work), read_only=True)
-    try:
-        last = con.sql("SELECT max(generation) FROM pipeline_run WHERE status = 'published'").fetchone()[0]
-    finally:
-        con.close()
-    return (last or 0) + 1
-
-
-def _after_publication(inbox: str, warehouse: str, output: str, *, log_level: str, quiet: bool) -> None:
-    """Once a generation is published: re-apply the dashboard's triage journal (decisions applied to
-    the previous file while the run was going), then build and deliver manufacturer alerts from it."""
-    import dagster as dg
-
-    from assets.alerting import manufacturer_alerts
-    from assets.definitions import ALL_ASSETS
-    from assets.resources import default_resources
-    from dashboard.store import apply_pending_to_warehouse
-
-    try:
-        apply_pending_to_warehouse(warehouse)
-    except Exception as exc:  # the journal keeps them: the dashboard's applier or the next run applies them
-        print(f"pvtrace: triage decisions not re-applied now ({type(exc).__name__}); they stay in the journal")
-    result = dg.materialize(
-        [*ALL_ASSETS],
-        selection=dg.AssetSelection.assets(manufacturer_alerts),
-        resources=default_resources(inbox=inbox, warehouse=warehouse, output=output),
-        instance=_instance(),
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
-    if not quiet:
-        _print_result(result)
-    if not result.success:  # the generation stands; undelivered alerts stay pending in the outbox
-        print(
-            f"pvtrace: alerting failed at {_failed_steps(result)}; the generation is published, pending alert "
-            "deliveries are retried on the next run",
-            file=sys.stderr,
-        )
-
-
-def _print_result(result) -> None:
-    for ev in result.get_asset_materialization_events():
-        mat = ev.event_specific_data.materialization
-        counts = ", ".join(
-            f"{k} {v.value:,}"
-            for k, v in mat.metadata.items()
-            if isinstance(getattr(v, "value", None), int) and not isinstance(v.value, bool)
-        )
-        print(f"  asset {mat.asset_key.to_user_string():<28} {counts}")
-    for ev in result.get_asset_check_evaluations():
-        status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
-        print(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} {status}")
+        return getattr(generation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_detect(warehouse: str, output: str, *, reports: str = "latest", log_level: str = "WARNING") -> None:
@@ -429,6 +63,8 @@ def run_detect(warehouse: str, output: str, *, reports: str = "latest", log_leve
     then the monthly reports: detection on a warehouse filled by ``pvtrace ingest`` alone (issue 17)."""
     if not Path(warehouse).is_file():
         raise SystemExit(f"pvtrace detect: no warehouse at {warehouse!r} (load one with `pvtrace ingest` first)")
+    from assets.generation import _instance, report_months, run_reports
+
     months = report_months(warehouse, "all")
     # the monthly partitions start at PVTRACE_REPORT_START (the demo world's 2024); a FAERS quarter of 2017 needs
     # them to start at its first month. The partitions are defined when assets.reporting is imported: set it first.
@@ -893,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.inbox, "ground_truth.json").is_file():
             raise SystemExit(f"pvtrace evaluate: {args.inbox!r} has no ground_truth.json (generate a world first)")
         if not Path(args.warehouse).is_file():  # nothing to evaluate yet: run the graph first
+            from assets.generation import run_pipeline
+
             run_pipeline(args.inbox, args.warehouse, args.output, quiet=True)
         print(run_evaluation(args.warehouse, args.inbox, args.output))
         print(f"\nwritten to {Path(args.output, 'evaluation').resolve()}/ (evaluation.md and one CSV per table)")
@@ -948,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ.setdefault(ENV, str(DEMO_SENDER))
         _demo_terminology(Path(args.inbox), args.warehouse)
+    from assets.generation import run_pipeline
+
     t0 = time.perf_counter()
     try:
         run_pipeline(args.inbox, args.warehouse, args.output, reports=args.reports, clock=args.clock)

@@ -17,6 +17,7 @@ from assets import (
     reporting,
     traceability,
 )
+from assets.generation import publish_generation_op
 from assets.resources import default_resources
 
 # ALL_ASSETS: the unpartitioned graph (load → score → register → alerts), materialised in one go.
@@ -28,13 +29,18 @@ ALL_CHECKS = dg.load_asset_checks_from_modules(
 )
 REPORT_ASSETS = reporting.PARTITIONED_ASSETS
 
-daily_detection_job = dg.define_asset_job(
-    "daily_detection_job",
-    selection=dg.AssetSelection.assets(*ALL_ASSETS),
+
+@dg.job(
+    name="daily_detection_job",
     executor_def=dg.in_process_executor,
-    description="The unpartitioned graph: load what arrived, recompute scores and the register, send manufacturer "
-    "alerts (reports: monthly_report_job).",
+    description="The unpartitioned graph as one new generation (assets/generation.py, the same function as "
+    "`pvtrace run`): load what arrived, recompute scores and the register on a working copy, publish it or "
+    "nothing, then send manufacturer alerts (reports: monthly_report_job).",
 )
+def daily_detection_job():
+    publish_generation_op()
+
+
 monthly_report_job = dg.define_asset_job(
     "monthly_report_job",
     selection=dg.AssetSelection.assets(*REPORT_ASSETS),

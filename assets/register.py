@@ -7,30 +7,16 @@ from assets.batch_signals import batch_heterogeneity_scores, sequential_monitori
 from assets.detection import disproportionality_scores
 from assets.resources import WarehouseResource
 from signals.batch_detection import batch_detections
+from signals.disproportionality import EB_COLUMNS, SCORE_COLUMNS
 from signals.scoring import round_figures_expr
 from warehouse.queries.batch_inputs import crossed_streams, flagged_heterogeneity
 from warehouse.queries.read_model import data_lock_point
 from warehouse.stores.signal_register import update_register
 
 GROUP = "detection"
-# statistics quoted with each product/ingredient signal (rounded by the one register rule, signals.scoring)
-FIGURES = [
-    "n11",
-    "e",
-    "prr",
-    "prr_lo95",
-    "prr_hi95",
-    "chi2",
-    "ror",
-    "ror_lo95",
-    "ror_hi95",
-    "ic",
-    "ic025",
-    "ic975",
-    "ebgm",
-    "eb05",
-    "eb95",
-]
+# statistics quoted with each product/ingredient signal (rounded by the one register rule, signals.scoring): the
+# counts, then every disproportionality statistic signals defines except the Yates-corrected chi-square
+FIGURES = ["n11", "e", *(c for c in SCORE_COLUMNS if c != "chi2_yates"), *EB_COLUMNS]
 
 
 @dg.asset(

@@ -40,10 +40,10 @@ def faers(tmp_path_factory):
 
 def test_faers_layouts_counts(faers):
     counts, _ = faers
-    assert counts["quarters"] == {"05Q3": "legacy_aers", "13Q1": "faers", "18Q1": "faers"}
+    assert counts["quarters"] == {"05Q3": "legacy_aers", "12Q4": "faers", "13Q1": "faers", "18Q1": "faers"}
     assert counts["layout"] == "mixed"
-    # 2 AERS cases (one with a follow-up ISR), 2 early-FAERS cases, 2 current-FAERS cases
-    assert (counts["cases"], counts["case_versions"], counts["drugs"], counts["reactions"]) == (6, 7, 8, 7)
+    # 2 AERS cases (one with a follow-up ISR), 2 of the first FAERS extract, 2 early-FAERS, 2 current-FAERS
+    assert (counts["cases"], counts["case_versions"], counts["drugs"], counts["reactions"]) == (8, 9, 10, 9)
     assert counts["quarantined"] == 0
     assert set(counts["lots_rejected"]) == set(LOT_RULES)
 
@@ -59,7 +59,15 @@ def test_faers_column_variants_are_read(faers):
     # legacy AERS: gndr_cod, age in months, OUTC_COD; the later ISR is the latest version
     assert case("AERS-9100001") == ("F", 0.5, None, ["hospitalisation"], "regulator", None)
     assert con.execute("SELECT max(version) FROM case_report WHERE case_id = 'AERS-9100001'").fetchone()[0] == 9000002
-    # early FAERS: gndr_cod, outc_code, reporter_country
+    # the first FAERS extract (2012Q4): gndr_cod, outc_code, lot_nbr, " rept_dt", an unescaped quote in drugname
+    assert case("FAERS-9150001")[:4] == ("F", 30.0, None, ["life_threatening"])
+    first = con.execute(
+        "SELECT case_id, product_name_reported, lot_reported FROM latest_case_drug WHERE case_id LIKE 'FAERS-915%' "
+        "ORDER BY 1"
+    ).fetchall()
+    assert first == [("FAERS-9150001", "EXAMPLEDRUG", "LT-2012A"), ("FAERS-9150002", '"VITAMINS" (NOS)', None)]
+    assert case("FAERS-9150002")[0] == "M"
+    # early FAERS (2013Q1 – 2014Q2): gndr_cod, outc_cod, reporter_country
     assert case("FAERS-9200001")[:4] == ("M", 45.0, "fatal", ["death"])
     assert case("FAERS-9200002")[0] == "F" and case("FAERS-9200002")[3] == ["hospitalisation"]
     # current FAERS (the re-issued *_new.txt files): sex, prod_ai, lit_ref
@@ -91,6 +99,22 @@ def test_faers_lots_cleaned_with_expiry_and_named_rules(faers):
         "date_only": 0,
     }
     assert counts["lot_expiry_split"] == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["ADR13Q1DeletedCases.txt", "13Q1DeletedCases.txt", "DELETE13Q1.txt", "AllDeletedCases.txt"]
+)
+def test_faers_deleted_case_lists_under_every_name_fda_used(tmp_path, name):
+    """The quarterly deleted-case list has had four names since 2019Q1 (faers.py docstring); a list given
+    beside the quarter's files, not in a Deleted/ folder, is read under each of them."""
+    folder = tmp_path / "q"
+    shutil.copytree(FIXTURES / "faers" / "faers_2013q1", folder)
+    (folder / name).write_text("9200002\n", encoding="latin-1")
+    counts = ingest(folder, "faers", _db(tmp_path))
+    assert counts["cases"] == 1 and counts["deleted_cases"] == 1
+    con = duckdb.connect(str(_db(tmp_path)), read_only=True)
+    assert con.execute("SELECT case_id FROM case_deleted").fetchall() == [("FAERS-9200002",)]
+    con.close()
 
 
 def test_faers_zip_of_a_quarter_equals_the_folder(tmp_path):

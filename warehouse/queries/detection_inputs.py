@@ -65,47 +65,25 @@ def report_event_counts_by_cutoff(con: duckdb.DuckDBPyConnection, level: str, cu
         con.unregister("_cutoffs")
 
 
-SCORE_COLUMNS = [
-    "level",
-    "drug",
-    "event",
-    "n11",
-    "n1_",
-    "n_1",
-    "n",
-    "e",
-    "prr",
-    "prr_lo95",
-    "prr_hi95",
-    "chi2",
-    "chi2_yates",
-    "ror",
-    "ror_lo95",
-    "ror_hi95",
-    "ic",
-    "ic025",
-    "ic975",
-    "ebgm",
-    "eb05",
-    "eb95",
-    "p_fisher",
-    "q_bh",
-    "rules_fired",
-    "data_lock_point",
-]
+def score_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The stored columns of ``disproportionality_score``, in order: the table's own (warehouse/schema.py is their one
+    definition; the statistics' names are ``signals.disproportionality.SCORE_COLUMNS`` / ``EB_COLUMNS``, and
+    tests/warehouse/test_score_columns.py checks that the table holds every one of them)."""
+    return [r[0] for r in con.execute("DESCRIBE disproportionality_score").fetchall()]
 
 
 def store_scores(con: duckdb.DuckDBPyConnection, level: str, scored: pl.DataFrame, data_lock_point) -> int:
-    """Replace the stored scores of one level with this run's."""
+    """Replace the stored scores of one level with this run's (a statistic the frame lacks is stored as NULL)."""
+    columns = score_columns(con)
     frame = scored.with_columns(
         pl.lit(level).alias("level"), pl.lit(data_lock_point).cast(pl.Date).alias("data_lock_point")
     )
-    for col in SCORE_COLUMNS:
+    for col in columns:
         if col not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(col))
     con.execute("DELETE FROM disproportionality_score WHERE level = ?", [level])
-    con.register("_scores", frame.select(SCORE_COLUMNS).to_arrow())
-    con.execute(f"INSERT INTO disproportionality_score ({', '.join(SCORE_COLUMNS)}) SELECT * FROM _scores")
+    con.register("_scores", frame.select(columns).to_arrow())
+    con.execute(f"INSERT INTO disproportionality_score ({', '.join(columns)}) SELECT * FROM _scores")
     con.unregister("_scores")
     return frame.height
 

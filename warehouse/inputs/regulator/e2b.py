@@ -307,7 +307,7 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
                             "source_file": f.name,
                             "record_key": f"ICSR #{read}",
                             "reason": "unparsable_icsr",
-                            "detail": f"{type(exc).__name__}: {exc}",
+                            "detail": f"{type(exc).__name__}: {' '.join(str(exc).split())}",
                             "raw": ET.tostring(el, encoding="unicode")[:4000],
                         }
                     )
@@ -318,7 +318,8 @@ def stage(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> StageInfo:
                     "source_file": f.name,
                     "record_key": f"after ICSR #{read}",
                     "reason": "unparsable_xml",
-                    "detail": f"{exc}; {read} ICSRs read before the error were kept",
+                    # one line: lxml's messages can carry a newline (the CLI's error is one line)
+                    "detail": f"{' '.join(str(exc).split())}; {read} ICSRs read before the error were kept",
                     "raw": None,
                 }
             )

@@ -5,25 +5,40 @@ Files are ``$``-delimited with a header row and no quoting; names vary in case
 
 Each quarter (the ``yyQq`` in the file names) is staged on its own, so a folder may mix
 layouts; when the same report comes in two quarters, the later quarter's copy wins (its rows
-carry the quarter as ``_doc``). Column names FDA has used (lower-cased; see the ASC_NTS notes
-shipped with every extract, and the FAQ on the 2012Q4 LAERS → FAERS transition), resolved per
-quarter by :data:`ALIASES`:
+carry the quarter as ``_doc``). Column names are lower-cased and stripped (the 2012Q4 DEMO header
+has `` rept_dt`` with a leading blank), then resolved per quarter by :data:`ALIASES`.
 
-===============  =======================================  =================================
-concept          legacy AERS (2004Q1 – 2012Q3)            FAERS (2012Q4 on)
-===============  =======================================  =================================
-report key       ``isr``                                  ``primaryid``
-case / version   ``case`` / the ISR                       ``caseid`` / ``caseversion``
-sex              ``gndr_cod``                             ``gndr_cod`` (to 2014Q2), ``sex``
-outcome code     ``outc_cod``                             ``outc_code`` (early FAERS), ``outc_cod``
-lot              ``lot_num``                              ``lot_num`` (``lot_nbr`` accepted)
-ingredient       —                                        ``prod_ai`` (2014Q3 on)
-THER drug seq    ``drug_seq``                             ``dsg_drug_seq``
-country          ``reporter_country`` (late quarters)     ``reporter_country`` / ``occr_country``
-===============  =======================================  =================================
+Sources. [ASC] FDA, "ASC_NTS.DOC" for the FAERS Quarterly Data Extract, last revised April 2015
+(QDE 2014Q3): section C (data elements), section F "Legacy AERS (LAERS) vs. FDA AERS (FAERS) ASCII
+Tag Comparison Tables", section G (revision history: "Modified field header from GNDR_COD to SEX",
+PROD_AI/AUTH_NUM/LIT_REF/AGE_GRP/DRUG_REC_ACT added in the 2014Q3 extract). [FAQ] FDA, FAQs for the
+FAERS QDE, July 2020 (ISR → PRIMARYID/CASEVERSION). [OBS] not in FDA's text: observed in FDA's files
+and reported by public loaders of the full archive (a quarter-by-quarter "mess log" of a FAERS
+loader; the faers R package renaming ``outc_cod``/``outc_code``), never seen by us in a real file.
 
+===============  =============================  =====================================  ==========
+concept          legacy AERS (2004Q1 – 2012Q3)  FAERS (2012Q4 on)                      source
+===============  =============================  =====================================  ==========
+report key       ``isr``                        ``primaryid``                          [ASC] F
+case / version   ``case`` / the ISR             ``caseid`` / ``caseversion``           [ASC] F
+sex              ``gndr_cod``                   ``gndr_cod`` to 2014Q2, ``sex`` from   [ASC] F, G
+                                                2014Q3
+outcome code     ``outc_cod``                   ``outc_cod``; ``outc_code`` in 2012Q4  [ASC] F; [OBS]
+lot              ``lot_num``                    ``lot_num``; ``lot_nbr`` in 2012Q4     [ASC] F; [OBS]
+ingredient       —                              ``prod_ai`` (2014Q3 on)                [ASC] C, G
+THER drug seq    ``drug_seq``                   ``dsg_drug_seq``                       [ASC] F
+country          ``reporter_country``           ``reporter_country``, ``occr_country`` [ASC] F
+                 (late quarters)                (new)
+literature ref   —                              ``lit_ref`` (2014Q3 on)                [ASC] G
+===============  =============================  =====================================  ==========
+
+Not confirmed and so no longer accepted: ``lot_no`` (an alias written from memory; no FDA text or
+file shows it). Legacy files end every line with a ``$`` (one empty field more than named) [OBS].
 Files named ``DEMO18Q1_new.txt`` (FDA re-issued 2018Q1) are read like ``DEMO18Q1.txt``; other
-files in the extract (``ASC_NTS.pdf``, ``STAT*.txt``, ``INDI``) are ignored.
+files in the extract (``ASC_NTS.pdf``, ``STAT*.txt``, ``INDI``) are ignored. Deleted-case lists
+(from 2019Q1) have been named ``ADR19Q1DeletedCases.txt``, ``20Q4DeletedCases.txt``,
+``DELETE21Q4.txt`` and ``AllDeletedCases.txt``, in a ``deleted``/``Deleted``/``DELETED`` folder [OBS]:
+any ``.txt`` whose name contains ``delet`` or that sits in such a folder is read as one.
 
 * Current layout (2012Q4 on): report key ``primaryid`` = caseid + caseversion; case id
   ``FAERS-<caseid>``, version ``caseversion``.
@@ -37,8 +52,7 @@ files in the extract (``ASC_NTS.pdf``, ``STAT*.txt``, ``INDI``) are ignored.
 * Drug role PS/SS → suspect, C → concomitant, I → interacting; ``prod_ai`` (current layout
   only) is the active ingredient as FDA coded it; ``lot_num`` the lot as reported; the THER
   start date of the same drug sequence when it is a full date.
-* Deleted-case lists (files named ``DELETE*``/``DELE*`` or in a ``deleted`` folder, one caseid
-  per line) → ``stg_deleted``.
+* Deleted-case lists (above; one caseid per line) → ``stg_deleted``.
 
 Quarantined, never dropped: unparsable lines, DEMO rows without a case id/version or a
 received date (``fda_dt``), a second DEMO row for the same report, DRUG/REAC/OUTC rows whose
@@ -58,7 +72,7 @@ from warehouse.inputs.regulator._csv import has_column, read_delimited
 
 _TABLE_RE = re.compile(r"^(demo|drug|reac|outc|rpsr|ther|indi)(\d{2}q\d)(?:_new)?\.txt$", re.IGNORECASE)
 _QUARTER_RE = re.compile(r"(\d{2})q(\d)", re.IGNORECASE)
-_DELETED_RE = re.compile(r"^dele", re.IGNORECASE)
+_DELETED_RE = re.compile(r"delet", re.IGNORECASE)
 REQUIRED = ("demo", "drug", "reac")
 
 OUTC_SERIOUSNESS = {
@@ -90,11 +104,11 @@ AGE_UNIT_YEARS = {
     "HR": 1 / 8766,
     "MIN": 1 / 525960,
 }
-#: Column names per concept, first present wins (lower-cased headers).
+#: Column names per concept, first present wins (lower-cased headers); sources in the module docstring.
 ALIASES = {
     "sex": ("sex", "gndr_cod"),
     "outc": ("outc_cod", "outc_code"),
-    "lot": ("lot_num", "lot_nbr", "lot_no"),
+    "lot": ("lot_num", "lot_nbr"),
     "country": ("reporter_country", "occr_country"),
     "ther_seq": ("dsg_drug_seq", "drug_seq"),
 }
@@ -110,7 +124,7 @@ def classify(files: list[InputFile]) -> tuple[dict[str, dict[str, list[InputFile
         if m:
             quarters.setdefault(m.group(2).lower(), {}).setdefault(m.group(1).lower(), []).append(f)
         elif base.lower().endswith(".txt") and (
-            _DELETED_RE.match(base) or any(p.lower() == "deleted" for p in PurePath(f.name).parts[:-1])
+            _DELETED_RE.search(base) or any(p.lower() == "deleted" for p in PurePath(f.name).parts[:-1])
         ):
             deleted.append(f)
     return quarters, deleted
@@ -323,7 +337,7 @@ def _stage_quarter(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE faers_reac_k AS
         SELECT trim(x.{key}) AS rid, nullif(trim(x.pt), '') AS pt, x._file, r.caseid, r.version, r.onset_date,
-               r.rid IS NOT NULL AS has_demo, row_number() OVER () AS _row
+               r.rid IS NOT NULL AS has_demo, x.rowid AS _row
         FROM faers_reac x LEFT JOIN (SELECT rid, caseid, version, onset_date FROM faers_report) r
           ON r.rid = trim(x.{key})"""
     )

@@ -144,13 +144,17 @@ def _encoding_warnings(info: StageInfo) -> None:
 
 
 def _validate(con: duckdb.DuckDBPyConnection) -> None:
-    """Generic checks on the staged rows: whatever the case tables cannot hold is quarantined."""
+    """Generic checks on the staged rows: whatever the case tables cannot hold is quarantined.
+
+    Only the offending rows are materialised (with their ``rowid``) and deleted from the staging
+    tables: on a clean input, the common case, no staging table is copied again."""
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE stg_case_ranked AS
-        SELECT *, row_number() OVER (PARTITION BY case_id, version ORDER BY _doc DESC NULLS LAST) AS _n,
-               case_id IS NULL OR version IS NULL OR received_on IS NULL OR
-               row_number() OVER (PARTITION BY case_id, version ORDER BY _doc DESC NULLS LAST) > 1 AS _bad
-        FROM stg_case"""
+        """CREATE OR REPLACE TEMP TABLE stg_case_bad AS
+        SELECT _rid, source_file, case_id, version, received_on, _doc FROM (
+            SELECT rowid AS _rid, source_file, case_id, version, received_on, _doc,
+                   row_number() OVER (PARTITION BY case_id, version ORDER BY _doc DESC NULLS LAST) AS _n
+            FROM stg_case)
+        WHERE case_id IS NULL OR version IS NULL OR received_on IS NULL OR _n > 1"""
     )
     con.execute(
         """INSERT INTO stg_quarantine
@@ -163,29 +167,35 @@ def _validate(con: duckdb.DuckDBPyConnection) -> None:
                    || CASE WHEN _doc IS NOT NULL THEN ' (this document''s drugs and reactions are set aside with it)'
                            ELSE '' END,
                NULL
-        FROM stg_case_ranked WHERE _bad"""
+        FROM stg_case_bad"""
     )
-    for table in ("stg_drug", "stg_reaction"):
-        con.execute(
-            f"""DELETE FROM {table} t
-            USING (SELECT case_id, version, _doc FROM stg_case_ranked WHERE _bad AND _doc IS NOT NULL) b
-            WHERE t.case_id = b.case_id AND t.version = b.version AND t._doc = b._doc"""
-        )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE stg_case AS SELECT * EXCLUDE (_n, _bad) FROM stg_case_ranked WHERE NOT _bad"
-    )
+    if con.execute("SELECT count(*) FROM stg_case_bad").fetchone()[0]:
+        for table in ("stg_drug", "stg_reaction"):
+            con.execute(
+                f"""DELETE FROM {table} t
+                USING (SELECT case_id, version, _doc FROM stg_case_bad WHERE _doc IS NOT NULL) b
+                WHERE t.case_id = b.case_id AND t.version = b.version AND t._doc = b._doc"""
+            )
+        con.execute("DELETE FROM stg_case WHERE rowid IN (SELECT _rid FROM stg_case_bad)")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE stg_case_keys_ok AS SELECT DISTINCT case_id, version, true AS _ok FROM stg_case"
     )
-    for table, what, seq in (("stg_drug", "drug", "drug_seq"), ("stg_reaction", "reaction", "reaction_seq")):
+    for table, what, seq, value in (
+        ("stg_drug", "drug", "drug_seq", "role"),
+        ("stg_reaction", "reaction", "reaction_seq", "pt"),
+    ):
         missing_value = "x.role IS NULL" if what == "drug" else "x.pt IS NULL OR trim(x.pt) = ''"
         reason_value = "'invalid_role'" if what == "drug" else "'missing_pt'"
-        # one pass: number the rows, join their case, classify; then split into quarantine and kept
+        # one pass numbers the rows, joins their case and keeps only the offending ones
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {table}_v AS
-            SELECT x.*, c._ok IS NULL AS _orphan, x._n > 1 AS _dup, coalesce({missing_value}, false) AS _missing
-            FROM (SELECT *, row_number() OVER (PARTITION BY case_id, version, {seq}) AS _n FROM {table}) x
-            LEFT JOIN stg_case_keys_ok c USING (case_id, version)"""
+            f"""CREATE OR REPLACE TEMP TABLE {table}_bad AS
+            SELECT * FROM (
+                SELECT x._rid, x.case_id, x.version, x.{seq}, c._ok IS NULL AS _orphan, x._n > 1 AS _dup,
+                       coalesce({missing_value}, false) AS _missing
+                FROM (SELECT rowid AS _rid, case_id, version, {seq}, {value},
+                             row_number() OVER (PARTITION BY case_id, version, {seq}) AS _n FROM {table}) x
+                LEFT JOIN stg_case_keys_ok c USING (case_id, version))
+            WHERE _orphan OR _dup OR _missing"""
         )
         con.execute(
             f"""INSERT INTO stg_quarantine
@@ -193,13 +203,11 @@ def _validate(con: duckdb.DuckDBPyConnection) -> None:
                    CASE WHEN _orphan THEN 'orphan_{what}' WHEN _dup THEN 'duplicate_{what}_seq' ELSE {reason_value} END,
                    CASE WHEN _orphan THEN '{what} row without a valid case version in this input'
                         WHEN _dup THEN 'the same {seq} twice' ELSE 'required value missing' END, NULL
-            FROM {table}_v WHERE _orphan OR _dup OR _missing"""
+            FROM {table}_bad"""
         )
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT * EXCLUDE (_n, _orphan, _dup, _missing) FROM {table}_v WHERE NOT (_orphan OR _dup OR _missing)"""
-        )
-        con.execute(f"DROP TABLE {table}_v")
+        if con.execute(f"SELECT count(*) FROM {table}_bad").fetchone()[0]:
+            con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT _rid FROM {table}_bad)")
+        con.execute(f"DROP TABLE {table}_bad")
 
 
 # ---- lots and ingredients ----------------------------------------------------------------
