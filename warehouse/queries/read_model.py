@@ -42,7 +42,8 @@ warehouse file holds no second copy of the definitions.
     linked cases (all / serious, per link method) and the batch's facts and rate per 10k packs.
 ``pv_signal``
     The register row with its product, ingredient, manufacturer and batch lot (``batch_product_id``
-    lets a reader check a batch signal's batch belongs to the signal's product).
+    lets a reader check a batch signal's batch belongs to the signal's product) and its priority
+    score with the components (``signals.priority``, stored by the register step).
 ``pv_signal_score``
     **The evidence figures** behind a product- or ingredient-level signal: its row of
     ``disproportionality_score`` (n11, margins, E, every method's estimate). A batch-level
@@ -172,7 +173,9 @@ MACROS: dict[str, str] = {
         SELECT s.signal_id, s.level, s.product_id, p.name AS product_name,
                coalesce(s.ingredient, p.ingredient) AS ingredient, p.manufacturer_id, m.name AS manufacturer_name,
                p.region AS market_region, s.pt, s.batch_id, b.lot_number AS batch_lot, b.product_id AS batch_product_id,
-               s.methods, s.figures::VARCHAR AS figures, s.first_detected, s.last_detected, s.status
+               s.methods, s.figures::VARCHAR AS figures, s.first_detected, s.last_detected, s.status,
+               s.priority, s.priority_strength, s.priority_batch, s.priority_seriousness, s.priority_recency,
+               s.priority_completeness, s.priority_reporter, s.priority_on
         FROM signal s
         LEFT JOIN product p USING (product_id)
         LEFT JOIN manufacturer m ON m.manufacturer_id = p.manufacturer_id
