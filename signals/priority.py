@@ -21,7 +21,8 @@ Each component is a number in [0, 1], non-decreasing in the evidence it measures
   tests say one batch stands out for the signal's event: the heterogeneity scan (exact conditional
   test with Tarone–BH q < 0.05 and EB05 > 1: ``batch_exact``/``batch_eb``) and sequential
   monitoring (``maxsprt``/``maxsprt_group``). A batch-level signal counts its own methods; a
-  product or substance signal those of the (not refuted or closed) batch signals of its product(s) and PT.
+  product or substance signal those of the (not refuted or closed) batch signals of its product(s) on
+  the same PT (a batch signal found by the scan per SOC counts for itself only).
 * **seriousness** ``c_ser = serious cases / cases``.
 * **recency** ``c_rec = cases first received in the last``
   :data:`RECENT_DAYS` ``days up to the data lock point / cases``.

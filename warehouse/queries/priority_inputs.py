@@ -6,7 +6,7 @@ completeness of the reports (the share of :data:`signals.priority.COMPLETENESS_F
 and reads the signal's own ``n11``/``e`` from its figures. Batch concentration: the batch-test
 families (heterogeneity, sequential) among a batch signal's own methods, or, for a product or
 substance signal, among the methods of the batch signals (not refuted or closed) on its product(s)
-for the same PT or for the PT's SOC (a batch scan per SOC names the SOC as its event).
+for the same PT — the rule by which an alert may name a lot (``reports.alerts.standing_out``).
 
 A batch signal found at SOC level has no case here: the read model matches a signal's cases on the
 PT, so its shares are 0 and only its strength and batch tests count.
@@ -46,7 +46,6 @@ per_signal AS (
            avg(fields_present / $n_fields) AS completeness
     FROM per_case GROUP BY signal_id
 ),
-soc_of AS (SELECT pt, mode(soc) AS soc FROM latest_case_reaction WHERE soc IS NOT NULL GROUP BY pt),
 batch_signals AS (
     SELECT product_id, pt AS event, methods FROM signal
     WHERE level = 'batch' AND status NOT IN ('refuted', 'closed')
@@ -55,10 +54,9 @@ concentration AS (
     SELECT s.signal_id,
            bool_or(list_has_any(b.methods, $het)) AS het, bool_or(list_has_any(b.methods, $seq)) AS seq
     FROM signal s
-    LEFT JOIN soc_of USING (pt)
     JOIN product p ON (s.level = 'product' AND p.product_id = s.product_id)
                    OR (s.level = 'ingredient' AND p.ingredient = s.ingredient)
-    JOIN batch_signals b ON b.product_id = p.product_id AND (b.event = s.pt OR b.event = soc_of.soc)
+    JOIN batch_signals b ON b.product_id = p.product_id AND b.event = s.pt
     WHERE s.level IN ('product', 'ingredient')
     GROUP BY s.signal_id
 )
