@@ -349,6 +349,10 @@ def prioritised(code: str, threshold: float = 0.4) -> ReportInputs:
         *(pl.lit(0.5).alias(f"priority_{c}") for c in ("strength", "batch", "seriousness", "recency")),
         *(pl.lit(0.25).alias(f"priority_{c}") for c in ("completeness", "reporter")),
         (pl.col("signal_id") == "SIG-BBB").alias("status_changed"),
+        pl.when(pl.col("signal_id") == "SIG-BBB")
+        .then(pl.lit(["25071711 (Huaxin Metformin)"]))
+        .otherwise(pl.lit(None, dtype=pl.List(pl.String)))
+        .alias("tested_lots"),
     )
     rows = signals.to_dicts()
     return replace(
@@ -372,6 +376,8 @@ def test_priority_selects_full_pages_and_leads_the_summary():
     summary = html[html.index("1.1 Signals to review first") : html.index("2. ")]
     assert summary.index("SIG-CCC") < summary.index("SIG-BBB") and "SIG-AAA" not in summary
     assert 'lot <b class="id">25071711</b>' in summary and "0.72" in summary and "(status changed)" in summary
+    # a substance signal names the lot a batch-level test singles out for its event
+    assert 'a batch-level test singles out lot <b class="id">25071711 (Huaxin Metformin)</b>' in summary
     tables = html[html.index("3.1 ") : html.index("4. ")]
     assert all(sid in tables for sid in ("SIG-AAA", "SIG-BBB", "SIG-CCC"))
     typ = pr.render_periodic_report_typst(chosen)

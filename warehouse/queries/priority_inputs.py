@@ -6,7 +6,8 @@ completeness of the reports (the share of :data:`signals.priority.COMPLETENESS_F
 and reads the signal's own ``n11``/``e`` from its figures. Batch concentration: the batch-test
 families (heterogeneity, sequential) among a batch signal's own methods, or, for a product or
 substance signal, among the methods of the batch signals (not refuted or closed) on its product(s)
-for the same PT — the rule by which an alert may name a lot (``reports.alerts.standing_out``).
+for the same PT: the read model's ``pv_signal_tested_batch``, the batches a report or an alert may
+name (``reports.alerts.standing_out`` applies the same rule to an alert's scoped frames).
 
 A batch signal found at SOC level has no case here: the read model matches a signal's cases on the
 PT, so its shares are 0 and only its strength and batch tests count.
@@ -46,26 +47,14 @@ per_signal AS (
            avg(fields_present / $n_fields) AS completeness
     FROM per_case GROUP BY signal_id
 ),
-batch_signals AS (
-    SELECT product_id, pt AS event, methods FROM signal
-    WHERE level = 'batch' AND status NOT IN ('refuted', 'closed')
-),
 concentration AS (
-    SELECT s.signal_id,
-           bool_or(list_has_any(b.methods, $het)) AS het, bool_or(list_has_any(b.methods, $seq)) AS seq
-    FROM signal s
-    JOIN product p ON (s.level = 'product' AND p.product_id = s.product_id)
-                   OR (s.level = 'ingredient' AND p.ingredient = s.ingredient)
-    JOIN batch_signals b ON b.product_id = p.product_id AND b.event = s.pt
-    WHERE s.level IN ('product', 'ingredient')
-    GROUP BY s.signal_id
+    SELECT signal_id, bool_or(list_has_any(methods, $het)) AS het, bool_or(list_has_any(methods, $seq)) AS seq
+    FROM pv_signal_tested_batch GROUP BY signal_id
 )
 SELECT s.signal_id, s.level,
        coalesce(try_cast(s.figures->>'n11' AS DOUBLE), 0)::BIGINT AS n11,
        try_cast(s.figures->>'e' AS DOUBLE) AS expected,
-       CASE WHEN s.level = 'batch'
-            THEN list_has_any(s.methods, $het)::INT + list_has_any(s.methods, $seq)::INT
-            ELSE coalesce(k.het, false)::INT + coalesce(k.seq, false)::INT END AS batch_tests,
+       coalesce(k.het, false)::INT + coalesce(k.seq, false)::INT AS batch_tests,
        coalesce(c.n_cases, 0) AS n_cases, coalesce(c.n_serious, 0) AS n_serious,
        coalesce(c.n_recent, 0) AS n_recent, coalesce(c.n_hcp, 0) AS n_hcp, c.completeness,
        (SELECT dlp FROM lock) AS priority_on
