@@ -87,7 +87,8 @@ def enqueue_alerts(
 
     With a ``priority_threshold`` an alert carries the signals at or above it (or escalated/validated) and
     summarises the rest (``reports.alerts.carried_signal_ids``); its state, hence whether it is new, follows the
-    carried signals only. A manufacturer with nothing to carry and no earlier alert gets none."""
+    carried signals only. A manufacturer with signals but none to carry gets one alert with the summary (a
+    kilobyte, sent once), so it knows of them; a signal rising above the threshold updates it."""
     dlp = data_lock_point(con)
     new, unchanged = [], 0
     manufacturers = con.sql("SELECT * FROM manufacturer ORDER BY manufacturer_id").pl().to_dicts()
@@ -99,8 +100,6 @@ def enqueue_alerts(
         batches = alert_batches(con, mid)
         prev = latest_alert(con, mid)
         carried = carried_signal_ids(signals, priority_threshold)
-        if not carried and prev is None:
-            continue
         # identity first (cheap): an unchanged state needs no cases, consignments or pharmacies
         state = alert_state(
             mid,

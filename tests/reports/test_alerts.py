@@ -331,7 +331,9 @@ def test_enqueue_follows_the_priority_threshold(trapped):
     )
     trapped.execute("COMMIT")
     docs = dict(trapped.sql("SELECT manufacturer_id, document FROM alert").fetchall())
-    assert set(docs) == {ACME} and len(queued["new"]) == 1  # the rival has nothing above the threshold: no alert
+    assert set(docs) == {ACME, RIVAL} and len(queued["new"]) == 2
+    rival = json.loads(docs[RIVAL])  # nothing above the threshold: a summary only
+    assert rival["signals"] == [] and rival["other_signals"]["count"] == 1 and rival["batch_traceability"] == {}
     acme = json.loads(docs[ACME])
     assert [s["signal_id"] for s in acme["signals"]] == ["SIG-A-BATCH"]
     assert acme["other_signals"]["count"] == 1 and set(acme["batch_traceability"]) == {"BAT-A-102"}
@@ -342,5 +344,7 @@ def test_enqueue_follows_the_priority_threshold(trapped):
         trapped, "salt", "2024-07-03T00:00:00+00:00", dt.datetime(2024, 7, 3), priority_threshold=0.4
     )
     trapped.execute("COMMIT")
+    assert len(again["new"]) == 1 and again["unchanged"] == 1  # the rival's summary-only alert is not re-sent
     latest = json.loads(trapped.sql(f"SELECT document FROM alert WHERE alert_id = '{again['new'][0]}'").fetchone()[0])
-    assert latest["changes"]["new_signals"] == ["SIG-A-PROD"] and latest["supersedes"] == queued["new"][0]
+    first_acme = next(a for a in queued["new"] if a.startswith(f"ALR-{ACME}"))
+    assert latest["changes"]["new_signals"] == ["SIG-A-PROD"] and latest["supersedes"] == first_acme
