@@ -23,12 +23,13 @@ import polars as pl
 
 from assets.detection import exposure
 from assets.ingestion import supply_events
-from assets.register import signal_register
+from assets.register import priority_threshold, signal_register
 from assets.resources import OutputResource, WarehouseResource
 from reports.alerts import (
     alert_document,
     alert_state,
     build_alert,
+    carried_signal_ids,
     document_text,
     render_alert_html,
     render_alert_text,
@@ -75,8 +76,19 @@ def default_channels(output_root: Path, env=None) -> dict:
     return {"file": FileChannel(Path(output_root)), "email": SmtpChannel(env), "webhook": WebhookChannel(env)}
 
 
-def enqueue_alerts(con: duckdb.DuckDBPyConnection, salt: str, generated_at: str, created_at: dt.datetime) -> dict:
-    """Record a new alert (and its pending deliveries) for every manufacturer whose alert state changed."""
+def enqueue_alerts(
+    con: duckdb.DuckDBPyConnection,
+    salt: str,
+    generated_at: str,
+    created_at: dt.datetime,
+    priority_threshold: float | None = None,
+) -> dict:
+    """Record a new alert (and its pending deliveries) for every manufacturer whose alert state changed.
+
+    With a ``priority_threshold`` an alert carries the signals at or above it (or escalated/validated) and
+    summarises the rest (``reports.alerts.carried_signal_ids``); its state, hence whether it is new, follows the
+    carried signals only. A manufacturer with signals but none to carry gets one alert with the summary (a
+    kilobyte, sent once), so it knows of them; a signal rising above the threshold updates it."""
     dlp = data_lock_point(con)
     new, unchanged = [], 0
     manufacturers = con.sql("SELECT * FROM manufacturer ORDER BY manufacturer_id").pl().to_dicts()
@@ -87,6 +99,7 @@ def enqueue_alerts(con: duckdb.DuckDBPyConnection, salt: str, generated_at: str,
             continue
         batches = alert_batches(con, mid)
         prev = latest_alert(con, mid)
+        carried = carried_signal_ids(signals, priority_threshold)
         # identity first (cheap): an unchanged state needs no cases, consignments or pharmacies
         state = alert_state(
             mid,
@@ -96,13 +109,15 @@ def enqueue_alerts(con: duckdb.DuckDBPyConnection, salt: str, generated_at: str,
                     "status": st,
                     "batches": [{"batch_id": b} for b in batches.filter(pl.col("signal_id") == s)["batch_id"]],
                 }
-                for s, st in signals.select("signal_id", "status").iter_rows()
+                for s, st in signals.filter(pl.col("signal_id").is_in(sorted(carried)))
+                .select("signal_id", "status")
+                .iter_rows()
             ],
         )
         if prev and prev["state"] == state:
             unchanged += 1
             continue
-        batch_ids = batches["batch_id"].unique().to_list()
+        batch_ids = batches.filter(pl.col("signal_id").is_in(sorted(carried)))["batch_id"].unique().to_list()
         alert = build_alert(
             m,
             signals,
@@ -114,6 +129,7 @@ def enqueue_alerts(con: duckdb.DuckDBPyConnection, salt: str, generated_at: str,
             excursions=batch_excursions(con, mid, batch_ids),
             supersedes=prev["alert_id"] if prev else None,
             previous_state=prev["state"] if prev else None,
+            priority_threshold=priority_threshold,
         )
         doc = alert_document(alert, generated_at)
         render_alert_html(doc), render_alert_text(doc)  # a template error fails the run here, not every delivery
@@ -149,7 +165,7 @@ def manufacturer_alerts(
     with warehouse.connect() as con:
         con.execute("BEGIN TRANSACTION")
         try:
-            queued = enqueue_alerts(con, salt, _now(), utcnow())
+            queued = enqueue_alerts(con, salt, _now(), utcnow(), priority_threshold=priority_threshold())
         except BaseException:
             con.execute("ROLLBACK")
             raise

@@ -1,5 +1,7 @@
 """Scores → the signal register (stable ids, methods that fired, history). Storage in ``warehouse.stores.signal_register``."""
 
+import os
+
 import dagster as dg
 import polars as pl
 
@@ -8,12 +10,37 @@ from assets.detection import disproportionality_scores
 from assets.resources import WarehouseResource
 from signals.batch_detection import batch_detections
 from signals.disproportionality import EB_COLUMNS, SCORE_COLUMNS
+from signals.priority import DEFAULT_THRESHOLD, QUERY_PARAMETERS, priority_scores, validate_threshold
 from signals.scoring import round_figures_expr
 from warehouse.queries.batch_inputs import crossed_streams, flagged_heterogeneity
+from warehouse.queries.priority_inputs import priority_inputs
 from warehouse.queries.read_model import data_lock_point
-from warehouse.stores.signal_register import update_register
+from warehouse.stores.signal_register import store_priority, update_register
 
 GROUP = "detection"
+# the priority at or above which a signal gets a full report page and rides in manufacturer alerts
+PRIORITY_THRESHOLD_ENV = "PVTRACE_PRIORITY_THRESHOLD"
+
+
+def priority_threshold(env=None) -> float:
+    """The configured priority threshold: ``$PVTRACE_PRIORITY_THRESHOLD`` (a number in [0, 1]) or
+    :data:`signals.priority.DEFAULT_THRESHOLD`; a bad value is a ValueError naming the variable."""
+    raw = (os.environ if env is None else env).get(PRIORITY_THRESHOLD_ENV, "").strip()
+    if not raw:
+        return DEFAULT_THRESHOLD
+    try:
+        return validate_threshold(raw)
+    except ValueError as exc:
+        raise ValueError(f"{PRIORITY_THRESHOLD_ENV}: {exc}") from None
+
+
+def score_priority(con, dlp) -> pl.DataFrame:
+    """Every register row's priority and components at the data lock point, stored in ``signal``."""
+    scored = priority_scores(priority_inputs(con, dlp, **QUERY_PARAMETERS))
+    store_priority(con, scored)
+    return scored
+
+
 # statistics quoted with each product/ingredient signal (rounded by the one register rule, signals.scoring): the
 # counts, then every disproportionality statistic signals defines except the Yates-corrected chi-square
 FIGURES = ["n11", "e", *(c for c in SCORE_COLUMNS if c != "chi2_yates"), *EB_COLUMNS]
@@ -24,7 +51,7 @@ FIGURES = ["n11", "e", *(c for c in SCORE_COLUMNS if c != "chi2_yates"), *EB_COL
     kinds={"duckdb"},
     deps=[disproportionality_scores, batch_heterogeneity_scores, sequential_monitoring],
     description="Stable signals (product, ingredient and batch level) with the methods that fired, first/last "
-    "detection and status history.",
+    "detection, status history and the priority score with its components (signals.priority).",
 )
 def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.transaction() as con:
@@ -51,4 +78,8 @@ def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         )
         counts = update_register(con, detections, dlp, context.run.run_id)
         counts["batch_level_detections"] = batch.height
+        scored = score_priority(con, dlp)
+        threshold = priority_threshold()
+        counts["priority_threshold"] = threshold
+        counts["above_priority_threshold"] = int((scored["priority"] >= threshold).sum()) if scored.height else 0
     return dg.MaterializeResult(metadata={**counts, "data_lock_point": str(dlp)})

@@ -34,7 +34,7 @@ import polars as pl
 
 from assets.detection import exposure
 from assets.ingestion import supply_events
-from assets.register import signal_register
+from assets.register import priority_threshold, signal_register
 from assets.resources import InboxResource, OutputResource, WarehouseResource
 from reports import ermr
 from reports.e2b.sender import Sender, SenderConfigError, load_sender
@@ -43,7 +43,7 @@ from reports.e2b.validation import default_schema_path
 from reports.e2b.writer import IcsrBatch, build_batch, write_validated
 from reports.expedited import expedited_clock, write_clock_csv
 from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS, Jurisdiction
-from reports.periodic_report import ReportInputs, write_periodic_report
+from reports.periodic_report import ReportInputs, priority_page_ids, write_periodic_report
 from signals.scoring import score_pairs
 from warehouse.inputs.inbox import run_clock
 from warehouse.queries import report_queries as rq
@@ -173,6 +173,9 @@ def _report_asset(code: str):
                 batches=rq.signal_batch_annex(con, ids, dlp),
                 clock=clock,
                 lineage=_relative_lineage(rq.input_lineage(con), inbox.folder),
+                # full pages for the signals at or above the priority threshold or with a status change (issue 14)
+                full_pages=frozenset(priority_page_ids(signals.to_dicts(), threshold := priority_threshold())),
+                priority_threshold=threshold,
             )
         clock_path = write_clock_csv(clock, reports / f"expedited_clock_{code}_{start:%Y-%m}.csv")
         inputs.files["clock"] = clock_path.name

@@ -34,9 +34,10 @@ from signals.batch_heterogeneity import funnel_limits
 from warehouse.queries.read_model import AGE_BAND_SQL, install
 from warehouse.stores.signal_register import DETECTION_ACTOR
 
-# Triage order (documented in the README): status, then batch-level before product before
-# ingredient, then serious cases, then the strength of the evidence (EB05, else the ROR lower
-# bound), then the number of cases.
+# Triage order (documented in the README): status, then the priority score (signals.priority, stored by
+# the register step; highest first), then — for ties and for a register not scored yet — batch-level
+# before product before ingredient, serious cases, the strength of the evidence (EB05, else the ROR
+# lower bound) and the number of cases.
 STATUS_RANK = {"new": 0, "escalated": 1, "under_review": 2, "validated": 3, "refuted": 4, "closed": 5}
 LEVEL_RANK = {"batch": 0, "product": 1, "ingredient": 2}
 # regulator rule -> the statistical method behind it (the list filters by either)
@@ -196,7 +197,9 @@ def _has_table(con, name: str) -> bool:
 # every register row with its product, manufacturer and batch lot
 OVERVIEW_SQL = """
     SELECT signal_id, level, product_id, product_name, ingredient, manufacturer_id, manufacturer_name, pt, batch_id,
-           methods, figures, first_detected, last_detected, status
+           methods, figures, first_detected, last_detected, status, priority AS score,
+           priority_strength, priority_batch, priority_seriousness, priority_recency, priority_completeness,
+           priority_reporter
     FROM pv_signal ORDER BY status = 'new' DESC, first_detected DESC, signal_id
 """
 
@@ -288,8 +291,8 @@ def prioritise(signals: pl.DataFrame) -> pl.DataFrame:
         pl.col("status").replace_strict(STATUS_RANK, default=9, return_dtype=pl.Int32).alias("_s"),
         pl.col("level").replace_strict(LEVEL_RANK, default=9, return_dtype=pl.Int32).alias("_l"),
     ).sort(
-        ["_s", "_l", "n_serious", "strength", "n11", "signal_id"],
-        descending=[False, False, True, True, True, False],
+        ["_s", "score", "_l", "n_serious", "strength", "n11", "signal_id"],
+        descending=[False, True, False, True, True, True, False],
         nulls_last=True,
     )
     return ranked.drop("_s", "_l").with_row_index("priority", offset=1)

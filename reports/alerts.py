@@ -25,10 +25,16 @@ import polars as pl
 
 from reports.rendering import render
 
-# A batch "stands out" when its rate per 10k packs is this many times the median of the
-# product's other implicated batches and it has at least this many linked cases.
-BATCH_CONCENTRATION_RATIO = 3.0
-BATCH_CONCENTRATION_MIN_CASES = 3
+# A lot is named in a recommended action only when a batch-level test says it stands out for the
+# signal's event: the signal is that batch's own (level 'batch'), or the register holds a batch-level
+# signal (heterogeneity scan or MaxSPRT; not refuted or closed) on the same product, PT and batch.
+# Ranking first by cases per 10k packs is no such test: a lot with 9 of a product-wide signal's cases
+# is not named. Statuses under which a batch signal no longer singles its lot out:
+DISMISSED_STATUSES = ("refuted", "closed")
+# An alert carries the signals at or above the priority threshold (signals.priority) and those an analyst
+# escalated or validated; the others are summarised (count per product and status).
+CARRIED_STATUSES = ("escalated", "validated")
+NO_LOT_ACTION = "Evaluate the product-level signal; no batch-level test singles out a lot."
 
 # the only fields of each kind that may appear in an alert
 SIGNAL_FIELDS = (
@@ -165,41 +171,94 @@ def state_changes(previous: dict | None, current: dict) -> dict | None:
     }
 
 
-def recommended_actions(batches: list[dict], level: str = "product") -> list[str]:
-    """What the manufacturer should do, from the batch evidence (documented thresholds above)."""
-    actions = []
+def standing_out(signals: pl.DataFrame) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """(product_id, PT) → {batch_id: methods} of the batch-level signals that single a lot out for that event
+    (not refuted or closed): the only evidence that lets an action name a lot."""
+    out: dict[tuple[str, str], dict[str, list[str]]] = {}
+    if signals.height == 0 or "level" not in signals.columns:
+        return out
+    rows = signals.filter((pl.col("level") == "batch") & ~pl.col("status").is_in(DISMISSED_STATUSES))
+    for r in rows.select("product_id", "pt", "batch_id", "methods").to_dicts():
+        out.setdefault((r["product_id"], r["pt"]), {})[r["batch_id"]] = sorted(r["methods"] or [])
+    return out
+
+
+def _excursion_text(b: dict) -> str:
+    where = f" in consignment(s) {', '.join(b['excursion_consignments'])}" if b.get("excursion_consignments") else ""
+    return f"{b['cold_chain_excursions']} cold-chain excursion(s){where} (max {b.get('max_temp_c')} °C)"
+
+
+def recommended_actions(
+    batches: list[dict], level: str = "product", tested: dict[str, list[str]] | None = None
+) -> list[str]:
+    """What the manufacturer should do, from the batch evidence.
+
+    A lot is named only when a batch-level test singles it out for the signal's event: the signal's own batch
+    (``implicated_by`` has ``batch_signal``) or a batch in ``tested`` (batch id → the batch-level methods that
+    flagged it for the same product and PT, from :func:`standing_out`). Cold-chain excursions of a named lot
+    are part of its action; excursions of other implicated lots are counted without naming them (they are in
+    the batch traceability). Without a named lot the action is to evaluate the signal (:data:`NO_LOT_ACTION`).
+    """
+    tested = tested or {}
+    actions, named = [], set()
     for b in batches:
-        if "batch_signal" in (b.get("implicated_by") or []):
-            actions.append(
-                f"Investigate lot {b['lot_number']}: it has a batch-level signal of its own. Quarantine remaining stock "
-                f"pending the investigation and consider a recall if a quality defect is confirmed."
-            )
-    for b in batches:
-        if b.get("cold_chain_excursions"):
-            where = (
-                f" in consignment(s) {', '.join(b['excursion_consignments'])}"
-                if b.get("excursion_consignments")
-                else ""
-            )
-            actions.append(
-                f"Quarantine remaining stock of lot {b['lot_number']} and investigate its {b['cold_chain_excursions']} "
-                f"cold-chain excursion(s){where} (max {b.get('max_temp_c')} °C) before further release."
-            )
-    rates = [b["cases_per_10k_packs"] for b in batches if b.get("cases_per_10k_packs") is not None]
-    for b in batches:
-        rate = b.get("cases_per_10k_packs")
-        others = sorted(r for r in rates if r is not rate)
-        if rate is None or not others or (b.get("linked_cases") or 0) < BATCH_CONCENTRATION_MIN_CASES:
+        own = "batch_signal" in (b.get("implicated_by") or [])
+        methods = tested.get(b.get("batch_id"))
+        if not (own or methods):
             continue
-        median = others[len(others) // 2]
-        if median == 0 or rate >= BATCH_CONCENTRATION_RATIO * median:
+        named.add(b.get("batch_id"))
+        why = (
+            "it has a batch-level signal of its own"
+            if own
+            else f"a batch-level test ({', '.join(methods)}) singles it out for this event"
+        )
+        actions.append(
+            f"Investigate lot {b['lot_number']}: {why}. Quarantine remaining stock pending the investigation and "
+            f"consider a recall if a quality defect is confirmed."
+        )
+        if b.get("cold_chain_excursions"):
             actions.append(
-                f"Investigate lot {b['lot_number']}: {rate} linked cases per 10,000 packs delivered against a median of "
-                f"{median} for the product's other implicated lots; consider a recall if a quality defect is confirmed."
+                f"Quarantine remaining stock of lot {b['lot_number']} and investigate its {_excursion_text(b)} "
+                f"before further release."
             )
-    if not actions:
-        actions.append("Evaluate the product-level signal; no single lot stands out in the linked cases.")
+    others = [b for b in batches if b.get("cold_chain_excursions") and b.get("batch_id") not in named]
+    if others:
+        actions.append(
+            f"{len(others)} other implicated lot(s) had cold-chain excursions (see the batch traceability); no "
+            f"batch-level test singles them out for this event."
+        )
+    if not named:
+        actions.append(NO_LOT_ACTION)
     return actions
+
+
+def carried_signal_ids(signals: pl.DataFrame, priority_threshold: float | None) -> set[str]:
+    """The signals an alert carries in full: every one when ``priority_threshold`` is None or the register has no
+    score yet; otherwise those at or above the threshold, those without a score, and those an analyst escalated
+    or validated (:data:`CARRIED_STATUSES`)."""
+    ids = set(signals["signal_id"].to_list()) if signals.height else set()
+    if priority_threshold is None or "priority" not in signals.columns:
+        return ids
+    keep = signals.filter(
+        pl.col("priority").is_null()
+        | (pl.col("priority") >= priority_threshold)
+        | pl.col("status").is_in(CARRIED_STATUSES)
+    )
+    return set(keep["signal_id"].to_list())
+
+
+def _summary_of_rest(rest: pl.DataFrame, priority_threshold: float | None) -> dict | None:
+    if priority_threshold is None:
+        return None
+    counts = (
+        rest.group_by("product_id", "product_name", "status")
+        .agg(pl.len().alias("signals"))
+        .sort("product_id", "status")
+        .to_dicts()
+        if rest.height
+        else []
+    )
+    return {"priority_threshold": priority_threshold, "count": rest.height, "by_product_status": counts}
 
 
 def _pick(row: dict, fields: tuple[str, ...]) -> dict:
@@ -224,8 +283,14 @@ def build_alert(
     excursions: pl.DataFrame | None = None,
     supersedes: str | None = None,
     previous_state: dict | None = None,
+    priority_threshold: float | None = None,
 ) -> Alert:
-    """Assemble one manufacturer's alert from frames already scoped to its products (checked here)."""
+    """Assemble one manufacturer's alert from frames already scoped to its products (checked here).
+
+    With a ``priority_threshold`` the alert carries in full only :func:`carried_signal_ids` (with their batches,
+    cases and the traceability of their lots) and summarises the rest in ``other_signals`` (count per product
+    and status); the summary is a snapshot, not part of the alert's identity. Every signal of ``signals`` still
+    counts as batch-test evidence for naming a lot (:func:`standing_out`)."""
     mid = manufacturer["manufacturer_id"]
     foreign = signals.filter(pl.col("manufacturer_id") != mid)
     if foreign.height:
@@ -254,9 +319,12 @@ def build_alert(
     excursions_by_batch: dict[str, list[dict]] = {}
     for r in _rows(excursions, ("batch_id", *EXCURSION_FIELDS)):
         excursions_by_batch.setdefault(r.pop("batch_id"), []).append(r)
+    tested = standing_out(signals)
+    carried = carried_signal_ids(signals, priority_threshold)
+    rest = signals.filter(~pl.col("signal_id").is_in(sorted(carried)))
     lots = {}
     items = []
-    for s in signals.sort("signal_id").to_dicts():
+    for s in signals.filter(pl.col("signal_id").is_in(sorted(carried))).sort("signal_id").to_dicts():
         sig_batches = []
         for b in _rows(batches.filter(pl.col("signal_id") == s["signal_id"]), BATCH_FIELDS):
             xs = excursions_by_batch.get(b["batch_id"], [])
@@ -280,15 +348,25 @@ def build_alert(
         item.update(
             batches=sig_batches,
             cases=sig_cases,
-            recommended_actions=recommended_actions(sig_batches, s.get("level", "product")),
+            recommended_actions=recommended_actions(
+                sig_batches, s.get("level", "product"), tested.get((s["product_id"], s["pt"]))
+            ),
         )
+        if s.get("priority") is not None:
+            item["priority"] = s["priority"]
         items.append(item)
 
-    # most actionable first: batch-level signals, then signals where a lot stands out, then by id
-    default_action = recommended_actions([])
-    items.sort(key=lambda i: (i.get("level") != "batch", i["recommended_actions"] == default_action, i["signal_id"]))
+    # most actionable first: batch-level signals, then signals where a lot is named, then by priority and id
+    items.sort(
+        key=lambda i: (
+            i.get("level") != "batch",
+            NO_LOT_ACTION in i["recommended_actions"],
+            -(i.get("priority") or 0.0),
+            i["signal_id"],
+        )
+    )
     traceability = {}
-    for bid in sorted(own_batches):
+    for bid in sorted({b["batch_id"] for i in items for b in i["batches"]}):
         traceability[bid] = {
             "lot_number": lots.get(bid),
             "pharmacies": _rows(pharmacies.filter(pl.col("batch_id") == bid), PHARMACY_FIELDS)
@@ -307,6 +385,8 @@ def build_alert(
         "signals": items,
         "batch_traceability": traceability,
     }
+    if (summary := _summary_of_rest(rest, priority_threshold)) is not None:
+        content["other_signals"] = summary
     content_hash = hashlib.sha256(_canonical(state)).hexdigest()
     alert_id = f"ALR-{mid}-" + hashlib.sha256(f"{content_hash}|{supersedes or ''}".encode()).hexdigest()[:12]
     return Alert(

@@ -125,8 +125,10 @@ class ReportInputs:
     e2b_not_exported: str | None = None  # why no E2B file was written (e.g. no sender configured)
     files: dict = field(default_factory=dict)  # other outputs of the period (clock CSV, eRMR folder)
     # signal ids that get a full page (chart, tables, batch annex); the others a table row. None: the default
-    # rule, full_page_ids() (product and batch level). A priority ranking passes its own selection here.
+    # rule, full_page_ids() (product and batch level). The report asset passes priority_page_ids() here.
     full_pages: frozenset[str] | None = None
+    # the priority threshold of that selection (signals.priority), quoted in the summary; None: not used
+    priority_threshold: float | None = None
 
     @property
     def period_label(self) -> str:
@@ -170,10 +172,19 @@ def _seriousness(cases: list[dict]) -> list[tuple[str, int]]:
     return sorted(counts.items()), sorted(outcomes.items())
 
 
+def _by_priority(signals: pl.DataFrame) -> pl.DataFrame:
+    """Highest priority first (``signals.priority``; a frame without the score keeps level, id order)."""
+    if "priority" not in signals.columns:
+        return signals.sort("category", "level", "signal_id", descending=[False, True, False])
+    return signals.sort(
+        "category", "priority", "level", "signal_id", descending=[False, True, True, False], nulls_last=True
+    )
+
+
 def _signal_rows(inputs: ReportInputs) -> list[dict]:
     j = inputs.jurisdiction
     rows = []
-    for s in inputs.signals.sort("category", "level", "signal_id", descending=[False, True, False]).to_dicts():
+    for s in _by_priority(inputs.signals).to_dicts():
         s["figures"] = json.loads(s["figures"]) if s.get("figures") else {}
         s["methods"] = list(s["methods"] or [])
         s["meets_primary"] = [m for m in j.primary_rules if m in s["methods"]]
@@ -188,6 +199,17 @@ def full_page_ids(signals: list[dict]) -> set[str]:
     table row with its top batches. A caller with another ranking (e.g. a priority score) passes its own set
     as ``ReportInputs.full_pages``."""
     return {s["signal_id"] for s in signals if s["level"] in ("product", "batch")}
+
+
+def priority_page_ids(signals: list[dict], threshold: float) -> set[str]:
+    """The priority selection of full pages: a signal whose priority (``signals.priority``) is at or above
+    ``threshold``, or whose status an analyst changed in the period (``status_changed``); every other signal
+    stays a row of the tables. Pass the result as ``ReportInputs.full_pages``."""
+    return {
+        s["signal_id"]
+        for s in signals
+        if (s.get("priority") is not None and s["priority"] >= threshold) or s.get("status_changed")
+    }
 
 
 def build_pages(inputs: ReportInputs, signals: list[dict]) -> list[dict]:
@@ -244,6 +266,18 @@ def report_context(inputs: ReportInputs) -> dict:
         for cat in ("new", "ongoing", "closed")
     }
     pages = build_pages(inputs, signals)
+    full = [p for p in pages if "chart" in p]
+    if any(s.get("priority") is not None for s in signals):
+        full.sort(key=lambda p: -(p["signal"].get("priority") or 0.0))  # stable: ties keep the table order
+    threshold = inputs.priority_threshold
+    review_first = (
+        sorted(
+            (s for s in signals if s["signal_id"] in priority_page_ids(signals, threshold)),
+            key=lambda s: (-(s.get("priority") or 0.0), s["signal_id"]),
+        )
+        if threshold is not None
+        else []
+    )
     return {
         "r": inputs,
         "j": j,
@@ -254,7 +288,9 @@ def report_context(inputs: ReportInputs) -> dict:
         "n_signals": len(signals),
         "n_product": sum(s["level"] == "product" for s in signals),
         "default_selection": inputs.full_pages is None,
-        "pages": [p for p in pages if "chart" in p],
+        "pages": full,
+        "review_first": review_first,
+        "priority_threshold": threshold,
         "substance_pages": [p for p in pages if "chart" not in p],
         "clock": inputs.clock.to_dicts(),
         "overdue": inputs.clock.filter(pl.col("status") == "overdue").height if not inputs.clock.is_empty() else 0,

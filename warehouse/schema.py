@@ -585,6 +585,16 @@ _DDL = [
         needs_review BOOLEAN NOT NULL,
         coded_at TIMESTAMP NOT NULL DEFAULT current_timestamp
     )""",
+    # ---- issue 14 item 4: the signal priority score and its components (signals.priority), per register row,
+    # recomputed at every run's data lock point (priority_on)
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority DOUBLE",
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_strength DOUBLE",
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_batch DOUBLE",
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_seriousness DOUBLE",
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_recency DOUBLE",
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_completeness DOUBLE",
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_reporter DOUBLE",
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_on DATE",
 ]
 
 

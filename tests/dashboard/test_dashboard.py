@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from dashboard import store
@@ -343,3 +344,23 @@ def test_dashboard_user_cli(tmp_path, monkeypatch):
     assert store.authenticate(wh, "eve", "a-long-password")["roles"] == ("viewer",)
     monkeypatch.setenv("PVTRACE_DASHBOARD_PASSWORD", "short")
     assert main(["dashboard-user", "add", "--warehouse", str(wh), "--username", "eve", "--role", "viewer"]) == 2
+
+
+def test_priority_score_orders_within_a_status_and_unscored_rows_fall_back():
+    from dashboard.data import prioritise
+
+    frame = pl.DataFrame(
+        {
+            "signal_id": ["S-BATCH", "S-PROD", "S-ING", "S-CLOSED", "S-UNSCORED"],
+            "status": ["new", "new", "new", "closed", "new"],
+            "level": ["batch", "product", "ingredient", "product", "batch"],
+            "score": [0.45, 0.20, 0.61, 0.99, None],
+            "n_serious": [1, 9, 3, 9, 9],
+            "strength": [2.0, 5.0, 1.0, 9.0, 9.0],
+            "n11": [5, 40, 12, 50, 50],
+        }
+    )
+    ranked = prioritise(frame)
+    # open statuses first, then the score (highest first); a row without a score (register not scored) last
+    assert ranked["signal_id"].to_list() == ["S-ING", "S-BATCH", "S-PROD", "S-UNSCORED", "S-CLOSED"]
+    assert ranked["priority"].to_list() == [1, 2, 3, 4, 5]

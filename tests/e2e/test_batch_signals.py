@@ -36,7 +36,7 @@ def world(tmp_path_factory):
         raise_on_error=False,
     )
     con = connect(str(root / "pv.duckdb"), read_only=True)
-    yield {"truth": truth, "con": con}
+    yield {"truth": truth, "con": con, "root": root}
     con.close()
 
 
@@ -99,3 +99,50 @@ def test_maxsprt_flags_the_defect_before_disproportionality_flags_its_product(wo
     new = fired.filter(~pl.col("pt").is_in(sorted(already)) & (pl.col("cutoff") <= crossed))
     assert new.height == 0, f"disproportionality flagged {s['product_id']} first: {new.head(3).to_dicts()}"
     assert set(s["pts"]) - already, "every planted PT was already a product-level signal before the defect"
+
+
+def test_planted_batches_are_on_the_first_page_of_their_regulators_report(world, monkeypatch):
+    """Issue 14 item 4: the priority score puts each planted batch (defect, cold chain) on page 1 of the periodic
+    report of its product's market — the summary's 'signals to review first' — ahead of the product-level noise."""
+    import shutil
+    import subprocess
+
+    from assets.register import priority_threshold
+    from assets.reporting import REPORT_ASSETS
+    from reports.e2b.sender import DEMO_SENDER
+    from reports.e2b.sender import ENV as E2B_SENDER_ENV
+    from reports.jurisdictions import JURISDICTIONS
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) not installed: make system-deps")
+    monkeypatch.setenv(E2B_SENDER_ENV, str(DEMO_SENDER))
+    con, root = world["con"], world["root"]
+    lots = {}
+    for kind in ("batch_defect", "cold_chain"):
+        s = planted(world["truth"], kind)
+        region, lot, priority = con.execute(
+            "SELECT p.region, b.lot_number, max(s.priority) FROM signal s JOIN product p USING (product_id) "
+            "JOIN batch b ON b.batch_id = s.batch_id WHERE s.level = 'batch' AND s.batch_id = ? GROUP BY ALL",
+            [s["batch_id"]],
+        ).fetchone()
+        assert priority >= priority_threshold(), f"{kind}: batch signal priority {priority}"
+        code = next(c for c, j in JURISDICTIONS.items() if j.market_region == region)
+        lots.setdefault(code, []).append(lot)
+    wanted = [a for a in REPORT_ASSETS if a.key.to_user_string() in {f"regulatory_report_{c}" for c in lots}]
+    dg.materialize(
+        [*ALL_ASSETS, *REPORT_ASSETS],
+        selection=dg.AssetSelection.assets(*wanted),
+        partition_key="2025-12-01",
+        resources=default_resources(
+            inbox=str(root / "inbox"), warehouse=str(root / "pv.duckdb"), output=str(root / "output")
+        ),
+        raise_on_error=True,
+    )
+    for code, expected in lots.items():
+        pdf = root / "output" / "reports" / f"periodic_signal_report_{code}_2025-12.pdf"
+        first = subprocess.run(
+            ["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "Signals to review first" in first
+        for lot in expected:
+            assert lot in first, f"{code}: planted lot {lot} not on page 1"

@@ -19,13 +19,14 @@ import pytest
 from lxml import etree
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, REPORT_ASSETS, defs
+from assets.register import priority_threshold
 from assets.resources import default_resources
 from reports.e2b.rules import evaluate
 from reports.e2b.sender import DEMO_SENDER
 from reports.e2b.sender import ENV as E2B_SENDER_ENV
 from reports.e2b.validation import validate
 from reports.jurisdictions import JURISDICTION_CODES, JURISDICTIONS
-from reports.periodic_report import mask_volatile
+from reports.periodic_report import mask_volatile, priority_page_ids
 from sample_data.world import generate_world
 from warehouse.queries import report_queries as rq
 from warehouse.schema import connect
@@ -148,9 +149,19 @@ def test_pdf_text_holds_the_signals_and_their_batches(world, con):
         signals = rq.period_signals(con, j.market_region, dt.date(2025, 12, 1), dt.date(2025, 12, 31))
         for sid in signals["signal_id"]:
             assert sid in text, f"{code}: {sid} not in the PDF"
-        product_ids = signals.filter(pl.col("level") != "ingredient")["signal_id"].to_list()
-        batches = rq.signal_batch_annex(con, product_ids, dt.date(2025, 12, 31))
-        for lot in batches["lot_number"].unique().to_list():
+        # a full page (priority at or above the threshold, or a status change) lists every batch of the signal;
+        # every other signal is a table row with its five batches with most linked cases
+        full = priority_page_ids(signals.to_dicts(), priority_threshold())
+        batches = rq.signal_batch_annex(con, signals["signal_id"].to_list(), dt.date(2025, 12, 31))
+        shown = pl.concat(
+            [
+                batches.filter(pl.col("signal_id").is_in(sorted(full))),
+                batches.filter(~pl.col("signal_id").is_in(sorted(full)))
+                .group_by("signal_id", maintain_order=True)
+                .head(5),
+            ]
+        )
+        for lot in shown["lot_number"].unique().to_list():
             assert lot in text, f"{code}: lot {lot} not in the PDF"
         assert "Data lock point" in text and "2025-12-31" in text
     nmpa = _pdftotext(world["out"] / "reports" / "periodic_signal_report_nmpa_2025-12.pdf")
@@ -174,7 +185,10 @@ def test_report_names_the_planted_signal_and_its_batches(world, con):
         html = (world["out"] / "reports" / f"periodic_signal_report_{code}_2025-12.html").read_text()
         assert sid in html and name in html and s["pt"] in html
         lots = rq.signal_batch_annex(con, [sid], dt.date(2025, 12, 31))["lot_number"].to_list()
-        assert lots and all(lot in html for lot in lots)
+        (priority,) = con.execute("SELECT priority FROM signal WHERE signal_id = ?", [sid]).fetchone()
+        # a full page lists every batch; a table row (priority below the threshold) the five with most cases
+        shown = lots if priority >= priority_threshold() else lots[:5]
+        assert lots and all(lot in html for lot in shown)
     assert found, "no planted product signal detected at this scale"
 
 

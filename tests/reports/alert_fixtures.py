@@ -174,7 +174,8 @@ def build_alert_warehouse(
         figures = json.dumps({"n11": 3, "e": 0.5, "prr": 6.0, "ror": 7.0, "ic025": 0.4})
         for sid, level, product, ingredient, batch in signals:
             con.execute(
-                "INSERT INTO signal VALUES (?, ?, ?, ?, 'Rash', ?, ['evans'], ?, DATE '2024-07-01', "
+                "INSERT INTO signal (signal_id, level, product_id, ingredient, pt, batch_id, methods, figures, first_detected, "
+                "last_detected, status) VALUES (?, ?, ?, ?, 'Rash', ?, ['evans'], ?, DATE '2024-07-01', "
                 "DATE '2024-07-01', 'new')",
                 [sid, level, product, ingredient, batch, figures],
             )

@@ -10,6 +10,7 @@ import pytest
 
 from assets.alerting import enqueue_alerts
 from reports.alerts import (
+    NO_LOT_ACTION,
     alert_document,
     build_alert,
     document_text,
@@ -147,16 +148,75 @@ def test_same_state_same_id_and_change_gives_new_id_that_supersedes():
     assert fewer.alert_id != a.alert_id  # the batch set is part of the identity
 
 
-def test_recommended_actions_follow_batch_evidence():
+def test_recommended_actions_name_a_lot_only_when_a_batch_test_singles_it_out():
+    """L1 ranks first by rate (100 vs 10 per 10k packs, 10 cases) and L3 had excursions, but no batch-level test
+    flags either: no lot is named (the old rule named L1 "consider a recall" from its rank alone)."""
     actions = recommended_actions(BATCHES.drop("signal_id").to_dicts())
-    assert any("Quarantine remaining stock of lot L3" in a for a in actions)
-    assert any("Investigate lot L1" in a for a in actions)
-    assert not any("lot L2" in a for a in actions)
-    assert recommended_actions([]) == [
-        "Evaluate the product-level signal; no single lot stands out in the linked cases."
-    ]
+    assert not any(lot in a for a in actions for lot in ("lot L1", "lot L2", "lot L3"))
+    assert "1 other implicated lot(s) had cold-chain excursions" in actions[0]
+    assert actions[-1] == NO_LOT_ACTION
+    assert recommended_actions([]) == [NO_LOT_ACTION]
+    # a batch-level test on the same product and PT names that lot (and its excursions), and only that lot
+    flagged = recommended_actions(BATCHES.drop("signal_id").to_dicts(), tested={"B3": ["batch_eb", "batch_exact"]})
+    assert "Investigate lot L3: a batch-level test (batch_eb, batch_exact) singles it out" in flagged[0]
+    assert "Quarantine remaining stock of lot L3" in flagged[1] and "2 cold-chain excursion(s)" in flagged[1]
+    assert not any("lot L1" in a or "lot L2" in a for a in flagged) and NO_LOT_ACTION not in flagged
     batch_signal = recommended_actions([{"lot_number": "L9", "implicated_by": ["batch_signal"], "linked_cases": 1}])
     assert "Investigate lot L9" in batch_signal[0] and "recall" in batch_signal[0]
+
+
+def _with_batch_signal(status="new", pt="Lactic acidosis"):
+    batch_sig = SIGNALS.with_columns(
+        pl.lit("SIG-B3").alias("signal_id"),
+        pl.lit("batch").alias("level"),
+        pl.lit("B3").alias("batch_id"),
+        pl.lit(pt).alias("pt"),
+        pl.lit(["batch_exact", "maxsprt"]).alias("methods"),
+        pl.lit(status).alias("status"),
+    )
+    batches = pl.concat([BATCHES, BATCHES.filter(pl.col("batch_id") == "B3").with_columns(signal_id=pl.lit("SIG-B3"))])
+    return pl.concat([SIGNALS, batch_sig]), batches
+
+
+def test_product_signal_names_the_lot_of_a_batch_signal_on_the_same_pt_only():
+    signals, batches = _with_batch_signal()
+    alert = build_alert(M1, signals, batches, CASES, "2025-03-31")
+    prod = next(s for s in alert.content["signals"] if s["signal_id"] == "SIG-1")
+    assert any(
+        "Investigate lot L3: a batch-level test (batch_exact, maxsprt)" in a for a in prod["recommended_actions"]
+    )
+    assert not any("lot L1" in a for a in prod["recommended_actions"])
+    # a batch signal on another PT, or one an analyst refuted, names nothing for this product signal
+    for signals, batches in (_with_batch_signal(pt="Nausea"), _with_batch_signal(status="refuted")):
+        alert = build_alert(M1, signals, batches, CASES, "2025-03-31")
+        prod = next(s for s in alert.content["signals"] if s["signal_id"] == "SIG-1")
+        assert not any("lot L" in a for a in prod["recommended_actions"]), prod["recommended_actions"]
+
+
+def test_alert_carries_signals_above_the_priority_threshold_and_summarises_the_rest():
+    signals, batches = _with_batch_signal()
+    scored = signals.with_columns(pl.when(pl.col("signal_id") == "SIG-B3").then(0.7).otherwise(0.2).alias("priority"))
+    alert = build_alert(M1, scored, batches, CASES, "2025-03-31", priority_threshold=0.4)
+    assert [s["signal_id"] for s in alert.content["signals"]] == ["SIG-B3"]
+    assert alert.signal_ids == ["SIG-B3"] and alert.batch_ids == ["B3"]
+    assert set(alert.content["batch_traceability"]) == {"B3"}  # the lots of the carried signals only
+    assert alert.content["other_signals"] == {
+        "priority_threshold": 0.4,
+        "count": 1,
+        "by_product_status": [{"product_id": "P1", "product_name": "Glucofin", "status": "new", "signals": 1}],
+    }
+    html = render_alert_html(alert_document(alert, "2025-04-01T00:00:00+00:00"))
+    assert "Other signals on your products" in html and "priority 0.70" in html
+    # an analyst's escalation carries a low-priority signal; no threshold carries everything
+    escalated = scored.with_columns(
+        pl.when(pl.col("signal_id") == "SIG-1").then(pl.lit("escalated")).otherwise("status").alias("status")
+    )
+    assert build_alert(M1, escalated, batches, CASES, "2025-03-31", priority_threshold=0.4).signal_ids == [
+        "SIG-1",
+        "SIG-B3",
+    ]
+    everything = build_alert(M1, scored, batches, CASES, "2025-03-31")
+    assert everything.signal_ids == ["SIG-1", "SIG-B3"] and "other_signals" not in everything.content
 
 
 def test_whitelist_drops_patient_keys_narratives_and_raw_case_ids(tmp_path):
@@ -224,10 +284,11 @@ def test_alert_documents_leak_nothing_across_companies(trapped):
     assert {c["age_band"] for c in prod["cases"]} == {"18-64"} and all(
         c["case_ref"].startswith("CASE-") for c in prod["cases"]
     )
-    assert any(
-        "Quarantine remaining stock of lot LOTA1" in a and "consignment(s) CNS-A1" in a
-        for a in prod["recommended_actions"]
-    )
+    # LOTA2 has a batch-level signal on the same PT: named; LOTA1's excursion is no batch test: counted, not named
+    actions = prod["recommended_actions"]
+    assert any(a.startswith("Investigate lot LOTA2: a batch-level test") for a in actions)
+    assert not any("LOTA1" in a for a in actions)
+    assert any("1 other implicated lot(s) had cold-chain excursions" in a for a in actions)
     batch_sig = next(s for s in acme["signals"] if s["signal_id"] == "SIG-A-BATCH")
     assert [b["lot_number"] for b in batch_sig["batches"]] == ["LOTA2"]
     assert "batch_signal" in batch_sig["batches"][0]["implicated_by"]
@@ -258,3 +319,32 @@ def test_reference_channel_columns_are_optional(tmp_path):
 
     assert manufacturer_channels({"alert_channels": "file, webhook"}) == ["file", "webhook"]
     assert manufacturer_channels({"alert_channels": None}) == ["file", "email", "webhook"]
+
+
+def test_enqueue_follows_the_priority_threshold(trapped):
+    import datetime as dt
+
+    trapped.execute("UPDATE signal SET priority = CASE WHEN signal_id = 'SIG-A-BATCH' THEN 0.8 ELSE 0.1 END")
+    trapped.execute("BEGIN TRANSACTION")
+    queued = enqueue_alerts(
+        trapped, "salt", "2024-07-02T00:00:00+00:00", dt.datetime(2024, 7, 2), priority_threshold=0.4
+    )
+    trapped.execute("COMMIT")
+    docs = dict(trapped.sql("SELECT manufacturer_id, document FROM alert").fetchall())
+    assert set(docs) == {ACME, RIVAL} and len(queued["new"]) == 2
+    rival = json.loads(docs[RIVAL])  # nothing above the threshold: a summary only
+    assert rival["signals"] == [] and rival["other_signals"]["count"] == 1 and rival["batch_traceability"] == {}
+    acme = json.loads(docs[ACME])
+    assert [s["signal_id"] for s in acme["signals"]] == ["SIG-A-BATCH"]
+    assert acme["other_signals"]["count"] == 1 and set(acme["batch_traceability"]) == {"BAT-A-102"}
+    # the product signal rising above the threshold is a new alert that supersedes the first
+    trapped.execute("UPDATE signal SET priority = 0.5 WHERE signal_id = 'SIG-A-PROD'")
+    trapped.execute("BEGIN TRANSACTION")
+    again = enqueue_alerts(
+        trapped, "salt", "2024-07-03T00:00:00+00:00", dt.datetime(2024, 7, 3), priority_threshold=0.4
+    )
+    trapped.execute("COMMIT")
+    assert len(again["new"]) == 1 and again["unchanged"] == 1  # the rival's summary-only alert is not re-sent
+    latest = json.loads(trapped.sql(f"SELECT document FROM alert WHERE alert_id = '{again['new'][0]}'").fetchone()[0])
+    first_acme = next(a for a in queued["new"] if a.startswith(f"ALR-{ACME}"))
+    assert latest["changes"]["new_signals"] == ["SIG-A-PROD"] and latest["supersedes"] == first_acme

@@ -339,6 +339,63 @@ def test_full_pages_can_be_chosen_by_the_caller():
     assert "Other signals" in pr.render_periodic_report_typst(chosen)
 
 
+def prioritised(code: str, threshold: float = 0.4) -> ReportInputs:
+    """The fixture with priority scores: the batch signal highest, the closed substance signal next (its status
+    changed in the period), the product signal below the threshold."""
+    base = inputs(code)
+    scores = {"SIG-CCC": 0.72, "SIG-BBB": 0.2, "SIG-AAA": 0.31}
+    signals = base.signals.with_columns(
+        pl.col("signal_id").replace_strict(scores, return_dtype=pl.Float64).alias("priority"),
+        *(pl.lit(0.5).alias(f"priority_{c}") for c in ("strength", "batch", "seriousness", "recency")),
+        *(pl.lit(0.25).alias(f"priority_{c}") for c in ("completeness", "reporter")),
+        (pl.col("signal_id") == "SIG-BBB").alias("status_changed"),
+        pl.when(pl.col("signal_id") == "SIG-BBB")
+        .then(pl.lit(["25071711 (Huaxin Metformin)"]))
+        .otherwise(pl.lit(None, dtype=pl.List(pl.String)))
+        .alias("tested_lots"),
+    )
+    rows = signals.to_dicts()
+    return replace(
+        base,
+        signals=signals,
+        full_pages=frozenset(pr.priority_page_ids(rows, threshold)),
+        priority_threshold=threshold,
+    )
+
+
+def test_priority_selects_full_pages_and_leads_the_summary():
+    """Full pages for the signals at or above the threshold or with a status change, highest priority first; the
+    summary lists them before anything else; every signal stays in the tables."""
+    chosen = prioritised("fda")
+    assert chosen.full_pages == {"SIG-CCC", "SIG-BBB"}
+    ctx = pr.report_context(chosen)
+    assert [s["signal_id"] for s in ctx["review_first"]] == ["SIG-CCC", "SIG-BBB"]
+    assert [p["signal"]["signal_id"] for p in ctx["pages"]] == ["SIG-CCC", "SIG-BBB"]
+    assert [p["signal"]["signal_id"] for p in ctx["substance_pages"]] == ["SIG-AAA"]
+    html = render_periodic_report(chosen)
+    summary = html[html.index("1.1 Signals to review first") : html.index("2. ")]
+    assert summary.index("SIG-CCC") < summary.index("SIG-BBB") and "SIG-AAA" not in summary
+    assert 'lot <b class="id">25071711</b>' in summary and "0.72" in summary and "(status changed)" in summary
+    # a substance signal names the lot a batch-level test singles out for its event
+    assert 'a batch-level test singles out lot <b class="id">25071711 (Huaxin Metformin)</b>' in summary
+    tables = html[html.index("3.1 ") : html.index("4. ")]
+    assert all(sid in tables for sid in ("SIG-AAA", "SIG-BBB", "SIG-CCC"))
+    typ = pr.render_periodic_report_typst(chosen)
+    assert typ.index("1.1 Signals to review first") < typ.index(typst_escape("SIG-CCC")) < typ.index("= 2. ")
+    # a higher threshold keeps only the status change
+    assert pr.priority_page_ids(prioritised("fda").signals.to_dicts(), 0.9) == {"SIG-BBB"}
+
+
+def test_priority_threshold_puts_the_batch_on_the_first_page_of_the_pdf(tmp_path):
+    path = pr.write_pdf(prioritised("fda"), tmp_path / "r.pdf")
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) not installed: make system-deps")
+    first = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Signals to review first" in first and "25071711" in first and "SIG-CCC" in first
+
+
 def test_chart_geometry_has_every_month_and_whole_ticks():
     ctx = pr.report_context(inputs("fda"))
     chart = next(p["chart"] for p in ctx["pages"] if p["signal"]["signal_id"] == "SIG-AAA")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 
 from warehouse.schema import connect
 from warehouse.stores.signal_register import signal_id, update_register
+
+DAY = dt.date(2025, 3, 31)
 
 
 def detections(*rows):
@@ -119,3 +122,23 @@ def test_per_row_detected_on_sets_first_detected_and_is_optional():
         dt.date(2025, 5, 18),
         dt.date(2026, 1, 31),
     )
+
+
+def test_priority_is_stored_per_signal_and_overwritten_by_the_next_run(tmp_path):
+    from warehouse.stores.signal_register import PRIORITY_COLUMNS, store_priority
+
+    con = connect(str(tmp_path / "w.duckdb"))
+    update_register(con, detections(("P1", "Nausea", ["evans"], 5), ("P2", "Rash", ["evans"], 3)), DAY, "r1")
+    ids = [signal_id("product", "P1", "Nausea", None), signal_id("product", "P2", "Rash", None)]
+
+    def frame(p):
+        return pl.DataFrame({"signal_id": ids, **{c: [p, p / 2] for c in PRIORITY_COLUMNS}, "priority_on": [DAY, DAY]})
+
+    assert store_priority(con, frame(0.8)) == 2
+    assert store_priority(con, frame(0.6)) == 2
+    rows = con.execute("SELECT signal_id, priority, priority_reporter, priority_on FROM signal ORDER BY 1").fetchall()
+    assert sorted(rows) == sorted([(ids[0], 0.6, 0.6, DAY), (ids[1], 0.3, 0.3, DAY)])
+    # a score is not a decision: no history row
+    assert con.execute("SELECT count(*) FROM signal_history").fetchone()[0] == 2
+    with pytest.raises(ValueError, match="lacks"):
+        store_priority(con, pl.DataFrame({"signal_id": ids}))

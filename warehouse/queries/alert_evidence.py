@@ -40,7 +40,7 @@ def alert_signals(con: duckdb.DuckDBPyConnection, manufacturer_id: str) -> pl.Da
         .execute(
             """
         SELECT signal_id, level, product_id, product_name, ingredient, manufacturer_id, pt, batch_id, methods, figures,
-               first_detected, last_detected, status
+               first_detected, last_detected, status, priority
         FROM pv_signal
         WHERE product_id IS NOT NULL AND manufacturer_id = ? AND (batch_id IS NULL OR batch_product_id = product_id)
         ORDER BY signal_id

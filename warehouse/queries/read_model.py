@@ -42,7 +42,13 @@ warehouse file holds no second copy of the definitions.
     linked cases (all / serious, per link method) and the batch's facts and rate per 10k packs.
 ``pv_signal``
     The register row with its product, ingredient, manufacturer and batch lot (``batch_product_id``
-    lets a reader check a batch signal's batch belongs to the signal's product).
+    lets a reader check a batch signal's batch belongs to the signal's product) and its priority
+    score with the components (``signals.priority``, stored by the register step).
+``pv_signal_tested_batch``
+    **The batches a batch-level test singles out for a signal's event**: a batch signal's own batch;
+    for a product (ingredient) signal, the batches of the batch-level signals — not refuted or closed
+    — on that product (a product of that ingredient) and the same PT, with their methods. What the
+    priority score's batch concentration counts and what lets a report or an alert name a lot.
 ``pv_signal_score``
     **The evidence figures** behind a product- or ingredient-level signal: its row of
     ``disproportionality_score`` (n11, margins, E, every method's estimate). A batch-level
@@ -172,11 +178,25 @@ MACROS: dict[str, str] = {
         SELECT s.signal_id, s.level, s.product_id, p.name AS product_name,
                coalesce(s.ingredient, p.ingredient) AS ingredient, p.manufacturer_id, m.name AS manufacturer_name,
                p.region AS market_region, s.pt, s.batch_id, b.lot_number AS batch_lot, b.product_id AS batch_product_id,
-               s.methods, s.figures::VARCHAR AS figures, s.first_detected, s.last_detected, s.status
+               s.methods, s.figures::VARCHAR AS figures, s.first_detected, s.last_detected, s.status,
+               s.priority, s.priority_strength, s.priority_batch, s.priority_seriousness, s.priority_recency,
+               s.priority_completeness, s.priority_reporter, s.priority_on
         FROM signal s
         LEFT JOIN product p USING (product_id)
         LEFT JOIN manufacturer m ON m.manufacturer_id = p.manufacturer_id
         LEFT JOIN batch b ON b.batch_id = s.batch_id""",
+    "pv_signal_tested_batch": """
+        CREATE OR REPLACE TEMP VIEW pv_signal_tested_batch AS
+        SELECT s.signal_id, b.signal_id AS batch_signal_id, b.batch_id, bt.lot_number, b.product_id AS batch_product_id,
+               p.name AS batch_product_name, b.methods
+        FROM signal s
+        JOIN signal b ON b.level = 'batch' AND b.pt = s.pt AND (
+            (s.level = 'batch' AND b.signal_id = s.signal_id)
+            OR (s.level <> 'batch' AND b.status NOT IN ('refuted', 'closed') AND (
+                (s.level = 'product' AND b.product_id = s.product_id)
+                OR (s.level = 'ingredient' AND b.product_id IN (SELECT product_id FROM product WHERE ingredient = s.ingredient)))))
+        LEFT JOIN batch bt ON bt.batch_id = b.batch_id
+        LEFT JOIN product p ON p.product_id = b.product_id""",
     "pv_signal_score": """
         CREATE OR REPLACE TEMP VIEW pv_signal_score AS
         SELECT s.signal_id, d.* EXCLUDE (rules_fired)

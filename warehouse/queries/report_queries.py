@@ -26,6 +26,10 @@ def period_signals(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, 
 
     Product- and batch-level signals on products of the region; ingredient-level signals on an
     ingredient of one of its products. A signal first detected after the period end did not exist yet.
+    With the register's priority score and components (as of its last run) and ``status_changed``: an
+    analyst changed the signal's status during the period (a ``signal_history`` row with a previous status);
+    ``tested_lots``: the lots a batch-level test singles out for the signal's event (read model
+    ``pv_signal_tested_batch``), as ``lot (product)``.
     """
     return (
         install(con)
@@ -34,7 +38,14 @@ def period_signals(con: duckdb.DuckDBPyConnection, region: str, start: dt.date, 
         SELECT signal_id, level, product_id, product_name, ingredient, manufacturer_id, manufacturer_name,
                pt, batch_id, batch_lot, methods, figures, first_detected, last_detected, status,
                CASE WHEN status IN ('closed', 'refuted') THEN 'closed'
-                    WHEN first_detected BETWEEN $start AND $end THEN 'new' ELSE 'ongoing' END AS category
+                    WHEN first_detected BETWEEN $start AND $end THEN 'new' ELSE 'ongoing' END AS category,
+               priority, priority_strength, priority_batch, priority_seriousness, priority_recency,
+               priority_completeness, priority_reporter,
+               signal_id IN (SELECT signal_id FROM signal_history WHERE from_status IS NOT NULL
+                             AND changed_at::DATE BETWEEN $start AND $end) AS status_changed,
+               (SELECT list(DISTINCT t.lot_number || ' (' || t.batch_product_name || ')' ORDER BY
+                            t.lot_number || ' (' || t.batch_product_name || ')')
+                FROM pv_signal_tested_batch t WHERE t.signal_id = pv_signal.signal_id) AS tested_lots
         FROM pv_signal
         WHERE first_detected <= $end
           AND ((level IN ('product', 'batch') AND market_region = $region)

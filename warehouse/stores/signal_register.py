@@ -86,3 +86,34 @@ def update_register(
     con.unregister("_det")
     total = con.sql("SELECT count(*) FROM signal").fetchone()[0]
     return {"new": int(new), "refreshed": frame.height - int(new), "total": int(total)}
+
+
+PRIORITY_COLUMNS = (
+    "priority",
+    "priority_strength",
+    "priority_batch",
+    "priority_seriousness",
+    "priority_recency",
+    "priority_completeness",
+    "priority_reporter",
+)
+
+
+def store_priority(con: duckdb.DuckDBPyConnection, scored: pl.DataFrame) -> int:
+    """Write each signal's priority score and components (``signal_id``, :data:`PRIORITY_COLUMNS`,
+    ``priority_on``: the data lock point they were computed at) into ``signal``; returns rows updated.
+
+    The score is a view of the evidence at a data lock point, not an analyst's decision: it is
+    overwritten at every run and writes no history (re-running at the same DLP changes nothing)."""
+    missing = [c for c in ("signal_id", *PRIORITY_COLUMNS, "priority_on") if c not in scored.columns]
+    if missing:
+        raise ValueError(f"priority frame lacks {missing}")
+    if scored.height == 0:
+        return 0
+    con.register("_prio", scored.select("signal_id", *PRIORITY_COLUMNS, "priority_on").to_arrow())
+    try:
+        sets = ", ".join(f"{c} = _prio.{c}" for c in (*PRIORITY_COLUMNS, "priority_on"))
+        con.execute(f"UPDATE signal SET {sets} FROM _prio WHERE signal.signal_id = _prio.signal_id")
+    finally:
+        con.unregister("_prio")
+    return scored.height
