@@ -701,6 +701,18 @@ def _demo_analyst(warehouse: str) -> None:
     print(f"  log in as  demo-analyst  /  {password}   (analyst: may triage; new password on every demo run)")
 
 
+def _add_verbatims_flag(parser: argparse.ArgumentParser, default: bool) -> None:
+    """Issue 17: patients write their reactions in their own words (coded during the run; the demo loads the
+    synthetic terminology)."""
+    parser.add_argument(
+        "--verbatims",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="patient-app reports carry lay verbatims (zh/en/ja) instead of PT names, coded during the run "
+        f"(default {'on' if default else 'off'})",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -711,6 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", default=DEFAULT_INBOX)
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--scale", type=float, default=1.0)
+    _add_verbatims_flag(gen, default=False)
 
     for name, text in (("run", "load the inbox and run the whole graph"), ("demo", "generate a world, then run")):
         p = sub.add_parser(name, help=text)
@@ -731,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "demo":
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--scale", type=float, default=1.0)
+            _add_verbatims_flag(p, default=True)
 
     ing = sub.add_parser("ingest", help="load a FAERS/VAERS/E2B(R3)/openFDA file, zip or folder into the warehouse")
     ing.add_argument("path")
@@ -882,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
 
         out = args.out if args.command == "generate" else args.inbox
         t0 = time.perf_counter()
-        truth = generate_world(Path(out), seed=args.seed, scale=args.scale)
+        truth = generate_world(Path(out), seed=args.seed, scale=args.scale, verbatims=args.verbatims)
         counts = truth.get("counts", {})
         print(
             f"synthetic world (seed {args.seed}, scale {args.scale}) written to {Path(out).resolve()} "
