@@ -713,6 +713,26 @@ def _add_verbatims_flag(parser: argparse.ArgumentParser, default: bool) -> None:
     )
 
 
+def _add_event_level_flag(parser: argparse.ArgumentParser) -> None:
+    """Issue 17: the MedDRA level disproportionality and the batch methods count at (PVTRACE_EVENT_LEVEL)."""
+    from warehouse.terminology.hierarchy import EVENT_LEVEL_ENV, LEVELS
+
+    parser.add_argument(
+        "--event-level",
+        choices=LEVELS,
+        default=None,
+        help=f"count events at this MedDRA level (default {EVENT_LEVEL_ENV}, else pt); above pt a MedDRA release must "
+        "be loaded; the register stores the level with each signal",
+    )
+
+
+def _apply_event_level(args) -> None:
+    from warehouse.terminology.hierarchy import EVENT_LEVEL_ENV
+
+    if getattr(args, "event_level", None):
+        os.environ[EVENT_LEVEL_ENV] = args.event_level
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -804,6 +824,8 @@ def main(argv: list[str] | None = None) -> int:
     det.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     det.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
     det.add_argument("--reports", choices=["latest", "all", "none"], default="latest")
+    for p in (det, sub.choices["run"], sub.choices["demo"]):
+        _add_event_level_flag(p)
 
     md = sub.add_parser("meddra", help="load a MedDRA release, code verbatim reaction text")
     md_sub = md.add_subparsers(dest="meddra_command", required=True)
@@ -835,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--seed", type=int, default=14, help="--study: random seed")
 
     args = parser.parse_args(argv)
+    _apply_event_level(args)
     from warehouse.files import restrict_umask
 
     restrict_umask()  # warehouse, snapshot, review store, salt, outputs, Dagster storage: private from the first byte

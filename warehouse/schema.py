@@ -628,6 +628,14 @@ _DDL = [
         LEFT JOIN case_reaction_coding k ON r.pt IS NULL AND k.case_id = r.case_id AND k.version = r.version
              AND k.reaction_seq = r.reaction_seq
         WHERE c.is_latest AND coalesce(r.pt, k.pt) IS NOT NULL""",
+    # the run's event level (PT, HLT, HLGT, SOC, SMQ narrow/broad) with each signal; PT and SMQ signals coexist
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS event_level VARCHAR DEFAULT 'pt'",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_event_map (
+        event_level VARCHAR NOT NULL,
+        pt VARCHAR NOT NULL,
+        event VARCHAR NOT NULL
+    )""",
 ]
 
 
