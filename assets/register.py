@@ -11,7 +11,7 @@ from signals.scoring import round_figures_expr
 from warehouse.queries.batch_inputs import crossed_streams, flagged_heterogeneity
 from warehouse.queries.read_model import data_lock_point
 from warehouse.stores.signal_register import update_register
-from warehouse.terminology.hierarchy import run_event_level
+from warehouse.terminology.hierarchy import refresh_event_map, run_event_level
 
 GROUP = "detection"
 # statistics quoted with each product/ingredient signal (rounded by the one register rule, signals.scoring)
@@ -66,6 +66,7 @@ def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         )
         # issue 17: every detection of this run is at the run's event level (PT, HLT, ..., SMQ)
         detections = detections.with_columns(pl.lit(run_event_level()).alias("event_level"))
+        refresh_event_map(con)  # how the read model finds the cases of a signal above PT (newest release)
         counts = update_register(con, detections, dlp, context.run.run_id)
         counts["batch_level_detections"] = batch.height
     return dg.MaterializeResult(metadata={**counts, "data_lock_point": str(dlp)})

@@ -26,7 +26,6 @@ import duckdb
 import polars as pl
 
 from warehouse.terminology.coder import Coder
-from warehouse.terminology.hierarchy import refresh_event_map
 
 _CODING_SCHEMA = {
     "verbatim": pl.String,
@@ -90,7 +89,6 @@ def code_case_reactions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     ``verbatim_reactions`` (case reaction rows given as verbatims, all versions), ``verbatims_coded`` (of those,
     with at least one PT), ``verbatims_uncoded`` (the rest, out of the PT statistics), ``verbatims_to_review``
     (with a part flagged for review)."""
-    refresh_event_map(con)  # the hierarchy of the newest release, for the read model at levels above PT
     con.execute("DELETE FROM case_reaction_coding")
     (n,) = con.execute("SELECT count(*) FROM case_reaction WHERE pt IS NULL AND verbatim IS NOT NULL").fetchone()
     version = newest_version(con)

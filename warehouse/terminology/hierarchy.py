@@ -16,7 +16,7 @@ the release maps to nothing (the caller keeps it at PT level or drops it, and sa
 The run's event level (issue 17): ``run_event_level()`` (``PVTRACE_EVENT_LEVEL``, set by ``pvtrace run|demo|detect
 --event-level``; default ``pt``) is the level disproportionality (``warehouse.queries.detection_inputs``) and the batch
 methods (``warehouse.queries.batch_inputs``) count at; ``meddra_event_map`` (rewritten by ``refresh_event_map`` in the
-run's case-coding step) is the same mapping for the newest release, which the read model uses to find the cases of a
+run's register step) is the same mapping for the newest release, which the read model uses to find the cases of a
 register row at a level above PT.
 """
 
