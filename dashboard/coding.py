@@ -3,8 +3,8 @@ decisions on them.
 
 ``/coding`` lists the review queue of the snapshot's newest MedDRA version (``meddra_coding`` rows with
 ``needs_review``: fuzzy matches below the review threshold, ambiguous names, unmatched text): the verbatim, each
-proposed LLT and PT, the method and score, and how many case reactions carry the text. Anyone who may read signals
-sees it; an analyst (``triage`` permission) decides, with the CSRF token of every form:
+proposed LLT and PT, the method and score, and how many case reactions carry the text. It patients' own words, so only analysts (``triage`` permission) see it; they decide, with the CSRF token of
+every form:
 
 * ``accept``: the proposed coding stands and leaves the queue;
 * ``recode``: another LLT (code or exact current name of that version) replaces it (method ``manual``);
@@ -192,7 +192,7 @@ def _app():
 
 async def coding_page(request: Request) -> Response:
     app = _app()
-    user = app._require(request, "read_signals")
+    user = app._require(request, "triage")  # patients' own words: analysts only
     if isinstance(user, Response):
         return user
     dash = app._dash(request)
@@ -210,7 +210,6 @@ async def coding_page(request: Request) -> Response:
         version=version,
         queue=[q for q in queue if q["verbatim"] not in decided],
         decided=sorted(decided.values(), key=lambda d: d["decided_at"], reverse=True),
-        can_decide="triage" in user["permissions"],
         actions=ACTIONS,
         max_rows=MAX_ROWS,
     )

@@ -49,6 +49,7 @@ SERIOUSNESS = {
 OUTCOMES = {"recovered", "recovering", "not_recovered", "recovered_with_sequelae", "fatal", "unknown", None}
 ROLES = {"suspect", "concomitant", "interacting"}
 DUPLICATE_ONSET_WINDOW_DAYS = 3
+VERBATIM_MAX_CHARS = 1000  # a reaction in the reporter's words, not a narrative (issue 17)
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")  # ISO 639 code, optionally a BCP 47 subtag
 
 
@@ -159,6 +160,10 @@ def parse_case_line(
         words = _text(r.get("verbatim")) if isinstance(r, dict) else None
         if not pt and not words:
             raise CaseRejected("missing_field", f"reactions[{seq}] needs a pt or a verbatim")
+        if words and len(words) > VERBATIM_MAX_CHARS:
+            raise CaseRejected(
+                "invalid_value", f"reactions[{seq}].verbatim is longer than {VERBATIM_MAX_CHARS} characters"
+            )
         language = r.get("language")
         if language is not None and not (isinstance(language, str) and _LANGUAGE.fullmatch(language)):
             raise CaseRejected("invalid_value", f"reactions[{seq}].language={language!r} is not a language code")
