@@ -385,6 +385,38 @@ def _demo_analyst(warehouse: str) -> None:
     print(f"  log in as  demo-analyst  /  {password}   (analyst: may triage; new password on every demo run)")
 
 
+def _add_verbatims_flag(parser: argparse.ArgumentParser, default: bool) -> None:
+    """Issue 17: patients write their reactions in their own words (coded during the run; the demo loads the
+    synthetic terminology)."""
+    parser.add_argument(
+        "--verbatims",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="patient-app reports carry lay verbatims (zh/en/ja) instead of PT names, coded during the run "
+        f"(default {'on' if default else 'off'})",
+    )
+
+
+def _add_event_level_flag(parser: argparse.ArgumentParser) -> None:
+    """Issue 17: the MedDRA level disproportionality and the batch methods count at (PVTRACE_EVENT_LEVEL)."""
+    from warehouse.terminology.hierarchy import EVENT_LEVEL_ENV, LEVELS
+
+    parser.add_argument(
+        "--event-level",
+        choices=LEVELS,
+        default=None,
+        help=f"count events at this MedDRA level (default {EVENT_LEVEL_ENV}, else pt); above pt a MedDRA release must "
+        "be loaded; the register stores the level with each signal",
+    )
+
+
+def _apply_event_level(args) -> None:
+    from warehouse.terminology.hierarchy import EVENT_LEVEL_ENV
+
+    if getattr(args, "event_level", None):
+        os.environ[EVENT_LEVEL_ENV] = args.event_level
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -395,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", default=DEFAULT_INBOX)
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--scale", type=float, default=1.0)
+    _add_verbatims_flag(gen, default=False)
 
     for name, text in (("run", "load the inbox and run the whole graph"), ("demo", "generate a world, then run")):
         p = sub.add_parser(name, help=text)
@@ -415,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "demo":
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--scale", type=float, default=1.0)
+            _add_verbatims_flag(p, default=True)
 
     ing = sub.add_parser("ingest", help="load a FAERS/VAERS/E2B(R3)/openFDA file, zip or folder into the warehouse")
     ing.add_argument("path")
@@ -479,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     det.add_argument("--warehouse", default=os.environ.get("PVTRACE_WAREHOUSE", DEFAULT_WAREHOUSE))
     det.add_argument("--output", default=os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT))
     det.add_argument("--reports", choices=["latest", "all", "none"], default="latest")
+    for p in (det, sub.choices["run"], sub.choices["demo"]):
+        _add_event_level_flag(p)
 
     md = sub.add_parser("meddra", help="load a MedDRA release, code verbatim reaction text")
     md_sub = md.add_subparsers(dest="meddra_command", required=True)
@@ -510,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--seed", type=int, default=14, help="--study: random seed")
 
     args = parser.parse_args(argv)
+    _apply_event_level(args)
     from warehouse.files import restrict_umask
 
     restrict_umask()  # warehouse, snapshot, review store, salt, outputs, Dagster storage: private from the first byte
@@ -573,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
 
         out = args.out if args.command == "generate" else args.inbox
         t0 = time.perf_counter()
-        truth = generate_world(Path(out), seed=args.seed, scale=args.scale)
+        truth = generate_world(Path(out), seed=args.seed, scale=args.scale, verbatims=args.verbatims)
         counts = truth.get("counts", {})
         print(
             f"synthetic world (seed {args.seed}, scale {args.scale}) written to {Path(out).resolve()} "

@@ -16,6 +16,7 @@ from warehouse.queries.batch_inputs import crossed_streams, flagged_heterogeneit
 from warehouse.queries.priority_inputs import priority_inputs
 from warehouse.queries.read_model import data_lock_point
 from warehouse.stores.signal_register import store_priority, update_register
+from warehouse.terminology.hierarchy import refresh_event_map, run_event_level
 
 GROUP = "detection"
 # the priority at or above which a signal gets a full report page and rides in manufacturer alerts
@@ -76,6 +77,9 @@ def signal_register(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             ],
             how="vertical_relaxed",
         )
+        # issue 17: every detection of this run is at the run's event level (PT, HLT, ..., SMQ)
+        detections = detections.with_columns(pl.lit(run_event_level()).alias("event_level"))
+        refresh_event_map(con)  # how the read model finds the cases of a signal above PT (newest release)
         counts = update_register(con, detections, dlp, context.run.run_id)
         counts["batch_level_detections"] = batch.height
         scored = score_priority(con, dlp)

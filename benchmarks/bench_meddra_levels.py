@@ -5,7 +5,8 @@
 Needs a finished `pvtrace run` (or demo) on a synthetic world. Copies the warehouse, loads the synthetic
 terminology (MedDRA file format) into the copy, and for the defect's product counts the product x event pairs at
 monthly cut-offs with the existing counting code (`report_event_rows_sql` -> `contingency_counts`), the event
-column mapped by `warehouse.terminology.hierarchy.map_events_sql`; each cut-off is scored with the fitted MGPS
+column mapped by `warehouse.terminology.hierarchy.map_events_sql` as the pipeline maps it at that level
+(`--event-level`: unmapped reports keep counting in N); each cut-off is scored with the fitted MGPS
 prior and the regulator rules. Prints n11, E, EB05 and the first cut-off at which a rule fired (detection delay
 from the defect's start)."""
 
@@ -59,7 +60,8 @@ def main() -> None:
             f"{'level':<11} {'event':<34} {'n11 at end':>10} {'E at end':>8} {'EB05 end':>8}  first rule fired (delay)"
         )
         for level, event in (("pt", "Hypersensitivity"), ("smq_narrow", SMQ), ("smq_broad", SMQ)):
-            rows = map_events_sql(report_event_rows_sql("product"), level, VERSION)
+            # as the pipeline counts at that level: reports with no PT of the group still count in N and n1.
+            rows = map_events_sql(report_event_rows_sql("product"), level, VERSION, keep_unmapped=True)
             rows = f"SELECT k.cutoff, r.* FROM ({rows}) r JOIN _cutoffs k ON r.received_on <= k.cutoff"
             counts = contingency_counts(con, rows, strata=STRATA, by=["cutoff"])
             first, final = None, None

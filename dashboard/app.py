@@ -730,7 +730,7 @@ def create_app(
     cookie is ``Secure`` when the request's scheme is https — which, behind a reverse proxy, is
     believed only from ``trusted_proxies`` (addresses or networks whose ``X-Forwarded-Proto`` and
     ``X-Forwarded-For`` are honoured; the forwarded client address is then the one throttled)."""
-    from dashboard import admin, portal
+    from dashboard import admin, coding, portal
 
     restrict_umask()  # snapshot, review store and their WAL files: 0600 from the first byte
     dash = Dashboard(
@@ -766,6 +766,7 @@ def create_app(
             Route("/signals/{signal_id}/triage", triage, methods=["POST"]),
             *admin.routes(),
             *portal.routes(),
+            *coding.routes(),
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],

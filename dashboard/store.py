@@ -454,11 +454,14 @@ def apply_pending_to_warehouse(warehouse: str | Path, *, timeout_s: float = 2.0)
     Raises :class:`StoreBusy` if the pipeline holds the warehouse for the whole ``timeout_s``;
     the decisions stay in the journal and a later call applies them.
     """
-    journal = decisions(warehouse)
-    if not journal:
+    from dashboard import coding  # issue 17: the coding review journal travels with the triage journal
+
+    journal, coding_journal = decisions(warehouse), coding.decisions(warehouse)
+    if not journal and not coding_journal:
         return 0
     con = connect_with_retry(warehouse, timeout_s=timeout_s)
     try:
+        coding.apply_to_warehouse(con, coding_journal)
         return apply_pending(con, journal)
     finally:
         con.close()
@@ -468,4 +471,7 @@ def apply_review_store(warehouse_con: duckdb.DuckDBPyConnection, warehouse: str 
     """For the pipeline: apply the dashboard's pending decisions through its own open connection."""
     if not review_store_path(warehouse).exists():
         return 0
+    from dashboard import coding  # issue 17
+
+    coding.apply_to_warehouse(warehouse_con, coding.decisions(warehouse))
     return apply_pending(warehouse_con, decisions(warehouse))

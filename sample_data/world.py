@@ -23,6 +23,7 @@ import polars as pl
 
 from sample_data import cases as case_gen
 from sample_data import codes, supply
+from sample_data.verbatims import write_patient_verbatims
 from sample_data.vocabulary import (
     MANUFACTURERS,
     MARKET_SHARE,
@@ -771,8 +772,10 @@ def _write_monthly_parquet(df: pl.DataFrame, month_col: str, folder: Path, stem:
         part.drop(month_col).write_parquet(folder / f"{stem}_{month}.parquet", statistics=False)
 
 
-def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0) -> dict:
+def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0, verbatims: bool = False) -> dict:
     """Write a synthetic inbox into ``out_dir`` and return its ground truth.
+
+    ``verbatims``: patients write their reactions in their own words (``sample_data.verbatims``; issue 17).
 
     Same ``seed`` and ``scale`` -> byte-identical files. ``scale`` multiplies patients (hence
     deliveries, packs, cases); the product catalogue and batch calendar do not change.
@@ -905,6 +908,7 @@ def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0) -> dict:
         (out_dir / "supply" / f"epcis_{month}.jsonld").write_text(
             json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
         )
+    case_out.lines_by_month = write_patient_verbatims(out_dir, case_out.lines_by_month, seed, verbatims)
     for month, lines in case_out.lines_by_month.items():
         (out_dir / "cases" / f"cases_{month}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     case_out.case_batches.write_parquet(out_dir / "ground_truth_case_batches.parquet", statistics=False)

@@ -595,6 +595,57 @@ _DDL = [
     "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_completeness DOUBLE",
     "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_reporter DOUBLE",
     "ALTER TABLE signal ADD COLUMN IF NOT EXISTS priority_on DATE",
+    # ---- issue 17 (h17b): verbatim reactions coded during the run (warehouse.terminology.case_coding) ---------
+    "ALTER TABLE case_reaction ADD COLUMN IF NOT EXISTS verbatim VARCHAR",
+    "ALTER TABLE case_reaction ADD COLUMN IF NOT EXISTS verbatim_language VARCHAR",
+    "ALTER TABLE case_reaction ALTER COLUMN pt DROP NOT NULL",  # a verbatim-only reaction has no reported PT
+    """
+    CREATE TABLE IF NOT EXISTS case_reaction_coding (
+        case_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        reaction_seq INTEGER NOT NULL,
+        part_seq INTEGER NOT NULL,
+        llt_code BIGINT,
+        pt_code BIGINT,
+        pt VARCHAR,
+        soc VARCHAR,
+        method VARCHAR NOT NULL,
+        confidence DOUBLE NOT NULL,
+        needs_review BOOLEAN NOT NULL,
+        meddra_version VARCHAR NOT NULL,
+        language VARCHAR
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_coding_decision (
+        decision_id VARCHAR NOT NULL,
+        verbatim VARCHAR NOT NULL,
+        meddra_version VARCHAR NOT NULL,
+        action VARCHAR NOT NULL,
+        llt_code BIGINT,
+        actor VARCHAR NOT NULL,
+        decided_at TIMESTAMP NOT NULL,
+        comment VARCHAR
+    )""",
+    # a reaction reported as a PT is itself; a verbatim-only one is each PT its coding found (unmatched and
+    # rejected parts, or no release loaded: no row, so it stays out of the PT statistics)
+    """
+    CREATE OR REPLACE VIEW latest_case_reaction AS
+        SELECT r.case_id, r.version, r.reaction_seq, coalesce(r.pt, k.pt) AS pt,
+               CASE WHEN r.pt IS NULL THEN k.soc ELSE r.soc END AS soc, r.onset_date,
+               r.verbatim, r.verbatim_language, k.part_seq, k.llt_code AS coded_llt_code,
+               k.method AS coding_method, k.meddra_version AS coding_meddra_version
+        FROM case_reaction r JOIN case_report c USING (case_id, version)
+        LEFT JOIN case_reaction_coding k ON r.pt IS NULL AND k.case_id = r.case_id AND k.version = r.version
+             AND k.reaction_seq = r.reaction_seq
+        WHERE c.is_latest AND coalesce(r.pt, k.pt) IS NOT NULL""",
+    # the run's event level (PT, HLT, HLGT, SOC, SMQ narrow/broad) with each signal; PT and SMQ signals coexist
+    "ALTER TABLE signal ADD COLUMN IF NOT EXISTS event_level VARCHAR DEFAULT 'pt'",
+    """
+    CREATE TABLE IF NOT EXISTS meddra_event_map (
+        event_level VARCHAR NOT NULL,
+        pt VARCHAR NOT NULL,
+        event VARCHAR NOT NULL
+    )""",
 ]
 
 

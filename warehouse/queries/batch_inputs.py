@@ -43,6 +43,7 @@ import duckdb
 import polars as pl
 
 from warehouse.queries import read_model
+from warehouse.terminology.hierarchy import level_version, map_events_sql, run_event_level
 
 MIN_LINK_CONFIDENCE = 0.8
 
@@ -79,10 +80,17 @@ WHERE a.batch IS NOT NULL AND a.product IS NOT NULL
 """
 
 
-def batch_case_rows(con: duckdb.DuckDBPyConnection, min_confidence: float = MIN_LINK_CONFIDENCE) -> pl.DataFrame:
-    """One row per counted (case, product, batch, PT): received_on, soc, onset_days (see module doc)."""
+def batch_case_rows(
+    con: duckdb.DuckDBPyConnection, min_confidence: float = MIN_LINK_CONFIDENCE, event_level: str | None = None
+) -> pl.DataFrame:
+    """One row per counted (case, product, batch, PT): received_on, soc, onset_days (see module doc).
+
+    ``event_level`` (default: the run's, issue 17): above PT the ``pt`` column holds the PT's group (HLT, HLGT,
+    SOC, SMQ of the newest loaded MedDRA release; one row per case and group), so the batch methods run per group."""
     read_model.install(con)
-    return con.execute(_CASE_ROWS_SQL, [min_confidence, min_confidence]).pl()
+    event_level = event_level or run_event_level()
+    sql = map_events_sql(_CASE_ROWS_SQL, event_level, level_version(con, event_level), event_col="pt")
+    return con.execute(sql, [min_confidence, min_confidence]).pl()
 
 
 def batch_exposure(con: duckdb.DuckDBPyConnection, up_to=None) -> pl.DataFrame:

@@ -17,6 +17,7 @@ import polars as pl
 
 from warehouse.queries import read_model
 from warehouse.queries.counts import contingency_counts
+from warehouse.terminology.hierarchy import level_version, map_events_sql, run_event_level
 
 LEVELS = ("product", "ingredient")
 STRATA = ["sex", "age_band", "report_year"]
@@ -42,10 +43,18 @@ def report_event_rows_sql(level: str) -> str:
     """
 
 
-def report_event_counts(con: duckdb.DuckDBPyConnection, level: str) -> pl.DataFrame:
-    """drug, event, n11, n1_, n_1, n, e (stratified) of one level at the current data."""
+def report_event_counts(con: duckdb.DuckDBPyConnection, level: str, event_level: str | None = None) -> pl.DataFrame:
+    """drug, event, n11, n1_, n_1, n, e (stratified) of one level at the current data.
+
+    ``event_level`` (default: the run's, ``warehouse.terminology.hierarchy.run_event_level``): PT, or HLT/HLGT/SOC/
+    SMQ narrow/broad of the newest loaded MedDRA release (issue 17); a report whose PTs that level does not group
+    still counts towards N and its drug's margin."""
     read_model.install(con)
-    return contingency_counts(con, report_event_rows_sql(level), strata=STRATA)
+    event_level = event_level or run_event_level()
+    rows = map_events_sql(
+        report_event_rows_sql(level), event_level, level_version(con, event_level), keep_unmapped=True
+    )
+    return contingency_counts(con, rows, strata=STRATA)
 
 
 def report_event_counts_by_cutoff(con: duckdb.DuckDBPyConnection, level: str, cutoffs: list[dt.date]) -> pl.DataFrame:

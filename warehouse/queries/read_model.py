@@ -31,7 +31,9 @@ warehouse file holds no second copy of the definitions.
     **A signal's cases**: the case events matching a register row on PT and on its subject —
     ``product``: the product; ``batch``: the product *and* the batch (a batch-level signal's
     evidence is that batch's evidence); ``ingredient``: the ingredient. One row per matching
-    (signal, case, drug, reaction); readers aggregate per case.
+    (signal, case, drug, reaction); readers aggregate per case. A register row at an event level
+    above PT (``signal.event_level``: HLT, HLGT, SOC, SMQ; issue 17) matches the case events of
+    every PT its group holds (``meddra_event_map``).
 ``pv_batch_facts(dlp)``
     Per batch, the figures of the batch traceability record (:mod:`warehouse.linkage.batch_record`)
     a signal's batch table quotes, as of the data lock point: units delivered, regions,
@@ -112,8 +114,10 @@ MACROS: dict[str, str] = {
     "pv_signal_case": """
         CREATE OR REPLACE TEMP MACRO pv_signal_case(dlp) AS TABLE
         SELECT s.signal_id, s.level, h.*
-        FROM signal s
-        JOIN pv_case_event(dlp) h ON h.pt = s.pt AND (
+        FROM (SELECT s.*, coalesce(m.pt, s.pt) AS case_pt FROM signal s  -- above PT: each PT of the group (issue 17)
+              LEFT JOIN meddra_event_map m ON coalesce(s.event_level, 'pt') <> 'pt'
+                   AND m.event_level = s.event_level AND m.event = s.pt) s
+        JOIN pv_case_event(dlp) h ON h.pt = s.case_pt AND (
             (s.level = 'product' AND h.product_id = s.product_id)
             OR (s.level = 'batch' AND h.product_id = s.product_id AND h.batch_id = s.batch_id)
             OR (s.level = 'ingredient' AND h.ingredient = s.ingredient))""",

@@ -19,9 +19,12 @@ STATUSES = ("new", "under_review", "escalated", "validated", "refuted", "closed"
 DETECTION_ACTOR = "pvtrace-detection"
 
 
-def signal_id(level: str, subject: str, pt: str, batch_id: str | None) -> str:
-    """Stable id from what the signal is about (``SIG-`` + 12 hex digits of SHA-1)."""
-    key = "|".join([level, subject, pt.lower(), batch_id or ""])
+def signal_id(level: str, subject: str, pt: str, batch_id: str | None, event_level: str | None = None) -> str:
+    """Stable id from what the signal is about (``SIG-`` + 12 hex digits of SHA-1); ``event_level`` above PT
+    (issue 17: an HLT and an HLGT may share a name) is part of it, PT-level ids are as before."""
+    key = "|".join(
+        [level, subject, pt.lower(), batch_id or ""] + ([event_level] if event_level not in (None, "pt") else [])
+    )
     return "SIG-" + hashlib.sha1(key.encode()).hexdigest()[:12].upper()
 
 
@@ -40,9 +43,13 @@ def update_register(
     if detections.height == 0:
         return {"new": 0, "refreshed": 0, "total": con.sql("SELECT count(*) FROM signal").fetchone()[0]}
     subject = pl.coalesce("product_id", "ingredient")
+    if "event_level" not in detections.columns:  # issue 17: the run's MedDRA level, PT unless said
+        detections = detections.with_columns(pl.lit("pt").alias("event_level"))
     frame = detections.with_columns(
-        pl.struct("level", subject.alias("_s"), "pt", "batch_id")
-        .map_elements(lambda r: signal_id(r["level"], r["_s"], r["pt"], r["batch_id"]), return_dtype=pl.String)
+        pl.struct("level", subject.alias("_s"), "pt", "batch_id", "event_level")
+        .map_elements(
+            lambda r: signal_id(r["level"], r["_s"], r["pt"], r["batch_id"], r["event_level"]), return_dtype=pl.String
+        )
         .alias("signal_id"),
         pl.col("figures").map_elements(
             lambda f: f if isinstance(f, str) else json.dumps(f, sort_keys=True, default=float), return_dtype=pl.String
@@ -53,7 +60,16 @@ def update_register(
     con.register(
         "_det",
         frame.select(
-            "signal_id", "level", "product_id", "ingredient", "pt", "batch_id", "methods", "figures", "_first"
+            "signal_id",
+            "level",
+            "product_id",
+            "ingredient",
+            "pt",
+            "batch_id",
+            "methods",
+            "figures",
+            "_first",
+            "event_level",
         ).to_arrow(),
     )
     (new,) = con.execute("SELECT count(*) FROM _det WHERE signal_id NOT IN (SELECT signal_id FROM signal)").fetchone()
@@ -68,9 +84,9 @@ def update_register(
     con.execute(
         """
         INSERT INTO signal (signal_id, level, product_id, ingredient, pt, batch_id, methods, figures,
-                            first_detected, last_detected, status)
+                            first_detected, last_detected, status, event_level)
         SELECT signal_id, level, product_id, ingredient, pt, batch_id, methods, figures::JSON, _first,
-               greatest(_first, ?::DATE), 'new'
+               greatest(_first, ?::DATE), 'new', event_level
         FROM _det WHERE signal_id NOT IN (SELECT signal_id FROM signal)
         """,
         [detected_on],

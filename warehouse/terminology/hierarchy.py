@@ -13,14 +13,56 @@ counting query joins on its PT name to count at another level. Its contract:
 PTs are matched by the English (or ``language``) PT name, which is what case reactions carry. A PT absent from
 the release maps to nothing (the caller keeps it at PT level or drops it, and says so).
 
-NOT wired yet: the read model's counting (warehouse/queries) does not call this; see the README.
+The run's event level (issue 17): ``run_event_level()`` (``PVTRACE_EVENT_LEVEL``, set by ``pvtrace run|demo|detect
+--event-level``; default ``pt``) is the level disproportionality (``warehouse.queries.detection_inputs``) and the batch
+methods (``warehouse.queries.batch_inputs``) count at; ``meddra_event_map`` (rewritten by ``refresh_event_map`` in the
+run's register step) is the same mapping for the newest release, which the read model uses to find the cases of a
+register row at a level above PT.
 """
 
 from __future__ import annotations
 
+import os
+
 import duckdb
 
 LEVELS = ("pt", "hlt", "hlgt", "soc", "smq_narrow", "smq_broad")
+EVENT_LEVEL_ENV = "PVTRACE_EVENT_LEVEL"
+
+
+def run_event_level() -> str:
+    """The run's event level: ``PVTRACE_EVENT_LEVEL`` (one of :data:`LEVELS`), default ``pt``."""
+    level = (os.environ.get(EVENT_LEVEL_ENV) or "pt").strip().lower()
+    if level not in LEVELS:
+        raise ValueError(f"{EVENT_LEVEL_ENV}={level!r}: the event level must be one of {', '.join(LEVELS)}")
+    return level
+
+
+def level_version(con: duckdb.DuckDBPyConnection, level: str, language: str = "en") -> str | None:
+    """The release a level above PT maps with (the newest of ``language``); None at PT. A level above PT
+    without a loaded release is an error (there is nothing to group PTs by)."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    if level == "pt":
+        return None
+    version = latest_version(con, language)
+    if version is None:
+        raise ValueError(f"event level {level!r} needs a MedDRA release ({language}) loaded: pvtrace meddra load DIR")
+    return version
+
+
+def refresh_event_map(con: duckdb.DuckDBPyConnection, language: str = "en") -> int:
+    """Rewrite ``meddra_event_map`` (event_level, pt, event) for every level above PT of the newest release of
+    ``language`` (empty without one); returns its rows."""
+    con.execute("DELETE FROM meddra_event_map")
+    version = latest_version(con, language)
+    if version is None:
+        return 0
+    for level in LEVELS[1:]:
+        con.execute(
+            f"INSERT INTO meddra_event_map SELECT DISTINCT '{level}', pt, event FROM ({event_map_sql(level, version, language)})"
+        )
+    return con.execute("SELECT count(*) FROM meddra_event_map").fetchone()[0]
 
 
 def _lit(value: str) -> str:
@@ -88,13 +130,26 @@ def e2b_llt_mapping(
     return {name: (int(code), version) for name, code, _ in rows}
 
 
-def map_events_sql(rows_sql: str, level: str, version: str, language: str = "en") -> str:
-    """Any counting relation with an ``event`` column holding PT names, re-expressed at ``level``: the event
+def map_events_sql(
+    rows_sql: str,
+    level: str,
+    version: str | None,
+    language: str = "en",
+    *,
+    event_col: str = "event",
+    keep_unmapped=False,
+) -> str:
+    """Any counting relation with an ``event_col`` column holding PT names, re-expressed at ``level``: the event
     replaced by its group, one row per (row, group), duplicates removed (a report naming two PTs of one SMQ counts
-    once for that SMQ). Rows whose PT the release lacks drop out at levels above PT."""
+    once for that SMQ). Rows whose PT the level does not group (not in any SMQ, or absent from the release) drop out
+    at levels above PT, or with ``keep_unmapped`` stay with a null event (so they still count towards a
+    disproportionality table's N and drug margin, as reports with no event of interest)."""
     if level == "pt":
         return rows_sql
+    if version is None:
+        raise ValueError(f"event level {level!r} needs a MedDRA version")
+    join = "LEFT JOIN" if keep_unmapped else "JOIN"
     return (
-        f"SELECT DISTINCT r.* EXCLUDE (event), m.event FROM ({rows_sql}) r "
-        f"JOIN ({event_map_sql(level, version, language)}) m ON m.pt = r.event"
+        f"SELECT DISTINCT r.* EXCLUDE ({event_col}), m.event AS {event_col} FROM ({rows_sql}) r "
+        f"{join} ({event_map_sql(level, version, language)}) m ON m.pt = r.{event_col}"
     )

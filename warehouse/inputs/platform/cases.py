@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -33,6 +34,7 @@ from warehouse.inputs.namespaces import inbox_case_sql, is_external_case_id
 from warehouse.inputs.platform import plausibility
 from warehouse.linkage.products import map_reported_products
 from warehouse.pseudonym import pseudonymise
+from warehouse.terminology.case_coding import code_case_reactions
 
 SOURCES = {"patient_app", "hcp", "pharmacist", "literature", "regulator"}
 QUALIFICATIONS = {"consumer", "physician", "pharmacist", "other_hcp", None}
@@ -47,6 +49,8 @@ SERIOUSNESS = {
 OUTCOMES = {"recovered", "recovering", "not_recovered", "recovered_with_sequelae", "fatal", "unknown", None}
 ROLES = {"suspect", "concomitant", "interacting"}
 DUPLICATE_ONSET_WINDOW_DAYS = 3
+VERBATIM_MAX_CHARS = 1000  # a reaction in the reporter's words, not a narrative (issue 17)
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")  # ISO 639 code, optionally a BCP 47 subtag
 
 
 class CaseRejected(ValueError):
@@ -152,8 +156,17 @@ def parse_case_line(
     reactions = []
     for seq, r in enumerate(reactions_in):
         pt = _text(r.get("pt")) if isinstance(r, dict) else None
-        if not pt:
-            raise CaseRejected("missing_field", f"reactions[{seq}].pt is required")
+        # issue 17: a reaction in the reporter's own words (coded during the run when a MedDRA release is loaded)
+        words = _text(r.get("verbatim")) if isinstance(r, dict) else None
+        if not pt and not words:
+            raise CaseRejected("missing_field", f"reactions[{seq}] needs a pt or a verbatim")
+        if words and len(words) > VERBATIM_MAX_CHARS:
+            raise CaseRejected(
+                "invalid_value", f"reactions[{seq}].verbatim is longer than {VERBATIM_MAX_CHARS} characters"
+            )
+        language = r.get("language")
+        if language is not None and not (isinstance(language, str) and _LANGUAGE.fullmatch(language)):
+            raise CaseRejected("invalid_value", f"reactions[{seq}].language={language!r} is not a language code")
         onset = _date(r.get("onset_date"), f"reactions[{seq}].onset_date")
         if clock is not None and onset is not None and onset > clock:
             raise CaseRejected("after_run_clock", f"reactions[{seq}].onset_date {onset} is after the run's clock")
@@ -167,6 +180,8 @@ def parse_case_line(
                 "pt": pt,
                 "soc": _text(r.get("soc")),
                 "onset_date": onset,
+                "verbatim": words,
+                "verbatim_language": language if words else None,
             }
         )
 
@@ -221,6 +236,8 @@ _REACTION_SCHEMA = {
     "pt": pl.String,
     "soc": pl.String,
     "onset_date": pl.Date,
+    "verbatim": pl.String,
+    "verbatim_language": pl.String,
 }
 
 
@@ -349,6 +366,7 @@ def load_cases(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[s
         "case_reactions": replace_rows(con, "case_reaction", reactions, where=inbox_case_sql()),
         "quarantined": replace_quarantine(con, "cases", rejected),
     }
+    counts.update(code_case_reactions(con))  # issue 17: verbatims -> PTs when a MedDRA release is loaded
     counts["cases"] = con.sql(f"SELECT count(*) FROM latest_case WHERE {inbox_case_sql()}").fetchone()[0]
     counts["duplicates_flagged"] = flag_duplicates(con)
     loaded = counts_by_file(cases["source_file"]) if cases.height else {}
