@@ -701,6 +701,15 @@ def _demo_analyst(warehouse: str) -> None:
     print(f"  log in as  demo-analyst  /  {password}   (analyst: may triage; new password on every demo run)")
 
 
+def _add_null_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--null",
+        action="store_true",
+        help="the same world with no planted effect (no product signal, defective batch or cold-chain "
+        "excursion): every alert is a false alarm",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -711,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", default=DEFAULT_INBOX)
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--scale", type=float, default=1.0)
+    _add_null_flag(gen)
 
     for name, text in (("run", "load the inbox and run the whole graph"), ("demo", "generate a world, then run")):
         p = sub.add_parser(name, help=text)
@@ -731,6 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "demo":
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--scale", type=float, default=1.0)
+            _add_null_flag(p)
 
     ing = sub.add_parser("ingest", help="load a FAERS/VAERS/E2B(R3)/openFDA file, zip or folder into the warehouse")
     ing.add_argument("path")
@@ -882,10 +893,11 @@ def main(argv: list[str] | None = None) -> int:
 
         out = args.out if args.command == "generate" else args.inbox
         t0 = time.perf_counter()
-        truth = generate_world(Path(out), seed=args.seed, scale=args.scale)
+        truth = generate_world(Path(out), seed=args.seed, scale=args.scale, null=args.null)
         counts = truth.get("counts", {})
         print(
-            f"synthetic world (seed {args.seed}, scale {args.scale}) written to {Path(out).resolve()} "
+            f"synthetic {'null ' if args.null else ''}world (seed {args.seed}, scale {args.scale}) "
+            f"written to {Path(out).resolve()} "
             f"in {time.perf_counter() - t0:.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
         )
         if args.command == "generate":
