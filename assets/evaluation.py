@@ -16,10 +16,13 @@ How each method's first alert date is found (no look-ahead except where stated):
   against all the tablets long before the defective batch existed) is not a detection of it.
 * batch heterogeneity (``batch_exact`` + ``batch_eb``: the ``flagged`` rule, PT and SOC level):
   re-run at the same weekly cut-offs (reports received and packs delivered by then).
-* MaxSPRT (``maxsprt``: continuous boundary; ``maxsprt_group``: group-sequential boundary): the
-  weekly looks of the stored ``sequential_monitoring`` run, which use at each look only the
-  reports received and packs delivered by then; look-ahead: the reporting-delay distribution,
-  the planned length T and the stream list come from the final data.
+* MaxSPRT (``maxsprt``: continuous boundary; ``maxsprt_group``: group-sequential boundary):
+  :func:`signals.batch_surveillance.replay_batch_streams`, every weekly look decided once with
+  only what was known on its date — the reports received and packs delivered by then, the
+  reporting-delay distribution estimated from the reports received by then, alpha split over
+  the streams (batches x events) that existed by then, T fixed at the stream's first look.
+  (The stored ``sequential_monitoring`` run is the data lock point's view: its delay
+  distribution, stream count and T come from the final data, which a replay must not use.)
 """
 
 from __future__ import annotations
@@ -30,10 +33,17 @@ from pathlib import Path
 
 import polars as pl
 
-from signals.batch_detection import heterogeneity_by_level
+from signals.batch_detection import DESIGN, heterogeneity_by_level
+from signals.batch_surveillance import events_of_interest, replay_batch_streams, weekly_looks
 from signals.rules import RULE_NAMES
 from signals.scoring import fit_pairs_prior, score_pairs
-from warehouse.queries.batch_inputs import batch_case_rows, batch_exposure
+from warehouse.queries.batch_inputs import (
+    batch_case_rows,
+    batch_exposure,
+    batch_units_released,
+    product_routes,
+    weekly_batch_exposure,
+)
 from warehouse.queries.detection_inputs import additional_monitoring, report_event_counts_by_cutoff
 from warehouse.queries.read_model import data_lock_point
 
@@ -102,6 +112,42 @@ def heterogeneity_replay(con, cutoffs: list[dt.date]) -> pl.DataFrame:
         else pl.DataFrame(
             schema={"cutoff": pl.Date, "level": pl.String, "product": pl.String, "event": pl.String, "batch": pl.String}
         )
+    )
+
+
+def sequential_replay(con) -> pl.DataFrame:
+    """product, batch, pt, crossed_on, crossed_on_group of every stream that crossed a MaxSPRT
+    boundary in the prospective replay (no look-ahead; the pipeline's design and inputs)."""
+    empty = pl.DataFrame(
+        schema={
+            "product": pl.String,
+            "batch": pl.String,
+            "pt": pl.String,
+            "crossed_on": pl.Date,
+            "crossed_on_group": pl.Date,
+        }
+    )
+    dlp = data_lock_point(con)
+    packs = weekly_batch_exposure(con)
+    if packs.height == 0 or dlp is None:
+        return empty
+    replay = replay_batch_streams(
+        packs,
+        batch_case_rows(con).rename({"pt": "event"}),
+        events_of_interest(product_routes(con)),
+        weekly_looks(packs["week"].min(), dlp),
+        batch_units_released(con),
+        DESIGN,
+        dlp,
+    )
+    if replay.height == 0:
+        return empty
+    return replay.filter(pl.col("signalled") | pl.col("signalled_group")).select(
+        pl.col("product_id").alias("product"),
+        pl.col("batch_id").alias("batch"),
+        "pt",
+        "crossed_on",
+        "crossed_on_group",
     )
 
 
@@ -295,10 +341,7 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
     cutoffs = cutoffs or weekly_cutoffs(start, dlp)
     disp = disproportionality_replay(con, cutoffs)
     het = heterogeneity_replay(con, cutoffs)
-    seq = con.sql(
-        "SELECT product_id AS product, batch_id AS batch, pt, crossed_on, crossed_on_group "
-        "FROM sequential_monitoring WHERE signalled OR signalled_group"
-    ).pl()
+    seq = sequential_replay(con)
     soc_of = dict(con.sql("SELECT pt, any_value(soc) FROM case_reaction GROUP BY pt").fetchall())
     detection = _detection_table(truth, disp, het, seq, soc_of)
     sensitivity = (
@@ -350,4 +393,4 @@ def run_evaluation(warehouse: str, inbox: str, output: str) -> str:
     return write_evaluation(tables, Path(output, "evaluation"))
 
 
-__all__ = ["evaluate", "run_evaluation", "weekly_cutoffs", "write_evaluation"]
+__all__ = ["evaluate", "run_evaluation", "sequential_replay", "weekly_cutoffs", "write_evaluation"]
