@@ -303,6 +303,55 @@ def _false_alerts(truth: dict, disp: pl.DataFrame, batch_alerts: pl.DataFrame, s
     )
 
 
+#: how a product-level alert relates to the world's truth, most specific first
+EXPECTATION_ORDER = ("planted", "known ADR", "indication", "stimulated reporting", "elevated background", "unexpected")
+#: a background multiplier from which a product x PT pair is a real (unlabelled) association
+ELEVATED_BACKGROUND = 1.5
+
+
+def product_alerts(disp: pl.DataFrame, truth: dict, background_rates: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Every product x PT pair any rule flagged at any cut-off, with its first alert, the rules and
+    what the ground truth says it is (:data:`EXPECTATION_ORDER`): a planted signal, a labelled ADR,
+    an indication-related event, stimulated reporting, an elevated background (the world's
+    drug x event multiplier >= :data:`ELEVATED_BACKGROUND`, from ``background_rates``) or
+    unexpected (noise: on a null world, a false alarm)."""
+    bg = truth.get("background", {})
+    named = [("planted", (s["product_id"], p)) for s in truth["signals"] for p in (s.get("pts") or [s["pt"]])]
+    named += [("known ADR", (k["product_id"], k["pt"])) for k in truth.get("known_adrs", [])]
+    named += [("indication", (k["product_id"], k["pt"])) for k in bg.get("indication_events", [])]
+    named += [("stimulated reporting", (k["product_id"], k["pt"])) for k in bg.get("stimulated_reporting", [])]
+    if background_rates is not None and background_rates.height:
+        high = background_rates.filter(pl.col("background_multiplier") >= ELEVATED_BACKGROUND)
+        named += [("elevated background", (a, b)) for a, b in high.select("product_id", "pt").iter_rows()]
+    kind: dict[tuple[str, str], str] = {}
+    for k, pair in sorted(named, key=lambda x: EXPECTATION_ORDER.index(x[0])):
+        kind.setdefault(pair, k)
+    first = (
+        disp.group_by("product", "pt")
+        .agg(
+            first_alert=pl.col("cutoff").min(),
+            rules=pl.col("rules_fired")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .unique()
+            .sort()
+            .str.join(", "),
+        )
+        .sort("product", "pt")
+    )
+    return first.with_columns(
+        kind=pl.Series(
+            [kind.get((a, b), "unexpected") for a, b in first.select("product", "pt").iter_rows()], dtype=pl.String
+        )
+    )
+
+
+def _alerts_by_kind(alerts: pl.DataFrame) -> pl.DataFrame:
+    counts = dict(alerts.group_by("kind").len().iter_rows())
+    return pl.DataFrame(
+        {"kind": list(EXPECTATION_ORDER), "product_pairs": [int(counts.get(k, 0)) for k in EXPECTATION_ORDER]}
+    )
+
+
 def _summary(con, dlp, cutoffs: list[dt.date], truth: dict, false_alerts: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -331,9 +380,13 @@ def _summary(con, dlp, cutoffs: list[dt.date], truth: dict, false_alerts: pl.Dat
     )
 
 
-def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str, pl.DataFrame]:
+def evaluate(
+    con, truth: dict, cutoffs: list[dt.date] | None = None, background_rates: pl.DataFrame | None = None
+) -> dict[str, pl.DataFrame]:
     """The evaluation tables: ``detection`` (per planted signal x method), ``sensitivity`` (per
-    method), ``false_alerts`` (alerts on clean batches and negative controls) and ``summary``."""
+    method), ``false_alerts`` (alerts on clean batches and negative controls),
+    ``product_alerts_by_kind`` and ``product_alerts`` (every product-level alert and what the
+    truth says it is, see :func:`product_alerts`) and ``summary``."""
     dlp = data_lock_point(con)
     start = dt.date.fromisoformat(
         truth.get("world_start", str(con.sql("SELECT min(received_on) FROM latest_case").fetchone()[0]))
@@ -356,7 +409,15 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
 
     false_alerts = _false_alerts(truth, disp, _batch_alerts(het, seq), soc_of)
     summary = _summary(con, dlp, cutoffs, truth, false_alerts)
-    return {"detection": detection, "sensitivity": sensitivity, "false_alerts": false_alerts, "summary": summary}
+    alerts = product_alerts(disp, truth, background_rates)
+    return {
+        "detection": detection,
+        "sensitivity": sensitivity,
+        "false_alerts": false_alerts,
+        "product_alerts_by_kind": _alerts_by_kind(alerts),
+        "summary": summary,
+        "product_alerts": alerts,
+    }
 
 
 def _markdown(frame: pl.DataFrame) -> str:
@@ -385,12 +446,21 @@ def run_evaluation(warehouse: str, inbox: str, output: str) -> str:
     from warehouse.schema import connect
 
     truth = json.loads(Path(inbox, "ground_truth.json").read_text())
+    rates_file = Path(inbox, truth.get("background", {}).get("rates_file", "ground_truth_background_rates.parquet"))
+    rates = pl.read_parquet(rates_file) if rates_file.is_file() else None
     con = connect(warehouse, read_only=True)
     try:
-        tables = evaluate(con, truth)
+        tables = evaluate(con, truth, background_rates=rates)
     finally:
         con.close()
     return write_evaluation(tables, Path(output, "evaluation"))
 
 
-__all__ = ["evaluate", "run_evaluation", "sequential_replay", "weekly_cutoffs", "write_evaluation"]
+__all__ = [
+    "evaluate",
+    "product_alerts",
+    "run_evaluation",
+    "sequential_replay",
+    "weekly_cutoffs",
+    "write_evaluation",
+]

@@ -193,6 +193,7 @@ class CaseOutput:
     n_versions: int
     n_cases: int
     background: dict
+    background_rates: pl.DataFrame
 
 
 # --------------------------------------------------------------------------------------------
@@ -538,6 +539,17 @@ def build_cases(
     ]
     n_versions = len(records) + len(duplicates) + len(versions)
     background = _background_truth(cases, prod)
+    # every product x PT background rate (heterogeneity included; season-averaged), so an
+    # evaluation can tell a rule firing on an elevated background from noise
+    j_all = np.arange(len(PT_NAMES))
+    background_rates = pl.DataFrame(
+        {
+            "product_id": np.repeat([x["product_id"] for x in prod], len(PT_NAMES)),
+            "pt": np.tile(PT_NAMES, len(prod)),
+            "background_multiplier": lam[:, j_all].ravel(),
+            "background_reports_per_1000_deliveries": 1000 * base_rate.table.ravel(),
+        }
+    ).filter(pl.col("background_reports_per_1000_deliveries") > 0)
     return CaseOutput(
         lines_by_month,
         case_batches,
@@ -549,6 +561,7 @@ def build_cases(
         n_versions,
         len(records) + len(duplicates),
         background,
+        background_rates,
     )
 
 

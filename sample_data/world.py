@@ -39,7 +39,7 @@ SECONDS_PER_DAY = 86_400
 
 #: subfolders this generator owns; emptied before writing so re-runs overwrite cleanly
 OWNED_SUBDIRS = ("reference", "packs", "supply", "deliveries", "medication_logs", "cases")
-OWNED_FILES = ("ground_truth.json", "ground_truth_case_batches.parquet")
+OWNED_FILES = ("ground_truth.json", "ground_truth_case_batches.parquet", "ground_truth_background_rates.parquet")
 
 
 # ============================================================================================
@@ -934,6 +934,7 @@ def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0, null: bool
     for month, lines in case_out.lines_by_month.items():
         (out_dir / "cases" / f"cases_{month}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     case_out.case_batches.write_parquet(out_dir / "ground_truth_case_batches.parquet", statistics=False)
+    case_out.background_rates.write_parquet(out_dir / "ground_truth_background_rates.parquet", statistics=False)
 
     truth = ground_truth(
         seed,
@@ -1040,6 +1041,7 @@ def ground_truth(
         ]
     background = {
         **case_out.background,
+        "rates_file": "ground_truth_background_rates.parquet",
         "weekly_pattern": {
             "deliveries_moved_to_monday": {"saturday": WEEKEND_SHIFT[5], "sunday": WEEKEND_SHIFT[6]},
         },
