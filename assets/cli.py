@@ -417,6 +417,15 @@ def _apply_event_level(args) -> None:
         os.environ[EVENT_LEVEL_ENV] = args.event_level
 
 
+def _add_null_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--null",
+        action="store_true",
+        help="the same world with no planted effect (no product signal, defective batch or cold-chain "
+        "excursion): every alert is a false alarm",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -428,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--scale", type=float, default=1.0)
     _add_verbatims_flag(gen, default=False)
+    _add_null_flag(gen)
 
     for name, text in (("run", "load the inbox and run the whole graph"), ("demo", "generate a world, then run")):
         p = sub.add_parser(name, help=text)
@@ -449,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=int, default=42)
             p.add_argument("--scale", type=float, default=1.0)
             _add_verbatims_flag(p, default=True)
+            _add_null_flag(p)
 
     ing = sub.add_parser("ingest", help="load a FAERS/VAERS/E2B(R3)/openFDA file, zip or folder into the warehouse")
     ing.add_argument("path")
@@ -610,10 +621,11 @@ def main(argv: list[str] | None = None) -> int:
 
         out = args.out if args.command == "generate" else args.inbox
         t0 = time.perf_counter()
-        truth = generate_world(Path(out), seed=args.seed, scale=args.scale, verbatims=args.verbatims)
+        truth = generate_world(Path(out), seed=args.seed, scale=args.scale, verbatims=args.verbatims, null=args.null)
         counts = truth.get("counts", {})
         print(
-            f"synthetic world (seed {args.seed}, scale {args.scale}) written to {Path(out).resolve()} "
+            f"synthetic {'null ' if args.null else ''}world (seed {args.seed}, scale {args.scale}) "
+            f"written to {Path(out).resolve()} "
             f"in {time.perf_counter() - t0:.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
         )
         if args.command == "generate":

@@ -16,10 +16,13 @@ How each method's first alert date is found (no look-ahead except where stated):
   against all the tablets long before the defective batch existed) is not a detection of it.
 * batch heterogeneity (``batch_exact`` + ``batch_eb``: the ``flagged`` rule, PT and SOC level):
   re-run at the same weekly cut-offs (reports received and packs delivered by then).
-* MaxSPRT (``maxsprt``: continuous boundary; ``maxsprt_group``: group-sequential boundary): the
-  weekly looks of the stored ``sequential_monitoring`` run, which use at each look only the
-  reports received and packs delivered by then; look-ahead: the reporting-delay distribution,
-  the planned length T and the stream list come from the final data.
+* MaxSPRT (``maxsprt``: continuous boundary; ``maxsprt_group``: group-sequential boundary):
+  :func:`signals.batch_surveillance.replay_batch_streams`, every weekly look decided once with
+  only what was known on its date — the reports received and packs delivered by then, the
+  reporting-delay distribution estimated from the reports received by then, alpha split over
+  the streams (batches x events) that existed by then, T fixed at the stream's first look.
+  (The stored ``sequential_monitoring`` run is the data lock point's view: its delay
+  distribution, stream count and T come from the final data, which a replay must not use.)
 """
 
 from __future__ import annotations
@@ -30,10 +33,17 @@ from pathlib import Path
 
 import polars as pl
 
-from signals.batch_detection import heterogeneity_by_level
+from signals.batch_detection import DESIGN, heterogeneity_by_level
+from signals.batch_surveillance import events_of_interest, replay_batch_streams, weekly_looks
 from signals.rules import RULE_NAMES
 from signals.scoring import fit_pairs_prior, score_pairs
-from warehouse.queries.batch_inputs import batch_case_rows, batch_exposure
+from warehouse.queries.batch_inputs import (
+    batch_case_rows,
+    batch_exposure,
+    batch_units_released,
+    product_routes,
+    weekly_batch_exposure,
+)
 from warehouse.queries.detection_inputs import additional_monitoring, report_event_counts_by_cutoff
 from warehouse.queries.read_model import data_lock_point
 
@@ -102,6 +112,42 @@ def heterogeneity_replay(con, cutoffs: list[dt.date]) -> pl.DataFrame:
         else pl.DataFrame(
             schema={"cutoff": pl.Date, "level": pl.String, "product": pl.String, "event": pl.String, "batch": pl.String}
         )
+    )
+
+
+def sequential_replay(con) -> pl.DataFrame:
+    """product, batch, pt, crossed_on, crossed_on_group of every stream that crossed a MaxSPRT
+    boundary in the prospective replay (no look-ahead; the pipeline's design and inputs)."""
+    empty = pl.DataFrame(
+        schema={
+            "product": pl.String,
+            "batch": pl.String,
+            "pt": pl.String,
+            "crossed_on": pl.Date,
+            "crossed_on_group": pl.Date,
+        }
+    )
+    dlp = data_lock_point(con)
+    packs = weekly_batch_exposure(con)
+    if packs.height == 0 or dlp is None:
+        return empty
+    replay = replay_batch_streams(
+        packs,
+        batch_case_rows(con).rename({"pt": "event"}),
+        events_of_interest(product_routes(con)),
+        weekly_looks(packs["week"].min(), dlp),
+        batch_units_released(con),
+        DESIGN,
+        dlp,
+    )
+    if replay.height == 0:
+        return empty
+    return replay.filter(pl.col("signalled") | pl.col("signalled_group")).select(
+        pl.col("product_id").alias("product"),
+        pl.col("batch_id").alias("batch"),
+        "pt",
+        "crossed_on",
+        "crossed_on_group",
     )
 
 
@@ -257,6 +303,55 @@ def _false_alerts(truth: dict, disp: pl.DataFrame, batch_alerts: pl.DataFrame, s
     )
 
 
+#: how a product-level alert relates to the world's truth, most specific first
+EXPECTATION_ORDER = ("planted", "known ADR", "indication", "stimulated reporting", "elevated background", "unexpected")
+#: a background multiplier from which a product x PT pair is a real (unlabelled) association
+ELEVATED_BACKGROUND = 1.5
+
+
+def product_alerts(disp: pl.DataFrame, truth: dict, background_rates: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Every product x PT pair any rule flagged at any cut-off, with its first alert, the rules and
+    what the ground truth says it is (:data:`EXPECTATION_ORDER`): a planted signal, a labelled ADR,
+    an indication-related event, stimulated reporting, an elevated background (the world's
+    drug x event multiplier >= :data:`ELEVATED_BACKGROUND`, from ``background_rates``) or
+    unexpected (noise: on a null world, a false alarm)."""
+    bg = truth.get("background", {})
+    named = [("planted", (s["product_id"], p)) for s in truth["signals"] for p in (s.get("pts") or [s["pt"]])]
+    named += [("known ADR", (k["product_id"], k["pt"])) for k in truth.get("known_adrs", [])]
+    named += [("indication", (k["product_id"], k["pt"])) for k in bg.get("indication_events", [])]
+    named += [("stimulated reporting", (k["product_id"], k["pt"])) for k in bg.get("stimulated_reporting", [])]
+    if background_rates is not None and background_rates.height:
+        high = background_rates.filter(pl.col("background_multiplier") >= ELEVATED_BACKGROUND)
+        named += [("elevated background", (a, b)) for a, b in high.select("product_id", "pt").iter_rows()]
+    kind: dict[tuple[str, str], str] = {}
+    for k, pair in sorted(named, key=lambda x: EXPECTATION_ORDER.index(x[0])):
+        kind.setdefault(pair, k)
+    first = (
+        disp.group_by("product", "pt")
+        .agg(
+            first_alert=pl.col("cutoff").min(),
+            rules=pl.col("rules_fired")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .unique()
+            .sort()
+            .str.join(", "),
+        )
+        .sort("product", "pt")
+    )
+    return first.with_columns(
+        kind=pl.Series(
+            [kind.get((a, b), "unexpected") for a, b in first.select("product", "pt").iter_rows()], dtype=pl.String
+        )
+    )
+
+
+def _alerts_by_kind(alerts: pl.DataFrame) -> pl.DataFrame:
+    counts = dict(alerts.group_by("kind").len().iter_rows())
+    return pl.DataFrame(
+        {"kind": list(EXPECTATION_ORDER), "product_pairs": [int(counts.get(k, 0)) for k in EXPECTATION_ORDER]}
+    )
+
+
 def _summary(con, dlp, cutoffs: list[dt.date], truth: dict, false_alerts: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -285,9 +380,13 @@ def _summary(con, dlp, cutoffs: list[dt.date], truth: dict, false_alerts: pl.Dat
     )
 
 
-def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str, pl.DataFrame]:
+def evaluate(
+    con, truth: dict, cutoffs: list[dt.date] | None = None, background_rates: pl.DataFrame | None = None
+) -> dict[str, pl.DataFrame]:
     """The evaluation tables: ``detection`` (per planted signal x method), ``sensitivity`` (per
-    method), ``false_alerts`` (alerts on clean batches and negative controls) and ``summary``."""
+    method), ``false_alerts`` (alerts on clean batches and negative controls),
+    ``product_alerts_by_kind`` and ``product_alerts`` (every product-level alert and what the
+    truth says it is, see :func:`product_alerts`) and ``summary``."""
     dlp = data_lock_point(con)
     start = dt.date.fromisoformat(
         truth.get("world_start", str(con.sql("SELECT min(received_on) FROM latest_case").fetchone()[0]))
@@ -295,10 +394,7 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
     cutoffs = cutoffs or weekly_cutoffs(start, dlp)
     disp = disproportionality_replay(con, cutoffs)
     het = heterogeneity_replay(con, cutoffs)
-    seq = con.sql(
-        "SELECT product_id AS product, batch_id AS batch, pt, crossed_on, crossed_on_group "
-        "FROM sequential_monitoring WHERE signalled OR signalled_group"
-    ).pl()
+    seq = sequential_replay(con)
     soc_of = dict(con.sql("SELECT pt, any_value(soc) FROM case_reaction GROUP BY pt").fetchall())
     detection = _detection_table(truth, disp, het, seq, soc_of)
     sensitivity = (
@@ -313,7 +409,15 @@ def evaluate(con, truth: dict, cutoffs: list[dt.date] | None = None) -> dict[str
 
     false_alerts = _false_alerts(truth, disp, _batch_alerts(het, seq), soc_of)
     summary = _summary(con, dlp, cutoffs, truth, false_alerts)
-    return {"detection": detection, "sensitivity": sensitivity, "false_alerts": false_alerts, "summary": summary}
+    alerts = product_alerts(disp, truth, background_rates)
+    return {
+        "detection": detection,
+        "sensitivity": sensitivity,
+        "false_alerts": false_alerts,
+        "product_alerts_by_kind": _alerts_by_kind(alerts),
+        "summary": summary,
+        "product_alerts": alerts,
+    }
 
 
 def _markdown(frame: pl.DataFrame) -> str:
@@ -342,12 +446,21 @@ def run_evaluation(warehouse: str, inbox: str, output: str) -> str:
     from warehouse.schema import connect
 
     truth = json.loads(Path(inbox, "ground_truth.json").read_text())
+    rates_file = Path(inbox, truth.get("background", {}).get("rates_file", "ground_truth_background_rates.parquet"))
+    rates = pl.read_parquet(rates_file) if rates_file.is_file() else None
     con = connect(warehouse, read_only=True)
     try:
-        tables = evaluate(con, truth)
+        tables = evaluate(con, truth, background_rates=rates)
     finally:
         con.close()
     return write_evaluation(tables, Path(output, "evaluation"))
 
 
-__all__ = ["evaluate", "run_evaluation", "weekly_cutoffs", "write_evaluation"]
+__all__ = [
+    "evaluate",
+    "product_alerts",
+    "run_evaluation",
+    "sequential_replay",
+    "weekly_cutoffs",
+    "write_evaluation",
+]

@@ -16,9 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("inbox"), help="inbox folder")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = ~50k patients, ~200k deliveries, ~20k cases")
+    parser.add_argument("--null", action="store_true", help="the same world with no planted effect")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    truth = generate_world(args.out, seed=args.seed, scale=args.scale)
+    truth = generate_world(args.out, seed=args.seed, scale=args.scale, null=args.null)
     elapsed = time.perf_counter() - started
     counts = ", ".join(f"{k} {v:,}" for k, v in truth["counts"].items())
     print(f"wrote synthetic inbox to {args.out.resolve()} in {elapsed:.1f} s (seed {args.seed}, scale {args.scale})")

@@ -5,12 +5,24 @@ warehouse's report-to-batch linkage and every signal method can be scored agains
 
 Reporting model, per delivery (a Bernoulli draw per source of reports, all vectorised):
 
-* background: a case with probability ``BACKGROUND_CASE_RATE[market]`` and 1-5 reactions drawn
-  from ONE background PT distribution shared by all products -> ordinary product-PT pairs show
-  no disproportionality;
+* background: a case with probability ``BACKGROUND_CASE_RATE[market] x s_p x season(day)`` and
+  1-5 reactions drawn from the product's own PT distribution ``shares x lambda_p / s_p``, where
+  ``lambda_pj ~ Gamma(HETEROGENEITY_SHAPE, 1 / HETEROGENEITY_SHAPE)`` (mean 1) is the
+  drug x event heterogeneity real spontaneous-report databases show (DuMouchel 1999 fits a
+  gamma mixture to it; a homogeneous background leaves that prior at a point mass) and
+  ``s_p = sum_j shares_j lambda_pj``.  The planted pairs and the negative-control PTs keep
+  ``lambda = 1`` so their base rate stays known;
 * labelled ADRs: each product's ``known_adrs`` add reports at their own rate;
+* indication-related events (confounding by indication, :data:`INDICATION_EVENTS`): the
+  disease a product treats is reported with it, not caused by it;
+* stimulated reporting (:data:`STIMULATED_REPORTING`): after a publicised safety communication
+  reports of its event for its product surge for a few months, many describing older events;
+* seasonality: background reporting peaks in winter (``SEASONAL_AMPLITUDE``);
+* reporting delays with a long right tail (``LATE_REPORT_SHARE`` of reports arrive months
+  later), and reports from health professionals arrive on working days only;
 * planted: the product signal, the batch defect and the cold-chain consignment add reports at
-  ``(rate_ratio - 1) x`` the base rate of their PTs, so the total is ``rate_ratio x`` base.
+  ``(rate_ratio - 1) x`` the base rate of their PTs, so the total is ``rate_ratio x`` base
+  (a null world plants rate ratio 1: nothing).
 """
 
 from __future__ import annotations
@@ -33,6 +45,47 @@ from sample_data.vocabulary import (
 BACKGROUND_CASE_RATE = {"CN": 0.090, "EU": 0.100, "US": 0.110, "JP": 0.090}
 MAX_EXTRA_REACTIONS = 4
 EXTRA_REACTIONS_MEAN = 0.5
+
+#: shape k of the gamma drug x event heterogeneity (mean 1, coefficient of variation 1/sqrt(k))
+HETEROGENEITY_SHAPE = 8.0
+#: background reporting is (1 + A cos(2 pi (day of year - 15) / 365)) x average: winter peak
+SEASONAL_AMPLITUDE = 0.15
+#: share of reports of each source that arrive late, and the late delay (lognormal median, sigma):
+#: a long right tail (follow-up of hospital cases, literature, retrospective reporting)
+LATE_REPORT_SHARE = {0: 0.03, 1: 0.10, 2: 0.06}
+LATE_DELAY_MEDIAN_DAYS = 60.0
+LATE_DELAY_SIGMA = 1.0
+
+#: confounding by indication: ATC prefix -> (PT of the treated disease, reports per 1000
+#: deliveries, median days from delivery to onset).  None of them is a negative-control PT.
+INDICATION_EVENTS: dict[str, tuple[tuple[str, float, float], ...]] = {
+    "A10": (("Blood glucose increased", 2.0, 30),),  # diabetes
+    "C08": (("Blood pressure increased", 1.5, 30),),  # hypertension
+    "C09": (("Blood pressure increased", 1.5, 30),),
+    "C10": (("Myocardial infarction", 0.4, 60),),  # cardiovascular disease
+    "B01": (("Deep vein thrombosis", 1.0, 10), ("Pulmonary embolism", 0.5, 10)),  # thrombosis
+    "B03": (("Anaemia", 2.0, 30),),  # renal anaemia
+    "J01": (("Pneumonia", 1.5, 3), ("Bronchitis", 1.0, 3)),  # the infection treated
+    "N06": (("Depression", 2.0, 20), ("Suicidal ideation", 0.3, 20)),
+    "N03": (("Seizure", 0.8, 30),),
+    "L04": (("Joint swelling", 1.5, 30),),  # rheumatoid arthritis
+    "M01": (("Musculoskeletal pain", 1.5, 20),),
+    "N02": (("Headache", 1.0, 1),),
+    "A02": (("Gastrooesophageal reflux disease", 1.5, 20),),
+    "J07BB": (("Influenza like illness", 1.5, 5),),  # flu-season illness after flu vaccination
+    "J07BK": (("Herpes zoster", 0.5, 60),),
+}
+
+#: stimulated reporting after a publicised safety communication (notoriety bias, the "Weber
+#: effect"): (product name, PT, publicised on, extra reports per 1000 deliveries at the peak,
+#: decay days).  Deliveries from ``STIMULATED_LOOKBACK_DAYS`` before the date on yield extra
+#: reports, all received after it (many describe older events), decaying exponentially both
+#: ways (older events are less often remembered, the news fades).
+STIMULATED_REPORTING: tuple[tuple[str, str, str, float, float], ...] = (
+    ("Leweixin", "Tendonitis", "2025-03-10", 30.0, 45.0),  # fluoroquinolone tendon warnings
+    ("Corriglu", "Suicidal ideation", "2025-07-07", 25.0, 40.0),  # a GLP-1 agonist review in the news
+)
+STIMULATED_LOOKBACK_DAYS = 180
 
 PT_NAMES = [t[0] for t in PREFERRED_TERMS]
 PT_SOC = [t[1] for t in PREFERRED_TERMS]
@@ -88,21 +141,44 @@ def mean_background_reactions() -> float:
     return float(1 + (k * pk).sum())
 
 
-class BaseRate:
-    """Background reports of each PT per delivery, by the delivery's market.
+def season_factor(day: np.ndarray) -> np.ndarray:
+    """Multiplier of background reporting on world day ``day`` (0 = 2024-01-01): winter peak."""
+    doy = np.asarray(day) % 365.25
+    return 1.0 + SEASONAL_AMPLITUDE * np.cos(2 * np.pi * (doy - 15.0) / 365.25)
 
-    Kept as a (market x PT) table plus a market index per delivery: a dense deliveries x PTs
-    matrix would need gigabytes at scale 10.
+
+def drug_event_heterogeneity(rng: np.random.Generator, n_products: int, fixed: list[tuple[int, int]]) -> np.ndarray:
+    """products x PTs gamma multipliers (mean 1) of the background; ``fixed`` pairs and the
+    negative-control PTs get exactly 1 (their base rate is what the ground truth states)."""
+    lam = rng.gamma(HETEROGENEITY_SHAPE, 1.0 / HETEROGENEITY_SHAPE, (n_products, len(PT_NAMES)))
+    lam[:, [PT_INDEX[t] for t in NEGATIVE_CONTROL_PTS]] = 1.0
+    for p, j in fixed:
+        lam[p, j] = 1.0
+    return lam
+
+
+def indication_events(atc_code: str) -> tuple[tuple[str, float, float], ...]:
+    """The indication-related events of a product (longest matching ATC prefix)."""
+    best = max((k for k in INDICATION_EVENTS if atc_code.startswith(k)), key=len, default=None)
+    return INDICATION_EVENTS[best] if best else ()
+
+
+class BaseRate:
+    """Background reports of each PT per delivery: product x PT table times the season.
+
+    Kept as a (product x PT) table plus a product index and a season factor per delivery: a
+    dense deliveries x PTs matrix would need gigabytes at scale 10.
     """
 
-    def __init__(self, market: np.ndarray, market_base: dict[str, np.ndarray]):
-        names = sorted(market_base)
-        self.table = np.stack([market_base[m] for m in names])
-        self.market_ix = np.searchsorted(np.array(names), market)
+    def __init__(self, product: np.ndarray, table: np.ndarray, season: np.ndarray):
+        self.table = table
+        self.product = np.asarray(product)
+        self.season = np.asarray(season)
 
     def of(self, rows: np.ndarray, pts: list[int]) -> np.ndarray:
         """rows x pts array of per-delivery base rates."""
-        return self.table[self.market_ix[rows]][:, pts]
+        rows = np.asarray(rows)
+        return self.table[self.product[rows][:, None], np.asarray(pts)[None, :]] * self.season[rows][:, None]
 
 
 @dataclass
@@ -116,6 +192,8 @@ class CaseOutput:
     bad_counts: dict
     n_versions: int
     n_cases: int
+    background: dict
+    background_rates: pl.DataFrame
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,32 +202,33 @@ class CaseOutput:
 
 
 def draw_reactions(
-    rng: np.random.Generator, d: pl.DataFrame, products: pl.DataFrame, plan, base_rate: BaseRate
+    rng: np.random.Generator, d: pl.DataFrame, products: pl.DataFrame, plan, base_rate: BaseRate, lam: np.ndarray
 ) -> pl.DataFrame:
-    """All reaction events: (delivery row, PT index, onset days after delivery, cause).
+    """All reaction events: (delivery row, PT index, onset days after delivery, cause, not_before).
 
-    ``base_rate`` is a :class:`BaseRate`: the per-delivery background rate of each PT in each
-    delivery's market. Causes: 0 background, 1 labelled ADR, 2 product
-    signal, 3 batch defect, 4 cold chain.
+    ``base_rate`` is a :class:`BaseRate`: the per-delivery background rate of each PT;
+    ``lam`` the products x PTs heterogeneity behind it. Causes: 0 background, 1 labelled ADR,
+    2 product signal, 3 batch defect, 4 cold chain, 5 stimulated reporting, 6 indication.
+    ``not_before``: the world day before which the report cannot be received (stimulated
+    reports come after the publicity), -1 otherwise.
     """
     n = d.height
     market = d["market"].to_numpy()
     p = d["p"].to_numpy()
+    day = d["day"].to_numpy()
     shares = background_shares()
-    rate = np.array([BACKGROUND_CASE_RATE[m] for m in market])
+    s_p = (shares[None, :] * lam).sum(axis=1)
+    rate = np.array([BACKGROUND_CASE_RATE[m] for m in market]) * s_p[p] * base_rate.season
     parts = []
 
     has = np.flatnonzero(rng.random(n) < rate)
     k = 1 + np.minimum(rng.poisson(EXTRA_REACTIONS_MEAN, len(has)), MAX_EXTRA_REACTIONS)
     rows = np.repeat(has, k)
-    parts.append(
-        (
-            rows,
-            rng.choice(len(shares), len(rows), p=shares),
-            np.minimum(150, np.floor(rng.lognormal(np.log(6), 1.1, len(rows)))),
-            0,
-        )
-    )
+    pts = np.empty(len(rows), dtype=np.int64)
+    for pi in range(len(PRODUCTS)):  # each product draws from its own PT distribution
+        sel = np.flatnonzero(p[rows] == pi)
+        pts[sel] = rng.choice(len(shares), len(sel), p=shares * lam[pi] / s_p[pi])
+    parts.append((rows, pts, np.minimum(150, np.floor(rng.lognormal(np.log(6), 1.1, len(rows)))), 0))
 
     for pi, prod in enumerate(PRODUCTS):
         m = np.flatnonzero(p == pi)
@@ -157,6 +236,21 @@ def draw_reactions(
             hit = m[rng.random(len(m)) < per_1000 / 1000]
             onset = np.floor(rng.lognormal(np.log(tto + 0.5), 0.5, len(hit)))
             parts.append((hit, np.full(len(hit), PT_INDEX[pt]), onset, 1))
+        for pt, per_1000, tto in indication_events(prod.atc_code):
+            hit = m[rng.random(len(m)) < per_1000 / 1000]
+            onset = np.floor(rng.lognormal(np.log(tto + 0.5), 1.0, len(hit)))
+            parts.append((hit, np.full(len(hit), PT_INDEX[pt]), onset, 6))
+
+    not_before = []
+    for name, pt, on, peak, decay in STIMULATED_REPORTING:
+        pi = next(i for i, x in enumerate(PRODUCTS) if x.name == name)
+        t0 = int((np.datetime64(on) - np.datetime64("2024-01-01")) / np.timedelta64(1, "D"))
+        m = np.flatnonzero((p == pi) & (day >= t0 - STIMULATED_LOOKBACK_DAYS))
+        weight = np.where(day[m] < t0, np.exp(-(t0 - day[m]) / 60.0), np.exp(-(day[m] - t0) / decay))
+        hit = m[rng.random(len(m)) < peak / 1000 * weight]
+        onset = np.floor(rng.lognormal(np.log(5.0), 1.0, len(hit)))
+        parts.append((hit, np.full(len(hit), PT_INDEX[pt]), onset, 5))
+        not_before.append((len(parts) - 1, t0 + np.floor(rng.exponential(decay, len(hit)))))
 
     def planted(mask: np.ndarray, pt: str, rr: float, onset: np.ndarray | None, cause: int, extra_base: float = 0.0):
         idx = np.flatnonzero(mask)
@@ -168,7 +262,6 @@ def draw_reactions(
             on = np.floor(rng.lognormal(np.log(onset[0]), onset[1], len(hit)))
         parts.append((hit, np.full(len(hit), PT_INDEX[pt]), on, cause))
 
-    day = d["day"].to_numpy()
     planted(
         (p == plan.signal_p) & (day >= plan.signal_start_day), plan.signal_pt, plan.signal_rr, np.array([40.0, 0.5]), 2
     )
@@ -180,17 +273,25 @@ def draw_reactions(
     planted(defect, "Injection site reaction", plan.defect_rr, None, 3, extra_base=isr)
     planted(d["c"].to_numpy() == plan.cold_c, "Drug ineffective", plan.cold_rr, np.array([14.0, 0.6]), 4)
 
+    floor = [np.full(len(x[0]), -1.0) for x in parts]
+    for i, nb in not_before:
+        floor[i] = nb
     ev = pl.DataFrame(
         {
             "row": np.concatenate([x[0] for x in parts]).astype(np.int64),
             "pt_i": np.concatenate([x[1] for x in parts]).astype(np.int64),
             "onset": np.concatenate([x[2] for x in parts]).astype(np.int64),
             "cause": np.concatenate([np.full(len(x[0]), x[3]) for x in parts]).astype(np.int64),
+            "not_before": np.concatenate(floor).astype(np.int64),
         }
     )
-    # a PT appears once per case: keep the earliest onset (and the planted cause if any)
-    return ev.sort(["row", "pt_i", "onset", "cause"], descending=[False, False, False, True]).unique(
-        ["row", "pt_i"], keep="first", maintain_order=True
+    # a PT appears once per case: keep the earliest onset (and the planted cause if any); a
+    # stimulated report is received after the publicity whichever of its reactions is kept
+    planted_first = pl.col("cause").is_in([2, 3, 4]).not_()
+    return (
+        ev.with_columns(pl.col("not_before").max().over("row"))
+        .sort([pl.col("row"), pl.col("pt_i"), pl.col("onset"), planted_first, pl.col("cause")])
+        .unique(["row", "pt_i"], keep="first", maintain_order=True)
     )
 
 
@@ -294,16 +395,33 @@ def build_cases(
 
     shares = background_shares()
     mean_k = mean_background_reactions()
-    market_base = {m: r * mean_k * shares for m, r in BACKGROUND_CASE_RATE.items()}
-    base_rate = BaseRate(d["market"].to_numpy(), market_base)
-    ev = draw_reactions(rng, d, products, plan, base_rate)
+    defect_p = int(d.filter(pl.col("b") == plan.defect_b)["p"][0])
+    cold_p = int(d.filter(pl.col("c") == plan.cold_c)["p"][0])
+    fixed = [
+        (plan.signal_p, PT_INDEX[plan.signal_pt]),
+        (defect_p, PT_INDEX["Hypersensitivity"]),
+        (defect_p, PT_INDEX["Injection site reaction"]),
+        (cold_p, PT_INDEX["Drug ineffective"]),
+    ]
+    lam = drug_event_heterogeneity(rng, len(PRODUCTS), fixed)
+    case_rate = np.array([BACKGROUND_CASE_RATE[r] for r in products.sort("p")["region"].to_list()])
+    base_rate = BaseRate(
+        d["p"].to_numpy(), case_rate[:, None] * mean_k * shares[None, :] * lam, season_factor(d["day"])
+    )
+    ev = draw_reactions(rng, d, products, plan, base_rate, lam)
 
     # ---- one case per delivery with at least one reaction
     day = d["day"].to_numpy()
     ev = ev.with_columns(onset_day=pl.Series(ev["onset"].to_numpy() + day[ev["row"].to_numpy()]))
     cases = (
         ev.group_by("row")
-        .agg(pl.col("pt_i"), pl.col("onset_day"), pl.col("cause"), last=pl.col("onset_day").max())
+        .agg(
+            pl.col("pt_i"),
+            pl.col("onset_day"),
+            pl.col("cause"),
+            last=pl.col("onset_day").max(),
+            not_before=pl.col("not_before").max(),
+        )
         .sort("row")
     )
     rows = cases["row"].to_numpy()
@@ -318,7 +436,13 @@ def build_cases(
         [rng.geometric(0.35, len(rows)) - 1, np.round(rng.lognormal(np.log(12), 0.8, len(rows)))],
         np.round(rng.lognormal(np.log(5), 0.7, len(rows))),
     ).astype(np.int64)
-    received = cases["last"].to_numpy() + delay
+    late = rng.random(len(rows)) < np.array([LATE_REPORT_SHARE[k] for k in range(3)])[source]
+    late_delay = np.round(rng.lognormal(np.log(LATE_DELAY_MEDIAN_DAYS), LATE_DELAY_SIGMA, len(rows))).astype(np.int64)
+    delay = np.where(late, np.maximum(delay, late_delay), delay)
+    received = np.maximum(cases["last"].to_numpy() + delay, cases["not_before"].to_numpy())
+    # health professionals and pharmacists report on working days (day 0, 2024-01-01, is a Monday)
+    weekday = received % 7
+    received = received + np.where(source == 0, 0, np.select([weekday == 5, weekday == 6], [2, 1], 0))
     keep = received < n_days
     cases = cases.filter(pl.Series(keep)).with_columns(
         received=pl.Series(received[keep]), source=pl.Series(source[keep])
@@ -402,7 +526,7 @@ def build_cases(
     ).sort(["case_id", "version", "drug_index"])
 
     observed = _observed(d, cases, plan, base_rate)
-    negative = _negative_controls(d, cases, products, plan, market_base, scale)
+    negative = _negative_controls(d, cases, products, plan, base_rate, scale)
     known = [
         {
             "product_id": prod[i]["product_id"],
@@ -414,6 +538,18 @@ def build_cases(
         for pt, rate, _ in p.known_adrs
     ]
     n_versions = len(records) + len(duplicates) + len(versions)
+    background = _background_truth(cases, prod)
+    # every product x PT background rate (heterogeneity included; season-averaged), so an
+    # evaluation can tell a rule firing on an elevated background from noise
+    j_all = np.arange(len(PT_NAMES))
+    background_rates = pl.DataFrame(
+        {
+            "product_id": np.repeat([x["product_id"] for x in prod], len(PT_NAMES)),
+            "pt": np.tile(PT_NAMES, len(prod)),
+            "background_multiplier": lam[:, j_all].ravel(),
+            "background_reports_per_1000_deliveries": 1000 * base_rate.table.ravel(),
+        }
+    ).filter(pl.col("background_reports_per_1000_deliveries") > 0)
     return CaseOutput(
         lines_by_month,
         case_batches,
@@ -424,7 +560,61 @@ def build_cases(
         bad_counts,
         n_versions,
         len(records) + len(duplicates),
+        background,
+        background_rates,
     )
+
+
+def _background_truth(cases: pl.DataFrame, prod: list[dict]) -> dict:
+    """The background effects the world contains, so evaluation can tell expected signals
+    (labelled ADRs, indications, stimulated reporting) from unexpected ones."""
+    by_cause = cases.select("cause", "pt_i", "row").explode("cause", "pt_i")
+    stimulated = []
+    for name, pt, on, peak, decay in STIMULATED_REPORTING:
+        pi = next(i for i, x in enumerate(PRODUCTS) if x.name == name)
+        t0 = np.datetime64(on)
+        stimulated.append(
+            {
+                "product_id": prod[pi]["product_id"],
+                "pt": pt,
+                "publicised_on": on,
+                "window_end": str(t0 + np.timedelta64(int(round(3 * decay)), "D")),
+                "peak_extra_reports_per_1000_deliveries": peak,
+                "decay_days": decay,
+                "lookback_days": STIMULATED_LOOKBACK_DAYS,
+                "stimulated_cases": int(
+                    by_cause.filter((pl.col("cause") == 5) & (pl.col("pt_i") == PT_INDEX[pt]))["row"].n_unique()
+                ),
+            }
+        )
+    return {
+        "drug_event_heterogeneity": {
+            "distribution": "gamma",
+            "shape": HETEROGENEITY_SHAPE,
+            "mean": 1.0,
+            "fixed_at_1": "the planted product x PT pairs and the negative-control PTs",
+        },
+        "indication_events": [
+            {
+                "product_id": prod[i]["product_id"],
+                "pt": pt,
+                "soc": PT_SOC[PT_INDEX[pt]],
+                "extra_reports_per_1000_deliveries": rate,
+            }
+            for i, p in enumerate(PRODUCTS)
+            for pt, rate, _ in indication_events(p.atc_code)
+        ],
+        "stimulated_reporting": stimulated,
+        "seasonality": {"amplitude": SEASONAL_AMPLITUDE, "peak_day_of_year": 15},
+        "reporting_delay": {
+            "late_share_by_source": {
+                name: LATE_REPORT_SHARE[k] for k, name in enumerate(["patient_app", "hcp", "pharmacist"])
+            },
+            "late_delay_lognormal_median_days": LATE_DELAY_MEDIAN_DAYS,
+            "late_delay_lognormal_sigma": LATE_DELAY_SIGMA,
+            "professional_reports_on_working_days": True,
+        },
+    }
 
 
 def _concomitants(d: pl.DataFrame, cases: pl.DataFrame) -> dict[int, int]:
@@ -546,6 +736,10 @@ def _make_duplicates(
         if received >= n_days:
             continue
         source = "hcp" if rec["source"] != "hcp" else ("pharmacist" if rng.random() < 0.5 else "patient_app")
+        if source != "patient_app":  # professionals report on working days (day 0 is a Monday)
+            received += {5: 2, 6: 1}.get(received % 7, 0)
+            if received >= n_days:
+                continue
         r = drow[rec["_row"]]
         pr = prod[r["p"]]
         dup = {
@@ -661,7 +855,7 @@ def _observed(d: pl.DataFrame, cases: pl.DataFrame, plan, base_rate: BaseRate) -
 
 
 def _negative_controls(
-    d: pl.DataFrame, cases: pl.DataFrame, products: pl.DataFrame, plan, market_base: dict, scale: float
+    d: pl.DataFrame, cases: pl.DataFrame, products: pl.DataFrame, plan, base_rate: BaseRate, scale: float
 ) -> list[dict]:
     """Product-PT pairs with background reporting only and >= 12 expected cases at scale 1."""
     planted_p = {
@@ -672,7 +866,8 @@ def _negative_controls(
     n_by_p = d.group_by("p").len().sort(["len", "p"], descending=[True, False])
     flat = cases.select("row", "pt_i").explode("pt_i").join(d.select("n", "p"), left_on="row", right_on="n")
     out, used_pts = [], set()
-    for p, n in n_by_p.iter_rows():
+    p_of = d["p"].to_numpy()
+    for p, _n in n_by_p.iter_rows():
         if p in planted_p or len(out) >= 6:
             continue
         prod = products.row(p, named=True)
@@ -680,7 +875,7 @@ def _negative_controls(
         for pt in NEGATIVE_CONTROL_PTS:
             if pt in labelled or pt in used_pts:
                 continue
-            exp = n * market_base[prod["region"]][PT_INDEX[pt]]
+            exp = base_rate.of(np.flatnonzero(p_of == p), [PT_INDEX[pt]]).sum()
             if exp / scale < 12:
                 continue
             obs = flat.filter((pl.col("p") == p) & (pl.col("pt_i") == PT_INDEX[pt]))["row"].n_unique()

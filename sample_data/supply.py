@@ -69,14 +69,17 @@ def lot_class(gtin: str, nmpa: str, lot: str) -> str:
 
 
 def temperature_profile(
-    rng: np.random.Generator, start_s: int, end_s: int, excursion: bool
+    rng: np.random.Generator, start_s: int, end_s: int, excursion: bool, apply: bool = True
 ) -> tuple[list[int], list[float]]:
-    """Logger readings every 2 h in transit: ~5 degC, or a reefer failure peaking >8 degC."""
+    """Logger readings every 2 h in transit: ~5 degC, or a reefer failure peaking >8 degC.
+    ``apply=False`` draws the failure (same random stream) but leaves the readings normal."""
     times = list(range(start_s + 1800, end_s, READING_EVERY_S))
     temps = np.clip(5.0 + 0.6 * np.sin(np.arange(len(times)) / 3) + rng.normal(0, 0.35, len(times)), 2.6, 7.6)
     if excursion and len(times) >= 8:
         peak = len(times) // 3
         max_temp = round(float(rng.uniform(19.0, 24.0)), 1)
+        if not apply:
+            return times, [round(float(t), 1) for t in temps]
         ramp = np.array([0.25, 0.55, 0.85, 1.0, 0.9, 0.6, 0.3])
         for k, f in enumerate(ramp):
             i = peak - 3 + k
@@ -92,8 +95,10 @@ def build_epcis(
     products: pl.DataFrame,
     subregions: pl.DataFrame,
     excursion_c: int,
+    plant_excursion: bool = True,
 ) -> tuple[dict[str, dict], dict]:
-    """EPCIS documents per month of event time, and the planted excursion's facts."""
+    """EPCIS documents per month of event time, and the planted excursion's facts
+    (``plant_excursion=False``: none planted, an empty dict; the random draws are the same)."""
     mfr_ix = {m.manufacturer_id: i for i, m in enumerate(MANUFACTURERS)}
     prod = products.to_dicts()
     sub = subregions.to_dicts()
@@ -165,7 +170,7 @@ def build_epcis(
         }
         if pr["cold_chain"]:
             planted = c["c"] == excursion_c
-            times, temps = temperature_profile(rng, ship_t, recv_t, planted)
+            times, temps = temperature_profile(rng, ship_t, recv_t, planted, apply=plant_excursion)
             device = f"urn:epc:id:giai:{DISTRIBUTOR_PREFIX[s['market']]}.{c['c']:08d}"
             shipping["sensorElementList"] = [
                 {
@@ -174,7 +179,7 @@ def build_epcis(
                 }
                 for t, v in zip(times, temps)
             ]
-            if planted:
+            if planted and plant_excursion:
                 i = int(np.argmax(temps))
                 excursion = {
                     "excursion_at": iso_utc(times[i]),

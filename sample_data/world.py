@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ SECONDS_PER_DAY = 86_400
 
 #: subfolders this generator owns; emptied before writing so re-runs overwrite cleanly
 OWNED_SUBDIRS = ("reference", "packs", "supply", "deliveries", "medication_logs", "cases")
-OWNED_FILES = ("ground_truth.json", "ground_truth_case_batches.parquet")
+OWNED_FILES = ("ground_truth.json", "ground_truth_case_batches.parquet", "ground_truth_background_rates.parquet")
 
 
 # ============================================================================================
@@ -393,6 +393,22 @@ def assign_batches(
     return out
 
 
+#: share of the deliveries falling on a Saturday / Sunday that the pharmacy hands out on the
+#: following Monday instead (weekend opening hours): Monday peaks, Sunday is ~1/4 of a weekday
+WEEKEND_SHIFT = {5: 0.35, 6: 0.75}
+
+
+def weekday_pattern(rng: np.random.Generator, day: np.ndarray) -> np.ndarray:
+    """Move part of the weekend's deliveries to the next Monday (day 0, 2024-01-01, is a Monday)."""
+    n_days = int((WORLD_END - WORLD_START) / np.timedelta64(1, "D")) + 1
+    weekday = day % 7
+    u = rng.random(len(day))
+    shift = np.zeros(len(day), dtype=np.int64)
+    for wd, share in WEEKEND_SHIFT.items():
+        shift = np.where((weekday == wd) & (u < share), 7 - wd, shift)
+    return np.where(day + shift < n_days, day + shift, day)
+
+
 def build_deliveries(
     rng: np.random.Generator,
     patients: pl.DataFrame,
@@ -406,6 +422,7 @@ def build_deliveries(
     pt = np.concatenate([c_pt, a_pt])
     p = np.concatenate([c_p, a_p])
     day = np.concatenate([c_day, a_day])
+    day = weekday_pattern(rng, day)
     b = assign_batches(rng, p, day, batches)
     keep = b >= 0
     pt, p, day, b = pt[keep], p[keep], day[keep], b[keep]
@@ -772,13 +789,19 @@ def _write_monthly_parquet(df: pl.DataFrame, month_col: str, folder: Path, stem:
         part.drop(month_col).write_parquet(folder / f"{stem}_{month}.parquet", statistics=False)
 
 
-def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0, verbatims: bool = False) -> dict:
+def generate_world(
+    out_dir: Path, seed: int = 42, scale: float = 1.0, verbatims: bool = False, null: bool = False
+) -> dict:
     """Write a synthetic inbox into ``out_dir`` and return its ground truth.
 
     ``verbatims``: patients write their reactions in their own words (``sample_data.verbatims``; issue 17).
 
     Same ``seed`` and ``scale`` -> byte-identical files. ``scale`` multiplies patients (hence
     deliveries, packs, cases); the product catalogue and batch calendar do not change.
+    ``null``: the same world (same patients, deliveries, packs, background reports: the same
+    random draws) with NO planted effect — no product signal, no defective batch, no cold-chain
+    excursion — so every alert on it is a false alarm (the background's labelled ADRs,
+    indication events and stimulated reporting stay: they are part of any real database).
     """
     if scale <= 0:
         raise ValueError("scale must be positive")
@@ -796,6 +819,8 @@ def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0, verbatims:
     packs = serialise_packs(rng, consignments, batches, products)
     deliveries = attach_packs(deliveries, consignments, packs)
     plan = choose_plan(deliveries, products, consignments)
+    if null:  # rate ratio 1 plants nothing; the draws stay the same, so the world does too
+        plan = replace(plan, signal_rr=1.0, defect_rr=1.0, cold_rr=1.0)
 
     # units released = what was shipped; a few batches carry a recall/quarantine flag
     units = consignments.group_by("b").agg(pl.col("units").sum().alias("units_released"))
@@ -852,12 +877,15 @@ def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0, verbatims:
     good_d = written.filter(pl.col("b").is_not_null())
 
     # supply chain documents
-    epcis_docs, excursion = supply.build_epcis(rng, batches, consignments, products, subregions, plan.cold_c)
+    epcis_docs, excursion = supply.build_epcis(
+        rng, batches, consignments, products, subregions, plan.cold_c, plant_excursion=not null
+    )
+
+    # medication logs before the cases: a null world then differs from its planted twin in cases only
+    medlogs = build_medication_logs(rng, good_d, patients, products)
 
     # adverse-event case versions
     case_out = case_gen.build_cases(rng, good_d, patients, products, batches, consignments, subregions, plan, scale)
-
-    medlogs = build_medication_logs(rng, good_d, patients, products)
 
     # ---------------------------------------------------------------- write files
     manufacturers.write_csv(out_dir / "reference" / "manufacturers.csv")
@@ -912,10 +940,12 @@ def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0, verbatims:
     for month, lines in case_out.lines_by_month.items():
         (out_dir / "cases" / f"cases_{month}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     case_out.case_batches.write_parquet(out_dir / "ground_truth_case_batches.parquet", statistics=False)
+    case_out.background_rates.write_parquet(out_dir / "ground_truth_background_rates.parquet", statistics=False)
 
     truth = ground_truth(
         seed,
         scale,
+        null,
         plan,
         excursion,
         batches,
@@ -934,9 +964,17 @@ def generate_world(out_dir: Path, seed: int = 42, scale: float = 1.0, verbatims:
     return truth
 
 
+def null_world(out_dir: Path, seed: int = 42, scale: float = 1.0) -> Path:
+    """Write the null world (:func:`generate_world` with ``null=True``) and return its folder:
+    the entry point for scripts counting false alarms of the whole pipeline."""
+    generate_world(Path(out_dir), seed=seed, scale=scale, null=True)
+    return Path(out_dir)
+
+
 def ground_truth(
     seed: int,
     scale: float,
+    null: bool,
     plan: Plan,
     excursion: dict,
     batches: pl.DataFrame,
@@ -951,7 +989,9 @@ def ground_truth(
     written: pl.DataFrame,
     patients: pl.DataFrame,
 ) -> dict:
-    """The planted facts in the contract's shape, plus the evidence sizes behind each."""
+    """The planted facts in the contract's shape, plus the evidence sizes behind each, and the
+    background effects (``background``: known ADRs are ``known_adrs``). A null world plants
+    nothing: ``signals`` is empty and ``null_world`` true."""
     pid = products["product_id"].to_list()
     bat = batches.row(plan.defect_b, named=True)
     cold = batches.row(plan.cold_b, named=True)
@@ -960,57 +1000,68 @@ def ground_truth(
     n_cold = good_d.filter(pl.col("c") == plan.cold_c).height
     n_defect = good_d.filter(pl.col("b") == plan.defect_b).height
     obs = case_out.observed
-    signals = [
-        {
-            "kind": "product",
-            "product_id": pid[plan.signal_p],
-            "pt": plan.signal_pt,
-            "rate_ratio": plan.signal_rr,
-            "starts_on": day_iso(plan.signal_start_day),
-            "observed_cases": obs["product"],
-            "expected_background_cases": obs["product_expected"],
+    signals: list[dict] = []
+    if not null:
+        signals = [
+            {
+                "kind": "product",
+                "product_id": pid[plan.signal_p],
+                "pt": plan.signal_pt,
+                "rate_ratio": plan.signal_rr,
+                "starts_on": day_iso(plan.signal_start_day),
+                "observed_cases": obs["product"],
+                "expected_background_cases": obs["product_expected"],
+            },
+            {
+                "kind": "batch_defect",
+                "product_id": bat["product_id"],
+                "batch_id": bat["batch_id"],
+                "lot_number": bat["lot_number"],
+                "pts": ["Hypersensitivity", "Injection site reaction"],
+                "rate_ratio": plan.defect_rr,
+                "starts_on": day_iso(plan.defect_start_day),
+                "starts_on_is": "first delivery of the batch",
+                "onset_days_max": 1,
+                "deliveries": n_defect,
+                "observed_cases": obs["batch_defect"],
+                "expected_background_cases": obs["batch_defect_expected"],
+            },
+            {
+                "kind": "cold_chain",
+                "product_id": cold["product_id"],
+                "batch_id": cold["batch_id"],
+                "lot_number": cold["lot_number"],
+                "pts": ["Drug ineffective"],
+                "rate_ratio": plan.cold_rr,
+                "affected": "consignment",
+                "consignment_id": cons["consignment_id"],
+                "region": subregions["region"][cons["s"]],
+                "excursion_at": excursion["excursion_at"],
+                "max_temp_c": excursion["max_temp_c"],
+                "excursion_event_id": excursion["event_id"],
+                "starts_on": excursion["excursion_at"][:10],
+                "deliveries": n_cold,
+                "observed_cases": obs["cold_chain"],
+                "expected_background_cases": obs["cold_chain_expected"],
+            },
+        ]
+    background = {
+        **case_out.background,
+        "rates_file": "ground_truth_background_rates.parquet",
+        "weekly_pattern": {
+            "deliveries_moved_to_monday": {"saturday": WEEKEND_SHIFT[5], "sunday": WEEKEND_SHIFT[6]},
         },
-        {
-            "kind": "batch_defect",
-            "product_id": bat["product_id"],
-            "batch_id": bat["batch_id"],
-            "lot_number": bat["lot_number"],
-            "pts": ["Hypersensitivity", "Injection site reaction"],
-            "rate_ratio": plan.defect_rr,
-            "starts_on": day_iso(plan.defect_start_day),
-            "starts_on_is": "first delivery of the batch",
-            "onset_days_max": 1,
-            "deliveries": n_defect,
-            "observed_cases": obs["batch_defect"],
-            "expected_background_cases": obs["batch_defect_expected"],
-        },
-        {
-            "kind": "cold_chain",
-            "product_id": cold["product_id"],
-            "batch_id": cold["batch_id"],
-            "lot_number": cold["lot_number"],
-            "pts": ["Drug ineffective"],
-            "rate_ratio": plan.cold_rr,
-            "affected": "consignment",
-            "consignment_id": cons["consignment_id"],
-            "region": subregions["region"][cons["s"]],
-            "excursion_at": excursion["excursion_at"],
-            "max_temp_c": excursion["max_temp_c"],
-            "excursion_event_id": excursion["event_id"],
-            "starts_on": excursion["excursion_at"][:10],
-            "deliveries": n_cold,
-            "observed_cases": obs["cold_chain"],
-            "expected_background_cases": obs["cold_chain_expected"],
-        },
-    ]
+    }
     return {
         "seed": seed,
         "scale": scale,
+        "null_world": null,
         "world_start": str(WORLD_START),
         "world_end": str(WORLD_END),
         "signals": signals,
         "negative_controls": case_out.negative_controls,
         "known_adrs": case_out.known_adrs,
+        "background": background,
         "duplicates": case_out.duplicates,
         "bad_inputs": {"deliveries": bad_counts, "cases": case_out.bad_counts},
         "counts": {

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from signals.baseline import leave_one_out_expected, reported_exposure
-from signals.sequential import maxsprt_poisson_monitor
+from signals.baseline import leave_one_out_expected, reported_exposure, reporting_delay_pmf
+from signals.sequential import maxsprt_poisson_llr, maxsprt_poisson_monitor
 
 __all__ = [
     "QUALITY_DEFECT_PTS",
@@ -49,6 +49,7 @@ __all__ = [
     "SurveillanceDesign",
     "events_of_interest",
     "monitor_batch_streams",
+    "replay_batch_streams",
     "weekly_looks",
 ]
 
@@ -146,46 +147,12 @@ def monitor_batch_streams(
     """
     if not (0 < design.alpha_family < 1):
         raise ValueError(f"alpha_family must be in (0, 1), got {design.alpha_family!r}")
-    if not looks:
-        raise ValueError("looks must hold at least one Monday (see weekly_looks)")
-    W = len(looks)
-    start = looks[0]
-    look_dates = [
-        min(d + dt.timedelta(days=6), data_lock_point) if data_lock_point else d + dt.timedelta(days=6) for d in looks
-    ]
-    batches = (
-        packs.group_by("product", "batch")
-        .agg(first_week=pl.col("week").min().cast(pl.Date))
-        .sort("product", "batch")
-        .with_row_index("b")
-    )
-    B = batches.height
-    pk = packs.join(batches.select("batch", "b"), on="batch").with_columns(_w=_week_index(pl.col("week"), start))
-    pk = pk.filter(pl.col("_w").is_between(0, W - 1))
-    P = np.zeros((B, W))
-    np.add.at(P, (pk["b"].to_numpy(), pk["_w"].to_numpy()), pk["packs"].cast(pl.Float64).to_numpy())
-    E = reported_exposure(P, delay_pmf)
-
-    streams = (
-        batches.join(events.select("product", "event").unique(), on="product")
-        .sort("product", "event", "batch")
-        .with_row_index("s")
-    )
-    S = streams.height
-    if S == 0:
+    arrays = _stream_arrays(packs, cases, events, looks, data_lock_point)
+    if arrays is None:
         return pl.DataFrame()
-    streams = streams.with_columns(g=pl.struct("product", "event").rank("dense").cast(pl.Int64) - 1)
-    cs = (
-        cases.select("case_id", "product", "batch", "event", "received_on")
-        .unique(["case_id", "batch", "event"])
-        .join(streams.select("product", "batch", "event", "s"), on=["product", "batch", "event"])
-        .with_columns(_w=_week_index(pl.col("received_on"), start))
-        .filter(pl.col("_w") <= W - 1)
-        .with_columns(pl.col("_w").clip(0, None))
-    )
-    C = np.zeros((S, W))
-    np.add.at(C, (cs["s"].to_numpy(), cs["_w"].to_numpy()), 1.0)
-    C = np.cumsum(C, axis=1)
+    streams, P, C, look_dates = arrays
+    S, W = C.shape
+    E = reported_exposure(P, delay_pmf)
     sb = streams["b"].to_numpy()
     Es = E[sb]
     mu = leave_one_out_expected(Es, C, streams["g"].to_numpy(), design.pseudo_cases)
@@ -272,6 +239,188 @@ def monitor_batch_streams(
         pl.Series("signalled_group", first_g >= 0),
         _nullable_int("crossing_look_group", first_g, first_g >= 0),
         dates(first_g).alias("crossed_on_group"),
+    )
+
+
+def _stream_arrays(
+    packs: pl.DataFrame, cases: pl.DataFrame, events: pl.DataFrame, looks: list[dt.date], data_lock_point
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, list[dt.date]] | None:
+    """Streams (s, b, g, product, batch, event, first_week), packs per batch x week ``P``,
+    cumulative received reports per stream x look ``C`` and the look dates; None without streams."""
+    if not looks:
+        raise ValueError("looks must hold at least one Monday (see weekly_looks)")
+    W = len(looks)
+    start = looks[0]
+    look_dates = [
+        min(d + dt.timedelta(days=6), data_lock_point) if data_lock_point else d + dt.timedelta(days=6) for d in looks
+    ]
+    batches = (
+        packs.group_by("product", "batch")
+        .agg(first_week=pl.col("week").min().cast(pl.Date))
+        .sort("product", "batch")
+        .with_row_index("b")
+    )
+    B = batches.height
+    pk = packs.join(batches.select("batch", "b"), on="batch").with_columns(_w=_week_index(pl.col("week"), start))
+    pk = pk.filter(pl.col("_w").is_between(0, W - 1))
+    P = np.zeros((B, W))
+    np.add.at(P, (pk["b"].to_numpy(), pk["_w"].to_numpy()), pk["packs"].cast(pl.Float64).to_numpy())
+    streams = (
+        batches.join(events.select("product", "event").unique(), on="product")
+        .sort("product", "event", "batch")
+        .with_row_index("s")
+    )
+    if streams.height == 0:
+        return None
+    streams = streams.with_columns(g=pl.struct("product", "event").rank("dense").cast(pl.Int64) - 1)
+    cs = (
+        cases.select("case_id", "product", "batch", "event", "received_on")
+        .unique(["case_id", "batch", "event"])
+        .join(streams.select("product", "batch", "event", "s"), on=["product", "batch", "event"])
+        .with_columns(_w=_week_index(pl.col("received_on"), start))
+        .filter(pl.col("_w") <= W - 1)
+        .with_columns(pl.col("_w").clip(0, None))
+    )
+    C = np.zeros((streams.height, W))
+    np.add.at(C, (cs["s"].to_numpy(), cs["_w"].to_numpy()), 1.0)
+    return streams, P, np.cumsum(C, axis=1), look_dates
+
+
+def replay_batch_streams(
+    packs: pl.DataFrame,
+    cases: pl.DataFrame,
+    events: pl.DataFrame,
+    looks: list[dt.date],
+    units_released: pl.DataFrame | None = None,
+    design: SurveillanceDesign = SurveillanceDesign(),
+    data_lock_point: dt.date | None = None,
+    max_lag_weeks: int = 52,
+) -> pl.DataFrame:
+    """The weekly MaxSPRT of :func:`monitor_batch_streams` replayed *prospectively*: every look
+    decided once, with only what was known on its date (no look-ahead).
+
+    :func:`monitor_batch_streams` is the run of one data lock point: its reporting-delay
+    distribution, its stream count (hence each stream's alpha) and its T come from the data
+    as of that point, and it re-tests every past look with them.  Asking it "when would this
+    batch have been flagged?" therefore uses later data.  Here, at look ``w`` (date ``t_w``):
+
+    * the reporting-delay pmf is estimated from the reports *received by* ``t_w`` (lags in
+      whole weeks from the drug's start date, as :func:`signals.baseline.reporting_delay_pmf`);
+      the delay-adjusted exposure and the leave-one-out expected count of look ``w`` use it;
+    * alpha is ``alpha_family`` over the streams of the product that existed by ``t_w`` (its
+      batches with a delivery by then x its events of interest), so it shrinks as batches come;
+    * T is fixed at the stream's first testable look from what was known then (units released
+      x the leave-one-out rate of that look), as the MaxSPRT requires T fixed in advance;
+    * the stream signals at the first look with ``LLR >= CV(T, M, alpha_w)`` and ``c >= M``
+      (continuous and group boundaries, as :func:`signals.sequential.maxsprt_poisson_monitor`
+      with its T rounding).
+
+    So truncating the data after any date leaves every decision up to that date unchanged.
+    ``cases`` must hold ``start_date`` besides the columns :func:`monitor_batch_streams` reads.
+    Returns per stream: product_id, batch_id, pt, first_week, expected_total (T),
+    signalled, crossed_on, alpha_at_crossing, signalled_group, crossed_on_group.
+    """
+    if not (0 < design.alpha_family < 1):
+        raise ValueError(f"alpha_family must be in (0, 1), got {design.alpha_family!r}")
+    if "start_date" not in cases.columns:
+        raise ValueError("cases must have a start_date column (the reporting lag runs from it)")
+    arrays = _stream_arrays(packs, cases, events, looks, data_lock_point)
+    if arrays is None:
+        return pl.DataFrame()
+    streams, P, C, look_dates = arrays
+    S, W = C.shape
+    sb = streams["b"].to_numpy()
+    g = streams["g"].to_numpy()
+
+    # delay pmf and delay-adjusted exposure of each look, from the reports received by its date
+    lag = ((cases["received_on"] - cases["start_date"]).dt.total_days() // 7).to_numpy()
+    received = cases["received_on"].cast(pl.Date).to_numpy()
+    E = np.zeros(P.shape)
+    for w, when in enumerate(look_dates):
+        pmf = reporting_delay_pmf(lag[received <= np.datetime64(when)], max_lag_weeks)
+        E[:, w] = reported_exposure(P[:, : w + 1], pmf)[:, -1]
+    Es = E[sb]
+    mu = leave_one_out_expected(Es, C, g, design.pseudo_cases)
+
+    # T fixed at the first testable look; without units released, the expected count so far
+    ok_look = np.isfinite(mu) & (Es > 0)
+    has = ok_look.any(axis=1)
+    first_ok = np.where(has, ok_look.argmax(axis=1), 0)
+    rows_ = np.arange(S)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(has, mu[rows_, first_ok] / Es[rows_, first_ok], np.nan)
+    ur = np.zeros(S)
+    if units_released is not None:
+        ur = (
+            streams.join(
+                units_released.select("batch", pl.col("units_released").cast(pl.Float64)), on="batch", how="left"
+            )
+            .sort("s")["units_released"]
+            .fill_null(0.0)
+            .to_numpy()
+        )
+    fixed_T = np.isfinite(rate) & (ur > 0)
+    running = np.fmax.accumulate(np.where(np.isfinite(mu), mu, np.nan), axis=1)
+    T_look = np.where(fixed_T[:, None], (rate * ur)[:, None], running)
+    T_look = np.where(np.isfinite(T_look), np.maximum(T_look, design.min_T), np.nan)
+
+    # alpha of each look: Bonferroni over the product's streams that existed by then
+    first_w = np.array([(d - looks[0]).days // 7 for d in streams["first_week"].to_list()])
+    n_events = streams.group_by("product").agg(n=pl.col("event").n_unique())
+    per_stream_events = streams.join(n_events, on="product").sort("s")["n"].to_numpy()
+    prod_id = streams["product"].rank("dense").cast(pl.Int64).to_numpy() - 1
+    first_batch_w = {}
+    for pid, b, fw in zip(prod_id, sb, first_w):
+        first_batch_w.setdefault(pid, {})[b] = fw
+    n_b = np.zeros((prod_id.max() + 1, W))
+    for pid, bs in first_batch_w.items():
+        for fw in bs.values():
+            n_b[pid, max(fw, 0) :] += 1
+    alpha = np.maximum(design.alpha_family / np.maximum(n_b[prod_id] * per_stream_events[:, None], 1), 1e-7)
+
+    llr = maxsprt_poisson_llr(C, np.where(np.isfinite(mu), mu, 0.0))
+    testable = np.isfinite(mu) & (mu > 0) & np.isfinite(T_look) & (mu <= T_look * (1 + 1e-9))
+    # only looks that could cross need a critical value: at least M reports and an excess
+    cand = testable & (design.min_events <= C) & np.isfinite(llr) & (llr > 0)
+    first = {"continuous": np.full(S, W, dtype=np.int64), "group": np.full(S, W, dtype=np.int64)}
+    at_alpha = np.full(S, np.nan)
+    rows, cols = np.nonzero(cand)
+    if rows.size:
+        key = pl.DataFrame({"r": rows, "c": cols, "a": alpha[rows, cols], "T": T_look[rows, cols]})
+        for (a, t), part in key.group_by("a", "T", maintain_order=True):
+            r, c = part["r"].to_numpy(), part["c"].to_numpy()
+            for boundary in ("continuous", "group"):
+                res = maxsprt_poisson_monitor(
+                    C[r, c][:, None],
+                    mu[r, c][:, None],
+                    np.full(len(r), float(t)),
+                    alpha=float(a),
+                    min_events=design.min_events,
+                    boundary=boundary,
+                    planned_looks=design.planned_looks,
+                )
+                hit = res.first_look >= 0
+                if boundary == "continuous":
+                    better = hit & (c < first["continuous"][r])
+                    at_alpha[r[better]] = a
+                np.minimum.at(first[boundary], r[hit], c[hit])
+
+    def dates(f):
+        return pl.Series([look_dates[i] if i < W else None for i in f], dtype=pl.Date)
+
+    T_first = T_look[rows_, first_ok]
+    return streams.select(
+        pl.col("product").alias("product_id"),
+        pl.col("batch").alias("batch_id"),
+        pl.col("event").alias("pt"),
+        "first_week",
+    ).with_columns(
+        pl.Series("expected_total", np.where(has, T_first, np.nan)).fill_nan(None),
+        pl.Series("signalled", first["continuous"] < W),
+        dates(first["continuous"]).alias("crossed_on"),
+        pl.Series("alpha_at_crossing", at_alpha).fill_nan(None),
+        pl.Series("signalled_group", first["group"] < W),
+        dates(first["group"]).alias("crossed_on_group"),
     )
 
 

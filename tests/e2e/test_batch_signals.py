@@ -58,17 +58,26 @@ def test_planted_batches_are_batch_level_signals(world):
         assert any("maxsprt" in m for _, m, *_ in rows)
 
 
-def test_no_clean_batch_is_flagged(world):
+def test_clean_batch_alarms_stay_within_the_design_rate(world):
+    """No clean batch is flagged by the heterogeneity scan. MaxSPRT spends alpha = 0.05 family-wise
+    per product, so on 30 products about 1.5 products with a false batch alarm are within its
+    design (Binomial(30, 0.05): P(>= 4) = 0.06). On the realistic background (seed 7, scale 0.3)
+    two products have one: PRD-004 Hypersensitivity (4 reports vs 0.28 expected) and PRD-020 Drug
+    ineffective (3 vs 0.18); on the homogeneous background there had been none."""
     con, truth = world["con"], world["truth"]
     planted_batches = [s["batch_id"] for s in truth["signals"] if s.get("batch_id")]
-    flagged = con.execute(
-        "SELECT DISTINCT batch_id FROM (SELECT batch_id FROM signal WHERE level = 'batch' UNION ALL "
-        "SELECT batch_id FROM batch_heterogeneity WHERE flagged UNION ALL "
-        "SELECT batch_id FROM sequential_monitoring WHERE signalled OR signalled_group) "
+    het = con.execute(
+        "SELECT DISTINCT batch_id FROM batch_heterogeneity WHERE flagged AND NOT list_contains(?, batch_id)",
+        [planted_batches],
+    ).fetchall()
+    assert het == []
+    products = con.execute(
+        "SELECT DISTINCT product_id FROM (SELECT product_id, batch_id FROM signal WHERE level = 'batch' UNION ALL "
+        "SELECT product_id, batch_id FROM sequential_monitoring WHERE signalled OR signalled_group) "
         "WHERE NOT list_contains(?, batch_id)",
         [planted_batches],
     ).fetchall()
-    assert flagged == []
+    assert len(products) <= 3, products
 
 
 def test_maxsprt_first_detected_is_the_crossing_look(world):

@@ -255,19 +255,6 @@ def test_planted_signals_consistent(world):
     route = products.filter(pl.col("product_id") == b["product_id"])["route"][0]
     assert route in {"subcutaneous", "intramuscular", "intravenous"}
 
-    cases, _ = _read_cases(root)
-    by_key = {(c["case_id"], c["version"]): c for c in cases}
-    truth_rows = pl.read_parquet(root / "ground_truth_case_batches.parquet").filter(
-        (pl.col("batch_id") == defect["batch_id"]) & (pl.col("drug_index") == 0) & (pl.col("version") == 1)
-    )
-    onsets = []
-    for case_id, version in truth_rows.select("case_id", "version").iter_rows():
-        c = by_key[(case_id, version)]
-        start = dt.date.fromisoformat(c["drugs"][0]["start_date"])
-        onsets += [
-            (dt.date.fromisoformat(r["onset_date"]) - start).days for r in c["reactions"] if r["pt"] in defect["pts"]
-        ]
-    assert onsets and sum(o <= 1 for o in onsets) >= 0.6 * len(onsets)
     assert defect["observed_cases"] > 2 * defect["expected_background_cases"]
 
     cold = sig["cold_chain"]
@@ -284,6 +271,28 @@ def test_planted_signals_consistent(world):
     assert truth["known_adrs"]
 
 
+def test_defect_reports_have_onsets_within_a_day(tmp_path):
+    """Heparin-type contamination acts within a day: most reports of the defective batch's PTs
+    have their onset on the day of delivery or the next (a scale-0.05 world has only two or
+    three such reports, too few for a share; this world has dozens)."""
+    root = tmp_path / "inbox"
+    truth = generate_world(root, seed=42, scale=0.3)
+    defect = next(s for s in truth["signals"] if s["kind"] == "batch_defect")
+    cases, _ = _read_cases(root)
+    by_key = {(c["case_id"], c["version"]): c for c in cases}
+    truth_rows = pl.read_parquet(root / "ground_truth_case_batches.parquet").filter(
+        (pl.col("batch_id") == defect["batch_id"]) & (pl.col("drug_index") == 0) & (pl.col("version") == 1)
+    )
+    onsets = []
+    for case_id, version in truth_rows.select("case_id", "version").iter_rows():
+        c = by_key[(case_id, version)]
+        start = dt.date.fromisoformat(c["drugs"][0]["start_date"])
+        onsets += [
+            (dt.date.fromisoformat(r["onset_date"]) - start).days for r in c["reactions"] if r["pt"] in defect["pts"]
+        ]
+    assert len(onsets) >= 5 and sum(o <= 1 for o in onsets) >= 0.6 * len(onsets)
+
+
 def test_epcis_documents_validate_against_the_schema(world):
     jsonschema = pytest.importorskip("jsonschema")
     schema_path = Path(__file__).resolve().parents[3] / "shared" / "data" / "epcis" / "EPCIS-JSON-Schema.json"
@@ -298,3 +307,49 @@ def test_epcis_documents_validate_against_the_schema(world):
         assert not errors, (path.name, errors[0].message[:200])
         steps |= {e["bizStep"] for e in doc["epcisBody"]["eventList"]}
     assert steps == {"commissioning", "shipping", "receiving"}
+
+
+def test_null_world_is_the_same_world_without_planted_effects(world, tmp_path):
+    root, truth = world
+    null = tmp_path / "null"
+    null_truth = generate_world(null, seed=42, scale=SCALE, null=True)
+    assert null_truth["null_world"] is True and truth["null_world"] is False
+    assert null_truth["signals"] == []  # no product signal, no defective batch, no cold-chain excursion
+    for sub in ("reference", "packs", "deliveries", "medication_logs"):
+        files = sorted((root / sub).iterdir())
+        assert files and [f.name for f in files] == sorted(f.name for f in (null / sub).iterdir())
+        for f in files:
+            assert f.read_bytes() == (null / sub / f.name).read_bytes(), f
+    assert null_truth["counts"]["cases"] > 0  # background reports (drawn alike, then their own delays)
+    temps = [
+        r["value"]
+        for p in sorted((null / "supply").glob("*.jsonld"))
+        for e in json.loads(p.read_text())["epcisBody"]["eventList"]
+        for s in e.get("sensorElementList", [])
+        for r in s["sensorReport"]
+    ]
+    assert temps and max(temps) <= 8.0  # no excursion
+
+
+def test_background_truth_and_weekly_patterns(world):
+    root, truth = world
+    bg = truth["background"]
+    assert bg["drug_event_heterogeneity"]["distribution"] == "gamma"
+    products = set(pl.read_csv(root / "reference" / "products.csv", infer_schema=False)["product_id"])
+    assert bg["indication_events"] and {e["product_id"] for e in bg["indication_events"]} <= products
+    negative = {(c["product_id"], c["pt"]) for c in truth["negative_controls"]}
+    expected = {(e["product_id"], e["pt"]) for e in bg["indication_events"] + truth["known_adrs"]}
+    assert not negative & expected  # a negative control is never an expected association
+    for s in bg["stimulated_reporting"]:
+        assert s["product_id"] in products and s["publicised_on"] < s["window_end"]
+    d = pl.read_csv(root / "deliveries" / "*.csv", infer_schema=False).with_columns(
+        wd=pl.col("delivered_at").str.slice(0, 10).str.to_date().dt.weekday()
+    )
+    per_day = dict(d.group_by("wd").len().iter_rows())
+    assert per_day[7] < 0.5 * per_day[1]  # Sundays are quiet, Mondays catch up
+    cases, _ = _read_cases(root)
+    professional = [
+        c for c in cases if c["source"] in ("hcp", "pharmacist") and c["version"] == 1 and _valid_date(c["received_on"])
+    ]
+    weekdays = {dt.date.fromisoformat(c["received_on"]).weekday() for c in professional}
+    assert professional and weekdays <= {0, 1, 2, 3, 4}  # professionals report on working days
