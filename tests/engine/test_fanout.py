@@ -9,8 +9,9 @@ same rows in the same order, and the family-wide steps run once over everything.
 from __future__ import annotations
 
 import datetime as dt
-import zlib
+import hashlib
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -20,7 +21,8 @@ from signals.batch_detection import heterogeneity_by_level as single_heterogenei
 from signals.batch_detection import sequential_streams as single_sequential
 from signals.scoring import score_pairs as single_score_pairs
 from warehouse.engine import fanout
-from warehouse.engine.fanout import FanOut, bucket_of
+from warehouse.engine.fanout import FanOut
+from warehouse.lake.buckets import bucket_of, duckdb_bucket, spark_bucket
 
 PTS = ["Hypersensitivity", "Drug ineffective", "Headache", "Nausea", "Pyrexia", "Injection site reaction"]
 SOC = {"Hypersensitivity": "Immune", "Drug ineffective": "General", "Headache": "Nervous", "Nausea": "GI"}
@@ -137,16 +139,13 @@ def _check_pairs(fan):
     assert want.scored["fdr_signal"].sum() > 0
 
 
-def test_buckets_are_crc32_and_stable():
-    keys = pl.Series(["P001", "P002", None, "P001", "ñ-product"])
-    got = bucket_of(keys, 7).to_list()
-    assert got == [
-        zlib.crc32(b"P001") % 7,
-        zlib.crc32(b"P002") % 7,
-        0,
-        zlib.crc32(b"P001") % 7,
-        zlib.crc32("ñ-product".encode()) % 7,
-    ]
+def test_buckets_are_md5_prefixes_and_agree_with_duckdb():
+    keys = ["P001", "P002", "ñ-product", "P001"]
+    want = [int(hashlib.md5(k.encode()).hexdigest()[:8], 16) % 7 for k in keys]
+    assert bucket_of(pl.Series(keys + [None]), 7).to_list() == want + [0]
+    con = duckdb.connect()
+    sql = f"SELECT {duckdb_bucket('k', 7)} FROM (SELECT unnest(?) AS k, generate_subscripts(?, 1) AS i) ORDER BY i"
+    assert [r[0] for r in con.execute(sql, [keys, keys]).fetchall()] == want
 
 
 def test_configuration_is_validated():
@@ -189,7 +188,7 @@ def test_spark_bucket_is_the_python_bucket(spark):
 
     keys = ["P001", "P002", "ñ-product", "Z" * 40]
     df = spark.createDataFrame([(k,) for k in keys], "k string")
-    got = {r.k: r.b for r in df.select("k", fanout.spark_bucket(F.col("k"), 11).alias("b")).collect()}
+    got = {r.k: r.b for r in df.select("k", spark_bucket(F.col("k"), 11).alias("b")).collect()}
     assert got == dict(zip(keys, bucket_of(pl.Series(keys), 11).to_list()))
 
 

@@ -22,8 +22,8 @@ on both local paths and on local Spark). The statistics are the pure functions o
 (``signals.batch_detection``, ``signals.scoring``, ``signals.batch_heterogeneity.family_multiplicity``);
 this module only splits, ships and stacks frames — the one reason ``warehouse`` imports ``signals``.
 
-A *bucket* is ``crc32(utf-8 key) mod n``: the same number in Python (:func:`bucket_of`) and in
-Spark (:func:`spark_bucket`), so a product lands in the same bucket on every engine and run.
+A *bucket* is :mod:`warehouse.lake.buckets`' rule (first 32 bits of the key's MD5, mod n): the
+same number in Python and in Spark, so a product lands in the same bucket on every engine and run.
 
 Modes (:data:`MODES`, ``PVTRACE_FANOUT``; buckets ``PVTRACE_FANOUT_BUCKETS``, workers
 ``PVTRACE_FANOUT_WORKERS``):
@@ -41,7 +41,6 @@ Modes (:data:`MODES`, ``PVTRACE_FANOUT``; buckets ``PVTRACE_FANOUT_BUCKETS``, wo
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from signals.batch_heterogeneity import BATCH_KEYS, family_multiplicity, onset_c
 from signals.multiplicity import benjamini_hochberg
 from signals.scoring import ScoredPairs, fit_pairs_prior
 from signals.scoring import score_pairs as _score_pairs
+from warehouse.lake.buckets import bucket_of, spark_bucket
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame as SparkFrame
@@ -118,31 +118,6 @@ class FanOut:
 
 
 # ---- buckets ------------------------------------------------------------------------------------
-def bucket_of(keys: pl.Series, n_buckets: int) -> pl.Series:
-    """``crc32(utf-8 key) mod n_buckets`` per key (Int32; null key → bucket 0). Computed once per
-    distinct key, so a column of 10^7 rows with 10^5 products costs 10^5 hashes."""
-    distinct = keys.cast(pl.String).unique()
-    table = pl.DataFrame(
-        {
-            "_k": distinct,
-            "_b": [0 if k is None else zlib.crc32(k.encode("utf-8")) % n_buckets for k in distinct.to_list()],
-        },
-        schema={"_k": pl.String, "_b": pl.Int32},
-    )
-    return (
-        pl.DataFrame({"_k": keys.cast(pl.String)})
-        .join(table, on="_k", how="left", nulls_equal=True, maintain_order="left")["_b"]
-        .alias("bucket")
-    )
-
-
-def spark_bucket(column, n_buckets: int):
-    """The Spark column of :func:`bucket_of` (Spark's ``crc32`` of the UTF-8 bytes is zlib's)."""
-    from pyspark.sql import functions as F
-
-    return F.coalesce(F.pmod(F.crc32(column.cast("string").cast("binary")), F.lit(n_buckets)), F.lit(0)).cast("int")
-
-
 def _split(frames: Frames, keys: Mapping[str, str], n_buckets: int) -> dict[int, Frames]:
     """{bucket: {name: the frame's rows of that bucket}} for every bucket some frame has rows in."""
     parts: dict[int, Frames] = {}
