@@ -165,7 +165,7 @@ class Lake:
             f"SELECT {cols} FROM ({union}) "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _src DESC, _pos DESC) = 1 ORDER BY {part}, {keys}",
             params or None,
-        ).arrow()
+        ).to_arrow_table()
 
     def _refresh_counts(self, days: list[dt.date]) -> dict[str, int]:
         """delivery_daily for ``days`` (from their delivery partitions), then exposure_weekly for
@@ -176,7 +176,7 @@ class Lake:
             "SELECT product_id, batch_id, region, delivered_on AS day, sum(quantity)::BIGINT AS packs_delivered, "
             "count(*)::BIGINT AS deliveries FROM deliveries WHERE delivered_on IN ? GROUP BY ALL ORDER BY ALL",
             [days],
-        ).arrow()
+        ).to_arrow_table()
         delta.write_partitions(self.uri("delivery_daily"), daily, "day", days)
         weeks = sorted({d - dt.timedelta(days=d.weekday()) for d in days})
         con = self._con({"deliveries": "deliveries", "daily": "delivery_daily"})
@@ -198,7 +198,7 @@ class Lake:
             ORDER BY ALL
             """,
             {"days": week_days},
-        ).arrow()
+        ).to_arrow_table()
         delta.write_partitions(self.uri("exposure_weekly"), weekly, "week", weeks)
         return {"delivery_daily": len(days), "exposure_weekly": len(weeks)}
 
@@ -241,7 +241,7 @@ class Lake:
             "SELECT * FROM versions WHERE case_bucket IN ? "
             "QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY version DESC) = 1 ORDER BY case_bucket, case_id",
             [buckets],
-        ).arrow()
+        ).to_arrow_table()
         delta.write_partitions(self.uri("case_latest"), latest, "case_bucket", buckets)
         return {"case_latest": len(buckets)}
 
