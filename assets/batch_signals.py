@@ -11,7 +11,7 @@ import polars as pl
 from assets.detection import exposure
 from assets.ingestion import case_batch_links
 from assets.resources import WarehouseResource
-from signals.batch_detection import heterogeneity_by_level, sequential_streams
+from warehouse.engine import fanout
 from warehouse.queries.batch_inputs import (
     batch_case_rows,
     batch_exposure,
@@ -37,7 +37,9 @@ def batch_heterogeneity_scores(context: dg.AssetExecutionContext, warehouse: War
     metadata = {}
     with warehouse.transaction() as con:
         dlp = data_lock_point(con)
-        for level, (scored, grid) in heterogeneity_by_level(batch_case_rows(con), batch_exposure(con)).items():
+        # per product bucket in parallel when PVTRACE_FANOUT says so (default: one call)
+        by_level = fanout.heterogeneity_by_level(batch_case_rows(con), batch_exposure(con), fanout.FanOut.from_env())
+        for level, (scored, grid) in by_level.items():
             n = store_heterogeneity(con, level, scored, pl.DataFrame() if grid is None else grid, dlp)
             flagged = int(scored["flagged"].sum()) if n else 0
             metadata[f"{level}_rows"] = n
@@ -57,8 +59,13 @@ def batch_heterogeneity_scores(context: dg.AssetExecutionContext, warehouse: War
 def sequential_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.transaction() as con:
         dlp = data_lock_point(con)
-        result = sequential_streams(
-            weekly_batch_exposure(con), batch_case_rows(con), product_routes(con), batch_units_released(con), dlp
+        result = fanout.sequential_streams(
+            weekly_batch_exposure(con),
+            batch_case_rows(con),
+            product_routes(con),
+            batch_units_released(con),
+            dlp,
+            fanout.FanOut.from_env(),
         )
         n = store_sequential(con, result, dlp) if result.height else 0
     crossed = int(result["signalled"].sum()) if n else 0

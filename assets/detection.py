@@ -5,7 +5,7 @@ import polars as pl
 
 from assets.ingestion import case_batch_links, deliveries, medication_logs
 from assets.resources import WarehouseResource
-from signals.scoring import score_pairs
+from warehouse.engine import fanout
 from warehouse.queries.detection_inputs import (
     LEVELS,
     additional_monitoring,
@@ -50,7 +50,8 @@ def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: Ware
                 metadata[f"{level}_pairs"] = 0
                 continue
             # DuMouchel's prior fitted on this level's own pairs (n ≥ 1, stratified E); Fisher mid-p + BH q
-            result = score_pairs(counts, prior="fit", min_count=1, fdr=True)
+            # the posterior per drug bucket in parallel when PVTRACE_FANOUT says so (default: one call)
+            result = fanout.score_pairs(counts, min_count=1, fan=fanout.FanOut.from_env())
             scored, prior = result.scored, result.prior
             store_scores(con, level, scored, dlp)
             store_prior(con, level, prior, dlp)

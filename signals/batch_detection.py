@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import math
 
+import numpy as np
 import polars as pl
 
 from signals.baseline import reporting_delay_pmf
@@ -37,6 +38,7 @@ __all__ = [
     "heterogeneity_by_level",
     "onset_frame",
     "sequential_streams",
+    "stream_schedule",
 ]
 
 LEVELS = ("pt", "soc")
@@ -112,6 +114,13 @@ def heterogeneity_by_level(
     return out
 
 
+def stream_schedule(packs: pl.DataFrame, cases: pl.DataFrame, dlp: dt.date) -> tuple[list[dt.date], np.ndarray]:
+    """The two inputs every stream shares: the weekly looks (first delivery week to the DLP) and
+    the reporting-delay distribution, in weeks from start to receipt, of all counted cases."""
+    lags = ((cases["received_on"] - cases["start_date"]).dt.total_days() // 7).to_numpy()
+    return weekly_looks(packs["week"].min(), dlp), reporting_delay_pmf(lags)
+
+
 def sequential_streams(
     packs: pl.DataFrame,
     cases: pl.DataFrame,
@@ -119,21 +128,24 @@ def sequential_streams(
     units_released: pl.DataFrame,
     dlp: dt.date | None,
     design: SurveillanceDesign = DESIGN,
+    schedule: tuple[list[dt.date], np.ndarray] | None = None,
 ) -> pl.DataFrame:
     """Weekly MaxSPRT of every batch × event of interest, from each batch's first delivery to the DLP.
 
     ``packs``: packs delivered per (product, batch, week); ``cases``: counted case rows with
     ``received_on`` and ``start_date`` (their difference in weeks is the reporting delay);
-    ``routes``: product → route (parenteral products add injection-site PTs of interest)."""
+    ``routes``: product → route (parenteral products add injection-site PTs of interest).
+    ``schedule``: the shared (looks, delay pmf) of :func:`stream_schedule`, computed from these
+    frames when not given — a fan-out over product buckets computes it once over all products."""
     if packs.height == 0 or dlp is None:
         return pl.DataFrame()
-    lags = ((cases["received_on"] - cases["start_date"]).dt.total_days() // 7).to_numpy()
+    looks, delay_pmf = schedule if schedule is not None else stream_schedule(packs, cases, dlp)
     return monitor_batch_streams(
         packs,
         cases.rename({"pt": "event"}),
         events_of_interest(routes),
-        weekly_looks(packs["week"].min(), dlp),
-        reporting_delay_pmf(lags),
+        looks,
+        delay_pmf,
         units_released,
         design,
         dlp,

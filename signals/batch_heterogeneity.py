@@ -45,6 +45,7 @@ __all__ = [
     "batch_heterogeneity",
     "benjamini_hochberg",
     "tarone_benjamini_hochberg",
+    "family_multiplicity",
 ]
 
 GROUP_KEYS = ["product", "event"]
@@ -207,6 +208,13 @@ def _exact_conditional(y, x, N, X, defined, ci_level):
     return p, rr_lo, rr_hi
 
 
+def _attainable_p_min(x, X, N, defined):
+    """Smallest attainable p-value of the exact conditional test, pi^N with pi = x / X (all N
+    reports in the batch); NaN where the test is not defined."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(defined, (x / X) ** N, np.nan)
+
+
 def _eb_prior_shape(g: _Groups, prior_shape_max: float, min_batches: int):
     """Per-group Poisson–gamma prior shape alpha (prior mean = pooled rate) and how it was chosen.
 
@@ -316,9 +324,7 @@ def batch_rate_tests(
     if discrete_fdr_alpha is None:
         q = benjamini_hochberg(p)
     else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p_min = np.where(defined, (x / X) ** N, np.nan)
-        q = tarone_benjamini_hochberg(p, p_min, discrete_fdr_alpha)
+        q = tarone_benjamini_hochberg(p, _attainable_p_min(x, X, N, defined), discrete_fdr_alpha)
 
     alpha_g, method_g, _ = _eb_prior_shape(g, prior_shape_max, min_batches_eb)
     a_eb = alpha_g[g.gid]
@@ -934,11 +940,63 @@ def batch_heterogeneity(
     if onsets is not None:
         oc = onset_comparison(onsets)
         out = out.join(oc, on=BATCH_KEYS, how="left", maintain_order="left")
+    return out.with_columns(flagged=_flag(rule, onsets is not None))
+
+
+def _flag(rule: FlagRule, with_onset: bool) -> pl.Expr:
+    """The ``flagged`` column of :func:`batch_heterogeneity` (see :class:`FlagRule`)."""
     flag = (
         (pl.col("q_exact") < rule.q_max)
         & (pl.col("rr_shrunk_lo") > rule.rr_shrunk_lo_min)
         & (pl.col("cases") >= rule.min_cases)
     )
-    if rule.onset_q_max is not None and onsets is not None:
+    if rule.onset_q_max is not None and with_onset:
         flag = flag & (pl.col("q_mwu") < rule.onset_q_max)
-    return out.with_columns(flagged=flag.fill_null(False))
+    return flag.fill_null(False)
+
+
+def family_multiplicity(
+    scored: pl.DataFrame,
+    *,
+    rule: FlagRule = FlagRule(),
+    with_onset: bool = True,
+    more_p_mwu: np.ndarray | None = None,
+) -> pl.DataFrame:
+    """Recompute the family-wide columns of stacked :func:`batch_heterogeneity` results.
+
+    Every statistic of :func:`batch_heterogeneity` is computed within one (product, event)
+    group except the multiplicity corrections, which run over *all* tests of the call:
+    ``q_exact`` (BH, or with ``rule.discrete_fdr`` the Tarone-subset BH at ``rule.q_max`` with
+    the attainable ``p_min = (exposure / exposure_total) ** cases_total``), ``q_nb`` (BH over
+    ``p_nb``), ``q_mwu`` (BH over ``p_mwu``) and so ``flagged``.  When the groups are scored in
+    disjoint parts (a fan-out over product buckets) and the parts stacked, this function
+    recomputes those columns over the whole family, giving the values one call over every group
+    would give.  ``more_p_mwu``: p_mwu of onset comparisons that belong to the family but have
+    no row in ``scored`` (cases of a batch without exposure).  Columns absent from ``scored``
+    are left absent; the row order is kept.  Assumes the q-values were computed with the
+    defaults of ``rule`` (no ``discrete_fdr_alpha`` passed separately).
+    """
+    cols = []
+    if "p_exact" in scored.columns:
+        p = scored["p_exact"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        if rule.discrete_fdr:
+            defined = ~np.isnan(p)
+            x = scored["exposure"].cast(pl.Float64).to_numpy()
+            X = scored["exposure_total"].cast(pl.Float64).to_numpy()
+            N = scored["cases_total"].cast(pl.Float64).to_numpy()
+            q = tarone_benjamini_hochberg(p, _attainable_p_min(x, X, N, defined), rule.q_max)
+        else:
+            q = benjamini_hochberg(p)
+        cols.append(_col(q, ~np.isnan(p), "q_exact"))
+    if "p_nb" in scored.columns:
+        p = scored["p_nb"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        cols.append(_col(benjamini_hochberg(p), ~np.isnan(p), "q_nb"))
+    if "p_mwu" in scored.columns:
+        p = scored["p_mwu"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        extra = np.asarray(more_p_mwu if more_p_mwu is not None else [], dtype=np.float64)
+        q = benjamini_hochberg(np.concatenate([p, extra[~np.isnan(extra)]]))[: p.size]
+        cols.append(_col(q, ~np.isnan(p), "q_mwu"))
+    out = scored.with_columns(cols)
+    if "flagged" in out.columns:
+        out = out.with_columns(flagged=_flag(rule, with_onset and "q_mwu" in out.columns))
+    return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,8 +96,11 @@ def spark_session(
                 "a local Spark session needs a Java 17+ runtime: install it (Debian: "
                 "apt-get install openjdk-17-jre-headless) or set PVTRACE_SPARK_REMOTE to a Spark Connect URL"
             )
-        builder = builder.master(master or os.environ.get("PVTRACE_SPARK_MASTER") or _default_master())
+        master = master or os.environ.get("PVTRACE_SPARK_MASTER") or _default_master()
+        builder = builder.master(master)
         settings.update(LOCAL_CONF)
+        if master.startswith("local"):  # Python UDF workers run this interpreter (its venv), not `python3`
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings.update(_parse_conf(os.environ.get("PVTRACE_SPARK_CONF")))
     settings.update(conf or {})
     for key, value in settings.items():
