@@ -163,7 +163,18 @@ def _boundary_times_until(cv: float, T: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # continuous MaxSPRT
 # --------------------------------------------------------------------------------------
-def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[float, float]:
+def _trim_index(p: np.ndarray, head: int = 64) -> int:
+    """Number of leading entries of ``p`` whose cumulative mass stays below ``_TRIM_MASS``.
+
+    ``searchsorted(cumsum(p), _TRIM_MASS)``; the trimmed tail is short, so the cumulative sum
+    of the first ``head`` entries decides it (the same prefix sums) unless they stay below."""
+    c = np.cumsum(p[:head])
+    if len(p) > head and c[-1] < _TRIM_MASS:
+        c = np.cumsum(p)
+    return int(np.searchsorted(c, _TRIM_MASS))
+
+
+def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0, with_time: bool = True) -> tuple[float, float]:
     """Exact P(signal) and E[signal time ; signal] for continuous Poisson MaxSPRT.
 
     Kulldorff et al. (2011) / R ``Performance.Poisson`` recursion, with D = 0.  Events arrive
@@ -175,6 +186,8 @@ def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[floa
 
     ``cv = 0``: LLR >= 0 always holds, so the test signals at the M-th event if it comes by T:
     power = P(Pois(rr T) >= M) and E[tau_M ; tau_M <= T] = (M / rr) P(Pois(rr T) >= M + 1).
+    ``with_time=False``: the type I error alone, as the critical-value search needs it (the
+    recursion's expected time is then skipped and NaN; the closed forms still give it).
     """
     if cv == 0.0:
         lam = rr * T
@@ -211,7 +224,8 @@ def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[floa
             absorbed = float(pk @ tail[hi:1:-1])  # tail[r] for r = i-k0 .. 2
             power += absorbed
             # E[t0 + tau_r ; tau_r <= d] = t0 P(X>=r) + (r/rr) P(X>=r+1)
-            etime += t0[s] * absorbed + float((pk * r_all[hi:1:-1]) @ tail[hi + 1 : 2 : -1])
+            if with_time:
+                etime += t0[s] * absorbed + float((pk * r_all[hi:1:-1]) @ tail[hi + 1 : 2 : -1])
         if i < imax:
             q = np.convolve(p, pmfs[s, : i - base])
             if len(q) < i - base:
@@ -219,11 +233,11 @@ def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[floa
             p = q[: i - base]
             # drop the lower tail once its mass is below 1e-30: those paths are far below the
             # boundary and cannot signal for many steps; keeps each step O(sqrt(T)) not O(T)
-            cut = int(np.searchsorted(np.cumsum(p), _TRIM_MASS))
+            cut = _trim_index(p)
             if cut > 0:
                 p = p[cut:]
                 base += cut
-    return power, etime
+    return power, (etime if with_time else math.nan)
 
 
 #: Largest T (expected events under H0) for which the continuous-boundary type I error is
@@ -259,12 +273,12 @@ def _alpha_continuous(cv: float, T: float, M: int, t_exact_max: float = _T_EXACT
     is mostly an underestimate (CV a little low, i.e. very slightly anticonservative).
     """
     if t_exact_max >= T:
-        return _continuous_path(cv, T, M)[0]
+        return _continuous_path(cv, T, M, with_time=False)[0]
     if cv == 0.0:
         return float(stats.poisson.sf(M - 1, T))
     t0 = float(t_exact_max)
-    a0 = _continuous_path(cv, t0, M)[0]
-    a1 = _continuous_path(cv, t0 / 4.0, M)[0]
+    a0 = _continuous_path(cv, t0, M, with_time=False)[0]
+    a1 = _continuous_path(cv, t0 / 4.0, M, with_time=False)[0]
     ref = _ou_increment(cv, math.log(4.0))
     kappa = (a0 - a1) / ref if ref > 0 else 1.0
     return min(1.0, a0 + kappa * _ou_increment(cv, math.log(T / t0)))
@@ -543,8 +557,7 @@ def _group_path(
         else:
             q = _convolve(p, pmf[:keep])[:keep]
             base += lo
-            cut = int(np.searchsorted(np.cumsum(q), _TRIM_MASS))
-            cut = min(cut, len(q) - 1)
+            cut = min(_trim_index(q), len(q) - 1)
             p, base = q[cut:], base + cut
         power += absorbed
         etime += float(mu[i]) * absorbed
