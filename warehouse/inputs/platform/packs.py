@@ -130,6 +130,8 @@ def load_packs(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
     )
     q = pl.concat(quarantined)
     loaded = counts_by_file(frame.filter(pl.col("_reason").is_null())["_file"])
+    # the wide intermediates (millions of rows) are freed before DuckDB takes its own copy
+    del frame, packs, parsed, bad
     counts = {"packs": replace_rows(con, "pack", good), "quarantined": replace_quarantine(con, "packs", q)}
     counts.update(write_manifest(con, "packs", account(accounts, loaded, q)))
     record_ingested(con, files)
