@@ -166,12 +166,16 @@ def _boundary_times_until(cv: float, T: float) -> np.ndarray:
 def _trim_index(p: np.ndarray, head: int = 64) -> int:
     """Number of leading entries of ``p`` whose cumulative mass stays below ``_TRIM_MASS``.
 
-    ``searchsorted(cumsum(p), _TRIM_MASS)``; the trimmed tail is short, so the cumulative sum
-    of the first ``head`` entries decides it (the same prefix sums) unless they stay below."""
-    c = np.cumsum(p[:head])
-    if len(p) > head and c[-1] < _TRIM_MASS:
-        c = np.cumsum(p)
-    return int(np.searchsorted(c, _TRIM_MASS))
+    ``searchsorted(cumsum(p), _TRIM_MASS)``, from the cumulative sums of a prefix that grows
+    fourfold until its mass reaches the threshold: the same prefix sums, so the same index, and
+    the tail below 1e-30 is short next to ``p`` (a full cumulative sum per step was most of a
+    step's cost at large T)."""
+    n = len(p)
+    while True:
+        c = np.cumsum(p[:head])
+        if head >= n or c[-1] >= _TRIM_MASS:
+            return int(np.searchsorted(c, _TRIM_MASS))
+        head *= 4
 
 
 def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0, with_time: bool = True) -> tuple[float, float]:
