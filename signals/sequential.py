@@ -163,7 +163,22 @@ def _boundary_times_until(cv: float, T: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # continuous MaxSPRT
 # --------------------------------------------------------------------------------------
-def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[float, float]:
+def _trim_index(p: np.ndarray, head: int = 64) -> int:
+    """Number of leading entries of ``p`` whose cumulative mass stays below ``_TRIM_MASS``.
+
+    ``searchsorted(cumsum(p), _TRIM_MASS)``, from the cumulative sums of a prefix that grows
+    fourfold until its mass reaches the threshold: the same prefix sums, so the same index, and
+    the tail below 1e-30 is short next to ``p`` (a full cumulative sum per step was most of a
+    step's cost at large T)."""
+    n = len(p)
+    while True:
+        c = np.cumsum(p[:head])
+        if head >= n or c[-1] >= _TRIM_MASS:
+            return int(np.searchsorted(c, _TRIM_MASS))
+        head *= 4
+
+
+def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0, with_time: bool = True) -> tuple[float, float]:
     """Exact P(signal) and E[signal time ; signal] for continuous Poisson MaxSPRT.
 
     Kulldorff et al. (2011) / R ``Performance.Poisson`` recursion, with D = 0.  Events arrive
@@ -175,6 +190,8 @@ def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[floa
 
     ``cv = 0``: LLR >= 0 always holds, so the test signals at the M-th event if it comes by T:
     power = P(Pois(rr T) >= M) and E[tau_M ; tau_M <= T] = (M / rr) P(Pois(rr T) >= M + 1).
+    ``with_time=False``: the type I error alone, as the critical-value search needs it (the
+    recursion's expected time is then skipped and NaN; the closed forms still give it).
     """
     if cv == 0.0:
         lam = rr * T
@@ -211,7 +228,8 @@ def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[floa
             absorbed = float(pk @ tail[hi:1:-1])  # tail[r] for r = i-k0 .. 2
             power += absorbed
             # E[t0 + tau_r ; tau_r <= d] = t0 P(X>=r) + (r/rr) P(X>=r+1)
-            etime += t0[s] * absorbed + float((pk * r_all[hi:1:-1]) @ tail[hi + 1 : 2 : -1])
+            if with_time:
+                etime += t0[s] * absorbed + float((pk * r_all[hi:1:-1]) @ tail[hi + 1 : 2 : -1])
         if i < imax:
             q = np.convolve(p, pmfs[s, : i - base])
             if len(q) < i - base:
@@ -219,11 +237,11 @@ def _continuous_path(cv: float, T: float, M: int, rr: float = 1.0) -> tuple[floa
             p = q[: i - base]
             # drop the lower tail once its mass is below 1e-30: those paths are far below the
             # boundary and cannot signal for many steps; keeps each step O(sqrt(T)) not O(T)
-            cut = int(np.searchsorted(np.cumsum(p), _TRIM_MASS))
+            cut = _trim_index(p)
             if cut > 0:
                 p = p[cut:]
                 base += cut
-    return power, etime
+    return power, (etime if with_time else math.nan)
 
 
 #: Largest T (expected events under H0) for which the continuous-boundary type I error is
@@ -259,12 +277,12 @@ def _alpha_continuous(cv: float, T: float, M: int, t_exact_max: float = _T_EXACT
     is mostly an underestimate (CV a little low, i.e. very slightly anticonservative).
     """
     if t_exact_max >= T:
-        return _continuous_path(cv, T, M)[0]
+        return _continuous_path(cv, T, M, with_time=False)[0]
     if cv == 0.0:
         return float(stats.poisson.sf(M - 1, T))
     t0 = float(t_exact_max)
-    a0 = _continuous_path(cv, t0, M)[0]
-    a1 = _continuous_path(cv, t0 / 4.0, M)[0]
+    a0 = _continuous_path(cv, t0, M, with_time=False)[0]
+    a1 = _continuous_path(cv, t0 / 4.0, M, with_time=False)[0]
     ref = _ou_increment(cv, math.log(4.0))
     kappa = (a0 - a1) / ref if ref > 0 else 1.0
     return min(1.0, a0 + kappa * _ou_increment(cv, math.log(T / t0)))
@@ -483,8 +501,31 @@ def _pois_window(lam: float) -> tuple[int, np.ndarray]:
     return lo, np.exp(j * math.log(lam) - lam - special.gammaln(j + 1.0))
 
 
+def _group_kernels(mu: np.ndarray, rr: float) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Per look, the increment window of :func:`_pois_window` and its tail ``P(X >= lo + r)``.
+
+    They depend on the looks only (not on the critical value), so a CV search builds them
+    once; equally spaced looks share one kernel.  ``tail`` is the reverse cumulative sum of the
+    window (full relative precision in the small upper tail) with a trailing 0."""
+    out, cache, prev = [], {}, 0.0
+    for m in mu:
+        lam = rr * (m - prev)
+        kernel = cache.get(lam)
+        if kernel is None:
+            lo, pmf = _pois_window(lam)
+            kernel = cache[lam] = (lo, pmf, np.append(np.cumsum(pmf[::-1])[::-1], 0.0))
+        out.append(kernel)
+        prev = m
+    return out
+
+
 def _group_path(
-    cv: float, mu: np.ndarray, M: int, rr: float = 1.0, early_stop: float | None = None
+    cv: float,
+    mu: np.ndarray,
+    M: int,
+    rr: float = 1.0,
+    early_stop: float | None = None,
+    kernels: list | None = None,
 ) -> tuple[float, float]:
     """Exact P(signal) and E[signal look time ; signal] for group sequential MaxSPRT.
 
@@ -493,35 +534,37 @@ def _group_path(
     The count distribution and the increment kernels are kept on windows where their mass is
     > ~1e-25 (lower tail trimmed, kernel mean -/+ 10 sd), so time and memory grow with
     sqrt(T) per look, not T: T = 1e6 with 52 looks is a fraction of a second.  The absorbed
-    mass at a look is ``sum_k p_k P(X >= a_i - k)`` with scipy's Poisson survival function.
+    mass at a look is ``sum_k p_k P(X >= a_i - k)`` with the window's tail (1 below the
+    window, 0 above it: errors < ~1e-23).  ``kernels``: :func:`_group_kernels` of (mu, rr),
+    passed by a caller that evaluates many critical values on the same looks.
     """
-    a = _group_thresholds(cv, mu, M)
+    if kernels is None:
+        kernels = _group_kernels(mu, rr)
+    a = _group_thresholds(cv, mu, M).tolist()
     p = np.ones(1)  # p[j]: probability of base + j counts and no signal yet
     base = 0
-    prev = 0.0
     power = 0.0
     etime = 0.0
     for i in range(len(mu)):
-        ai = int(a[i])
-        lam = rr * (mu[i] - prev)
-        lo, pmf = _pois_window(lam)
-        # P(X >= r) from the window: reverse cumulative sums (full relative precision in the
-        # small upper tail); 1 below the window, 0 above it (errors < ~1e-23)
-        tailw = np.append(np.cumsum(pmf[::-1])[::-1], 0.0)
-        idx = ai - (base + np.arange(len(p))) - lo  # arrivals still needed, minus lo
-        absorbed = float(p @ np.where(idx <= 0, 1.0, tailw[np.clip(idx, 0, len(pmf))]))
-        keep = ai - base - lo  # q[j] is base + lo + j counts; keep counts < ai
-        if keep <= 0:
+        lo, pmf, tailw = kernels[i]
+        n, L = len(p), len(pmf)
+        keep = a[i] - base - lo  # arrivals p[0] still needs to signal, minus lo
+        # p[j] signals with P(X >= keep - j + lo): 1 for j >= keep, tailw[keep - j] for
+        # keep - L <= j < keep (tailw[L] = 0), 0 below -- sliced, not gathered
+        j1 = min(max(keep, 0), n)
+        j0 = min(max(keep - L, 0), n)
+        absorbed = float(p[j1:].sum())
+        if j1 > j0:
+            absorbed += float(p[j0:j1] @ tailw[keep - j1 + 1 : keep - j0 + 1][::-1])
+        if keep <= 0:  # q[j] is base + lo + j counts; keep counts < a_i
             p = np.zeros(1)
         else:
             q = _convolve(p, pmf[:keep])[:keep]
             base += lo
-            cut = int(np.searchsorted(np.cumsum(q), _TRIM_MASS))
-            cut = min(cut, len(q) - 1)
+            cut = min(_trim_index(q), len(q) - 1)
             p, base = q[cut:], base + cut
         power += absorbed
         etime += float(mu[i]) * absorbed
-        prev = mu[i]
         if early_stop is not None and power > early_stop:
             break
     return power, etime
@@ -569,29 +612,64 @@ def _group_solve(mu: np.ndarray, M: int, alpha: float) -> float:
     # keeps alpha; it returns LLR(M, T), the boundary that signals as soon as M events occur.
     if stats.poisson.sf(0, T) < alpha or stats.poisson.sf(M - 1, T) <= alpha:
         return float(maxsprt_poisson_llr(M, T))
-    fun = lambda cv: _group_path(cv, mu, M, early_stop=alpha)[0]  # noqa: E731
-    lo, hi = 0.0, 3.0
-    while fun(hi) > alpha:
-        lo, hi = hi, hi * 1.5
+    kernels = _group_kernels(mu, 1.0)
+
+    def fun(cv: float, stop: float) -> float:
+        return _group_path(cv, mu, M, early_stop=stop, kernels=kernels)[0]
+
     # alpha(cv) is a left-continuous non-increasing step function that only jumps at
-    # attained values v = LLR(c, mu_i) (at cv = v, c events at look i still reject).  Bisect
-    # until [lo, hi) holds a single candidate jump, which is then the exact answer.
-    a_lo, a_hi = _group_thresholds(lo, mu, M), _group_thresholds(hi, mu, M)
-    while True:
-        diff = a_hi - a_lo
-        if diff.sum() <= 1 or hi - lo <= 1e-12 * max(1.0, hi):
-            break
-        mid = 0.5 * (lo + hi)
-        if fun(mid) > alpha:
-            lo, a_lo = mid, _group_thresholds(mid, mu, M)
+    # attained values v = LLR(c, mu_i) (at cv = v, c events at look i still reject); the
+    # answer is the jump where it falls to <= alpha.  1) Bracket it, [lo, hi) with
+    # alpha(lo) > alpha >= alpha(hi), by safeguarded secant steps on log alpha(cv) (close to
+    # linear, slope ~ -1) until the bracket holds few jumps; 2) bisect over those jumps.
+    lt = math.log(max(T, 0.5))
+    x = max(0.3, 2.854 + 0.283 * lt - 0.0107 * lt * lt + math.log(0.05 / alpha) - 0.1 * (M - 1))
+    lo, hi = 0.0, math.inf
+    a_lo = _group_thresholds(lo, mu, M)
+    a_hi = None
+    x0 = g0 = None
+    side = 0  # +1 / -1: the side the last points fell on (two in a row -> bisect)
+    for _ in range(200):
+        # early stop far above alpha: the sign is exact, the log only needs to be roughly right
+        g = math.log(max(fun(x, 50.0 * alpha), 1e-300)) - math.log(alpha)
+        if g > 0:
+            lo, a_lo = x, _group_thresholds(x, mu, M)
         else:
-            hi, a_hi = mid, _group_thresholds(mid, mu, M)
-    cand = a_hi - 1
-    ok = cand >= a_lo
-    jump = float(np.max(maxsprt_poisson_llr(cand[ok], mu[ok]))) if ok.any() else lo
+            hi, a_hi = x, _group_thresholds(x, mu, M)
+        if a_hi is not None and ((a_hi - a_lo).sum() <= _GROUP_JUMPS_ENUMERATED or hi - lo <= 1e-12 * max(1.0, hi)):
+            break
+        x_new = x - g * (x - x0) / (g - g0) if x0 is not None and g != g0 else x + g  # slope -1 first
+        if math.isinf(hi):
+            x_new = max(x_new, 1.5 * x)
+        elif not (lo < x_new < hi) or not math.isfinite(x_new) or (side == (1 if g > 0 else -1)):
+            x_new = 0.5 * (lo + hi)
+        side = 0 if side == (1 if g > 0 else -1) else (1 if g > 0 else -1)
+        x0, g0, x = x, g, x_new
+    # the jumps in [lo, hi): at look i, count c (a_lo <= c < a_hi) stops rejecting above LLR(c, mu_i)
+    n_jumps = a_hi - a_lo
+    looks = np.repeat(np.arange(len(mu)), n_jumps)
+    counts = a_lo[looks] + np.arange(len(looks)) - np.repeat(np.cumsum(n_jumps) - n_jumps, n_jumps)
+    jumps = maxsprt_poisson_llr(counts, mu[looks]) if len(looks) else np.array([lo])
+    order = np.argsort(jumps, kind="stable")
+    vals = jumps[order]
+    # vals[0] lies in the interval of lo (alpha > nominal); find the last jump with alpha > nominal
+    i_true, i_false = 0, len(vals)  # alpha(vals[i_true]) > alpha; alpha(vals[i_false] or hi) <= alpha
+    while i_false - i_true > 1:
+        mid = (i_true + i_false) // 2
+        if fun(float(vals[mid]), alpha) > alpha:
+            i_true = mid
+        else:
+            i_false = mid
+    k = order[i_true]
+    jump = float(np.max(maxsprt_poisson_llr(counts[k : k + 1], mu[looks[k : k + 1]]))) if len(looks) else lo
     jump = max(jump, lo)
     # smallest CV with alpha <= nominal is just above the jump (LLR >= CV rejects on equality)
     return jump + 1e-9 * max(1.0, jump)
+
+
+#: the CV search of :func:`_group_solve` bisects over the jumps of alpha(cv) once its bracket
+#: holds at most this many
+_GROUP_JUMPS_ENUMERATED = 32
 
 
 #: Above this T the group CV is computed at the same information fractions scaled to this T:

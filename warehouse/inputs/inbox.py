@@ -135,11 +135,11 @@ def replace_quarantine(con: duckdb.DuckDBPyConnection, stage: str, frame: pl.Dat
 
 
 def dedupe_last_wins(frame: pl.DataFrame, key: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the last row per key (rows are in file order); return (kept, superseded)."""
-    indexed = frame.with_row_index("__dedupe_i")  # not "_row": frames read with line/row numbers carry that
-    kept = indexed.unique(subset=key, keep="last", maintain_order=True)
-    superseded = indexed.join(kept.select("__dedupe_i"), on="__dedupe_i", how="anti")
-    return kept.drop("__dedupe_i"), superseded.drop("__dedupe_i")
+    """Keep the last row per key (rows are in file order); return (kept, superseded), both in row order.
+
+    One pass marks each key's last row (no unique-then-anti-join over a row index)."""
+    last = frame.select((pl.col(key[0]) if len(key) == 1 else pl.struct(key)).is_last_distinct()).to_series()
+    return frame.filter(last), frame.filter(~last)
 
 
 def superseded_rows(

@@ -399,19 +399,30 @@ def flag_duplicates(con: duckdb.DuckDBPyConnection, window_days: int = DUPLICATE
             JOIN latest_case_reaction r USING (case_id)
             WHERE d.ingredient IS NOT NULL AND d.role <> 'concomitant' AND {inbox_case_sql("c.case_id")}
         ),
-        pairs AS (
-            SELECT b.case_id AS dup, a.case_id AS orig,
-                   row_number() OVER (PARTITION BY b.case_id ORDER BY a.received_on, a.case_id) AS rk
+        -- each rule an equi-join of its own (one join with the OR of both rules compared every
+        -- pair of cases sharing an ingredient and a PT: quadratic in the size of those groups)
+        matches AS (
+            SELECT b.case_id AS dup, a.case_id AS orig, a.received_on AS orig_received_on
             FROM keyed a JOIN keyed b
-              ON a.ingredient = b.ingredient AND a.pt = b.pt AND a.case_id <> b.case_id
-             AND (a.received_on < b.received_on OR (a.received_on = b.received_on AND a.case_id < b.case_id))
-            WHERE (a.patient_key = b.patient_key
-                   AND abs(date_diff('day', coalesce(a.onset_date, a.received_on),
-                                     coalesce(b.onset_date, b.received_on))) <= {int(window_days)})
-               OR ((a.patient_key IS NULL OR b.patient_key IS NULL)
-                   AND a.onset_date = b.onset_date AND a.country IS NOT DISTINCT FROM b.country
-                   AND (a.sex IS NULL OR b.sex IS NULL OR a.sex = b.sex)
-                   AND (a.age_years IS NULL OR b.age_years IS NULL OR abs(a.age_years - b.age_years) <= 1))
+              ON a.ingredient = b.ingredient AND a.pt = b.pt AND a.patient_key = b.patient_key
+            WHERE a.case_id <> b.case_id
+              AND (a.received_on < b.received_on OR (a.received_on = b.received_on AND a.case_id < b.case_id))
+              AND abs(date_diff('day', coalesce(a.onset_date, a.received_on),
+                                coalesce(b.onset_date, b.received_on))) <= {int(window_days)}
+            UNION
+            SELECT b.case_id AS dup, a.case_id AS orig, a.received_on AS orig_received_on
+            FROM keyed a JOIN keyed b
+              ON a.ingredient = b.ingredient AND a.pt = b.pt AND a.onset_date = b.onset_date
+             AND a.country IS NOT DISTINCT FROM b.country
+            WHERE a.case_id <> b.case_id
+              AND (a.received_on < b.received_on OR (a.received_on = b.received_on AND a.case_id < b.case_id))
+              AND (a.patient_key IS NULL OR b.patient_key IS NULL)
+              AND (a.sex IS NULL OR b.sex IS NULL OR a.sex = b.sex)
+              AND (a.age_years IS NULL OR b.age_years IS NULL OR abs(a.age_years - b.age_years) <= 1)
+        ),
+        pairs AS (
+            SELECT dup, orig, row_number() OVER (PARTITION BY dup ORDER BY orig_received_on, orig) AS rk
+            FROM matches
         )
         UPDATE case_report SET duplicate_of = pairs.orig
         FROM pairs WHERE pairs.rk = 1 AND case_report.case_id = pairs.dup AND case_report.is_latest

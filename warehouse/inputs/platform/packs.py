@@ -17,6 +17,7 @@ from warehouse.inputs.inbox import (
     FileAccount,
     account,
     counts_by_file,
+    dedupe_last_wins,
     inbox_files,
     quarantine_frame,
     read_typed_parquet,
@@ -61,10 +62,7 @@ def load_packs(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
     packs, files, accounts, quarantined = read_packs(inbox)
     has_key = pl.col("pack_code").is_not_null() & (pl.col("pack_code").str.strip_chars() != "")
     unkeyed = packs.filter(~has_key)
-    indexed = packs.filter(has_key).with_row_index("_i")
-    kept = indexed.unique(subset=["pack_code"], keep="last", maintain_order=True)
-    superseded = indexed.join(kept.select("_i"), on="_i", how="anti")
-    packs = kept.drop("_i")
+    packs, superseded = dedupe_last_wins(packs.filter(has_key), ["pack_code"])
     quarantined += [
         superseded_rows(superseded, "pack_code", line_col="_row"),
         quarantine_frame(
@@ -132,6 +130,8 @@ def load_packs(con: duckdb.DuckDBPyConnection, inbox: Path) -> dict[str, int]:
     )
     q = pl.concat(quarantined)
     loaded = counts_by_file(frame.filter(pl.col("_reason").is_null())["_file"])
+    # the wide intermediates (millions of rows) are freed before DuckDB takes its own copy
+    del frame, packs, parsed, bad
     counts = {"packs": replace_rows(con, "pack", good), "quarantined": replace_quarantine(con, "packs", q)}
     counts.update(write_manifest(con, "packs", account(accounts, loaded, q)))
     record_ingested(con, files)
