@@ -81,9 +81,9 @@ def test_spark_engine_gives_the_same_rows_from_the_exported_warehouse(con, spark
         assert engine.name == "spark"
         engine.load_warehouse(con, ["t"])
         assert engine.to_polars(_weeks(engine)).equals(EXPECTED)
-        engine.register("a", pl.DataFrame({"x": [1, 2]}))
-        assert engine.to_polars(engine.table("a").order_by("x"))["x"].to_list() == [1, 2]
+        engine.register("_a", pl.DataFrame({"x": [1, 2]}))
+        assert engine.to_polars(engine.table("_a").order_by("x"))["x"].to_list() == [1, 2]
         staging = engine.staging
         assert staging.exists()
     assert not staging.exists()
-    assert not spark.catalog.tableExists("a")
+    assert not spark.catalog.tableExists("_a")
