@@ -9,10 +9,13 @@ import dagster as dg
 import polars as pl
 
 from assets.detection import exposure
+from assets.engine import EngineResource
 from assets.ingestion import case_batch_links
 from assets.resources import WarehouseResource
 from signals.batch_detection import heterogeneity_by_level, sequential_streams
+from warehouse.engine.read_model import READ_MODEL_TABLES
 from warehouse.queries.batch_inputs import (
+    BATCH_CASE_TABLES,
     batch_case_rows,
     batch_exposure,
     batch_units_released,
@@ -33,11 +36,15 @@ GROUP = "detection"
     description="Each batch's reporting rate per pack delivered against the product's other batches, per PT and "
     "SOC: exact conditional test, EB shrunken rate ratio, NB overdispersion, funnel limits, onset.",
 )
-def batch_heterogeneity_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def batch_heterogeneity_scores(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, engine: EngineResource
+) -> dg.MaterializeResult:
     metadata = {}
     with warehouse.transaction() as con:
         dlp = data_lock_point(con)
-        for level, (scored, grid) in heterogeneity_by_level(batch_case_rows(con), batch_exposure(con)).items():
+        with engine.open(con, (*READ_MODEL_TABLES, *BATCH_CASE_TABLES)) as eng:
+            cases = batch_case_rows(con, engine=eng)
+        for level, (scored, grid) in heterogeneity_by_level(cases, batch_exposure(con)).items():
             n = store_heterogeneity(con, level, scored, pl.DataFrame() if grid is None else grid, dlp)
             flagged = int(scored["flagged"].sum()) if n else 0
             metadata[f"{level}_rows"] = n
@@ -54,11 +61,15 @@ def batch_heterogeneity_scores(context: dg.AssetExecutionContext, warehouse: War
     description="Weekly exact Poisson MaxSPRT per batch x PT of interest from the batch's release, against the "
     "leave-one-out, reporting-delay-adjusted rate of the product's other batches.",
 )
-def sequential_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def sequential_monitoring(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, engine: EngineResource
+) -> dg.MaterializeResult:
     with warehouse.transaction() as con:
         dlp = data_lock_point(con)
+        with engine.open(con, (*READ_MODEL_TABLES, *BATCH_CASE_TABLES)) as eng:
+            cases = batch_case_rows(con, engine=eng)
         result = sequential_streams(
-            weekly_batch_exposure(con), batch_case_rows(con), product_routes(con), batch_units_released(con), dlp
+            weekly_batch_exposure(con), cases, product_routes(con), batch_units_released(con), dlp
         )
         n = store_sequential(con, result, dlp) if result.height else 0
     crossed = int(result["signalled"].sum()) if n else 0

@@ -701,6 +701,12 @@ def _demo_analyst(warehouse: str) -> None:
     print(f"  log in as  demo-analyst  /  {password}   (analyst: may triage; new password on every demo run)")
 
 
+def _engine_flag(args) -> None:
+    """``--engine`` (run, demo): the engine resource reads PVTRACE_ENGINE (assets/engine.py)."""
+    if getattr(args, "engine", None):
+        os.environ["PVTRACE_ENGINE"] = args.engine
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -727,6 +733,12 @@ def main(argv: list[str] | None = None) -> int:
             choices=["latest", "all", "none"],
             default="latest",
             help="monthly regulator reports to build: the last month with data (default), every month, none",
+        )
+        p.add_argument(  # issue 15
+            "--engine",
+            choices=["duckdb", "spark"],
+            default=None,
+            help="engine of the heavy set-based steps (default PVTRACE_ENGINE, else duckdb); results stay in DuckDB",
         )
         if name == "demo":
             p.add_argument("--seed", type=int, default=42)
@@ -824,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     from warehouse.files import restrict_umask
 
     restrict_umask()  # warehouse, snapshot, review store, salt, outputs, Dagster storage: private from the first byte
+    _engine_flag(args)
     if args.command == "demo":
         os.environ.setdefault("PVTRACE_DEMO", "1")  # the demo may keep its pseudonym salt beside the warehouse
     if args.command == "evaluate" and args.study:
