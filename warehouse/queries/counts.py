@@ -22,6 +22,8 @@ import polars as pl
 
 __all__ = ["contingency_counts", "contingency_counts_expr", "contingency_counts_sql", "counts_source"]
 
+_EXACT = "decimal(38, 18)"  # 20 integer digits: an expected count never comes near
+
 _SUBQUERY = re.compile(r"^\s*(\(|select\b|with\b|from\b|values\b)", re.IGNORECASE)
 
 
@@ -65,7 +67,8 @@ def contingency_counts_expr(src: ibis.Table, n_strata: int = 0, by: list[str] | 
     n11 = distinct reports with the drug and the event; n1_ / n_1 = distinct reports with the
     drug / the event; n = distinct reports; e = n1_·n_1/n, or Σ_s n1_(s)·n_1(s)/n(s) over the
     strata (DuMouchel, 1999, "Bayesian data mining in large frequency tables", Am Stat 53:177).
-    Group and stratum keys match null-safely (a null stratum is a stratum). Not sorted: sort
+    Group and stratum keys match null-safely (a null stratum is a stratum); the stratified sum is
+    exact (DECIMAL), so E does not depend on the engine's summation order. Not sorted: sort
     with ``order_by`` where order matters (the callers below do)."""
     by = list(by or [])
     bk = [f"b{i}" for i in range(len(by))]
@@ -101,7 +104,10 @@ def contingency_counts_expr(src: ibis.Table, n_strata: int = 0, by: list[str] | 
         ex = ex.join(sd, [ex.drug == sd.drug_d, *[ex[k].identical_to(sd[f"{k}_d"]) for k in bk]])
         ex = ex.join(se, [ex.event == se.event_v, *[ex[f"{k}_d"].identical_to(se[f"{k}_v"]) for k in [*bk, *sk]]])
         ex = ex.join(st, [ex[f"{k}_d"].identical_to(st[f"{k}_t"]) for k in [*bk, *sk]])
-        ex = ex.group_by([*bk, "drug", "event"]).aggregate(e=(ex.n1s.cast("float64") * ex.n_1s / ex.ns).sum())
+        # each stratum's term in double, summed as DECIMAL(38, 18): an exact, order-free sum, so E is
+        # the same bits whatever order a parallel aggregation (DuckDB threads, Spark tasks) adds them in
+        term = (ex.n1s.cast("float64") * ex.n_1s / ex.ns).cast(_EXACT)
+        ex = ex.group_by([*bk, "drug", "event"]).aggregate(e=term.sum())
         ex = renamed(ex, "_x", [*bk, "drug", "event"])
         out = out.join(
             ex,
