@@ -426,6 +426,12 @@ def _add_null_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _engine_flag(args) -> None:
+    """``--engine`` (run, demo): the engine resource reads PVTRACE_ENGINE (assets/engine.py)."""
+    if getattr(args, "engine", None):
+        os.environ["PVTRACE_ENGINE"] = args.engine
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pvtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -454,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
             choices=["latest", "all", "none"],
             default="latest",
             help="monthly regulator reports to build: the last month with data (default), every month, none",
+        )
+        p.add_argument(  # issue 15
+            "--engine",
+            choices=["duckdb", "spark"],
+            default=None,
+            help="engine of the heavy set-based steps (default PVTRACE_ENGINE, else duckdb); results stay in DuckDB",
         )
         if name == "demo":
             p.add_argument("--seed", type=int, default=42)
@@ -561,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     from warehouse.files import restrict_umask
 
     restrict_umask()  # warehouse, snapshot, review store, salt, outputs, Dagster storage: private from the first byte
+    _engine_flag(args)
     if args.command == "demo":
         os.environ.setdefault("PVTRACE_DEMO", "1")  # the demo may keep its pseudonym salt beside the warehouse
     if args.command == "evaluate" and args.study:

@@ -3,9 +3,11 @@
 import dagster as dg
 import polars as pl
 
+from assets.engine import EngineResource
 from assets.ingestion import case_batch_links, deliveries, medication_logs
 from assets.resources import WarehouseResource
 from warehouse.engine import fanout
+from warehouse.engine.read_model import READ_MODEL_TABLES
 from warehouse.queries.detection_inputs import (
     LEVELS,
     additional_monitoring,
@@ -13,7 +15,7 @@ from warehouse.queries.detection_inputs import (
     store_prior,
     store_scores,
 )
-from warehouse.queries.exposure import build_exposure
+from warehouse.queries.exposure import EXPOSURE_TABLES, build_exposure
 from warehouse.queries.read_model import data_lock_point
 
 GROUP = "detection"
@@ -25,9 +27,9 @@ GROUP = "detection"
     deps=[deliveries, medication_logs],
     description="Packs delivered, patients exposed and person-weeks per product, batch, region and week.",
 )
-def exposure(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con:
-        counts = build_exposure(con)
+def exposure(warehouse: WarehouseResource, engine: EngineResource) -> dg.MaterializeResult:
+    with warehouse.transaction() as con, engine.open(con, EXPOSURE_TABLES) as eng:
+        counts = build_exposure(con, eng)
     return dg.MaterializeResult(metadata=counts)
 
 
@@ -39,12 +41,14 @@ def exposure(warehouse: WarehouseResource) -> dg.MaterializeResult:
     "product × PT and ingredient × PT; expected counts stratified by sex, age band and report year; "
     "Fisher mid-p with Benjamini–Hochberg q-values.",
 )
-def disproportionality_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def disproportionality_scores(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, engine: EngineResource
+) -> dg.MaterializeResult:
     metadata = {}
-    with warehouse.transaction() as con:
+    with warehouse.transaction() as con, engine.open(con, READ_MODEL_TABLES) as eng:
         dlp = data_lock_point(con)
         for level in LEVELS:
-            counts = report_event_counts(con, level).join(additional_monitoring(con, level), on="drug", how="left")
+            counts = report_event_counts(con, level, eng).join(additional_monitoring(con, level), on="drug", how="left")
             if counts.is_empty():  # e.g. FAERS alone: no product catalogue, so no product-level pairs (issue 17)
                 store_scores(con, level, counts, dlp)
                 metadata[f"{level}_pairs"] = 0

@@ -7,6 +7,7 @@ as metadata; the asset checks below guard each hop.
 
 import dagster as dg
 
+from assets.engine import EngineResource
 from assets.resources import InboxResource, WarehouseResource
 from warehouse.inputs.inbox import run_clock
 from warehouse.inputs.namespaces import inbox_case_sql
@@ -15,7 +16,7 @@ from warehouse.inputs.platform.deliveries import load_deliveries, load_medicatio
 from warehouse.inputs.platform.packs import load_packs
 from warehouse.inputs.platform.reference import load_reference
 from warehouse.inputs.platform.supply import load_supply_events
-from warehouse.linkage.case_batch_links import rebuild_case_batch_links
+from warehouse.linkage.case_batch_links import PACK_TABLES, rebuild_case_batch_links
 
 GROUP = "ingestion"
 
@@ -111,9 +112,9 @@ def case_reports(
     deps=[case_reports, packs],
     description="Each case drug linked to its batch: scanned code > exact lot > normalised lot > fuzzy > product.",
 )
-def case_batch_links(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con:
-        links = rebuild_case_batch_links(con)
+def case_batch_links(warehouse: WarehouseResource, engine: EngineResource) -> dg.MaterializeResult:
+    with warehouse.transaction() as con, engine.open(con, PACK_TABLES) as eng:
+        links = rebuild_case_batch_links(con, engine=eng)
         by_method = con.sql("SELECT method, count(*) FROM case_batch_link GROUP BY 1 ORDER BY 2 DESC").fetchall()
     return dg.MaterializeResult(
         metadata={"links": len(links), **{f"method_{m}": dg.MetadataValue.int(n) for m, n in by_method}}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.engine import default_engine
 from warehouse.files import private_dir, restrict_umask
 from warehouse.pseudonym import load_salt
 from warehouse.schema import connect
@@ -75,7 +76,11 @@ class OutputResource(dg.ConfigurableResource):
 
 
 def default_resources(
-    inbox: str | None = None, warehouse: str | None = None, output: str | None = None, published: str = ""
+    inbox: str | None = None,
+    warehouse: str | None = None,
+    output: str | None = None,
+    published: str = "",
+    engine: str | None = None,
 ) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": WarehouseResource(
@@ -83,4 +88,5 @@ def default_resources(
         ),
         "inbox": InboxResource(path=inbox or os.environ.get("PVTRACE_INBOX", DEFAULT_INBOX)),
         "output": OutputResource(path=output or os.environ.get("PVTRACE_OUTPUT", DEFAULT_OUTPUT)),
+        "engine": default_engine(engine),  # issue 15: PVTRACE_ENGINE=duckdb|spark
     }

@@ -48,9 +48,9 @@ def test_run_level_from_the_environment(monkeypatch):
 
 
 def test_disproportionality_counts_at_the_level_and_keeps_n(world):
-    pt = report_event_counts(world, "product", "pt")
-    smq = report_event_counts(world, "product", "smq_narrow")
-    soc = report_event_counts(world, "product", "soc")
+    pt = report_event_counts(world, "product", event_level="pt")
+    smq = report_event_counts(world, "product", event_level="smq_narrow")
+    soc = report_event_counts(world, "product", event_level="soc")
     assert set(smq["event"]) == {SMQ}  # only grouped PTs become events ...
     assert smq["n"].unique().to_list() == pt["n"].unique().to_list()  # ... every report still counts in N
     p2 = pt.filter(pl.col("drug") == "P2")
@@ -64,7 +64,7 @@ def test_a_level_above_pt_needs_a_release(tmp_path):
     con = connect(str(tmp_path / "empty.duckdb"))
     try:
         with pytest.raises(ValueError, match="needs a MedDRA release"):
-            report_event_counts(con, "product", "hlt")
+            report_event_counts(con, "product", event_level="hlt")
     finally:
         con.close()
 

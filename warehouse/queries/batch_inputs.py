@@ -40,57 +40,114 @@ different batches counts once for each batch, which is right for a batch compari
 from __future__ import annotations
 
 import duckdb
+import ibis
 import polars as pl
 
-from warehouse.queries import read_model
-from warehouse.terminology.hierarchy import level_version, map_events_sql, run_event_level
+from warehouse.engine.engines import DuckDBEngine, Engine
+from warehouse.engine.read_model import READ_MODEL_TABLES, prepare, read_model_table
+from warehouse.terminology.hierarchy import event_map_on, map_events, run_event_level
 
 MIN_LINK_CONFIDENCE = 0.8
 
 DISPENSING_RECORD_CONFIDENCE = 0.9
 
-_CASE_ROWS_SQL = """
-WITH counted AS (  -- the read model's counted suspect/interacting drugs (warehouse.queries.read_model)
-    SELECT d.case_id, c.patient_key, c.received_on, d.version, d.drug_seq, d.start_date,
-           d.product_id, d.batch_id AS link_batch, d.link_confidence
-    FROM pv_counted_drug(NULL) d JOIN pv_counted_case(NULL) c USING (case_id)
-),
-dispensed AS (  -- the patient's own deliveries of that product around the reported start date
-    SELECT k.case_id, k.drug_seq, min(dl.batch_id) AS batch_id
-    FROM counted k
-    JOIN delivery dl ON dl.patient_key = k.patient_key AND dl.product_id = k.product_id
-     AND (dl.delivered_at AT TIME ZONE 'UTC')::DATE BETWEEN k.start_date - 1 AND k.start_date + 1
-    WHERE k.link_batch IS NULL AND k.patient_key IS NOT NULL AND k.start_date IS NOT NULL
-    GROUP BY ALL HAVING count(DISTINCT dl.batch_id) = 1
-),
-attributed AS (
-    SELECT k.case_id, k.received_on, k.start_date, k.product_id AS product,
-           coalesce(CASE WHEN k.link_confidence >= ? THEN k.link_batch END, ds.batch_id) AS batch,
-           CASE WHEN k.link_confidence >= ? AND k.link_batch IS NOT NULL THEN 'case_batch_link'
-                WHEN ds.batch_id IS NOT NULL THEN 'dispensing_record' END AS attribution,
-           k.version
-    FROM counted k LEFT JOIN dispensed ds USING (case_id, drug_seq)
-)
-SELECT DISTINCT a.case_id, a.product, a.batch, a.attribution, r.pt, coalesce(r.soc, 'Unknown SOC') AS soc,
-       a.received_on, a.start_date, r.onset_date,
-       CASE WHEN r.onset_date >= a.start_date THEN date_diff('day', a.start_date, r.onset_date) END AS onset_days
-FROM attributed a
-JOIN latest_case_reaction r USING (case_id)
-WHERE a.batch IS NOT NULL AND a.product IS NOT NULL
-"""
+#: The warehouse tables :func:`batch_case_rows_expr` reads (with the read model's): a Spark engine needs them.
+BATCH_CASE_TABLES = ("delivery",)
+
+
+def batch_case_rows_expr(engine: Engine, min_confidence: float = MIN_LINK_CONFIDENCE) -> ibis.Table:
+    """One row per counted (case, product, batch, PT): the rule above, as one expression for any engine."""
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
+    drugs = read_model_table(engine, "pv_counted_drug")
+    cases = read_model_table(engine, "pv_counted_case").select("case_id", "patient_key", "received_on")
+    # the read model's counted suspect/interacting drugs
+    k = drugs.join(cases, "case_id").select(
+        "case_id",
+        "patient_key",
+        "received_on",
+        "version",
+        "drug_seq",
+        "start_date",
+        "product_id",
+        link_batch=drugs.batch_id,
+        link_confidence=drugs.link_confidence,
+    )
+    # the patient's own deliveries of that product within a day of the reported start date (UTC dates)
+    dl = engine.table("delivery")
+    dl = dl.select(
+        dl_patient=dl.patient_key, dl_product=dl.product_id, dl_batch=dl.batch_id, dl_day=dl.delivered_at.date()
+    )
+    want = k.filter(k.link_batch.isnull() & k.patient_key.notnull() & k.start_date.notnull())
+    near = want.join(
+        dl,
+        [
+            want.patient_key == dl.dl_patient,
+            want.product_id == dl.dl_product,
+            dl.dl_day.delta(want.start_date, unit="day").between(-1, 1),
+        ],
+    )
+    dispensed = (
+        near.group_by(ds_case=near.case_id, ds_seq=near.drug_seq)
+        .aggregate(ds_batch=near.dl_batch.min(), n_batches=near.dl_batch.nunique())
+        .filter(lambda t: t.n_batches == 1)
+        .drop("n_batches")
+    )
+    a = k.left_join(dispensed, [k.case_id == dispensed.ds_case, k.drug_seq == dispensed.ds_seq])
+    linked = a.link_confidence >= min_confidence
+    a = a.select(
+        "case_id",
+        "received_on",
+        "start_date",
+        product=a.product_id,
+        batch=ibis.coalesce(ibis.cases((linked, a.link_batch), else_=None), a.ds_batch),
+        attribution=ibis.cases(
+            (linked & a.link_batch.notnull(), "case_batch_link"),
+            (a.ds_batch.notnull(), "dispensing_record"),
+            else_=None,
+        ),
+    )
+    a = a.filter(a.batch.notnull() & a.product.notnull())
+    r = read_model_table(engine, "latest_case_reaction").select(
+        r_case=lambda t: t.case_id, pt=lambda t: t.pt, soc=lambda t: t.soc, onset_date=lambda t: t.onset_date
+    )
+    out = a.join(r, a.case_id == r.r_case)
+    return out.select(
+        "case_id",
+        "product",
+        "batch",
+        "attribution",
+        "pt",
+        soc=out.soc.fill_null("Unknown SOC"),
+        received_on=out.received_on,
+        start_date=out.start_date,
+        onset_date=out.onset_date,
+        onset_days=ibis.cases(
+            (out.onset_date >= out.start_date, out.onset_date.delta(out.start_date, unit="day")), else_=None
+        ).cast("int64"),
+    ).distinct()
 
 
 def batch_case_rows(
-    con: duckdb.DuckDBPyConnection, min_confidence: float = MIN_LINK_CONFIDENCE, event_level: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    min_confidence: float = MIN_LINK_CONFIDENCE,
+    engine: Engine | None = None,
+    event_level: str | None = None,
 ) -> pl.DataFrame:
     """One row per counted (case, product, batch, PT): received_on, soc, onset_days (see module doc).
 
+    Computed by ``engine`` (given the read model's tables and :data:`BATCH_CASE_TABLES`), else by DuckDB on ``con``.
     ``event_level`` (default: the run's, issue 17): above PT the ``pt`` column holds the PT's group (HLT, HLGT,
     SOC, SMQ of the newest loaded MedDRA release; one row per case and group), so the batch methods run per group."""
-    read_model.install(con)
     event_level = event_level or run_event_level()
-    sql = map_events_sql(_CASE_ROWS_SQL, event_level, level_version(con, event_level), event_col="pt")
-    return con.execute(sql, [min_confidence, min_confidence]).pl()
+    engine = engine or DuckDBEngine(con)
+    prepare(engine)
+    with event_map_on(engine, con, event_level) as mapping:
+        return engine.run(
+            ("batch_case_rows", min_confidence, event_level),
+            lambda e: map_events(batch_case_rows_expr(e, min_confidence), e, mapping, event_col="pt"),
+            (*READ_MODEL_TABLES, *BATCH_CASE_TABLES),
+        )
 
 
 def batch_exposure(con: duckdb.DuckDBPyConnection, up_to=None) -> pl.DataFrame:

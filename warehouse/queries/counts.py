@@ -1,22 +1,28 @@
-"""Drug–event contingency counts built inside DuckDB from report-level rows: the one SQL definition.
+"""Drug–event contingency counts: one Ibis expression, run by DuckDB (as SQL text) or by any engine.
 
 Detection (:mod:`warehouse.queries.detection_inputs`), the evaluation replay (every weekly
-cut-off in one statement, ``by=["cutoff"]``) and the eRMR export's margins all call
-:func:`contingency_counts_sql`. Definitions as :func:`signals.stratification.contingency_counts`
-(the pure polars implementation, kept as the independent reference the tests compare against):
-distinct reports; rows with a null drug/event still count towards n and the other margin; null
-stratum values form their own stratum. ``by`` runs the whole computation separately within each
-group (every count, margin and n is then per group). The SQL sticks to features DuckDB 1.5 and
-2.0 share and returns through ``con.sql(q).pl()``.
+cut-off in one statement, ``by=["cutoff"]``) and the eRMR export's margins all use
+:func:`contingency_counts_expr` — directly on an :class:`~warehouse.engine.Engine` (DuckDB or
+Spark), or through :func:`contingency_counts_sql` / :func:`contingency_counts`, its DuckDB SQL
+text over any relation. Definitions as :func:`signals.stratification.contingency_counts` (the
+pure polars implementation, kept as the independent reference the tests compare against):
+distinct reports; rows with a null report id do not count; rows with a null drug/event still
+count towards n and the other margin; null stratum values form their own stratum. ``by`` runs
+the whole computation separately within each group (every count, margin and n is then per
+group). The SQL sticks to features DuckDB 1.5 and 2.0 share and returns through ``con.sql(q).pl()``.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
+import ibis
 import polars as pl
 
-__all__ = ["contingency_counts", "contingency_counts_sql"]
+__all__ = ["contingency_counts", "contingency_counts_expr", "contingency_counts_sql", "counts_source"]
+
+_EXACT = "decimal(38, 18)"  # 20 integer digits: an expected count never comes near
 
 _SUBQUERY = re.compile(r"^\s*(\(|select\b|with\b|from\b|values\b)", re.IGNORECASE)
 
@@ -33,6 +39,103 @@ def _relation_sql(relation: str) -> str:
     return relation
 
 
+def counts_source(
+    rows: ibis.Table,
+    *,
+    report_col: str = "report_id",
+    drug_col: str = "drug",
+    event_col: str = "event",
+    strata: list[str] | None = None,
+    by: list[str] | None = None,
+) -> ibis.Table:
+    """``rows`` renamed to the columns :func:`contingency_counts_expr` reads: rid, drug, event, s0…, b0…"""
+    strata, by = list(strata or []), list(by or [])
+    return rows.select(
+        **{f"b{i}": rows[b] for i, b in enumerate(by)},
+        rid=rows[report_col],
+        drug=rows[drug_col],
+        event=rows[event_col],
+        **{f"s{i}": rows[s] for i, s in enumerate(strata)},
+    )
+
+
+def contingency_counts_expr(src: ibis.Table, n_strata: int = 0, by: list[str] | None = None) -> ibis.Table:
+    """Per pair ``[by…,] drug, event, n11, n1_, n_1, n, e`` from report rows ``src`` (columns of
+    :func:`counts_source`: rid, drug, event, s0…s{n_strata-1}, b0…b{len(by)-1}); the by-columns
+    come out under the names in ``by``.
+
+    n11 = distinct reports with the drug and the event; n1_ / n_1 = distinct reports with the
+    drug / the event; n = distinct reports; e = n1_·n_1/n, or Σ_s n1_(s)·n_1(s)/n(s) over the
+    strata (DuMouchel, 1999, "Bayesian data mining in large frequency tables", Am Stat 53:177).
+    Group and stratum keys match null-safely (a null stratum is a stratum); the stratified sum is
+    exact (DECIMAL), so E does not depend on the engine's summation order. Not sorted: sort
+    with ``order_by`` where order matters (the callers below do)."""
+    by = list(by or [])
+    bk = [f"b{i}" for i in range(len(by))]
+    sk = [f"s{i}" for i in range(n_strata)]
+    src = src.filter(src.rid.notnull())
+    has_drug, has_event = src.drug.notnull(), src.event.notnull()
+
+    def renamed(t: ibis.Table, suffix: str, keys: list[str]) -> ibis.Table:
+        return t.rename({f"{k}{suffix}": k for k in keys})
+
+    pairs = src.filter(has_drug & has_event).group_by([*bk, "drug", "event"]).aggregate(n11=src.rid.nunique())
+    drugs = renamed(src.filter(has_drug).group_by([*bk, "drug"]).aggregate(n1_=src.rid.nunique()), "_d", [*bk, "drug"])
+    events = renamed(
+        src.filter(has_event).group_by([*bk, "event"]).aggregate(n_1=src.rid.nunique()), "_v", [*bk, "event"]
+    )
+    tot = (
+        renamed(src.group_by(bk).aggregate(n=src.rid.nunique()), "_t", bk) if bk else src.aggregate(n=src.rid.nunique())
+    )
+    out = pairs.join(drugs, [pairs.drug == drugs.drug_d, *[pairs[k].identical_to(drugs[f"{k}_d"]) for k in bk]])
+    out = out.join(events, [out.event == events.event_v, *[out[k].identical_to(events[f"{k}_v"]) for k in bk]])
+    out = out.join(tot, [out[k].identical_to(tot[f"{k}_t"]) for k in bk]) if bk else out.cross_join(tot)
+    if sk:
+        sd = renamed(
+            src.filter(has_drug).group_by([*bk, "drug", *sk]).aggregate(n1s=src.rid.nunique()), "_d", [*bk, "drug", *sk]
+        )
+        se = renamed(
+            src.filter(has_event).group_by([*bk, "event", *sk]).aggregate(n_1s=src.rid.nunique()),
+            "_v",
+            [*bk, "event", *sk],
+        )
+        st = renamed(src.group_by([*bk, *sk]).aggregate(ns=src.rid.nunique()), "_t", [*bk, *sk])
+        ex = pairs.select(*bk, "drug", "event")
+        ex = ex.join(sd, [ex.drug == sd.drug_d, *[ex[k].identical_to(sd[f"{k}_d"]) for k in bk]])
+        ex = ex.join(se, [ex.event == se.event_v, *[ex[f"{k}_d"].identical_to(se[f"{k}_v"]) for k in [*bk, *sk]]])
+        ex = ex.join(st, [ex[f"{k}_d"].identical_to(st[f"{k}_t"]) for k in [*bk, *sk]])
+        # each stratum's term in double, summed as DECIMAL(38, 18): an exact, order-free sum, so E is
+        # the same bits whatever order a parallel aggregation (DuckDB threads, Spark tasks) adds them in
+        term = (ex.n1s.cast("float64") * ex.n_1s / ex.ns).cast(_EXACT)
+        ex = ex.group_by([*bk, "drug", "event"]).aggregate(e=term.sum())
+        ex = renamed(ex, "_x", [*bk, "drug", "event"])
+        out = out.join(
+            ex,
+            [out.drug == ex.drug_x, out.event == ex.event_x, *[out[k].identical_to(ex[f"{k}_x"]) for k in bk]],
+        )
+        e = out.e
+    else:
+        e = out.n1_.cast("float64") * out.n_1 / out.n
+    return out.select(
+        **{name: out[k] for name, k in zip(by, bk, strict=True)},
+        drug=out.drug,
+        event=out.event,
+        n11=out.n11.cast("int64"),
+        n1_=out.n1_.cast("int64"),
+        n_1=out.n_1.cast("int64"),
+        n=out.n.cast("int64"),
+        e=e.cast("float64"),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _counts_select_sql(n_by: int, n_strata: int, by: tuple[str, ...]) -> str:
+    """The DuckDB SELECT of :func:`contingency_counts_expr` over a relation called ``src``."""
+    columns = {**{f"b{i}": "string" for i in range(n_by)}, "rid": "string", "drug": "string", "event": "string"}
+    columns.update({f"s{i}": "string" for i in range(n_strata)})
+    return ibis.to_sql(contingency_counts_expr(ibis.table(columns, name="src"), n_strata, list(by)), dialect="duckdb")
+
+
 def contingency_counts_sql(
     relation: str,
     *,
@@ -42,56 +145,19 @@ def contingency_counts_sql(
     strata: list[str] | None = None,
     by: list[str] | None = None,
 ) -> str:
-    """The SQL text used by :func:`contingency_counts` (for EXPLAIN or reuse)."""
+    """DuckDB SQL text of :func:`contingency_counts_expr` over ``relation`` (a table/view name, or a
+    query), sorted by (by…, drug, event): for :func:`contingency_counts`, EXPLAIN, or a CTE of a larger query."""
     strata, by = list(strata or []), list(by or [])
-    scols = "".join(f", {_q(s)} AS s{i}" for i, s in enumerate(strata))
-    bcols = "".join(f"{_q(b)} AS b{i}, " for i, b in enumerate(by))
-    g = "".join(f"b{i}, " for i in range(len(by)))  # group prefix
-    sel = "".join(f", s{i}" for i in range(len(strata)))
-
-    def on(a: str, b: str, parts: list[str]) -> str:
-        return " AND ".join([f"{a}.{p} IS NOT DISTINCT FROM {b}.{p}" for p in parts] or ["TRUE"])
-
-    bkeys = [f"b{i}" for i in range(len(by))]
-    src = (
-        f"src AS (SELECT {bcols}{_q(report_col)} AS rid, {_q(drug_col)} AS drug, {_q(event_col)} AS event{scols} "
-        f"FROM {_relation_sql(relation)} AS rel WHERE {_q(report_col)} IS NOT NULL)"
-    )
-    ctes = [
-        src,
-        f"pairs AS (SELECT {g}drug, event, count(DISTINCT rid) AS n11 FROM src "
-        f"WHERE drug IS NOT NULL AND event IS NOT NULL GROUP BY {g}drug, event)",
-        f"drugs AS (SELECT {g}drug, count(DISTINCT rid) AS n1_ FROM src WHERE drug IS NOT NULL GROUP BY {g}drug)",
-        f"events AS (SELECT {g}event, count(DISTINCT rid) AS n_1 FROM src WHERE event IS NOT NULL GROUP BY {g}event)",
-        f"tot AS (SELECT {g}count(DISTINCT rid) AS n FROM src{' GROUP BY ' + g.rstrip(', ') if by else ''})",
+    cols = [*(f"{_q(b)} AS b{i}" for i, b in enumerate(by)), f"{_q(report_col)} AS rid"]
+    cols += [
+        f"{_q(drug_col)} AS drug",
+        f"{_q(event_col)} AS event",
+        *(f"{_q(s)} AS s{i}" for i, s in enumerate(strata)),
     ]
-    if strata:
-        skeys = [f"s{i}" for i in range(len(strata))]
-        grp = g + ", ".join(skeys)
-        ctes += [
-            f"sd AS (SELECT {g}drug{sel}, count(DISTINCT rid) AS n1s FROM src WHERE drug IS NOT NULL GROUP BY drug, {grp})",
-            f"se AS (SELECT {g}event{sel}, count(DISTINCT rid) AS n_1s FROM src WHERE event IS NOT NULL "
-            f"GROUP BY event, {grp})",
-            f"st AS (SELECT {grp}, count(DISTINCT rid) AS ns FROM src GROUP BY {grp})",
-            f"ex AS (SELECT {''.join(f'p.{k}, ' for k in bkeys)}p.drug, p.event, "
-            "sum(CAST(sd.n1s AS DOUBLE) * se.n_1s / st.ns) AS e "
-            f"FROM pairs p JOIN sd ON sd.drug = p.drug AND {on('sd', 'p', bkeys)} "
-            f"JOIN se ON se.event = p.event AND {on('se', 'sd', bkeys + skeys)} "
-            f"JOIN st ON {on('st', 'sd', bkeys + skeys)} GROUP BY {''.join(f'p.{k}, ' for k in bkeys)}p.drug, p.event)",
-        ]
-        e_expr = "ex.e"
-        e_join = f"JOIN ex ON ex.drug = p.drug AND ex.event = p.event AND {on('ex', 'p', bkeys)}"
-    else:
-        e_expr, e_join = "CAST(d.n1_ AS DOUBLE) * ev.n_1 / tot.n", ""
-    out_by = "".join(f"p.b{i} AS {_q(b)}, " for i, b in enumerate(by))
-    order = "".join(f"p.b{i}, " for i in range(len(by)))
+    order = ", ".join([*(_q(b) for b in by), "drug", "event"])
     return (
-        "WITH " + ",\n".join(ctes) + "\n"
-        f"SELECT {out_by}p.drug, p.event, CAST(p.n11 AS BIGINT) AS n11, CAST(d.n1_ AS BIGINT) AS n1_, "
-        f"CAST(ev.n_1 AS BIGINT) AS n_1, CAST(tot.n AS BIGINT) AS n, CAST({e_expr} AS DOUBLE) AS e\n"
-        f"FROM pairs p JOIN drugs d ON d.drug = p.drug AND {on('d', 'p', bkeys)} "
-        f"JOIN events ev ON ev.event = p.event AND {on('ev', 'p', bkeys)} "
-        f"JOIN tot ON {on('tot', 'p', bkeys)} {e_join}\nORDER BY {order}p.drug, p.event"
+        f"WITH src AS (SELECT {', '.join(cols)} FROM {_relation_sql(relation)} AS rel)\n"
+        f"SELECT * FROM (\n{_counts_select_sql(len(by), len(strata), tuple(by))}\n) AS counts\nORDER BY {order}"
     )
 
 

@@ -11,13 +11,17 @@ Expected counts are stratified by sex, age band and report year (:data:`STRATA`)
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import uuid
 
 import duckdb
+import ibis
 import polars as pl
 
-from warehouse.queries import read_model
-from warehouse.queries.counts import contingency_counts
-from warehouse.terminology.hierarchy import level_version, map_events_sql, run_event_level
+from warehouse.engine.engines import DuckDBEngine, Engine
+from warehouse.engine.read_model import READ_MODEL_TABLES, prepare, read_model_table
+from warehouse.queries.counts import contingency_counts_expr, counts_source
+from warehouse.terminology.hierarchy import event_map_on, map_events, run_event_level
 
 LEVELS = ("product", "ingredient")
 STRATA = ["sex", "age_band", "report_year"]
@@ -25,53 +29,101 @@ STRATA = ["sex", "age_band", "report_year"]
 _SUBJECT = {"product": "product_id", "ingredient": "ingredient"}
 
 
+_EVENT_COLUMNS = {
+    "case_id": "string",
+    "product_id": "string",
+    "ingredient": "string",
+    "pt": "string",
+    "sex": "string",
+    "age_years": "float64",
+    "received_on": "date",
+}
+
+
+def report_event_rows(events: ibis.Table, level: str) -> ibis.Table:
+    """Report-level rows (report_id, drug, event, the strata, received_on) of one level: THE definition.
+
+    ``events`` are the read model's ``pv_case_event`` rows (:func:`warehouse.engine.read_model.read_model_table`
+    on an engine). Strata: sex (null → 'U'), age band (0-17, 18-64, 65+, unknown), report year."""
+    if level not in _SUBJECT:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    drug = events[_SUBJECT[level]]
+    age = events.age_years
+    age_band = ibis.cases((age.isnull(), "unknown"), (age < 18, "0-17"), (age < 65, "18-64"), else_="65+")
+    return (
+        events.filter(drug.notnull())
+        .select(
+            report_id=events.case_id,
+            drug=drug,
+            event=events.pt,
+            sex=events.sex.fill_null("U"),
+            age_band=age_band,
+            report_year=events.received_on.year(),
+            received_on=events.received_on,
+        )
+        .distinct()
+    )
+
+
+@functools.lru_cache(maxsize=4)
 def report_event_rows_sql(level: str) -> str:
-    """A SELECT of report-level rows (report_id, drug, event, strata, received_on) for one level.
+    """:func:`report_event_rows` as DuckDB SQL text over ``pv_case_event(NULL)`` (for SQL callers).
 
     Reads the read model's ``pv_case_event``: run :func:`warehouse.queries.read_model.install` on
     the connection first (the functions below do)."""
-    if level not in _SUBJECT:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    return f"""
-        SELECT DISTINCT case_id AS report_id, {_SUBJECT[level]} AS drug, pt AS event,
-               coalesce(sex, 'U') AS sex,
-               CASE WHEN age_years IS NULL THEN 'unknown' WHEN age_years < 18 THEN '0-17'
-                    WHEN age_years < 65 THEN '18-64' ELSE '65+' END AS age_band,
-               year(received_on) AS report_year, received_on
-        FROM pv_case_event(NULL)
-        WHERE {_SUBJECT[level]} IS NOT NULL
-    """
+    placeholder = ibis.table(_EVENT_COLUMNS, name="pv_case_event")
+    sql = ibis.to_sql(report_event_rows(placeholder, level), dialect="duckdb")
+    return sql.replace('"pv_case_event"', "pv_case_event(NULL)")
 
 
-def report_event_counts(con: duckdb.DuckDBPyConnection, level: str, event_level: str | None = None) -> pl.DataFrame:
+def _counts(rows: ibis.Table, by: list[str] | None = None) -> ibis.Table:
+    src = counts_source(rows, strata=STRATA, by=by)
+    return contingency_counts_expr(src, len(STRATA), by).order_by([*(by or []), "drug", "event"])
+
+
+def report_event_counts(
+    con: duckdb.DuckDBPyConnection, level: str, engine: Engine | None = None, *, event_level: str | None = None
+) -> pl.DataFrame:
     """drug, event, n11, n1_, n_1, n, e (stratified) of one level at the current data.
 
-    ``event_level`` (default: the run's, ``warehouse.terminology.hierarchy.run_event_level``): PT, or HLT/HLGT/SOC/
-    SMQ narrow/broad of the newest loaded MedDRA release (issue 17); a report whose PTs that level does not group
-    still counts towards N and its drug's margin."""
-    read_model.install(con)
+    Computed by ``engine`` (which must hold :data:`warehouse.engine.read_model.READ_MODEL_TABLES`),
+    else by DuckDB on ``con``. ``event_level`` (default: the run's, ``warehouse.terminology.hierarchy.run_event_level``):
+    PT, or HLT/HLGT/SOC/SMQ narrow/broad of the newest loaded MedDRA release (issue 17); a report whose PTs that level
+    does not group still counts towards N and its drug's margin."""
+    if level not in _SUBJECT:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     event_level = event_level or run_event_level()
-    rows = map_events_sql(
-        report_event_rows_sql(level), event_level, level_version(con, event_level), keep_unmapped=True
-    )
-    return contingency_counts(con, rows, strata=STRATA)
+    engine = engine or DuckDBEngine(con)
+    prepare(engine)
+    with event_map_on(engine, con, event_level) as mapping:
+        return engine.run(
+            ("report_event_counts", level, event_level),
+            lambda e: _counts(
+                map_events(
+                    report_event_rows(read_model_table(e, "pv_case_event"), level), e, mapping, keep_unmapped=True
+                )
+            ),
+            READ_MODEL_TABLES,
+        )
 
 
-def report_event_counts_by_cutoff(con: duckdb.DuckDBPyConnection, level: str, cutoffs: list[dt.date]) -> pl.DataFrame:
+def report_event_counts_by_cutoff(
+    con: duckdb.DuckDBPyConnection, level: str, cutoffs: list[dt.date], engine: Engine | None = None
+) -> pl.DataFrame:
     """cutoff, drug, event, n11, n1_, n_1, n, e for every cut-off date, in one query.
 
     A report counts at cut-off ``t`` when its latest version was received on or before ``t`` (the
     latest version's ``received_on``: follow-ups arriving later than ``t`` slightly re-date a case;
     on the synthetic world few follow-ups change the product or PT)."""
-    read_model.install(con)
-    con.register("_cutoffs", pl.DataFrame({"cutoff": cutoffs}, schema={"cutoff": pl.Date}).to_arrow())
+    engine = engine or DuckDBEngine(con)
+    name = f"_pv_cutoffs_{uuid.uuid4().hex[:8]}"
     try:
-        rows = (
-            f"SELECT k.cutoff, r.* FROM ({report_event_rows_sql(level)}) r JOIN _cutoffs k ON r.received_on <= k.cutoff"
-        )
-        return contingency_counts(con, rows, strata=STRATA, by=["cutoff"])
+        k = engine.register(name, pl.DataFrame({"cutoff": cutoffs}, schema={"cutoff": pl.Date}))
+        rows = report_event_rows(read_model_table(engine, "pv_case_event"), level)
+        rows = rows.join(k, rows.received_on <= k.cutoff)
+        return engine.to_polars(_counts(rows, by=["cutoff"]))
     finally:
-        con.unregister("_cutoffs")
+        engine.drop(name)
 
 
 def score_columns(con: duckdb.DuckDBPyConnection) -> list[str]:

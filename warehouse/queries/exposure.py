@@ -25,32 +25,44 @@ is known, whereas medication logs cover only patients who log.
 from __future__ import annotations
 
 import duckdb
+import ibis
 
-EXPOSURE_WEEKLY_SQL = """
-CREATE OR REPLACE TABLE exposure_weekly AS
-WITH packs AS (
-    SELECT product_id, batch_id, region, date_trunc('week', (delivered_at AT TIME ZONE 'UTC')::DATE)::DATE AS week,
-           sum(quantity) AS packs_delivered, count(DISTINCT patient_key) AS patients_exposed
-    FROM delivery GROUP BY ALL
-),
-use AS (
-    SELECT d.product_id, d.batch_id, d.region, date_trunc('week', m.week_start)::DATE AS week,
-           count(*) FILTER (WHERE m.doses_taken > 0) AS person_weeks
-    FROM medication_log m JOIN delivery d USING (delivery_id)
-    GROUP BY ALL
-)
-SELECT product_id, batch_id, region, week,
-       coalesce(p.packs_delivered, 0)::BIGINT AS packs_delivered,
-       coalesce(p.patients_exposed, 0)::BIGINT AS patients_exposed,
-       coalesce(u.person_weeks, 0)::BIGINT AS person_weeks
-FROM packs p FULL OUTER JOIN use u USING (product_id, batch_id, region, week)
-ORDER BY product_id, batch_id, region, week
-"""
+from warehouse.engine.engines import DuckDBEngine, Engine
+
+#: The warehouse tables :func:`exposure_weekly` reads (what a Spark engine must be given).
+EXPOSURE_TABLES = ("delivery", "medication_log")
+
+_KEYS = ["product_id", "batch_id", "region", "week"]
 
 
-def build_exposure(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """(Re)build ``exposure_weekly``: one row per product, batch, region and week."""
-    con.execute(EXPOSURE_WEEKLY_SQL)
+def exposure_weekly(engine: Engine) -> ibis.Table:
+    """One row per product, batch, region and week: packs delivered, patients exposed, person-weeks
+    (definitions above), sorted by the keys. The engine computes in UTC, so ``delivered_at``'s date
+    is its UTC date whatever the session; weeks are ``truncate("W")`` (Monday) on both engines."""
+    d = engine.table("delivery")
+    week = d.delivered_at.date().truncate("W")
+    packs = d.group_by(d.product_id, d.batch_id, d.region, week=week).aggregate(
+        packs_delivered=d.quantity.sum(), patients_exposed=d.patient_key.nunique()
+    )
+    m = engine.table("medication_log").select("delivery_id", "week_start", "doses_taken")
+    j = m.join(d.select("delivery_id", "product_id", "batch_id", "region"), "delivery_id")
+    use = j.group_by(j.product_id, j.batch_id, j.region, week=j.week_start.truncate("W")).aggregate(
+        person_weeks=j.count(where=j.doses_taken > 0)
+    )
+    use = use.rename({f"{k}_u": k for k in _KEYS})
+    both = packs.outer_join(use, [packs[k] == use[f"{k}_u"] for k in _KEYS])
+    return both.select(
+        **{k: ibis.coalesce(both[k], both[f"{k}_u"]) for k in _KEYS},
+        packs_delivered=both.packs_delivered.fill_null(0).cast("int64"),
+        patients_exposed=both.patients_exposed.fill_null(0).cast("int64"),
+        person_weeks=both.person_weeks.fill_null(0).cast("int64"),
+    ).order_by(_KEYS)
+
+
+def build_exposure(con: duckdb.DuckDBPyConnection, engine: Engine | None = None) -> dict[str, int]:
+    """(Re)build ``exposure_weekly`` in the warehouse: one row per product, batch, region and week,
+    computed by ``engine`` (given :data:`EXPOSURE_TABLES`), else by DuckDB on ``con``."""
+    (engine or DuckDBEngine(con)).store("exposure_weekly", exposure_weekly, con, "exposure_weekly", EXPOSURE_TABLES)
     rows, packs, person_weeks = con.sql(
         "SELECT count(*), coalesce(sum(packs_delivered), 0), coalesce(sum(person_weeks), 0) FROM exposure_weekly"
     ).fetchone()

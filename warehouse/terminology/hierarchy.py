@@ -22,9 +22,17 @@ register row at a level above PT.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import duckdb
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ibis
+
+    from warehouse.engine.engines import Engine
 
 LEVELS = ("pt", "hlt", "hlgt", "soc", "smq_narrow", "smq_broad")
 EVENT_LEVEL_ENV = "PVTRACE_EVENT_LEVEL"
@@ -128,6 +136,43 @@ def e2b_llt_mapping(
     ).fetchall()
     # PT-named LLTs last so that they win when a lay LLT has the same name as a PT
     return {name: (int(code), version) for name, code, _ in rows}
+
+
+@contextlib.contextmanager
+def event_map_on(
+    engine: Engine, con: duckdb.DuckDBPyConnection, level: str, language: str = "en"
+) -> Iterator[str | None]:
+    """Make the (pt, event) pairs of ``level`` (:func:`event_map_sql`, newest release) visible to ``engine`` for
+    the duration of the block; yields the name to pass to :func:`map_events`, or None at PT (nothing to map).
+    The pairs are small (one row per PT and group) and are read from the warehouse once per call."""
+    if level == "pt":
+        yield None
+        return
+    version = level_version(con, level, language)
+    name = f"_pv_event_map_{level}"
+    pairs = con.execute(f"SELECT DISTINCT pt, event FROM ({event_map_sql(level, version, language)})").pl()
+    engine.register(name, pairs)
+    try:
+        yield name
+    finally:
+        engine.drop(name)
+
+
+def map_events(
+    rows: ibis.Table, engine: Engine, name: str | None, *, event_col: str = "event", keep_unmapped: bool = False
+) -> ibis.Table:
+    """:func:`map_events_sql` as an engine expression: ``rows`` with ``event_col`` (PT names) replaced by the groups
+    of the map ``name`` registered by :func:`event_map_on` (None: unchanged), one row per (row, group), duplicates
+    removed; unmapped rows drop out, or with ``keep_unmapped`` stay with a null event."""
+    if name is None:
+        return rows
+    m = engine.table(name)
+    m = m.select(mapped_pt_=m.pt, mapped_event_=m.event)
+    on = rows[event_col] == m.mapped_pt_
+    joined = rows.left_join(m, on) if keep_unmapped else rows.join(m, on)
+    return joined.select(
+        *[joined.mapped_event_.name(c) if c == event_col else joined[c] for c in rows.columns]
+    ).distinct()
 
 
 def map_events_sql(
