@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from warehouse.lake import delta
 from warehouse.lake.buckets import bucket_of
 from warehouse.lake.store import Lake
-from warehouse.queries.exposure import EXPOSURE_WEEKLY_SQL
+from warehouse.queries.exposure import build_exposure
 from warehouse.schema import connect
 
 START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)  # a Monday
@@ -124,7 +124,7 @@ def test_weekly_exposure_is_the_warehouse_definition(landed, deliveries, tmp_pat
         "INSERT INTO delivery (delivery_id, delivered_at, pack_code, batch_id, product_id, patient_key, region, quantity) "
         "SELECT delivery_id, delivered_at, pack_code, batch_id, product_id, patient_key, region, quantity FROM _d"
     )
-    con.execute(EXPOSURE_WEEKLY_SQL)
+    build_exposure(con)
     want = con.sql(
         "SELECT product_id, batch_id, region, week, packs_delivered, patients_exposed FROM exposure_weekly ORDER BY ALL"
     ).pl()
