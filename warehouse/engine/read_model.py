@@ -20,7 +20,7 @@ from warehouse.schema import _DDL
 __all__ = ["READ_MODEL_TABLES", "prepare", "read_model_table", "spark_sql"]
 
 #: The warehouse tables the read model's counting rules read (what a Spark engine must be given).
-READ_MODEL_TABLES = ("case_report", "case_drug", "case_reaction", "case_batch_link", "product")
+READ_MODEL_TABLES = ("case_report", "case_drug", "case_reaction", "case_reaction_coding", "case_batch_link", "product")
 
 _VIEWS = ("latest_case", "latest_case_drug", "latest_case_reaction")
 _MACROS = ("pv_counted_case", "pv_counted_drug", "pv_case_event")
