@@ -94,7 +94,7 @@ def disproportionality_replay(con, cutoffs: list[dt.date], prior_every_months: i
 
 
 def heterogeneity_replay(con, cutoffs: list[dt.date]) -> pl.DataFrame:
-    """cutoff, level, product, event, batch of every flagged batch at every weekly cut-off."""
+    """cutoff, level, product, event, batch, cases, expected of every flagged batch at every weekly cut-off."""
     cases = batch_case_rows(con)
     out = []
     for cutoff in cutoffs:
@@ -103,14 +103,28 @@ def heterogeneity_replay(con, cutoffs: list[dt.date]) -> pl.DataFrame:
             if scored.height and "flagged" in scored.columns:
                 out.append(
                     scored.filter("flagged").select(
-                        pl.lit(cutoff).alias("cutoff"), pl.lit(level).alias("level"), "product", "event", "batch"
+                        pl.lit(cutoff).alias("cutoff"),
+                        pl.lit(level).alias("level"),
+                        "product",
+                        "event",
+                        "batch",
+                        pl.col("cases").cast(pl.Int64),
+                        pl.col("expected").cast(pl.Float64),
                     )
                 )
     return (
         pl.concat(out)
         if out
         else pl.DataFrame(
-            schema={"cutoff": pl.Date, "level": pl.String, "product": pl.String, "event": pl.String, "batch": pl.String}
+            schema={
+                "cutoff": pl.Date,
+                "level": pl.String,
+                "product": pl.String,
+                "event": pl.String,
+                "batch": pl.String,
+                "cases": pl.Int64,
+                "expected": pl.Float64,
+            }
         )
     )
 

@@ -93,27 +93,21 @@ def product_firings(con, cutoffs: list[dt.date]) -> pl.DataFrame:
 
 def batch_firings(con, cutoffs: list[dt.date]) -> pl.DataFrame:
     """cutoff, key, rule, n11, e for the heterogeneity flag at every cut-off and the MaxSPRT crossings up to it."""
-    from signals.batch_detection import heterogeneity_by_level
-    from warehouse.queries.batch_inputs import batch_case_rows, batch_exposure
+    from assets.evaluation import heterogeneity_replay
 
-    cases = batch_case_rows(con)
-    out = []
-    for cutoff in cutoffs:
-        seen = cases.filter(pl.col("received_on") <= cutoff)
-        for _, (scored, _) in heterogeneity_by_level(seen, batch_exposure(con, cutoff), with_funnel=False).items():
-            if scored.height and "flagged" in scored.columns:
-                out.append(
-                    scored.filter("flagged").select(
-                        pl.lit(cutoff).alias("cutoff"),
-                        pl.lit("batch").alias("level"),
-                        "product",
-                        pl.col("event").alias("pt"),
-                        "batch",
-                        pl.lit("batch_exact+eb").alias("rule"),
-                        pl.col("cases").cast(pl.Int64).alias("n11"),
-                        pl.col("expected").cast(pl.Float64).alias("e"),
-                    )
-                )
+    het = heterogeneity_replay(con, cutoffs)
+    out = [
+        het.select(
+            "cutoff",
+            pl.lit("batch").alias("level"),
+            "product",
+            pl.col("event").alias("pt"),
+            "batch",
+            pl.lit("batch_exact+eb").alias("rule"),
+            pl.col("cases").alias("n11"),
+            pl.col("expected").alias("e"),
+        )
+    ]
     seq = con.sql(
         "SELECT product_id AS product, pt, batch_id AS batch, crossed_on, crossed_on_group, signalled, "
         "signalled_group, observed_at_crossing, expected_at_crossing FROM sequential_monitoring "

@@ -2,16 +2,8 @@
 
     .venv/bin/python benchmarks/linkage_quality.py [--seed 42] [--scale 1.0] [--inbox DIR]
 
-The generator writes the batch each case drug really came from
-(``ground_truth_case_batches.parquet``); the linkage never sees it. Over the latest version of
-every loaded case (all drug roles):
-
-- **precision** of a method = links to the true batch / links the method made (a batch chosen);
-- **recall** of a report source = case drugs linked to their true batch / case drugs of that source;
-- ``recall_given`` = the same over the case drugs whose reporter typed a lot or scanned a code
-  (the rest cannot be linked to a batch by anyone);
-- per method, ``recall_share`` = case drugs that method linked correctly / all case drugs, so the
-  shares add up to the overall recall.
+Prints the precision and recall per link method and report source that ``assets/linkage_evaluation.py``
+computes against the synthetic world's truth (its docstring defines each figure).
 """
 
 from __future__ import annotations
