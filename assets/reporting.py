@@ -118,6 +118,34 @@ def period_lock_point(con, end: dt.date) -> dt.date:
     return min(end, last) if last else end
 
 
+def report_inputs(
+    con, j: Jurisdiction, start: dt.date, end: dt.date, inbox: Path, *, run_id: str, generated_at: str, version: str
+) -> ReportInputs:
+    """What one jurisdiction's periodic report of the period ``start``–``end`` shows, read from the warehouse
+    (the data lock point: :func:`period_lock_point`); the asset and the report benchmark both build it here."""
+    dlp = period_lock_point(con, end)
+    signals = rq.period_signals(con, j.market_region, start, dlp)
+    ids = signals["signal_id"].to_list()
+    return ReportInputs(
+        jurisdiction=j,
+        period_start=start,
+        period_end=end,
+        data_lock_point=dlp,
+        run_id=run_id,
+        generated_at=generated_at,
+        code_version=version,
+        summary=rq.scope_summary(con, j.market_region, start, dlp),
+        signals=signals,
+        signal_cases=rq.signal_cases(con, ids, dlp),
+        batches=rq.signal_batch_annex(con, ids, dlp),
+        clock=expedited_clock(rq.expedited_cases(con, j.market_region, start, dlp), j, dlp),
+        lineage=_relative_lineage(rq.input_lineage(con), inbox),
+        # full pages for the signals at or above the priority threshold or with a status change (issue 14)
+        full_pages=frozenset(priority_page_ids(signals.to_dicts(), threshold := priority_threshold())),
+        priority_threshold=threshold,
+    )
+
+
 def e2b_batch_for(
     con,
     j: Jurisdiction,
@@ -155,28 +183,10 @@ def _report_asset(code: str):
         start, end = period_of(context)
         reports = output.folder("reports")
         with warehouse.connect(read_only=True) as con:
-            dlp = period_lock_point(con, end)
-            signals = rq.period_signals(con, j.market_region, start, dlp)
-            ids = signals["signal_id"].to_list()
-            clock = expedited_clock(rq.expedited_cases(con, j.market_region, start, dlp), j, dlp)
-            inputs = ReportInputs(
-                jurisdiction=j,
-                period_start=start,
-                period_end=end,
-                data_lock_point=dlp,
-                run_id=context.run.run_id,
-                generated_at=_now(),
-                code_version=code_version(),
-                summary=rq.scope_summary(con, j.market_region, start, dlp),
-                signals=signals,
-                signal_cases=rq.signal_cases(con, ids, dlp),
-                batches=rq.signal_batch_annex(con, ids, dlp),
-                clock=clock,
-                lineage=_relative_lineage(rq.input_lineage(con), inbox.folder),
-                # full pages for the signals at or above the priority threshold or with a status change (issue 14)
-                full_pages=frozenset(priority_page_ids(signals.to_dicts(), threshold := priority_threshold())),
-                priority_threshold=threshold,
+            inputs = report_inputs(
+                con, j, start, end, inbox.folder, run_id=context.run.run_id, generated_at=_now(), version=code_version()
             )
+        signals, clock = inputs.signals, inputs.clock
         clock_path = write_clock_csv(clock, reports / f"expedited_clock_{code}_{start:%Y-%m}.csv")
         inputs.files["clock"] = clock_path.name
         e2b_status = output.folder("e2b") / f"e2b_icsr_{code}_{start:%Y-%m}.status.json"
@@ -193,9 +203,9 @@ def _report_asset(code: str):
                 "html": dg.MetadataValue.path(str(paths["html"])),
                 "pdf": dg.MetadataValue.path(str(paths["pdf"])),
                 "clock": dg.MetadataValue.path(str(clock_path)),
-                "data_lock_point": str(dlp),
+                "data_lock_point": str(inputs.data_lock_point),
                 "signals": signals.height,
-                "new_signals": int((signals["category"] == "new").sum()) if ids else 0,
+                "new_signals": int((signals["category"] == "new").sum()) if signals.height else 0,
                 "expedited_cases": clock.height,
                 "overdue": int((clock["status"] == "overdue").sum()) if clock.height else 0,
             }

@@ -34,12 +34,9 @@ def build_inputs(warehouse: str, inbox: str) -> list:
     """ReportInputs for each jurisdiction and the latest month, as the report assets build them."""
     import datetime as dt
 
-    from assets.cli import report_months
-    from assets.reporting import _relative_lineage, data_lock_point
-    from reports.expedited import expedited_clock
+    from assets.generation import report_months
+    from assets.reporting import report_inputs
     from reports.jurisdictions import JURISDICTIONS
-    from reports.periodic_report import ReportInputs
-    from warehouse.queries import report_queries as rq
     from warehouse.schema import connect
 
     start = dt.date.fromisoformat(report_months(warehouse, "latest")[0])
@@ -48,29 +45,20 @@ def build_inputs(warehouse: str, inbox: str) -> list:
     con = connect(warehouse, read_only=True)
     try:
         for j in JURISDICTIONS.values():
-            dlp = data_lock_point(con, end)
-            signals = rq.period_signals(con, j.market_region, start, dlp)
-            ids = signals["signal_id"].to_list()
-            e2b = Path(warehouse).parent / "e2b" / f"e2b_icsr_{j.code}_{start:%Y-%m}.status.json"
-            out.append(
-                ReportInputs(
-                    jurisdiction=j,
-                    period_start=start,
-                    period_end=end,
-                    data_lock_point=dlp,
-                    run_id="bench",
-                    generated_at="2026-01-01T04:00:00+00:00",
-                    code_version="bench",
-                    summary=rq.scope_summary(con, j.market_region, start, dlp),
-                    signals=signals,
-                    signal_cases=rq.signal_cases(con, ids, dlp),
-                    batches=rq.signal_batch_annex(con, ids, dlp),
-                    clock=expedited_clock(rq.expedited_cases(con, j.market_region, start, dlp), j, dlp),
-                    lineage=_relative_lineage(rq.input_lineage(con), Path(inbox)),
-                    e2b=json.loads(e2b.read_text()) if e2b.exists() else {},
-                    files={"clock": f"expedited_clock_{j.code}_{start:%Y-%m}.csv"},
-                )
+            inputs = report_inputs(
+                con,
+                j,
+                start,
+                end,
+                Path(inbox),
+                run_id="bench",
+                generated_at="2026-01-01T04:00:00+00:00",
+                version="bench",
             )
+            e2b = Path(warehouse).parent / "e2b" / f"e2b_icsr_{j.code}_{start:%Y-%m}.status.json"
+            inputs.e2b = json.loads(e2b.read_text()) if e2b.exists() else {}
+            inputs.files["clock"] = f"expedited_clock_{j.code}_{start:%Y-%m}.csv"
+            out.append(inputs)
     finally:
         con.close()
     return out
