@@ -79,12 +79,39 @@ CASE_SCHEMA = pa.schema(
 )
 
 
+#: the daily landings' quarantine tables: ``deliveries_quarantine`` and ``cases_quarantine``, by day
+QUARANTINE_STAGES = ("deliveries", "cases")
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("day", pa.date32()),
+        ("source_file", pa.string()),
+        ("line", pa.int64()),
+        ("record_key", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class Landed:
     """What one landing call did: rows received, partitions rewritten per table."""
 
     rows: int
     partitions: dict[str, int]
+
+
+def _within(found: list, days: list | None, what: str) -> list:
+    """The partitions to write: ``found`` (those the rows touch), or ``days`` when given, which must
+    hold every row's day (a daily partition's landing writes its own days only)."""
+    if days is None:
+        return found
+    days = sorted(set(days))
+    outside = sorted(set(found) - set(days))
+    if outside:
+        raise ValueError(f"{what}: row(s) of day(s) {[str(d) for d in outside[:5]]} outside the days landed")
+    return days
 
 
 def _typed(rows, schema: pa.Schema, what: str) -> pa.Table:
@@ -132,39 +159,58 @@ class Lake:
         return con
 
     # ---- deliveries -------------------------------------------------------------------------
-    def land_deliveries(self, rows: pa.Table | pl.DataFrame) -> Landed:
-        """Merge deliveries into their days' partitions, then refresh the derived counts of those days/weeks."""
+    def land_deliveries(self, rows: pa.Table | pl.DataFrame, days: list[dt.date] | None = None) -> Landed:
+        """Merge deliveries into their days' partitions, then refresh the derived counts of those days/weeks.
+
+        With ``days`` (a daily partition's landing): the partitions of ``days`` are *replaced* by
+        ``rows`` (every row must lie in one of them; a day without rows is emptied), so landing a
+        day again with the same rows changes nothing and a row the inbox no longer loads leaves."""
         new = _typed(rows, DELIVERY_SCHEMA, "deliveries")
         con = self._con({})
         con.register("new", new)
         con.execute(
             "CREATE TEMP TABLE landed AS SELECT *, (delivered_at AT TIME ZONE 'UTC')::DATE AS delivered_on FROM new"
         )
-        days = [r[0] for r in con.sql("SELECT DISTINCT delivered_on FROM landed ORDER BY 1").fetchall()]
+        found = [r[0] for r in con.sql("SELECT DISTINCT delivered_on FROM landed ORDER BY 1").fetchall()]
+        replace = days is not None
+        days = _within(found, days, "deliveries")
         if not days:
             return Landed(0, {})
-        merged = self._merge(con, "deliveries", "landed", "delivered_on", days, ["delivery_id"])
+        merged = self._merge(con, "deliveries", "landed", "delivered_on", days, ["delivery_id"], keep_old=not replace)
         delta.write_partitions(self.uri("deliveries"), merged, "delivered_on", days)
         return Landed(new.num_rows, {"deliveries": len(days), **self._refresh_counts(days)})
 
-    def _merge(self, con, table: str, landed: str, part: str, values: list, key: list[str]) -> pa.Table:
+    def _merge(
+        self,
+        con,
+        table: str,
+        landed: str,
+        part: str,
+        values: list,
+        key: list[str],
+        keep_old: bool | str = True,
+        params: dict | None = None,
+    ) -> pa.Table:
         """Existing rows of ``table``'s partitions ``values`` plus the landed rows; per natural key
-        the landed row wins (the last one of the landed rows, if the key repeats within them)."""
+        the landed row wins (the last one of the landed rows, if the key repeats within them).
+        ``keep_old``: False keeps none of the existing rows (the partitions are replaced); a SQL
+        predicate keeps only the existing rows matching it (its named ``params`` bound)."""
         cols = ", ".join(f'"{c}"' for c in con.sql(f"SELECT * FROM {landed} LIMIT 0").columns)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _landed_pos AS SELECT {cols}, 1 AS _src, row_number() OVER () AS _pos "
             f"FROM {landed}"
         )
-        union, params = "SELECT * FROM _landed_pos", []
-        if delta.exists(self.uri(table)):
+        union, bound = "SELECT * FROM _landed_pos", {}
+        if keep_old is not False and delta.exists(self.uri(table)):
             con.register("_old", delta.dataset(self.uri(table)))
-            union = f"SELECT {cols}, 0 AS _src, 0 AS _pos FROM _old WHERE {part} IN $values UNION ALL {union}"
-            params = {"values": values}
+            also = f" AND ({keep_old})" if isinstance(keep_old, str) else ""
+            union = f"SELECT {cols}, 0 AS _src, 0 AS _pos FROM _old WHERE {part} IN $values{also} UNION ALL {union}"
+            bound = {"values": values, **(params or {})}
         keys = ", ".join(key)
         return con.execute(
             f"SELECT {cols} FROM ({union}) "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _src DESC, _pos DESC) = 1 ORDER BY {part}, {keys}",
-            params or None,
+            bound or None,
         ).to_arrow_table()
 
     def _refresh_counts(self, days: list[dt.date]) -> dict[str, int]:
@@ -219,9 +265,14 @@ class Lake:
         return Landed(new.num_rows, {"packs": len(buckets)})
 
     # ---- case versions ----------------------------------------------------------------------
-    def land_case_versions(self, rows: pa.Table | pl.DataFrame) -> Landed:
+    def land_case_versions(self, rows: pa.Table | pl.DataFrame, days: list[dt.date] | None = None) -> Landed:
         """Merge case versions into their case buckets, then recompute the latest version of
-        every case of those buckets (a new version of an old case changes its latest row)."""
+        every case of those buckets (a new version of an old case changes its latest row).
+
+        With ``days`` (a daily partition's landing, by ``received_on``): the versions received on
+        ``days`` are *replaced* by ``rows`` (every row must be received on one of them) in every
+        bucket that holds or receives one, so re-landing a day changes nothing and a version the
+        inbox no longer loads leaves; versions received on other days are kept."""
         new = _typed(rows, CASE_SCHEMA, "case versions")
         con = self._con({})
         con.register("new", new)
@@ -229,11 +280,41 @@ class Lake:
             f"CREATE TEMP TABLE landed AS SELECT *, {duckdb_bucket('case_id', self.case_buckets)} AS case_bucket FROM new"
         )
         buckets = [r[0] for r in con.sql("SELECT DISTINCT case_bucket FROM landed ORDER BY 1").fetchall()]
+        keep_old: bool | str = True
+        if days is not None:
+            found = [r[0] for r in con.sql("SELECT DISTINCT received_on FROM landed ORDER BY 1").fetchall()]
+            days = _within(found, days, "case versions")
+            keep_old = "received_on IS NULL OR received_on NOT IN $days"
+            if delta.exists(self.uri("case_versions")):  # the buckets that held a version of those days
+                old = self._con({"versions": "case_versions"})
+                held = old.execute("SELECT DISTINCT case_bucket FROM versions WHERE received_on IN ?", [days])
+                buckets = sorted({*buckets, *(r[0] for r in held.fetchall())})
         if not buckets:
             return Landed(0, {})
-        merged = self._merge(con, "case_versions", "landed", "case_bucket", buckets, ["case_id", "version"])
+        merged = self._merge(
+            con,
+            "case_versions",
+            "landed",
+            "case_bucket",
+            buckets,
+            ["case_id", "version"],
+            keep_old,
+            {"days": days} if days is not None else None,
+        )
         delta.write_partitions(self.uri("case_versions"), merged, "case_bucket", buckets)
         return Landed(new.num_rows, {"case_versions": len(buckets), **self._refresh_latest(buckets)})
+
+    # ---- quarantine of a daily landing ------------------------------------------------------------
+    def land_quarantine(self, stage: str, rows: pa.Table | pl.DataFrame, days: list[dt.date]) -> Landed:
+        """Replace the quarantined rows of ``days`` in ``<stage>_quarantine`` (partitioned by ``day``):
+        what a daily landing did not load, with the reason (redacted raw rows, as in the warehouse)."""
+        if stage not in QUARANTINE_STAGES:
+            raise ValueError(f"stage must be one of {QUARANTINE_STAGES}, got {stage!r}")
+        table = _typed(rows, QUARANTINE_SCHEMA, f"{stage} quarantine") if len(rows) else QUARANTINE_SCHEMA.empty_table()
+        days = _within(sorted(set(table["day"].to_pylist())), days, f"{stage} quarantine")
+        if days:
+            delta.write_partitions(self.uri(f"{stage}_quarantine"), table, "day", days)
+        return Landed(table.num_rows, {f"{stage}_quarantine": len(days)})
 
     def _refresh_latest(self, buckets: list[int]) -> dict[str, int]:
         con = self._con({"versions": "case_versions"})
