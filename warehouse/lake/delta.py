@@ -66,21 +66,30 @@ def exists(uri: str | Path) -> bool:
     return DeltaTable.is_deltatable(str(uri))
 
 
-def write_partitions(uri: str | Path, data: pa.Table, partition_by: str, values: Iterable) -> int:
-    """Replace the partitions ``partition_by IN values`` of the Delta table at ``uri`` with
-    ``data`` in one commit (Delta's ``replaceWhere``), creating the table if it does not exist.
+def write_partitions(uri: str | Path, data: pa.Table, partition_by: str | list[str], values: Iterable) -> int:
+    """Replace the partitions ``values`` of the Delta table at ``uri`` with ``data`` in one commit
+    (Delta's ``replaceWhere``), creating the table if it does not exist.
 
-    Every row of ``data`` must lie in ``values`` (delta-rs rejects the commit otherwise);
-    partitions not named are untouched; a named partition with no row in ``data`` is emptied.
-    Idempotent: writing the same ``data`` again gives the same snapshot. Returns the new version.
+    ``partition_by`` is one column (``values``: its values) or several (``values``: tuples, one
+    value per column, each tuple one partition). Every row of ``data`` must lie in ``values``
+    (delta-rs rejects the commit otherwise); partitions not named are untouched; a named
+    partition with no row in ``data`` is emptied. Idempotent: writing the same ``data`` again
+    gives the same snapshot. Returns the new version.
     """
+    columns = [partition_by] if isinstance(partition_by, str) else list(partition_by)
     values = sorted(set(values))
     uri = str(uri)
     if not exists(uri):
-        write_deltalake(uri, data, partition_by=[partition_by], mode="overwrite")
+        write_deltalake(uri, data, partition_by=columns, mode="overwrite")
     elif values:
-        predicate = f"{partition_by} IN ({', '.join(_literal(v) for v in values)})"
-        write_deltalake(uri, data, partition_by=[partition_by], mode="overwrite", predicate=predicate)
+        if len(columns) == 1:
+            predicate = f"{columns[0]} IN ({', '.join(_literal(v) for v in values)})"
+        else:
+            predicate = " OR ".join(
+                "(" + " AND ".join(f"{c} = {_literal(v)}" for c, v in zip(columns, part, strict=True)) + ")"
+                for part in values
+            )
+        write_deltalake(uri, data, partition_by=columns, mode="overwrite", predicate=predicate)
     return DeltaTable(uri).version()
 
 

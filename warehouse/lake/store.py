@@ -6,13 +6,26 @@ Tables under one root (each a Delta table, :mod:`warehouse.lake.delta`):
 table              partitioned by             rows
 =================  =========================  ==============================================================
 ``deliveries``     ``delivered_on`` (UTC day)  one per delivery (the warehouse's ``delivery`` columns)
-``packs``          ``code_bucket``             one per pack code; bucket = :mod:`warehouse.lake.buckets` of it
+``packs``          ``code_bucket``,            one per pack code; bucket = :mod:`warehouse.lake.buckets` of it;
+                   ``commissioned_in``         period (UTC day by default) of ``commissioned_at``
 ``case_versions``  ``case_bucket``             one per (case_id, version); bucket of the case id
 ``delivery_daily`` ``day``                     packs and deliveries per product, batch, region, day — additive
 ``exposure_weekly````week`` (Monday)           packs delivered and distinct patients per product, batch,
                                                region, ISO week (``warehouse.queries.exposure``'s definitions)
 ``case_latest``    ``case_bucket``             the latest version of every case
+``<stage>_``       ``day``                     what a daily landing (:mod:`warehouse.lake.daily`) quarantined,
+``quarantine``                                 stage ``deliveries`` or ``cases``, with the warehouse's reasons
 =================  =========================  ==============================================================
+
+Packs: a day's newly commissioned codes fall in every code bucket, so bucketing by code alone
+would rewrite the whole table every day; partitioned by bucket *and* commissioning period they add
+new partitions (a period already present is merged: the current month, for ``pack_period="month"``),
+and a lookup by code (:meth:`Lake.lookup_packs`) still prunes to its bucket (the first partition
+column). A code sent again with another commissioning period lands in another partition: like a
+delivery moved to another day, it must be landed as a replacement of both.
+
+Daily landing (``days=`` of :meth:`Lake.land_deliveries` / :meth:`Lake.land_case_versions`, used
+by the Dagster daily partitions): the rows of those days *replace* what the lake held for them.
 
 Incremental update (:meth:`Lake.land_deliveries`, :meth:`Lake.land_packs`,
 :meth:`Lake.land_case_versions`): new rows are merged into the partitions they touch — the
@@ -49,7 +62,7 @@ import polars as pl
 import pyarrow as pa
 
 from warehouse.lake import delta
-from warehouse.lake.buckets import duckdb_bucket
+from warehouse.lake.buckets import bucket_of, duckdb_bucket
 
 __all__ = ["Lake", "Landed"]
 
@@ -66,8 +79,17 @@ DELIVERY_SCHEMA = pa.schema(
     ]
 )
 PACK_SCHEMA = pa.schema(
-    [("pack_code", pa.string()), ("code_system", pa.string()), ("batch_id", pa.string()), ("gtin", pa.string())]
+    [
+        ("pack_code", pa.string()),
+        ("code_system", pa.string()),
+        ("batch_id", pa.string()),
+        ("gtin", pa.string()),
+        ("commissioned_at", pa.timestamp("us", tz="UTC")),
+    ]
 )
+#: the packs' second partition level, the commissioning period ("day" at national scale, "month"
+#: for a small lake; None: by code bucket alone, where every landing rewrites each bucket it touches)
+PACK_PERIODS = ("day", "week", "month", None)
 CASE_SCHEMA = pa.schema(
     [
         ("case_id", pa.string()),
@@ -133,10 +155,15 @@ def _typed(rows, schema: pa.Schema, what: str) -> pa.Table:
 class Lake:
     """The lake under ``root``: ``pack_buckets`` / ``case_buckets`` hash buckets (fixed for a lake's life)."""
 
-    def __init__(self, root: str | Path, pack_buckets: int = 64, case_buckets: int = 64):
+    def __init__(
+        self, root: str | Path, pack_buckets: int = 64, case_buckets: int = 64, pack_period: str | None = "day"
+    ):
+        if pack_period not in PACK_PERIODS:
+            raise ValueError(f"pack_period must be one of {PACK_PERIODS}, got {pack_period!r}")
         self.root = Path(root)
         self.pack_buckets = pack_buckets
         self.case_buckets = case_buckets
+        self.pack_period = pack_period
         self.root.mkdir(parents=True, exist_ok=True)
 
     def uri(self, table: str) -> str:
@@ -250,19 +277,63 @@ class Lake:
 
     # ---- packs ------------------------------------------------------------------------------
     def land_packs(self, rows: pa.Table | pl.DataFrame) -> Landed:
-        """Merge pack codes into their hash buckets (a re-commissioned code replaces its row)."""
+        """Merge pack codes into their (code bucket, commissioning period) partitions: a day's new
+        codes write new partitions (or the current period's), never the whole table; a code sent
+        again with the same commissioning period replaces its row (re-landing changes nothing)."""
         new = _typed(rows, PACK_SCHEMA, "packs")
+        if new["commissioned_at"].null_count:
+            raise ValueError(f"packs: {new['commissioned_at'].null_count} row(s) without commissioned_at")
         con = self._con({})
         con.register("new", new)
-        con.execute(
-            f"CREATE TEMP TABLE landed AS SELECT *, {duckdb_bucket('pack_code', self.pack_buckets)} AS code_bucket FROM new"
+        period = (
+            f", date_trunc('{self.pack_period}', commissioned_at AT TIME ZONE 'UTC')::DATE AS commissioned_in"
+            if self.pack_period
+            else ""
         )
-        buckets = [r[0] for r in con.sql("SELECT DISTINCT code_bucket FROM landed ORDER BY 1").fetchall()]
-        if not buckets:
+        con.execute(
+            f"CREATE TEMP TABLE landed AS SELECT *, {duckdb_bucket('pack_code', self.pack_buckets)} AS code_bucket"
+            f"{period} FROM new"
+        )
+        cols = self.pack_partitioning
+        parts = [
+            r if len(cols) > 1 else r[0] for r in con.sql(f"SELECT DISTINCT {', '.join(cols)} FROM landed").fetchall()
+        ]
+        if not parts:
             return Landed(0, {})
-        merged = self._merge(con, "packs", "landed", "code_bucket", buckets, ["pack_code"])
-        delta.write_partitions(self.uri("packs"), merged, "code_bucket", buckets)
-        return Landed(new.num_rows, {"packs": len(buckets)})
+        if len(cols) == 1:
+            merged = self._merge(con, "packs", "landed", cols[0], parts, ["pack_code"])
+        else:  # the existing rows of the partitions written: (bucket, period) pairs
+            con.register("_parts", pa.table({c: [p[i] for p in parts] for i, c in enumerate(cols)}))
+            merged = self._merge(
+                con,
+                "packs",
+                "landed",
+                cols[0],
+                sorted({p[0] for p in parts}),
+                ["pack_code"],
+                f"({', '.join(cols)}) IN (SELECT ({', '.join(cols)}) FROM _parts)",
+            )
+        delta.write_partitions(self.uri("packs"), merged, cols, parts)
+        return Landed(new.num_rows, {"packs": len(parts)})
+
+    @property
+    def pack_partitioning(self) -> list[str]:
+        return ["code_bucket", "commissioned_in"] if self.pack_period else ["code_bucket"]
+
+    def lookup_packs(self, codes: list[str]) -> pl.DataFrame:
+        """The packs of ``codes``: only the partitions of the codes' buckets are read (every
+        commissioning period of those buckets; the bucket is the first partition column)."""
+        if not delta.exists(self.uri("packs")):
+            raise ValueError("the lake has no table 'packs' yet")
+        keys = pl.Series("pack_code", codes, dtype=pl.String)
+        buckets = sorted(set(bucket_of(keys, self.pack_buckets).to_list())) or [-1]
+        con = self._con({"packs": "packs"})
+        con.register("_codes", keys.to_frame().to_arrow())
+        return con.execute(
+            "SELECT * FROM packs WHERE code_bucket IN $buckets AND pack_code IN (SELECT pack_code FROM _codes) "
+            "ORDER BY pack_code",
+            {"buckets": buckets},
+        ).pl()
 
     # ---- case versions ----------------------------------------------------------------------
     def land_case_versions(self, rows: pa.Table | pl.DataFrame, days: list[dt.date] | None = None) -> Landed:
