@@ -208,7 +208,7 @@ def step_lake(work: Path) -> list[dict]:
     history, new_packs = (packs.filter(f(commissioned, last_day)) for f in (pc.less, pc.equal))
     # the pack layout (issue 15): by code bucket alone, a day's new codes rewrite every bucket they fall in
     # (at national scale all of them: the whole table); by code bucket and commissioning day, they add files
-    for period, layout in ((None, "code bucket"), ("day", "code bucket + commissioning day")):
+    for period, layout in ((None, "bucket"), ("day", "bucket × day"), ("month", "bucket × month")):
         pack_lake = Lake(work / f"lake_packs_{period}", pack_buckets=64, pack_period=period)
         shutil.rmtree(pack_lake.root, ignore_errors=True)
         with Meter() as m:

@@ -177,12 +177,14 @@ class Lake:
         con = self._con({table: table})
         return con.sql(f"SELECT * FROM {table} {('WHERE ' + where) if where else ''} ORDER BY ALL").pl()
 
-    def _con(self, tables: dict[str, str]) -> duckdb.DuckDBPyConnection:
+    def _con(self, tables: dict[str, str], partitions: dict[str, dict] | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with ``tables`` ({name: lake table}) registered; ``partitions``
+        ({name: {partition column: values}}) limits a table to the files of those partitions."""
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         for name, table in tables.items():
             if delta.exists(self.uri(table)):
-                con.register(name, delta.dataset(self.uri(table)))
+                con.register(name, delta.dataset(self.uri(table), (partitions or {}).get(name)))
         return con
 
     # ---- deliveries -------------------------------------------------------------------------
@@ -217,11 +219,13 @@ class Lake:
         key: list[str],
         keep_old: bool | str = True,
         params: dict | None = None,
+        prune: dict[str, list] | None = None,
     ) -> pa.Table:
         """Existing rows of ``table``'s partitions ``values`` plus the landed rows; per natural key
         the landed row wins (the last one of the landed rows, if the key repeats within them).
         ``keep_old``: False keeps none of the existing rows (the partitions are replaced); a SQL
-        predicate keeps only the existing rows matching it (its named ``params`` bound)."""
+        predicate keeps only the existing rows matching it (its named ``params`` bound). Only the
+        files of partitions ``part IN values`` (and ``prune``, {partition column: values}) are read."""
         cols = ", ".join(f'"{c}"' for c in con.sql(f"SELECT * FROM {landed} LIMIT 0").columns)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _landed_pos AS SELECT {cols}, 1 AS _src, row_number() OVER () AS _pos "
@@ -229,7 +233,7 @@ class Lake:
         )
         union, bound = "SELECT * FROM _landed_pos", {}
         if keep_old is not False and delta.exists(self.uri(table)):
-            con.register("_old", delta.dataset(self.uri(table)))
+            con.register("_old", delta.dataset(self.uri(table), {part: values, **(prune or {})}))
             also = f" AND ({keep_old})" if isinstance(keep_old, str) else ""
             union = f"SELECT {cols}, 0 AS _src, 0 AS _pos FROM _old WHERE {part} IN $values{also} UNION ALL {union}"
             bound = {"values": values, **(params or {})}
@@ -244,7 +248,7 @@ class Lake:
         """delivery_daily for ``days`` (from their delivery partitions), then exposure_weekly for
         their weeks: packs summed from the daily counts (additive), distinct patients recounted
         from the week's delivery partitions (not additive)."""
-        con = self._con({"deliveries": "deliveries"})
+        con = self._con({"deliveries": "deliveries"}, {"deliveries": {"delivered_on": days}})
         daily = con.execute(
             "SELECT product_id, batch_id, region, delivered_on AS day, sum(quantity)::BIGINT AS packs_delivered, "
             "count(*)::BIGINT AS deliveries FROM deliveries WHERE delivered_on IN ? GROUP BY ALL ORDER BY ALL",
@@ -252,8 +256,11 @@ class Lake:
         ).to_arrow_table()
         delta.write_partitions(self.uri("delivery_daily"), daily, "day", days)
         weeks = sorted({d - dt.timedelta(days=d.weekday()) for d in days})
-        con = self._con({"deliveries": "deliveries", "daily": "delivery_daily"})
         week_days = [w + dt.timedelta(days=i) for w in weeks for i in range(7)]
+        con = self._con(
+            {"deliveries": "deliveries", "daily": "delivery_daily"},
+            {"deliveries": {"delivered_on": week_days}, "daily": {"day": week_days}},
+        )
         weekly = con.execute(
             """
             WITH packs AS (  -- additive: the week's daily counts
@@ -295,26 +302,24 @@ class Lake:
             f"{period} FROM new"
         )
         cols = self.pack_partitioning
-        parts = [
-            r if len(cols) > 1 else r[0] for r in con.sql(f"SELECT DISTINCT {', '.join(cols)} FROM landed").fetchall()
-        ]
-        if not parts:
+        values = [[r[0] for r in con.sql(f"SELECT DISTINCT {c} FROM landed ORDER BY 1").fetchall()] for c in cols]
+        if not values[0]:
             return Landed(0, {})
-        if len(cols) == 1:
-            merged = self._merge(con, "packs", "landed", cols[0], parts, ["pack_code"])
-        else:  # the existing rows of the partitions written: (bucket, period) pairs
-            con.register("_parts", pa.table({c: [p[i] for p in parts] for i, c in enumerate(cols)}))
-            merged = self._merge(
-                con,
-                "packs",
-                "landed",
-                cols[0],
-                sorted({p[0] for p in parts}),
-                ["pack_code"],
-                f"({', '.join(cols)}) IN (SELECT ({', '.join(cols)}) FROM _parts)",
-            )
-        delta.write_partitions(self.uri("packs"), merged, cols, parts)
-        return Landed(new.num_rows, {"packs": len(parts)})
+        # the partitions written: every (bucket, period) pair of the landed buckets and periods (a day's
+        # codes: every bucket × that day); their existing rows are read by partition pruning and merged
+        merged = self._merge(
+            con,
+            "packs",
+            "landed",
+            "code_bucket",
+            values[0],
+            ["pack_code"],
+            "commissioned_in IN $periods" if len(cols) > 1 else True,
+            {"periods": values[1]} if len(cols) > 1 else None,
+            {"commissioned_in": values[1]} if len(cols) > 1 else None,
+        )
+        delta.write_partitions(self.uri("packs"), merged, cols, values)
+        return Landed(new.num_rows, {"packs": len(values[0]) * (len(values[1]) if len(cols) > 1 else 1)})
 
     @property
     def pack_partitioning(self) -> list[str]:
@@ -327,7 +332,7 @@ class Lake:
             raise ValueError("the lake has no table 'packs' yet")
         keys = pl.Series("pack_code", codes, dtype=pl.String)
         buckets = sorted(set(bucket_of(keys, self.pack_buckets).to_list())) or [-1]
-        con = self._con({"packs": "packs"})
+        con = self._con({"packs": "packs"}, {"packs": {"code_bucket": buckets}})
         con.register("_codes", keys.to_frame().to_arrow())
         return con.execute(
             "SELECT * FROM packs WHERE code_bucket IN $buckets AND pack_code IN (SELECT pack_code FROM _codes) "
@@ -388,7 +393,7 @@ class Lake:
         return Landed(table.num_rows, {f"{stage}_quarantine": len(days)})
 
     def _refresh_latest(self, buckets: list[int]) -> dict[str, int]:
-        con = self._con({"versions": "case_versions"})
+        con = self._con({"versions": "case_versions"}, {"versions": {"case_bucket": buckets}})
         latest = con.execute(
             "SELECT * FROM versions WHERE case_bucket IN ? "
             "QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY version DESC) = 1 ORDER BY case_bucket, case_id",
