@@ -130,6 +130,32 @@ def test_three_days_land_what_the_warehouse_loads_and_a_rerun_changes_nothing(wo
     assert again["lake_deliveries"]["per_day"].data == meta[days[0]]["lake_deliveries"]["per_day"].data
 
 
+def test_a_failed_day_is_repaired_by_running_it_again(world, monkeypatch):
+    """A day that fails after its deliveries partition was written (here: the quarantine write)
+    leaves each table at a whole version; running the day again gives the clean landing."""
+    root, res, _ = world
+    day = _warehouse(root, "SELECT min(delivered_at AT TIME ZONE 'UTC')::DATE FROM delivery")[0][0]
+    lake = Lake(root / "lake_failed")
+
+    def broken(self, stage, rows, days):
+        raise OSError("object store unavailable")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Lake, "land_quarantine", broken)
+        result = dg.materialize(
+            LAKE_ASSETS,
+            partition_key=day.isoformat(),
+            resources={**res, "lake": default_lake(str(lake.root))},
+            raise_on_error=False,
+        )
+    assert not result.success
+    # the deliveries partition is the whole day or absent, never part of it
+    assert lake.read("deliveries").height in (0, _full_lake(root).read("deliveries", f"delivered_on = '{day}'").height)
+    _materialize(res, lake.root, partition_key=day.isoformat())
+    assert_frame_equal(lake.read("deliveries"), _full_lake(root).read("deliveries", f"delivered_on = '{day}'"))
+    assert lake.read("deliveries_quarantine").height > 0
+
+
 def test_a_backfill_of_a_range_equals_the_full_rebuild(world):
     root, res, _ = world
     # four whole ISO weeks from the world's first delivery day (a Monday): the weeks' exposure is complete
