@@ -18,6 +18,7 @@ from assets import (
     traceability,
 )
 from assets.generation import publish_generation_op
+from assets.lake import LAKE_ASSETS, daily_landing_job, daily_landing_schedule, default_lake
 from assets.resources import default_resources
 
 # ALL_ASSETS: the unpartitioned graph (load → score → register → alerts), materialised in one go.
@@ -28,6 +29,7 @@ ALL_CHECKS = dg.load_asset_checks_from_modules(
     [ingestion, detection, batch_signals, register, reporting, alerting, traceability, checks]
 )
 REPORT_ASSETS = reporting.PARTITIONED_ASSETS
+# LAKE_ASSETS (issue 15): the inbox into the Delta lake, one UTC day per partition (assets/lake.py), apart too.
 
 
 @dg.job(
@@ -58,11 +60,11 @@ daily_detection_schedule = dg.ScheduleDefinition(
 monthly_report_schedule = dg.build_schedule_from_partitioned_job(monthly_report_job, name="monthly_report")
 
 defs = dg.Definitions(
-    assets=[*ALL_ASSETS, *REPORT_ASSETS],
+    assets=[*ALL_ASSETS, *REPORT_ASSETS, *LAKE_ASSETS],
     asset_checks=ALL_CHECKS,
-    jobs=[daily_detection_job, monthly_report_job, alerting.manufacturer_alerts_job],
-    schedules=[daily_detection_schedule, monthly_report_schedule],
+    jobs=[daily_detection_job, monthly_report_job, alerting.manufacturer_alerts_job, daily_landing_job],
+    schedules=[daily_detection_schedule, monthly_report_schedule, daily_landing_schedule],
     sensors=[alerting.signal_register_sensor],
-    resources=default_resources(),
+    resources={**default_resources(), "lake": default_lake()},
     executor=dg.in_process_executor,
 )

@@ -179,6 +179,8 @@ def step_lake(work: Path) -> list[dict]:
 
     import duckdb
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
 
     from warehouse.lake.store import Lake
 
@@ -200,12 +202,43 @@ def step_lake(work: Path) -> list[dict]:
     with Meter() as m:
         landed = lake.land_deliveries(new_day)
     out.append(_row("lake: one new day", "delta-rs + duckdb", new_day.num_rows, m, f"partitions={landed.partitions}"))
-    packs = src.sql("SELECT pack_code, code_system, batch_id, gtin FROM pack").to_arrow_table()
-    with Meter() as m:
-        landed = lake.land_packs(packs)
-    out.append(
-        _row("lake: packs (64 buckets)", "delta-rs + duckdb", packs.num_rows, m, f"partitions={landed.partitions}")
-    )
+    packs = src.sql("SELECT pack_code, code_system, batch_id, gtin, commissioned_at FROM pack").to_arrow_table()
+    commissioned = pc.cast(pc.cast(packs["commissioned_at"], "timestamp[us]"), "date32")
+    last_day = pc.max(commissioned).as_py()
+    history, new_packs = (packs.filter(f(commissioned, last_day)) for f in (pc.less, pc.equal))
+    # the pack layout (issue 15): by code bucket alone, a day's new codes rewrite every bucket they fall in
+    # (at national scale all of them: the whole table); by code bucket and commissioning day, they add files
+    for period, layout in ((None, "bucket"), ("day", "bucket × day"), ("month", "bucket × month")):
+        pack_lake = Lake(work / f"lake_packs_{period}", pack_buckets=64, pack_period=period)
+        shutil.rmtree(pack_lake.root, ignore_errors=True)
+        with Meter() as m:
+            landed = pack_lake.land_packs(history)
+        out.append(
+            _row(
+                f"lake: packs history ({layout})",
+                "delta-rs + duckdb",
+                history.num_rows,
+                m,
+                f"partitions={landed.partitions}",
+            )
+        )
+        files = set(DeltaTable(pack_lake.uri("packs")).file_uris())
+        with Meter() as m:
+            landed = pack_lake.land_packs(new_packs)
+        after = set(DeltaTable(pack_lake.uri("packs")).file_uris())
+        rewritten = (
+            pq.ParquetDataset(sorted(files - after)).read(columns=["pack_code"]).num_rows if files - after else 0
+        )
+        out.append(
+            _row(
+                f"lake: packs, one new day ({layout})",
+                "delta-rs + duckdb",
+                new_packs.num_rows,
+                m,
+                f"partitions={landed.partitions} files_removed={len(files - after)} files_added={len(after - files)} "
+                f"old_rows_rewritten={rewritten}",
+            )
+        )
     cases = src.sql(
         "SELECT case_id, version::BIGINT AS version, received_on, patient_key, false AS nullified FROM case_report"
     ).to_arrow_table()

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import duckdb
 import polars as pl
+import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
@@ -76,12 +77,19 @@ def landed(tmp_path_factory, deliveries):
     lake.land_case_versions(cases.filter(pl.col("version") == 1))
     lake.land_case_versions(cases.filter(pl.col("version") > 1))
     lake.land_case_versions(cases.filter(pl.col("version") > 1))  # a re-run
-    lake.land_packs(
-        deliveries.select(
-            "pack_code", pl.lit("gs1").alias("code_system"), "batch_id", pl.lit(None, pl.String).alias("gtin")
-        )
-    )
+    lake.land_packs(_packs(deliveries))
     return lake
+
+
+def _packs(deliveries: pl.DataFrame) -> pl.DataFrame:
+    """A pack per delivered code, commissioned on one of four days before the deliveries."""
+    return deliveries.select(
+        "pack_code",
+        pl.lit("gs1").alias("code_system"),
+        "batch_id",
+        pl.lit(None, pl.String).alias("gtin"),
+        (pl.lit(START) - pl.duration(days=pl.int_range(pl.len()) % 4 + 1)).alias("commissioned_at"),
+    )
 
 
 def _correction(deliveries: pl.DataFrame) -> pl.DataFrame:
@@ -160,11 +168,43 @@ def test_landing_a_day_rewrites_only_that_day(tmp_path, deliveries):
     assert lake.read("deliveries").height == deliveries.height
 
 
-def test_packs_are_bucketed_by_code(landed, deliveries):
+def test_packs_are_partitioned_by_code_bucket_and_commissioning_day(landed, deliveries):
     packs = landed.read("packs")
     assert packs.height == deliveries["pack_code"].n_unique()
     assert (packs["code_bucket"] == bucket_of(packs["pack_code"], 8)).all()
     assert packs["code_bucket"].n_unique() == 8
+    assert (packs["commissioned_in"] == packs["commissioned_at"].dt.date()).all()
+    # a lookup by code reads the partitions of its bucket only (every commissioning day of that bucket)
+    codes = packs["pack_code"].head(3).to_list()
+    assert_frame_equal(landed.lookup_packs(codes), packs.filter(pl.col("pack_code").is_in(codes)).sort("pack_code"))
+    dataset = delta.dataset(landed.uri("packs"))
+    bucket = int(bucket_of(pl.Series([codes[0]]), 8)[0])
+    pruned = list(dataset.get_fragments(filter=pc.field("code_bucket") == bucket))
+    assert 0 < len(pruned) < len(list(dataset.get_fragments())) / 4
+    assert all(f"code_bucket={bucket}/" in f.path for f in pruned)
+
+
+@pytest.mark.parametrize(("period", "rewritten"), [("day", False), (None, True)])
+def test_a_day_of_new_packs_writes_new_files_only(tmp_path, deliveries, period, rewritten):
+    """The new layout: a day's commissioned packs add files and remove none; by code bucket alone (the
+    layout before), the same day rewrites every bucket's file, i.e. the whole table."""
+    packs = _packs(deliveries)
+    day = pl.col("commissioned_at").dt.date()
+    last = packs["commissioned_at"].dt.date().max()
+    lake = Lake(tmp_path, pack_buckets=8, pack_period=period)
+    lake.land_packs(packs.filter(day < last))
+    before = set(DeltaTable(lake.uri("packs")).file_uris())
+    lake.land_packs(packs.filter(day == last))
+    after = set(DeltaTable(lake.uri("packs")).file_uris())
+    assert (not before <= after) is rewritten
+    if not rewritten:
+        assert all(f"commissioned_in={last}" in f for f in after - before)
+    snapshot = lake.read("packs")
+    assert snapshot.height == packs.height
+    lake.land_packs(packs.filter(day == last))  # a re-run: the same rows
+    assert_frame_equal(lake.read("packs"), snapshot)
+    with pytest.raises(ValueError, match="without commissioned_at"):
+        lake.land_packs(packs.head(2).with_columns(commissioned_at=None))
 
 
 def test_bad_input_is_refused_with_the_reason(tmp_path, deliveries):

@@ -66,27 +66,44 @@ def exists(uri: str | Path) -> bool:
     return DeltaTable.is_deltatable(str(uri))
 
 
-def write_partitions(uri: str | Path, data: pa.Table, partition_by: str, values: Iterable) -> int:
-    """Replace the partitions ``partition_by IN values`` of the Delta table at ``uri`` with
-    ``data`` in one commit (Delta's ``replaceWhere``), creating the table if it does not exist.
+def write_partitions(uri: str | Path, data: pa.Table, partition_by: str | list[str], values: Iterable) -> int:
+    """Replace the partitions ``values`` of the Delta table at ``uri`` with ``data`` in one commit
+    (Delta's ``replaceWhere``), creating the table if it does not exist.
 
-    Every row of ``data`` must lie in ``values`` (delta-rs rejects the commit otherwise);
-    partitions not named are untouched; a named partition with no row in ``data`` is emptied.
-    Idempotent: writing the same ``data`` again gives the same snapshot. Returns the new version.
+    ``partition_by`` is one column (``values``: its values) or several (``values``: one list of
+    values per column; the partitions replaced are their cross product). Every row of ``data``
+    must lie in them (delta-rs rejects the commit otherwise); partitions not named are untouched; a
+    named partition with no row in ``data`` is emptied. Idempotent: writing the same ``data`` again
+    gives the same snapshot. Returns the new version.
     """
-    values = sorted(set(values))
+    columns = [partition_by] if isinstance(partition_by, str) else list(partition_by)
+    per_column = [values] if isinstance(partition_by, str) else list(values)
+    if len(per_column) != len(columns):
+        raise ValueError(f"one list of partition values per column of {columns}, got {len(per_column)}")
+    per_column = [sorted(set(v)) for v in per_column]
     uri = str(uri)
     if not exists(uri):
-        write_deltalake(uri, data, partition_by=[partition_by], mode="overwrite")
-    elif values:
-        predicate = f"{partition_by} IN ({', '.join(_literal(v) for v in values)})"
-        write_deltalake(uri, data, partition_by=[partition_by], mode="overwrite", predicate=predicate)
+        write_deltalake(uri, data, partition_by=columns, mode="overwrite")
+    elif all(per_column):
+        predicate = partition_predicate(dict(zip(columns, per_column, strict=True)))
+        write_deltalake(uri, data, partition_by=columns, mode="overwrite", predicate=predicate)
     return DeltaTable(uri).version()
 
 
-def dataset(uri: str | Path) -> pads.Dataset:
-    """The current snapshot as an Arrow dataset (partition columns included), for DuckDB or Arrow."""
-    return DeltaTable(str(uri)).to_pyarrow_dataset()
+def partition_predicate(partitions: dict[str, Iterable]) -> str:
+    """``col IN (values) AND ...``: the SQL predicate of a set of partitions (the cross product)."""
+    return " AND ".join(f"{c} IN ({', '.join(_literal(v) for v in sorted(set(vs)))})" for c, vs in partitions.items())
+
+
+def dataset(uri: str | Path, partitions: dict[str, Iterable] | None = None) -> pads.Dataset:
+    """The current snapshot as an Arrow dataset (partition columns included), for DuckDB or Arrow;
+    with ``partitions`` ({column: values}), only the files of those partitions: the log's partition
+    values prune them before any fragment is built (with thousands of files, building every
+    fragment costs seconds)."""
+    table = DeltaTable(str(uri))
+    if partitions and all(partitions.values()):
+        return table.to_pyarrow_dataset(file_pruning_predicate=partition_predicate(partitions))
+    return table.to_pyarrow_dataset()
 
 
 def check_plain_parquet(table: DeltaTable) -> None:
