@@ -22,7 +22,12 @@ import polars as pl
 
 __all__ = ["contingency_counts", "contingency_counts_expr", "contingency_counts_sql", "counts_source"]
 
-_EXACT = "decimal(38, 18)"  # 20 integer digits: an expected count never comes near
+# The stratified E in fixed point (see _exact_sum): a term t = n1s·n_1s/ns is one IEEE division, the same bits on
+# every engine; it is cut exactly into its integer part and four 26-bit fractional chunks (to 2^-104: every bit of
+# a double ≥ 2^-52, and t ≥ 1/ns), each chunk summed as an integer (exact, in any order: below 2^53 for up to
+# 2^27 strata per pair), and the sums put together in one fixed order of IEEE operations.
+_CHUNK_BITS = 26
+_FRACTION_CHUNKS = 4
 
 _SUBQUERY = re.compile(r"^\s*(\(|select\b|with\b|from\b|values\b)", re.IGNORECASE)
 
@@ -59,6 +64,28 @@ def counts_source(
     )
 
 
+def _fixed_point_chunks(t: ibis.FloatingValue) -> list[ibis.IntegerValue]:
+    """A non-negative double ``t`` cut exactly into integers c0 = ⌊t⌋, c1…c4 (each < 2^26) with
+    t = c0 + c1·2^-26 + … + c4·2^-104 for every t ≥ 2^-52: subtracting the floor and scaling by a power
+    of two are exact in IEEE arithmetic, so every engine cuts the same bits the same way."""
+    chunks, rest = [], t
+    for _ in range(1 + _FRACTION_CHUNKS):
+        c = rest.floor()
+        chunks.append(c)
+        rest = (rest - c.cast("float64")) * float(2**_CHUNK_BITS)
+    return chunks
+
+
+def _exact_sum(sums: list[ibis.IntegerValue]) -> ibis.FloatingValue:
+    """Σ_j S_j·2^(-26j) of the chunk sums as a double, smallest first, in one fixed order (each S_j < 2^53
+    converts exactly; each product is exact; the four additions round as IEEE does on every engine)."""
+    out = None
+    for j in reversed(range(len(sums))):
+        part = sums[j].cast("float64") * float(2.0 ** (-_CHUNK_BITS * j))
+        out = part if out is None else out + part
+    return out
+
+
 def contingency_counts_expr(src: ibis.Table, n_strata: int = 0, by: list[str] | None = None) -> ibis.Table:
     """Per pair ``[by…,] drug, event, n11, n1_, n_1, n, e`` from report rows ``src`` (columns of
     :func:`counts_source`: rid, drug, event, s0…s{n_strata-1}, b0…b{len(by)-1}); the by-columns
@@ -68,7 +95,7 @@ def contingency_counts_expr(src: ibis.Table, n_strata: int = 0, by: list[str] | 
     drug / the event; n = distinct reports; e = n1_·n_1/n, or Σ_s n1_(s)·n_1(s)/n(s) over the
     strata (DuMouchel, 1999, "Bayesian data mining in large frequency tables", Am Stat 53:177).
     Group and stratum keys match null-safely (a null stratum is a stratum); the stratified sum is
-    exact (DECIMAL), so E does not depend on the engine's summation order. Not sorted: sort
+    exact (fixed point, :func:`_fixed_point_chunks`), so E does not depend on the engine or its summation order. Not sorted: sort
     with ``order_by`` where order matters (the callers below do)."""
     by = list(by or [])
     bk = [f"b{i}" for i in range(len(by))]
@@ -104,10 +131,12 @@ def contingency_counts_expr(src: ibis.Table, n_strata: int = 0, by: list[str] | 
         ex = ex.join(sd, [ex.drug == sd.drug_d, *[ex[k].identical_to(sd[f"{k}_d"]) for k in bk]])
         ex = ex.join(se, [ex.event == se.event_v, *[ex[f"{k}_d"].identical_to(se[f"{k}_v"]) for k in [*bk, *sk]]])
         ex = ex.join(st, [ex[f"{k}_d"].identical_to(st[f"{k}_t"]) for k in [*bk, *sk]])
-        # each stratum's term in double, summed as DECIMAL(38, 18): an exact, order-free sum, so E is
-        # the same bits whatever order a parallel aggregation (DuckDB threads, Spark tasks) adds them in
-        term = (ex.n1s.cast("float64") * ex.n_1s / ex.ns).cast(_EXACT)
-        ex = ex.group_by([*bk, "drug", "event"]).aggregate(e=term.sum())
+        # each stratum's term in double, summed exactly (_exact_sum): E is then the same bits whatever order a
+        # parallel aggregation (DuckDB threads, Spark tasks) adds the terms in, and on either engine
+        term = ex.n1s.cast("float64") * ex.n_1s / ex.ns
+        chunks = _fixed_point_chunks(term)
+        ex = ex.group_by([*bk, "drug", "event"]).aggregate(**{f"c{j}": c.sum() for j, c in enumerate(chunks)})
+        ex = ex.select(*bk, "drug", "event", e=_exact_sum([ex[f"c{j}"] for j in range(len(chunks))]))
         ex = renamed(ex, "_x", [*bk, "drug", "event"])
         out = out.join(
             ex,
