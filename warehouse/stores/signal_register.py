@@ -133,3 +133,46 @@ def store_priority(con: duckdb.DuckDBPyConnection, scored: pl.DataFrame) -> int:
     finally:
         con.unregister("_prio")
     return scored.height
+
+
+#: What a register row is, apart from its figures: what two runs on the same data must agree on exactly.
+REGISTER_KEY_COLUMNS = ("signal_id", "level", "product_id", "ingredient", "pt", "batch_id", "methods", "status")
+
+
+def register_differences(a: duckdb.DuckDBPyConnection, b: duckdb.DuckDBPyConnection) -> dict:
+    """How the signal registers of two warehouses differ (e.g. one run per engine on the same inbox).
+
+    Returns ``rows_a``, ``rows_b``, ``only_a`` / ``only_b`` (signal ids in one register only),
+    ``changed`` (ids whose :data:`REGISTER_KEY_COLUMNS` differ), ``figures_compared``,
+    ``figures_differing`` (figures not equal as stored, i.e. after the register's rounding to
+    ``signals.scoring.FIGURE_SIG_DIGITS`` significant digits), ``max_rel_diff`` (largest relative
+    difference among those) and ``examples`` (up to five differing figures: id, name, a, b)."""
+    cols = ", ".join(REGISTER_KEY_COLUMNS)
+    rows = [{r[0]: r for r in con.sql(f"SELECT {cols}, figures FROM signal").fetchall()} for con in (a, b)]
+    ra, rb = rows
+    common = sorted(ra.keys() & rb.keys())
+    changed = [k for k in common if ra[k][:-1] != rb[k][:-1]]
+    compared, differing, max_rel, examples = 0, 0, 0.0, []
+    for k in common:
+        fa, fb = json.loads(ra[k][-1] or "{}"), json.loads(rb[k][-1] or "{}")
+        for name in sorted(fa.keys() | fb.keys()):
+            x, y = fa.get(name), fb.get(name)
+            compared += 1
+            if x == y or (isinstance(x, float) and isinstance(y, float) and x != x and y != y):
+                continue
+            differing += 1
+            if isinstance(x, int | float) and isinstance(y, int | float) and max(abs(x), abs(y)) > 0:
+                max_rel = max(max_rel, abs(x - y) / max(abs(x), abs(y)))
+            if len(examples) < 5:
+                examples.append((k, name, x, y))
+    return {
+        "rows_a": len(ra),
+        "rows_b": len(rb),
+        "only_a": sorted(ra.keys() - rb.keys()),
+        "only_b": sorted(rb.keys() - ra.keys()),
+        "changed": changed,
+        "figures_compared": compared,
+        "figures_differing": differing,
+        "max_rel_diff": max_rel,
+        "examples": examples,
+    }
