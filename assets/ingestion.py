@@ -16,7 +16,7 @@ from warehouse.inputs.platform.deliveries import load_deliveries, load_medicatio
 from warehouse.inputs.platform.packs import load_packs
 from warehouse.inputs.platform.reference import load_reference
 from warehouse.inputs.platform.supply import load_supply_events
-from warehouse.linkage.case_batch_links import PACK_TABLES, rebuild_case_batch_links
+from warehouse.linkage.case_batch_links import LINK_TABLES, rebuild_case_batch_links
 
 GROUP = "ingestion"
 
@@ -113,11 +113,11 @@ def case_reports(
     description="Each case drug linked to its batch: scanned code > exact lot > normalised lot > fuzzy > product.",
 )
 def case_batch_links(warehouse: WarehouseResource, engine: EngineResource) -> dg.MaterializeResult:
-    with warehouse.transaction() as con, engine.open(con, PACK_TABLES) as eng:
+    with warehouse.transaction() as con, engine.open(con, LINK_TABLES) as eng:
         links = rebuild_case_batch_links(con, engine=eng)
         by_method = con.sql("SELECT method, count(*) FROM case_batch_link GROUP BY 1 ORDER BY 2 DESC").fetchall()
     return dg.MaterializeResult(
-        metadata={"links": len(links), **{f"method_{m}": dg.MetadataValue.int(n) for m, n in by_method}}
+        metadata={"links": links, **{f"method_{m}": dg.MetadataValue.int(n) for m, n in by_method}}
     )
 
 

@@ -27,7 +27,14 @@ from assets.resources import default_resources
 from sample_data.world import generate_world
 from warehouse.engine import engine_from_config
 from warehouse.engine.read_model import READ_MODEL_TABLES
-from warehouse.linkage.case_batch_links import PACK_TABLES, packs_for_codes
+from warehouse.linkage.case_batch_links import (
+    LINK_TABLES,
+    PACK_TABLES,
+    decide_links,
+    links_expr,
+    packs_for_codes,
+    reported_values,
+)
 from warehouse.queries.batch_inputs import BATCH_CASE_TABLES, batch_case_rows
 from warehouse.queries.detection_inputs import report_event_counts, report_event_counts_by_cutoff
 from warehouse.queries.exposure import EXPOSURE_TABLES, exposure_weekly
@@ -35,7 +42,7 @@ from warehouse.schema import connect
 
 pytestmark = pytest.mark.spark
 
-SCALE, SEED = 0.1, 7
+SCALE, SEED = 0.05, 7
 CLOCK = "2026-11-01T00:00:00+00:00"
 
 
@@ -70,7 +77,9 @@ def engines(runs, spark):
     con = runs["duckdb"]
     duck = engine_from_config("duckdb", duckdb_con=con)
     spk = engine_from_config("spark", spark=spark)
-    spk.load_warehouse(con, sorted({*READ_MODEL_TABLES, *EXPOSURE_TABLES, *BATCH_CASE_TABLES, *PACK_TABLES}))
+    spk.load_warehouse(
+        con, sorted({*READ_MODEL_TABLES, *EXPOSURE_TABLES, *BATCH_CASE_TABLES, *PACK_TABLES, *LINK_TABLES})
+    )
     yield con, duck, spk
     spk.close()
     duck.close()
@@ -125,6 +134,30 @@ def test_linkage_reads_only_the_packs_the_reported_codes_can_name(engines):
     a, b = packs_for_codes(duck, codes), packs_for_codes(spk, codes)
     assert 0 < a.height < con.sql("SELECT count(*) FROM pack").fetchone()[0] / 5
     assert_frame_equal(_sorted(a), _sorted(b))
+
+
+def test_case_batch_links_are_decided_once_per_reported_value_and_joined_alike_on_both_engines(engines):
+    """The engines hand over the same distinct reported values (far fewer than the case drugs) and
+    join the decisions back to the stored links, row for row."""
+    con, duck, spk = engines
+    stored = con.sql("SELECT * FROM case_batch_link").pl()
+    reported = reported_values(duck)
+    assert 0 < reported.height < 0.75 * con.sql("SELECT count(*) FROM case_drug").fetchone()[0]
+    assert_frame_equal(_sorted(reported), _sorted(reported_values(spk)))
+    decisions = decide_links(
+        reported,
+        con.sql("SELECT product_id, gtin, nmpa_drug_code FROM product").pl(),
+        con.sql("SELECT batch_id, product_id, lot_number FROM batch").pl(),
+        packs_for_codes(duck, reported["pack_code_reported"]),
+    )
+    assert stored["method"].n_unique() >= 4
+    for eng in (duck, spk):
+        d = eng.register("_t_link_decisions", decisions)
+        try:
+            joined = eng.to_polars(links_expr(eng, d))
+        finally:
+            eng.drop("_t_link_decisions")
+        assert_frame_equal(joined, stored.sort("case_id", "version", "drug_seq"))
 
 
 def _close(x, y) -> bool:

@@ -124,6 +124,20 @@ class Engine:
             con.unregister("_pv_engine_rows")
         return rows.num_rows
 
+    def insert_into(self, expr, con: duckdb.DuckDBPyConnection, table: str) -> int:
+        """Append the rows of ``expr`` to the existing table ``table`` of the DuckDB warehouse ``con``
+        (columns matched by name, in ``con``'s transaction; the table keeps its definition); returns
+        the row count. A DuckDB engine on ``con`` never leaves DuckDB; others send the rows as Arrow."""
+        _check_name(table)
+        rows = self.to_arrow(expr)
+        cols = ", ".join(f'"{c}"' for c in rows.column_names)
+        con.register("_pv_engine_rows", rows)
+        try:
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pv_engine_rows")
+        finally:
+            con.unregister("_pv_engine_rows")
+        return rows.num_rows
+
     def close(self) -> None:
         """Drop what :meth:`register` / :meth:`load_warehouse` created; the session or connection stays open."""
 
@@ -255,6 +269,15 @@ class DuckDBEngine(Engine):
         if con is not self.con:
             return super().to_duckdb(expr, con, table)
         return self._create(table, self._typed_sql(expr))
+
+    def insert_into(self, expr, con: duckdb.DuckDBPyConnection, table: str) -> int:
+        if con is not self.con:
+            return super().insert_into(expr, con, table)
+        _check_name(table)
+        cols = ", ".join(f'"{c}"' for c in expr.schema().names)
+        with self._utc():
+            (count,) = self.con.execute(f"INSERT INTO {table} ({cols}) {self._typed_sql(expr)}").fetchone()
+        return count
 
     def close(self) -> None:
         for entry in reversed(list(self._registered)):

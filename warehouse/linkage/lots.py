@@ -38,6 +38,8 @@ rows, not rows × batches; ``rapidfuzz`` is therefore not needed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 from warehouse.linkage.lot_rules import normalise_lot_expr
@@ -71,8 +73,14 @@ def link_case_to_batch(
     products: pl.DataFrame,
     batches: pl.DataFrame,
     packs: pl.DataFrame,
+    *,
+    keys: Sequence[str] = KEYS,
 ) -> pl.DataFrame:
     """Decide the batch of every case-drug row; one output row per input row, same order.
+
+    A row's decision depends only on its product_id, lot_as_reported and pack_code_as_reported:
+    ``keys`` (default case_id, version, drug_seq) are carried through, so a caller may decide the
+    distinct reported triples once (``keys`` = those three columns) and join the decisions back.
 
     Args:
         case_drugs: case_id, version, drug_seq, product_id (mapped from the reported
@@ -83,11 +91,12 @@ def link_case_to_batch(
         packs: pack_code, batch_id and, for GS1 packs, serial.
 
     Returns:
-        case_id, version, drug_seq, batch_id (nullable), product_id (nullable),
+        ``keys``, batch_id (nullable), product_id (nullable),
         method (see :data:`METHODS`), confidence (see module docstring), candidates
         (``list[str]`` of batch_ids, non-empty only when ambiguous), reason (text).
     """
-    rows = _prepare_rows(case_drugs)
+    keys = list(keys)
+    rows = _prepare_rows(case_drugs, keys)
     products = products.select(
         pl.col("product_id").cast(pl.String),
         _blank_to_null(pl.col("gtin")).alias("gtin"),
@@ -102,7 +111,7 @@ def link_case_to_batch(
     rows = rows.join(scanned, on="_rid", how="left").with_columns(_product=pl.coalesce("_scan_product", "product_id"))
     lots = _lot_stage(rows.filter(pl.col("_scan_batch").is_null()), batches)
     rows = rows.join(lots, on="_rid", how="left")
-    return _assemble(rows)
+    return _assemble(rows, keys)
 
 
 # ---------------------------------------------------------------------------------------
@@ -114,12 +123,12 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
     return pl.when(text != "").then(text)
 
 
-def _prepare_rows(case_drugs: pl.DataFrame) -> pl.DataFrame:
+def _prepare_rows(case_drugs: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     renames = {old: new for old, new in _ALIASES.items() if old in case_drugs.columns and new not in case_drugs.columns}
     frame = case_drugs.rename(renames)
     return frame.select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("_rid"),
-        *KEYS,
+        *(pl.col(k).alias(f"_key_{k}") for k in keys),
         pl.col("product_id").cast(pl.String),
         pl.col("lot_as_reported").cast(pl.String).alias("_lot_raw"),
         _blank_to_null(pl.col("pack_code_as_reported")).alias("_code"),
@@ -438,7 +447,7 @@ def _edit_distance_one(typed: pl.DataFrame, lots: pl.DataFrame) -> pl.DataFrame:
 # Assembly
 
 
-def _assemble(rows: pl.DataFrame) -> pl.DataFrame:
+def _assemble(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     scanned = pl.col("_scan_batch").is_not_null()
     lot_linked = pl.col("_lot_method").is_not_null()
     has_product = pl.col("_product").is_not_null()
@@ -468,7 +477,7 @@ def _assemble(rows: pl.DataFrame) -> pl.DataFrame:
         ignore_nulls=True,
     )
     return rows.sort("_rid").select(
-        *KEYS,
+        *(pl.col(f"_key_{k}").alias(k) for k in keys),
         pl.coalesce("_scan_batch", "_lot_batch2").alias("batch_id"),
         pl.col("_product").alias("product_id"),
         method.alias("method"),

@@ -55,16 +55,24 @@ def _scan_text(code: pl.Expr) -> pl.Expr:
 
 
 # Resolution of every delivery row, in DuckDB: the pack table (millions of rows) never leaves
-# the database; only the distinct scanned codes go through the vectorised parser (_parsed).
-# _dl_raw holds every well-formed row of every file (text), with _file, in file order
-# (rowid order: the last delivery of a delivery_id wins).
+# the database; only the distinct scanned codes go through the vectorised parser (_dl_parsed,
+# parsed in chunks of _PARSE_CHUNK codes). _dl_raw holds every well-formed row of every file
+# (text), with _file, in file order (rowid order: the last delivery of a delivery_id wins).
+# Memory (issue 18): its two windows see narrow rows only — the rank of a delivery_id over
+# (rowid, delivery_id) here, the second dispensing of a pack over (_rid, _pack, _at,
+# delivery_id) in _DISPENSED_TWICE_SQL — not every column of every row. A DuckDB memory_limit
+# is NOT set: measured on the demo world, this statement fails with out-of-memory under a limit
+# below its unbounded use (250 MB vs ~280 MB) instead of spilling.
 _RESOLVE_SQL = """
 CREATE OR REPLACE TEMP TABLE _dl_resolved AS
-WITH raw AS (
-    SELECT *, rowid AS _rid,
+WITH ranks AS (
+    SELECT rowid AS _rid,
            CASE WHEN nullif(trim(delivery_id), '') IS NULL THEN NULL
                 ELSE row_number() OVER (PARTITION BY delivery_id ORDER BY rowid DESC) END AS _rank
     FROM _dl_raw
+),
+raw AS (
+    SELECT r.*, k._rid, k._rank FROM _dl_raw r JOIN ranks k ON k._rid = r.rowid
 ),
 typed AS (
     SELECT r.delivery_id, r.delivered_at, r.quantity, r.pack_code, r.patient_ref, r.pharmacy_id, r.region,
@@ -75,7 +83,7 @@ typed AS (
                 ELSE try_cast(r.quantity AS INTEGER) END AS _qty,
            p.scan AS _scan, p.system AS _system, p.gtin AS _gtin, p.serial AS _serial, p.lot AS _lot,
            p.nmpa_drug_code AS _nmpa, p.error_reason AS _parse_error
-    FROM raw r LEFT JOIN _parsed p ON p.code = r.pack_code
+    FROM raw r LEFT JOIN _dl_parsed p ON p.code = r.pack_code
 ),
 matched AS (
     SELECT t.*, coalesce(kg.batch_id, kn.batch_id) AS batch_id, coalesce(kg.pack_code, kn.pack_code) AS _pack
@@ -106,13 +114,50 @@ reasoned AS (
            END AS _reason
     FROM matched m LEFT JOIN batch b ON b.batch_id = m.batch_id
 )
--- the same pack dispensed twice: the first delivery stands, later ones are quarantined
-SELECT * REPLACE (
-    CASE WHEN _reason IS NULL
-          AND row_number() OVER (PARTITION BY (_reason IS NULL), _pack ORDER BY _at, delivery_id) > 1
-         THEN 'pack_already_dispensed' ELSE _reason END AS _reason)
-FROM reasoned
+SELECT * FROM reasoned
 """
+
+# the same pack dispensed twice: the first delivery (by time, then delivery_id) stands, later ones are quarantined
+_DISPENSED_TWICE_SQL = """
+UPDATE _dl_resolved SET _reason = 'pack_already_dispensed'
+WHERE _rid IN (
+    SELECT _rid FROM (
+        SELECT _rid, row_number() OVER (PARTITION BY _pack ORDER BY _at, delivery_id) AS _n
+        FROM _dl_resolved WHERE _reason IS NULL)
+    WHERE _n > 1)
+"""
+
+#: distinct scanned codes parsed per chunk (bounds the parser's Python memory)
+_PARSE_CHUNK = 250_000
+
+
+def _parse_scanned_codes(con: duckdb.DuckDBPyConnection) -> None:
+    """The temp table _dl_parsed: each distinct scanned code of _dl_raw with its parse
+    (:func:`~warehouse.linkage.pack_codes.parse_pack_codes` on the scan text), chunk by chunk."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _dl_codes AS "
+        "SELECT code, row_number() OVER (ORDER BY code) - 1 AS _n FROM "
+        "(SELECT DISTINCT pack_code AS code FROM _dl_raw WHERE pack_code IS NOT NULL)"
+    )
+    (n,) = con.execute("SELECT count(*) FROM _dl_codes").fetchone()
+    created = False
+    for start in range(0, max(n, 1), _PARSE_CHUNK):
+        codes = con.execute(
+            "SELECT code FROM _dl_codes WHERE _n >= ? AND _n < ? ORDER BY _n", [start, start + _PARSE_CHUNK]
+        ).pl()["code"]
+        scans = codes.to_frame("code").select("code", _scan_text(pl.col("code")).alias("scan"))
+        parsed = pl.concat([scans, parse_pack_codes(scans["scan"]).drop("code")], how="horizontal")
+        con.register("_dl_chunk", parsed.to_arrow())
+        try:
+            if created:
+                con.execute("INSERT INTO _dl_parsed SELECT * FROM _dl_chunk")
+            else:
+                con.execute("CREATE OR REPLACE TEMP TABLE _dl_parsed AS SELECT * FROM _dl_chunk")
+                created = True
+        finally:
+            con.unregister("_dl_chunk")
+    con.execute("DROP TABLE _dl_codes")
+
 
 # a CSV field as written back in a redacted raw copy
 _CSV_FIELD = "CASE WHEN {c} IS NULL THEN '' WHEN regexp_matches({c}, '[\",\n\r]') THEN '\"' || replace({c}, '\"', '\"\"') || '\"' ELSE {c} END"
@@ -180,23 +225,19 @@ def load_deliveries(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> d
     files = inbox_files(inbox, "deliveries")
     accounts, reads, quarantined = _read_delivery_files(con, files)
     by_file = {str(f.path): r for f, r in zip(files, reads, strict=True)}
-    codes = con.execute("SELECT DISTINCT pack_code FROM _dl_raw WHERE pack_code IS NOT NULL").pl()["pack_code"]
-    scans = codes.to_frame("code").select("code", _scan_text(pl.col("code")).alias("scan"))
-    parsed = pl.concat([scans, parse_pack_codes(scans["scan"]).drop("code")], how="horizontal")
-    con.register("_parsed", parsed.to_arrow())
-    try:
-        con.execute(
-            _RESOLVE_SQL,
-            {
-                "clock": run_clock(),
-                "check_clock": plausibility.enabled("not_after_clock"),
-                "strict_qty": plausibility.enabled("quantity_positive_integer"),
-                "check_release": plausibility.enabled("delivered_after_release"),
-                "check_expiry": plausibility.enabled("delivered_before_expiry"),
-            },
-        )
-    finally:
-        con.unregister("_parsed")
+    _parse_scanned_codes(con)
+    con.execute(
+        _RESOLVE_SQL,
+        {
+            "clock": run_clock(),
+            "check_clock": plausibility.enabled("not_after_clock"),
+            "strict_qty": plausibility.enabled("quantity_positive_integer"),
+            "check_release": plausibility.enabled("delivered_after_release"),
+            "check_expiry": plausibility.enabled("delivered_before_expiry"),
+        },
+    )
+    con.execute("DROP TABLE _dl_parsed")
+    con.execute(_DISPENSED_TWICE_SQL)
     if plausibility.enabled("within_released_units"):
         _mark_excess(con)
     con.execute("DELETE FROM delivery")
