@@ -37,8 +37,13 @@ def read_delimited(
     delim: str,
     quote: str,
     fallbacks: dict | None = None,
+    keep: frozenset[str] | None = None,
 ) -> int:
     """Create TEMP ``table`` (all VARCHAR, lower-case columns, plus ``_file`` = lineage name).
+
+    ``keep``: when given, only the columns whose lower-cased name is in it are stored (the reader
+    uses no other; DuckDB then does not materialise the rest). Every line is still parsed, so
+    unparsable lines are found whichever columns are kept.
 
     Several files (e.g. quarters) are stacked by column name. Lines DuckDB cannot parse go to
     ``stg_quarantine`` (reason ``unparsable_line``). Non-UTF-8 lines are decoded as cp1252, else
@@ -51,7 +56,7 @@ def read_delimited(
         part = f"{table}_{next(_counter)}"
         with _utf8(f) as (local, counts):
             try:
-                _read_one(con, f, local, part, delim=delim, quote=quote)
+                _read_one(con, f, local, part, delim=delim, quote=quote, keep=keep)
             except duckdb.Error as exc:
                 raise IngestError(f"{f.name}: cannot read as a {delim!r}-delimited file ({_one_line(exc)})") from None
         if counts and fallbacks is not None:
@@ -118,7 +123,16 @@ def _is_utf8(path: Path) -> bool:
     return True
 
 
-def _read_one(con: duckdb.DuckDBPyConnection, f: InputFile, local: Path, table: str, *, delim: str, quote: str) -> None:
+def _read_one(
+    con: duckdb.DuckDBPyConnection,
+    f: InputFile,
+    local: Path,
+    table: str,
+    *,
+    delim: str,
+    quote: str,
+    keep: frozenset[str] | None = None,
+) -> None:
     rej, scan = f"{table}_rej", f"{table}_rejscan"
     escape = "''" if quote == "" else sql_str(quote)
     source = (
@@ -127,10 +141,11 @@ def _read_one(con: duckdb.DuckDBPyConnection, f: InputFile, local: Path, table: 
     )
     # names first (the sniffer only), then one pass that lower-cases them and adds the lineage
     columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source})").fetchall()]
-    select = ", ".join(f'"{c}" AS "{c.strip().lower()}"' for c in columns)
+    select = ", ".join(f'"{c}" AS "{c.strip().lower()}"' for c in columns if keep is None or c.strip().lower() in keep)
+    select = f"{select}, " if select else ""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT {select}, {sql_str(f.name)} AS _file
+        SELECT {select}{sql_str(f.name)} AS _file
         FROM {source}, store_rejects=true, rejects_table={sql_str(rej)}, rejects_scan={sql_str(scan)})"""
     )
     con.execute(

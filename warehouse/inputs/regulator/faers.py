@@ -114,6 +114,26 @@ ALIASES = {
 }
 
 
+#: The columns the staging below reads, per table (every alias of :data:`ALIASES` included); the
+#: others (dose, route, manufacturer numbers, ...) are not stored. INDI is parsed for unreadable
+#: lines only.
+_KEYS = ("primaryid", "isr", "case", "caseid")
+COLUMNS = {
+    "demo": frozenset(
+        (*_KEYS, "caseversion", "fda_dt", "init_fda_dt", "rept_dt", "mfr_dt", "event_dt", "age", "age_cod")
+        + ALIASES["sex"]
+        + ALIASES["country"]
+        + ("occp_cod", "lit_ref")
+    ),
+    "drug": frozenset((*_KEYS, "drug_seq", "role_cod", "drugname", "prod_ai") + ALIASES["lot"]),
+    "reac": frozenset((*_KEYS, "pt")),
+    "outc": frozenset(_KEYS + ALIASES["outc"]),
+    "rpsr": frozenset((*_KEYS, "rpsr_cod")),
+    "ther": frozenset((*_KEYS, "start_dt") + ALIASES["ther_seq"]),
+    "indi": frozenset(_KEYS),
+}
+
+
 def classify(files: list[InputFile]) -> tuple[dict[str, dict[str, list[InputFile]]], list[InputFile]]:
     """FAERS files by quarter (``"17q2"``) and table (demo, drug, ...), and the deleted-case lists."""
     quarters: dict[str, dict[str, list[InputFile]]] = {}
@@ -181,7 +201,13 @@ def _stage_quarter(
     """Stage one quarter's files; return its layout (``faers`` or ``legacy_aers``)."""
     for name, files in tables.items():
         read_delimited(
-            con, files, f"faers_{name}", delim="$", quote="", fallbacks=info.extra.setdefault("encoding_fallbacks", {})
+            con,
+            files,
+            f"faers_{name}",
+            delim="$",
+            quote="",
+            fallbacks=info.extra.setdefault("encoding_fallbacks", {}),
+            keep=COLUMNS[name],
         )
     for name in ("outc", "rpsr", "ther"):
         if name not in tables:

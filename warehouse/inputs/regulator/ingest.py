@@ -448,17 +448,29 @@ def _flag_duplicates(con: duckdb.DuckDBPyConnection, prefixes: tuple[str, ...]) 
                 SELECT case_id, version, received_on, sex, {DUPLICATE_AGE_KEY} AS age, country, region
                 FROM case_report WHERE is_latest AND starts_with(case_id, $p) AND sex IS NOT NULL AND age_years IS NOT NULL
             ), onset AS (
-                SELECT r.case_id, min(r.onset_date) AS onset, list(DISTINCT lower(r.pt)) AS pts
+                SELECT r.case_id, min(r.onset_date) AS onset
                 FROM case_reaction r JOIN c USING (case_id, version) GROUP BY r.case_id
-            ), drugs AS (
-                SELECT d.case_id, list(DISTINCT coalesce(d.ingredient, lower(d.product_name_reported))) AS ings,
+            ), key_drug AS (
+                SELECT d.case_id,
                        min(coalesce(d.ingredient, lower(d.product_name_reported))) FILTER (WHERE d.role = 'suspect')
                            AS key_drug
                 FROM case_drug d JOIN c USING (case_id, version) GROUP BY d.case_id
-            ), k AS (
-                SELECT c.case_id, c.received_on, c.sex, c.age, c.country, c.region, o.onset, o.pts, d.ings, d.key_drug
-                FROM c JOIN onset o USING (case_id) JOIN drugs d USING (case_id)
+            ), blocked AS (
+                -- the blocking key first (cheap aggregates); the PT and ingredient lists only for the
+                -- cases that share their whole key with another case: nobody else can form a pair
+                SELECT c.case_id, c.version, c.received_on, c.sex, c.age, c.country, c.region, o.onset, d.key_drug
+                FROM c JOIN onset o USING (case_id) JOIN key_drug d USING (case_id)
                 WHERE o.onset IS NOT NULL AND d.key_drug IS NOT NULL
+                QUALIFY count(*) OVER (PARTITION BY c.sex, c.age, o.onset, d.key_drug) > 1
+            ), pts AS (
+                SELECT r.case_id, list(DISTINCT lower(r.pt)) AS pts
+                FROM case_reaction r JOIN blocked b USING (case_id, version) GROUP BY r.case_id
+            ), ings AS (
+                SELECT d.case_id, list(DISTINCT coalesce(d.ingredient, lower(d.product_name_reported))) AS ings
+                FROM case_drug d JOIN blocked b USING (case_id, version) GROUP BY d.case_id
+            ), k AS (
+                SELECT b.case_id, b.received_on, b.sex, b.age, b.country, b.region, b.onset, p.pts, i.ings, b.key_drug
+                FROM blocked b JOIN pts p USING (case_id) JOIN ings i USING (case_id)
             ), pairs AS (
                 SELECT b.case_id, a.case_id AS candidate_of,
                        0.6 + 0.2 * len(list_intersect(a.ings, b.ings)) / greatest(len(list_distinct(list_concat(a.ings, b.ings))), 1)
@@ -499,40 +511,35 @@ def _counts(con: duckdb.DuckDBPyConnection, fmt: str, info: StageInfo, duplicate
         """SELECT (SELECT count(*) FROM stg_latest), (SELECT count(*) FROM stg_case),
                   (SELECT count(DISTINCT case_id) FROM stg_deleted)"""
     ).fetchone()
-    drugs, lots, unmapped_rows = con.execute(
-        """SELECT count(*), count(*) FILTER (WHERE lot_reported IS NOT NULL),
-                  count(*) FILTER (WHERE mapping_method = 'unmapped')
-        FROM stg_drug_final SEMI JOIN stg_latest USING (case_id, version)"""
+    # the latest versions' drug rows, read once: every drug figure below is a pass over this narrow table
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE stg_latest_drug AS
+        SELECT d.product_name_reported, d.mapping_method, d.lot_reported IS NOT NULL AS has_lot,
+               d.lot_expiry IS NOT NULL AS has_expiry, l.rejected
+        FROM stg_drug_final d SEMI JOIN stg_latest USING (case_id, version) LEFT JOIN stg_lot l USING (lot_raw)"""
+    )
+    drugs, lots, unmapped_rows, expiry_split, distinct_unmapped = con.execute(
+        """SELECT count(*), count(*) FILTER (WHERE has_lot), count(*) FILTER (WHERE mapping_method = 'unmapped'),
+                  count(*) FILTER (WHERE has_expiry),
+                  count(DISTINCT product_name_reported) FILTER (WHERE mapping_method = 'unmapped')
+        FROM stg_latest_drug"""
     ).fetchone()
     (reactions,) = con.execute(
         "SELECT count(*) FROM stg_reaction SEMI JOIN stg_latest USING (case_id, version)"
     ).fetchone()
     methods = dict(
-        con.execute(
-            """SELECT mapping_method, count(*) FROM stg_drug_final SEMI JOIN stg_latest USING (case_id, version)
-        GROUP BY 1 ORDER BY 2 DESC, 1"""
-        ).fetchall()
+        con.execute("SELECT mapping_method, count(*) FROM stg_latest_drug GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     )
     top = con.execute(
-        f"""SELECT coalesce(product_name_reported, '(none)') AS name, count(*) AS n
-        FROM stg_drug_final SEMI JOIN stg_latest USING (case_id, version)
+        f"""SELECT coalesce(product_name_reported, '(none)') AS name, count(*) AS n FROM stg_latest_drug
         WHERE mapping_method = 'unmapped' GROUP BY 1 ORDER BY n DESC, name LIMIT {TOP_UNMAPPED}"""
     ).fetchall()
-    (distinct_unmapped,) = con.execute(
-        """SELECT count(DISTINCT product_name_reported) FROM stg_drug_final SEMI JOIN stg_latest USING (case_id, version)
-        WHERE mapping_method = 'unmapped'"""
-    ).fetchone()
     rejected = dict(
         con.execute(
-            """SELECT rule, count(*) FROM (
-                   SELECT unnest(l.rejected) AS rule FROM stg_drug_final d JOIN stg_lot l USING (lot_raw)
-                   SEMI JOIN stg_latest USING (case_id, version))
-               GROUP BY 1"""
+            "SELECT rule, count(*) FROM (SELECT unnest(rejected) AS rule FROM stg_latest_drug) GROUP BY 1"
         ).fetchall()
     )
-    (expiry_split,) = con.execute(
-        "SELECT count(*) FROM stg_drug_final SEMI JOIN stg_latest USING (case_id, version) WHERE lot_expiry IS NOT NULL"
-    ).fetchone()
+    con.execute("DROP TABLE stg_latest_drug")
     (quarantined,) = con.execute("SELECT count(*) FROM stg_quarantine").fetchone()
     reasons = dict(con.execute("SELECT reason, count(*) FROM stg_quarantine GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
     totals = con.execute(
