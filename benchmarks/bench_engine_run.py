@@ -5,7 +5,7 @@ on the same world and clock, timed, then their signal registers compared.
         [--clock 2026-11-01T00:00:00+00:00] [--reports none]
 
 Each run is a child process (``pvtrace demo``: the world with its verbatims, the MedDRA release, the
-whole graph) into its own folder. Prints each run's wall time, then the registers' comparison
+whole graph) into its own folder, its progress lines kept in ``<workdir>/<engine>/run.log``. Prints each run's wall time, then the registers' comparison
 (:func:`warehouse.stores.signal_register.register_differences`): rows in each, rows in one only,
 rows whose identity, methods or status differ, and the figures that differ as stored (the register
 keeps ``FIGURE_SIG_DIGITS`` significant digits) with the largest relative difference. Also compares
@@ -58,6 +58,7 @@ def run(engine: str, args: argparse.Namespace) -> tuple[float, Path]:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    (folder / "run.log").write_text(proc.stdout + proc.stderr)  # the run's progress lines (wall and CPU s per stage)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"the {engine} run failed")
