@@ -292,13 +292,26 @@ _LOG_TYPES = {
 }
 
 
+def _known_deliveries(con: duckdb.DuckDBPyConnection, ids: pl.Series) -> pl.Series:
+    """The distinct ids among ``ids`` that name a loaded delivery, found by the warehouse (the logs' distinct ids
+    semi-joined against ``delivery``): the delivery table (~10^9 rows a year nationally) never comes into Python."""
+    wanted = pl.DataFrame({"delivery_id": ids.drop_nulls().unique()}, schema={"delivery_id": pl.String})
+    con.register("_ml_delivery_ids", wanted.to_arrow())
+    try:
+        return con.sql(
+            "SELECT delivery_id FROM _ml_delivery_ids WHERE delivery_id IN (SELECT delivery_id FROM delivery)"
+        ).pl()["delivery_id"]
+    finally:
+        con.unregister("_ml_delivery_ids")
+
+
 def load_medication_logs(con: duckdb.DuckDBPyConnection, inbox: Path, salt: str) -> dict[str, int]:
     files = inbox_files(inbox, "medication_logs", required=False)
     logs, accounts, quarantined = read_typed_parquet(files, _LOG_TYPES)
     has_key = pl.col("log_id").is_not_null() & (pl.col("log_id").str.strip_chars() != "")
     keyed, unkeyed = logs.filter(has_key), logs.filter(~has_key)
     logs, superseded = dedupe_last_wins(keyed, ["log_id"])
-    deliveries = con.sql("SELECT delivery_id FROM delivery").pl()["delivery_id"].implode()
+    deliveries = _known_deliveries(con, logs["delivery_id"]).implode()
     clock = run_clock().date()
     logs = logs.with_columns(
         pl.when(pl.col("_bad_type"))
