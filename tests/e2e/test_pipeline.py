@@ -70,9 +70,14 @@ def con(world):
 
 
 def test_definitions_load_with_jobs_and_schedules():
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"daily_detection_job", "monthly_report_job"}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {
+        "daily_detection_job",
+        "monthly_report_job",
+        "daily_landing_job",
+    }
     assert "pvtrace_job" not in {j.name for j in defs.resolve_all_job_defs()}  # one job for the graph
-    assert {s.name for s in defs.schedules} == {"daily_detection", "monthly_report"}
+    # the lake's daily landing (issue 15) is the only partitioned schedule besides the monthly reports
+    assert {s.name for s in defs.schedules} == {"daily_detection", "monthly_report", "daily_landing"}
     assert defs.resolve_schedule_def("monthly_report").cron_schedule == "0 4 1 * *"
 
 
