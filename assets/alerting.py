@@ -39,7 +39,7 @@ from reports.channels.file import FileChannel
 from reports.channels.smtp import SmtpChannel
 from reports.channels.webhook import WebhookChannel
 from warehouse.queries.alert_evidence import (
-    alert_batches,
+    alert_batches_by_manufacturer,
     alert_case_summaries,
     alert_signals,
     batch_consignments,
@@ -92,12 +92,13 @@ def enqueue_alerts(
     dlp = data_lock_point(con)
     new, unchanged = [], 0
     manufacturers = con.sql("SELECT * FROM manufacturer ORDER BY manufacturer_id").pl().to_dicts()
+    batches_of = alert_batches_by_manufacturer(con)
     for m in manufacturers:
         mid = m["manufacturer_id"]
         signals = alert_signals(con, mid)
         if signals.height == 0:
             continue
-        batches = alert_batches(con, mid)
+        batches = batches_of[mid]
         prev = latest_alert(con, mid)
         carried = carried_signal_ids(signals, priority_threshold)
         # identity first (cheap): an unchanged state needs no cases, consignments or pharmacies

@@ -76,11 +76,14 @@ def test_report_alert_and_dashboard_agree_on_every_signal(con):
 
     # the alerts: product- and batch-level signals, per manufacturer, cases by their case_ref
     alerted = set()
+    batches_of = ae.alert_batches_by_manufacturer(con)  # what the alert step reads: one query for all
     for (mid,) in con.sql("SELECT manufacturer_id FROM manufacturer").fetchall():
         signals = ae.alert_signals(con, mid)
         alerted |= set(signals["signal_id"])
         refs = _pairs(ae.alert_case_summaries(con, mid, SALT), "signal_id", "case_ref")
-        batches = _pairs(ae.alert_batches(con, mid), "signal_id", "batch_id")
+        own = ae.alert_batches(con, mid)
+        assert batches_of[mid].equals(own), mid  # the same rows, columns and order as the one-manufacturer query
+        batches = _pairs(own, "signal_id", "batch_id")
         for sid in signals["signal_id"]:
             want = {ae.case_ref(SALT, mid, c) for c in report_cases.get(sid, set())}
             assert refs.get(sid, set()) == want, (mid, sid)

@@ -86,24 +86,45 @@ def alert_case_summaries(con: duckdb.DuckDBPyConnection, manufacturer_id: str, s
     return rows.with_columns(pl.Series("case_ref", refs, dtype=pl.String)).drop("case_id")
 
 
+_BATCH_COLUMNS = (
+    "signal_id, batch_id, lot_number, product_id, site, manufactured_on, expiry_on, released_on, units_released, "
+    "recall_status, implicated_by, units_delivered, regions, pharmacies_reached, first_delivery, last_delivery, "
+    "linked_cases, link_methods, cases_per_10k_packs"
+)
+
+
+def _alert_batches_sql(one_manufacturer: bool) -> str:
+    """Implicated batches of each manufacturer's own signals (the batch's manufacturer is the signal's, and the
+    signal is one of :data:`_OWN_SIGNALS`'s), one manufacturer's (``$mid``) or every manufacturer's."""
+    cols = ", ".join(f"b.{c.strip()}" for c in _BATCH_COLUMNS.split(","))
+    return f"""
+        SELECT b.manufacturer_id, {cols}
+        FROM pv_signal_batch(NULL) b
+        JOIN pv_signal s ON s.signal_id = b.signal_id AND s.manufacturer_id = b.manufacturer_id
+        WHERE s.product_id IS NOT NULL AND (s.batch_id IS NULL OR s.batch_product_id = s.product_id)
+        {"AND b.manufacturer_id = $mid" if one_manufacturer else ""}
+        ORDER BY b.manufacturer_id, b.signal_id, b.linked_cases DESC, b.batch_id
+        """
+
+
 def alert_batches(con: duckdb.DuckDBPyConnection, manufacturer_id: str) -> pl.DataFrame:
     """Implicated batches per signal (read model ``pv_signal_batch``), the manufacturer's own only,
     with the batch record, deliveries and linked-case rate."""
-    return (
-        install(con)
-        .execute(
-            f"""
-        SELECT signal_id, batch_id, lot_number, product_id, site, manufactured_on, expiry_on, released_on,
-               units_released, recall_status, implicated_by, units_delivered, regions, pharmacies_reached,
-               first_delivery, last_delivery, linked_cases, link_methods, cases_per_10k_packs
-        FROM pv_signal_batch(NULL)
-        WHERE manufacturer_id = $mid AND signal_id IN ({_OWN_SIGNALS})
-        ORDER BY signal_id, linked_cases DESC, batch_id
-        """,
-            {"mid": manufacturer_id},
-        )
-        .pl()
-    )
+    rows = install(con).execute(_alert_batches_sql(True), {"mid": manufacturer_id}).pl()
+    return rows.drop("manufacturer_id")
+
+
+def alert_batches_by_manufacturer(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+    """:func:`alert_batches` of every manufacturer from one query (the batch facts are computed once, not once
+    per manufacturer: 0.8 s each on the 10x world), keyed by every manufacturer id of ``manufacturer`` (an
+    empty frame for one with no implicated batch)."""
+    rows = install(con).sql(_alert_batches_sql(False)).pl()
+    parts = rows.partition_by("manufacturer_id", as_dict=True, maintain_order=True)
+    empty = rows.clear().drop("manufacturer_id")
+    return {
+        mid: parts[(mid,)].drop("manufacturer_id") if (mid,) in parts else empty
+        for (mid,) in con.sql("SELECT manufacturer_id FROM manufacturer").fetchall()
+    }
 
 
 def _own_batches(batch_ids: list[str]) -> pl.DataFrame:
