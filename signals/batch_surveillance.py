@@ -119,6 +119,30 @@ def _week_index(col: pl.Expr, start: dt.date) -> pl.Expr:
     return ((monday - pl.lit(start)).dt.total_days() // 7).cast(pl.Int64)
 
 
+def _first_look(mu: np.ndarray, Es: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per stream (rows of the looks × streams matrices ``mu`` and ``Es``): whether it has a testable look
+    (finite expected count, E > 0), the index of its first (0 when none) and the rate mu/E there (NaN when none)."""
+    ok_look = np.isfinite(mu) & (Es > 0)
+    has = ok_look.any(axis=1)
+    first = np.where(has, ok_look.argmax(axis=1), 0)
+    rows_ = np.arange(mu.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(has, mu[rows_, first] / Es[rows_, first], np.nan)
+    return has, first, rate
+
+
+def _stream_units_released(streams: pl.DataFrame, units_released: pl.DataFrame | None, n: int) -> np.ndarray:
+    """Units released of each stream's batch, in stream order (``s``); 0 when unknown or not given."""
+    if units_released is None:
+        return np.zeros(n)
+    return (
+        streams.join(units_released.select("batch", pl.col("units_released").cast(pl.Float64)), on="batch", how="left")
+        .sort("s")["units_released"]
+        .fill_null(0.0)
+        .to_numpy()
+    )
+
+
 def monitor_batch_streams(
     packs: pl.DataFrame,
     cases: pl.DataFrame,
@@ -162,24 +186,10 @@ def monitor_batch_streams(
     # without units_released, the expected count accrued by the last look (the one use of
     # later data, documented)
     last_mu = np.where(np.isfinite(mu), mu, -np.inf).max(axis=1)
-    ok_look = np.isfinite(mu) & (Es > 0)
-    first_ok = np.where(ok_look.any(axis=1), ok_look.argmax(axis=1), -1)
-    rows_ = np.arange(S)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        final_rate = np.where(
-            first_ok >= 0, mu[rows_, np.maximum(first_ok, 0)] / Es[rows_, np.maximum(first_ok, 0)], np.nan
-        )
+    _, _, final_rate = _first_look(mu, Es)
+    ur = _stream_units_released(streams, units_released, S)
     T = np.where(np.isfinite(last_mu), last_mu, np.nan)
-    if units_released is not None:
-        ur = (
-            streams.join(
-                units_released.select("batch", pl.col("units_released").cast(pl.Float64)), on="batch", how="left"
-            )
-            .sort("s")["units_released"]
-            .fill_null(0.0)
-            .to_numpy()
-        )
-        T = np.where(np.isfinite(final_rate) & (ur > 0), final_rate * ur, T)
+    T = np.where(np.isfinite(final_rate) & (ur > 0), final_rate * ur, T)
     T = np.where(np.isfinite(T), np.maximum(T, design.min_T), np.nan)
 
     # alpha: family-wise per product, Bonferroni over its streams
@@ -343,22 +353,9 @@ def replay_batch_streams(
     mu = leave_one_out_expected(Es, C, g, design.pseudo_cases)
 
     # T fixed at the first testable look; without units released, the expected count so far
-    ok_look = np.isfinite(mu) & (Es > 0)
-    has = ok_look.any(axis=1)
-    first_ok = np.where(has, ok_look.argmax(axis=1), 0)
+    has, first_ok, rate = _first_look(mu, Es)
     rows_ = np.arange(S)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(has, mu[rows_, first_ok] / Es[rows_, first_ok], np.nan)
-    ur = np.zeros(S)
-    if units_released is not None:
-        ur = (
-            streams.join(
-                units_released.select("batch", pl.col("units_released").cast(pl.Float64)), on="batch", how="left"
-            )
-            .sort("s")["units_released"]
-            .fill_null(0.0)
-            .to_numpy()
-        )
+    ur = _stream_units_released(streams, units_released, S)
     fixed_T = np.isfinite(rate) & (ur > 0)
     running = np.fmax.accumulate(np.where(np.isfinite(mu), mu, np.nan), axis=1)
     T_look = np.where(fixed_T[:, None], (rate * ur)[:, None], running)
