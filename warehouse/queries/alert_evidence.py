@@ -87,16 +87,32 @@ def alert_case_summaries(con: duckdb.DuckDBPyConnection, manufacturer_id: str, s
 
 
 _BATCH_COLUMNS = (
-    "signal_id, batch_id, lot_number, product_id, site, manufactured_on, expiry_on, released_on, units_released, "
-    "recall_status, implicated_by, units_delivered, regions, pharmacies_reached, first_delivery, last_delivery, "
-    "linked_cases, link_methods, cases_per_10k_packs"
+    "signal_id",
+    "batch_id",
+    "lot_number",
+    "product_id",
+    "site",
+    "manufactured_on",
+    "expiry_on",
+    "released_on",
+    "units_released",
+    "recall_status",
+    "implicated_by",
+    "units_delivered",
+    "regions",
+    "pharmacies_reached",
+    "first_delivery",
+    "last_delivery",
+    "linked_cases",
+    "link_methods",
+    "cases_per_10k_packs",
 )
 
 
 def _alert_batches_sql(one_manufacturer: bool) -> str:
     """Implicated batches of each manufacturer's own signals (the batch's manufacturer is the signal's, and the
     signal is one of :data:`_OWN_SIGNALS`'s), one manufacturer's (``$mid``) or every manufacturer's."""
-    cols = ", ".join(f"b.{c.strip()}" for c in _BATCH_COLUMNS.split(","))
+    cols = ", ".join(f"b.{c}" for c in _BATCH_COLUMNS)
     return f"""
         SELECT b.manufacturer_id, {cols}
         FROM pv_signal_batch(NULL) b
